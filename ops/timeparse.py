@@ -57,11 +57,6 @@ def parse_instant(text: str, *, now: datetime) -> datetime:
     return parse_iso(text)
 
 
-def iso_z(moment: datetime) -> str:
-    """``2026-11-27T10:00:00.123456Z``: the event log's own spelling (sortable as text)."""
-    return _utc(moment).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
 def _utc(moment: datetime) -> datetime:
     if moment.tzinfo is None:
         return moment.replace(tzinfo=UTC)
