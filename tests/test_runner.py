@@ -1,0 +1,128 @@
+"""worker.runner: real subprocesses, clean environment, timeout, output cap."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+
+import pytest
+
+from worker.repro import JAVASCRIPT, PYTHON, SHELL, TYPESCRIPT
+from worker.runner import Interpreters, Limits, Unavailable, child_env, command_for, run_snippet
+
+MEMBER = {"AWS_ACCESS_KEY_ID": "ASIAMEMBER", "AWS_SECRET_ACCESS_KEY": "membersecret", "AWS_SESSION_TOKEN": "membertoken"}
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/status") as handle:
+            state = next(line for line in handle if line.startswith("State:"))
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return "Z" not in state.split()[1]
+
+
+def test_child_sees_only_member_credentials_region_and_basics(monkeypatch):
+    # GIVEN a worker whose own environment holds management credentials and a GitHub token
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAMANAGEMENT")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "managementsecret")
+    monkeypatch.setenv("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "/v2/credentials/abc")
+    monkeypatch.setenv("GITHUB_TOKEN", "ghp_secret")
+    # WHEN the child prints the environment it actually got
+    result = run_snippet(PYTHON, "import json, os\nprint(json.dumps(dict(os.environ)))",
+                         credentials=MEMBER, region="eu-west-1")
+    seen = json.loads(result.output)
+    # THEN it holds the member credentials and nothing of the worker's
+    assert seen["AWS_ACCESS_KEY_ID"] == "ASIAMEMBER"
+    assert seen["AWS_SESSION_TOKEN"] == "membertoken"
+    assert seen["AWS_REGION"] == "eu-west-1"
+    assert "GITHUB_TOKEN" not in seen
+    assert "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI" not in seen
+    assert not any("managementsecret" in v or "AKIAMANAGEMENT" in v or "ghp_" in v for v in seen.values())
+    assert set(seen) <= set(child_env(MEMBER, region="x", home="/h")) | {"PWD", "SHLVL", "_", "LC_CTYPE"}
+    # and it ran in its own directory, which is removed afterwards
+    assert seen["HOME"].startswith("/tmp") or "gip-run-" in seen["HOME"]
+    assert not os.path.exists(seen["HOME"])
+
+
+def test_shell_runs_under_bash_euo_pipefail_and_the_exact_command_is_recorded():
+    result = run_snippet(SHELL, "false | true\necho unreachable", credentials=MEMBER, region="us-east-1")
+    assert result.command[1:3] == ("-euo", "pipefail")
+    assert result.command_line.startswith(result.command[0] + " -euo pipefail ")
+    assert result.exit_code == 1
+    assert "unreachable" not in result.output
+
+
+def test_timeout_kills_the_whole_process_group_including_a_grandchild(tmp_path):
+    pidfile = tmp_path / "grandchild.pid"
+    code = f"sleep 300 &\necho $! > {pidfile}\nsleep 300\n"
+    started = time.monotonic()
+    result = run_snippet(SHELL, code, credentials=MEMBER, region="us-east-1",
+                         limits=Limits(timeout_s=1.0, kill_grace_s=0.2))
+    assert time.monotonic() - started < 10
+    assert result.timed_out and result.exit_code == 124
+    grandchild = int(pidfile.read_text())
+    deadline = time.monotonic() + 3
+    while _alive(grandchild) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _alive(grandchild)
+
+
+def test_background_grandchild_of_a_finished_snippet_does_not_outlive_it(tmp_path):
+    pidfile = tmp_path / "bg.pid"
+    result = run_snippet(SHELL, f"sleep 300 &\necho $! > {pidfile}\necho done", credentials=MEMBER, region="us-east-1")
+    assert result.exit_code == 0 and result.duration_s < 5
+    grandchild = int(pidfile.read_text())
+    deadline = time.monotonic() + 3
+    while _alive(grandchild) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _alive(grandchild)
+
+
+def test_output_cap_keeps_head_and_tail_and_counts_the_rest():
+    code = "for i in range(20000):\n    print(f'line {i:05d}')\nprint('THE END')"
+    result = run_snippet(PYTHON, code, credentials=MEMBER, region="us-east-1", limits=Limits(output_cap=4000))
+    assert result.exit_code == 0
+    assert len(result.output.encode()) < 4200
+    assert result.truncated_bytes > 200_000
+    assert result.output.startswith("line 00000")
+    assert result.output.rstrip().endswith("THE END")
+    assert "output cap" in result.output
+
+
+def test_cancel_interrupts_a_running_child():
+    cancel = threading.Event()
+    threading.Timer(0.3, cancel.set).start()
+    result = run_snippet(SHELL, "sleep 60", credentials=MEMBER, region="us-east-1", cancel=cancel,
+                         limits=Limits(kill_grace_s=0.2))
+    assert result.interrupted and not result.timed_out
+    assert result.duration_s < 5
+
+
+def test_syntax_errors_never_start():
+    py = run_snippet(PYTHON, "def broken(:\n  pass", credentials=MEMBER, region="us-east-1")
+    sh = run_snippet(SHELL, "if then fi (", credentials=MEMBER, region="us-east-1")
+    assert py.could_not_start and "syntax" in py.could_not_start
+    assert sh.could_not_start and "syntax" in sh.could_not_start
+
+
+def test_missing_interpreter_could_not_start():
+    gone = Interpreters(bash=None, python="/nonexistent/python3", node=None)
+    result = run_snippet(PYTHON, "print(1)", credentials=MEMBER, region="us-east-1", interpreters=gone)
+    assert result.could_not_start and "/nonexistent/python3" in result.could_not_start
+
+
+@pytest.mark.skipif(Interpreters.discover().node is None, reason="node not installed")
+def test_javascript_runs_with_node():
+    result = run_snippet(JAVASCRIPT, "console.log('from node'); process.exit(4)", credentials=MEMBER, region="us-east-1")
+    assert (result.exit_code, result.output.strip()) == (4, "from node")
+
+
+def test_node_absent_or_too_old_for_typescript_is_unavailable_with_a_reason():
+    with pytest.raises(Unavailable, match="node is not installed"):
+        command_for(JAVASCRIPT, "/x.js", Interpreters(bash="/bin/bash", python="/p", node=None))
+    with pytest.raises(Unavailable, match=r"node >= 22.6.*node 20\.1\.0"):
+        command_for(TYPESCRIPT, "/x.ts", Interpreters(bash="/bin/bash", python="/p", node="/n", node_version=(20, 1, 0)))
+    assert command_for(TYPESCRIPT, "/x.ts", Interpreters(bash="/b", python="/p", node="/n", node_version=(23, 0, 0)))[1] == "--experimental-strip-types"

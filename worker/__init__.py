@@ -1,0 +1,1 @@
+"""The ECS worker: lease an account, assume its role, reproduce, store, clean, release."""
