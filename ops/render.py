@@ -58,9 +58,9 @@ def key_values(pairs: Sequence[tuple[str, Any]]) -> list[str]:
 
 
 def jsonl(items: Iterable[Mapping[str, Any]]) -> Iterator[str]:
-    """One compact JSON object per line (sorted keys: stable for diffing and jq)."""
+    """One compact JSON object per line, spelled like the store's canonical ``body``."""
     for item in items:
-        yield json.dumps(item, sort_keys=True, separators=(",", ":"), default=str)
+        yield json.dumps(item, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
 
 
 def diff_lines(expected: Mapping[str, Any], actual: Mapping[str, Any] | None) -> list[str]:

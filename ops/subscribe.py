@@ -25,6 +25,7 @@ from typing import Any
 
 import botocore.exceptions
 
+from handlers.core import schemas
 from handlers.core.errors import GipError, NotFound, UsageError
 from ops import aws
 from ops.render import table
@@ -33,7 +34,6 @@ OWNER_TAG = "gip:owner"
 USER = "user"
 _NAME_RE = re.compile(r"^[A-Za-z0-9._-]+$")
 _STATEMENT_PREFIX = "gip-sub-"
-SCHEMAS_DIR = Path(__file__).resolve().parent.parent / "schemas"
 
 
 # ---------------------------------------------------------------- pure
@@ -194,21 +194,13 @@ def add_subscriptions_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def known_types() -> set[str]:
-    """Event types that have a schema in ``schemas/`` (through handlers.core.schemas if it says)."""
-    try:
-        from handlers.core import schemas
-
-        lister = getattr(schemas, "event_types", None) or getattr(schemas, "known_types", None)
-        if lister is not None:
-            return set(lister())
-    except ImportError:
-        pass
-    return {p.stem for p in SCHEMAS_DIR.glob("*.json") if p.stem != "envelope"}
+    """Event types that have a schema in ``schemas/``."""
+    return set(schemas.event_types())
 
 
 def _schema(detail_type: str) -> Mapping[str, Any] | None:
     try:
-        return json.loads((SCHEMAS_DIR / f"{detail_type}.json").read_text(encoding="utf-8"))  # type: ignore[no-any-return]
+        return json.loads((schemas.SCHEMA_DIR / f"{detail_type}.json").read_text(encoding="utf-8"))  # type: ignore[no-any-return]
     except (OSError, ValueError):
         return None
 
