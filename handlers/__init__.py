@@ -1,0 +1,1 @@
+"""Lambda entry points (one module each) and the event-sourced core they share."""

@@ -1,0 +1,1 @@
+"""The event-sourced core: envelope, schemas, event store, pure reducers, pool and issue commands."""

@@ -1,0 +1,91 @@
+"""Settings read once per container from the environment (names in docs/internals.md)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+DEFAULT_PREFIX = "github-issue-processor"
+
+
+def _csv(value: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in value.split(",") if part.strip())
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a handler, the worker or the CLI needs to find its resources."""
+
+    prefix: str = DEFAULT_PREFIX
+    region: str = "us-east-1"
+    endpoint_url: str | None = None
+    events_table: str = f"{DEFAULT_PREFIX}-events"
+    pool_table: str = f"{DEFAULT_PREFIX}-pool"
+    issues_table: str = f"{DEFAULT_PREFIX}-issues"
+    bus_name: str = f"{DEFAULT_PREFIX}-bus"
+    results_bucket: str = ""
+    issue_queue_url: str = ""
+    cleanup_queue_url: str = ""
+    github_api_url: str = "https://api.github.com"
+    github_token_secret_id: str = f"{DEFAULT_PREFIX}/github-token"
+    webhook_secret_id: str = f"{DEFAULT_PREFIX}/webhook-secret"
+    required_labels: tuple[str, ...] = ("needs-reproduction",)
+    trusted_permissions: tuple[str, ...] = ("admin", "maintain", "write")
+    bot_login: str = ""
+    max_body_bytes: int = 1_048_576
+    processing_role_name: str = f"{DEFAULT_PREFIX}-processing"
+    external_id: str = ""
+    lease_seconds: int = 900
+    lease_hard_cap_seconds: int = 10_800
+
+    @classmethod
+    def for_prefix(cls, prefix: str, **overrides: object) -> Settings:
+        """Default resource names derived from a deployment prefix."""
+        base = dict(
+            prefix=prefix,
+            events_table=f"{prefix}-events",
+            pool_table=f"{prefix}-pool",
+            issues_table=f"{prefix}-issues",
+            bus_name=f"{prefix}-bus",
+            github_token_secret_id=f"{prefix}/github-token",
+            webhook_secret_id=f"{prefix}/webhook-secret",
+            processing_role_name=f"{prefix}-processing",
+        )
+        base.update(overrides)
+        return cls(**base)  # type: ignore[arg-type]
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Read the settings from ``env`` (default ``os.environ``). Call once per container."""
+        e = os.environ if env is None else env
+        prefix = e.get("GIP_PREFIX", DEFAULT_PREFIX)
+        d = cls.for_prefix(prefix)
+
+        def get(name: str, default: str) -> str:
+            value = e.get(name)
+            return value if value else default
+
+        return cls(
+            prefix=prefix,
+            region=get("AWS_REGION", get("AWS_DEFAULT_REGION", "us-east-1")),
+            endpoint_url=e.get("AWS_ENDPOINT_URL") or None,
+            events_table=get("EVENTS_TABLE", d.events_table),
+            pool_table=get("POOL_TABLE", d.pool_table),
+            issues_table=get("ISSUES_TABLE", d.issues_table),
+            bus_name=get("BUS_NAME", d.bus_name),
+            results_bucket=get("RESULTS_BUCKET", ""),
+            issue_queue_url=get("ISSUE_QUEUE_URL", ""),
+            cleanup_queue_url=get("CLEANUP_QUEUE_URL", ""),
+            github_api_url=get("GITHUB_API_URL", "https://api.github.com").rstrip("/"),
+            github_token_secret_id=get("GITHUB_TOKEN_SECRET_ID", d.github_token_secret_id),
+            webhook_secret_id=get("WEBHOOK_SECRET_ID", d.webhook_secret_id),
+            required_labels=_csv(get("REQUIRED_LABELS", "needs-reproduction")),
+            trusted_permissions=_csv(get("TRUSTED_PERMISSIONS", "admin,maintain,write")),
+            bot_login=get("BOT_LOGIN", ""),
+            max_body_bytes=int(get("MAX_BODY_BYTES", "1048576")),
+            processing_role_name=get("PROCESSING_ROLE_NAME", d.processing_role_name),
+            external_id=get("EXTERNAL_ID", ""),
+            lease_seconds=int(get("LEASE_SECONDS", "900")),
+            lease_hard_cap_seconds=int(get("LEASE_HARD_CAP_SECONDS", "10800")),
+        )
