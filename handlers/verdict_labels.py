@@ -1,0 +1,39 @@
+"""PURE verdict → label rules. The notifier owns these four labels on an issue.
+
+``no_repro_found`` (the issue has no runnable reproduction) gets ``repro-broken``: like a
+crashing reproduction, it needs the reporter to fix the reproduction, not a code fix.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+REPRODUCED = "reproduced"
+NOT_REPRODUCED = "not-reproduced"
+BROKEN = "repro-broken"
+INFRA_ERROR = "repro-infra-error"
+ALL = (REPRODUCED, NOT_REPRODUCED, BROKEN, INFRA_ERROR)
+
+_BY_VERDICT = {
+    "reproduced": REPRODUCED,
+    "not_reproduced": NOT_REPRODUCED,
+    "broken_repro": BROKEN,
+    "no_repro_found": BROKEN,
+}
+
+
+def label_for(verdict: str) -> str:
+    """The label for a verdict; an unknown verdict is an infrastructure error."""
+    return _BY_VERDICT.get(verdict, INFRA_ERROR)
+
+
+def changes(wanted: str, current: Iterable[str]) -> tuple[list[str], list[str]]:
+    """``(to_add, to_remove)`` so that ``wanted`` is the only verdict label left.
+
+    Only labels present in ``current`` are removed, so nothing is sent for labels that are
+    not there; ``wanted`` is added only when missing.
+    """
+    have = set(current)
+    add = [] if wanted in have else [wanted]
+    remove = [label for label in ALL if label != wanted and label in have]
+    return add, remove

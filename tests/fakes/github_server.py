@@ -1,0 +1,361 @@
+"""A local, threaded HTTP server that plays the parts of the GitHub REST API we use.
+
+Usage (or take the ``github_server`` fixture from ``tests/fakes/fixtures.py``)::
+
+    gh = FakeGitHub(token="test-token", login="gip-bot").start()   # free port on 127.0.0.1
+    gh.add_issue("octo/repo", 7, labels=["needs-reproduction"])
+    gh.set_permission("octo/repo", "alice", "write")
+    os.environ["GITHUB_API_URL"] = gh.url        # or gh.url + "/api/v3": GHES paths work too
+    ...
+    gh.comments("octo/repo", 7)    # -> [{"id", "body", "user": {"login"}, ...}, ...]
+    gh.labels("octo/repo", 7)      # -> ["needs-reproduction", "reproduced"]
+    gh.reactions("octo/repo", 7)   # -> ["eyes"]
+    gh.requests                    # every request, in order: Recorded(method, path, query, headers, json)
+    gh.fail_next(500, n=3)         # the next 3 requests answer 500
+    gh.fail_next(403, headers={"Retry-After": "2"}, method="POST")
+    gh.stop()
+
+Routes (all under an optional ``/api/v3`` prefix):
+
+    GET    /user
+    GET    /repos/{o}/{r}/issues/{n}
+    GET    /repos/{o}/{r}/issues/{n}/comments        ?per_page=&page=  (Link: rel="next")
+    POST   /repos/{o}/{r}/issues/{n}/comments        {"body"}          -> 201
+    GET    /repos/{o}/{r}/issues/comments/{id}
+    PATCH  /repos/{o}/{r}/issues/comments/{id}       {"body"}
+    POST   /repos/{o}/{r}/issues/{n}/reactions       {"content"}       -> 201 (200 if already there)
+    POST   /repos/{o}/{r}/issues/{n}/labels          {"labels": [...]}
+    DELETE /repos/{o}/{r}/issues/{n}/labels/{name}                     -> 404 if absent
+    GET    /repos/{o}/{r}/collaborators/{user}/permission
+
+Unknown issues answer 404, as GitHub does: add them first (``add_issue``, or
+``add_issue_from_payload`` with a webhook payload). A user with no permission set gets
+``read``, like anyone on a public repository. With ``token`` set, a request without
+``Authorization: Bearer <token>`` (or ``token <token>``) answers 401.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import re
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+_LEGACY = {"admin": "admin", "maintain": "write", "write": "write", "triage": "read",
+           "read": "read", "none": "none"}
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """One request as the server saw it (``json`` is the decoded body, or None)."""
+
+    method: str
+    path: str  # without the /api/v3 prefix and the query string
+    query: dict[str, str]
+    headers: dict[str, str]  # lower-cased names
+    json: Any = None
+
+    @property
+    def is_write(self) -> bool:
+        return self.method in ("POST", "PATCH", "PUT", "DELETE")
+
+
+@dataclass
+class _Failure:
+    status: int
+    remaining: int
+    headers: dict[str, str]
+    body: dict[str, Any]
+    method: str | None
+    path_contains: str | None
+
+    def matches(self, method: str, path: str) -> bool:
+        return ((self.method is None or self.method == method)
+                and (self.path_contains is None or self.path_contains in path))
+
+
+@dataclass
+class _Issue:
+    repo: str
+    number: int
+    title: str
+    state: str
+    labels: list[str]
+    user: str
+    comments: list[dict[str, Any]] = field(default_factory=list)
+    reactions: list[dict[str, Any]] = field(default_factory=list)
+
+
+class FakeGitHub:
+    """The fake GitHub. Thread-safe; every public method may be called while serving."""
+
+    def __init__(self, *, token: str | None = "test-token", login: str = "gip-bot",
+                 host: str = "127.0.0.1") -> None:
+        self.token = token
+        self.login = login
+        self._host = host
+        self._lock = threading.RLock()
+        self._issues: dict[tuple[str, int], _Issue] = {}
+        self._permissions: dict[tuple[str, str], str] = {}
+        self._failures: list[_Failure] = []
+        self._ids = itertools.count(1001)
+        self._requests: list[Recorded] = []
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # ------------------------------------------------------------ lifecycle
+
+    def start(self) -> FakeGitHub:
+        handler = type("Handler", (_Handler,), {"fake": self})
+        self._server = ThreadingHTTPServer((self._host, 0), handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.02,),
+                                        daemon=True, name="fake-github")
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def __enter__(self) -> FakeGitHub:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def url(self) -> str:
+        """Base URL to use as ``GITHUB_API_URL`` (no trailing slash)."""
+        assert self._server, "start() the server first"
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    # ------------------------------------------------------------ arranging
+
+    def add_issue(self, repo: str, number: int, *, title: str = "A bug", state: str = "open",
+                  labels: list[str] | tuple[str, ...] = (), user: str = "reporter") -> None:
+        with self._lock:
+            self._issues[(repo, number)] = _Issue(repo, number, title, state, list(labels), user)
+
+    def add_issue_from_payload(self, payload: Mapping[str, Any]) -> None:
+        """Seed the issue of a webhook payload (``issues`` or ``issue_comment`` event)."""
+        issue = payload["issue"]
+        self.add_issue(
+            payload["repository"]["full_name"], int(issue["number"]), title=issue.get("title", ""),
+            state=issue.get("state", "open"), labels=[lb["name"] for lb in issue.get("labels", [])],
+            user=issue.get("user", {}).get("login", "reporter"),
+        )
+
+    def set_issue_state(self, repo: str, number: int, state: str) -> None:
+        with self._lock:
+            self._issue(repo, number).state = state
+
+    def set_labels(self, repo: str, number: int, labels: list[str]) -> None:
+        with self._lock:
+            self._issue(repo, number).labels = list(labels)
+
+    def set_permission(self, repo: str, user: str, permission: str) -> None:
+        """``permission`` is a role: admin, maintain, write, triage, read or none."""
+        with self._lock:
+            self._permissions[(repo, user)] = permission
+
+    def add_comment(self, repo: str, number: int, body: str, *, login: str = "someone") -> dict[str, Any]:
+        """Seed a comment by ``login`` (default: not us), as if written earlier."""
+        with self._lock:
+            return self._new_comment(self._issue(repo, number), body, login)
+
+    def fail_next(self, status: int, n: int = 1, headers: Mapping[str, str] | None = None, *,
+                  body: Mapping[str, Any] | None = None, method: str | None = None,
+                  path_contains: str | None = None) -> None:
+        """Answer the next ``n`` matching requests with ``status`` (and ``headers``).
+
+        Failed requests are recorded too. Several calls queue up in order.
+        """
+        message = {403: "API rate limit exceeded", 429: "You have exceeded a secondary rate limit"}
+        with self._lock:
+            self._failures.append(_Failure(
+                status, n, dict(headers or {}),
+                dict(body or {"message": message.get(status, f"fake failure {status}")}),
+                method.upper() if method else None, path_contains,
+            ))
+
+    # ------------------------------------------------------------ inspecting
+
+    @property
+    def requests(self) -> list[Recorded]:
+        with self._lock:
+            return list(self._requests)
+
+    def writes(self) -> list[Recorded]:
+        return [r for r in self.requests if r.is_write]
+
+    def comments(self, repo: str, number: int) -> list[dict[str, Any]]:
+        with self._lock:
+            return [dict(c) for c in self._issue(repo, number).comments]
+
+    def labels(self, repo: str, number: int) -> list[str]:
+        with self._lock:
+            return list(self._issue(repo, number).labels)
+
+    def reactions(self, repo: str, number: int) -> list[str]:
+        with self._lock:
+            return [r["content"] for r in self._issue(repo, number).reactions]
+
+    def reset_requests(self) -> None:
+        with self._lock:
+            self._requests.clear()
+
+    # ------------------------------------------------------------ serving
+
+    def _issue(self, repo: str, number: int) -> _Issue:
+        try:
+            return self._issues[(repo, number)]
+        except KeyError:
+            raise LookupError(f"no issue {repo}#{number} in the fake; add_issue() it") from None
+
+    def _new_comment(self, issue: _Issue, body: str, login: str) -> dict[str, Any]:
+        cid = next(self._ids)
+        comment = {
+            "id": cid, "body": body, "user": {"login": login, "type": "Bot" if login == self.login else "User"},
+            "html_url": f"https://github.com/{issue.repo}/issues/{issue.number}#issuecomment-{cid}",
+            "issue_url": f"{self.url if self._server else ''}/repos/{issue.repo}/issues/{issue.number}",
+        }
+        issue.comments.append(comment)
+        return comment
+
+    def _issue_doc(self, issue: _Issue) -> dict[str, Any]:
+        return {
+            "number": issue.number, "title": issue.title, "state": issue.state,
+            "labels": [{"name": n} for n in issue.labels], "user": {"login": issue.user},
+            "html_url": f"https://github.com/{issue.repo}/issues/{issue.number}",
+            "comments": len(issue.comments),
+        }
+
+    def _take_failure(self, method: str, path: str) -> _Failure | None:
+        for failure in self._failures:
+            if failure.remaining > 0 and failure.matches(method, path):
+                failure.remaining -= 1
+                return failure
+        self._failures = [f for f in self._failures if f.remaining > 0]
+        return None
+
+    def handle(self, method: str, raw_path: str, headers: dict[str, str], body: bytes
+               ) -> tuple[int, dict[str, str], Any]:
+        """Route one request: returns ``(status, headers, json document)``."""
+        split = urlsplit(raw_path)
+        path = split.path.removeprefix("/api/v3")
+        query = {k: v[-1] for k, v in parse_qs(split.query).items()}
+        try:
+            doc = json.loads(body) if body else None
+        except ValueError:
+            doc = None
+        with self._lock:
+            self._requests.append(Recorded(method, path, query, headers, doc))
+            failure = self._take_failure(method, path)
+            if failure:
+                return failure.status, failure.headers, failure.body
+            if self.token is not None and headers.get("authorization") not in (
+                    f"Bearer {self.token}", f"token {self.token}"):
+                return 401, {}, {"message": "Bad credentials"}
+            try:
+                return self._route(method, path, query, doc)
+            except LookupError:
+                return 404, {}, {"message": "Not Found"}
+
+    def _route(self, method: str, path: str, query: dict[str, str], doc: Any
+               ) -> tuple[int, dict[str, str], Any]:
+        if method == "GET" and path == "/user":
+            return 200, {}, {"login": self.login, "type": "Bot"}
+        m = re.fullmatch(r"/repos/([^/]+/[^/]+)/(.+)", path)
+        if not m:
+            raise LookupError(path)
+        repo, rest = m[1], m[2]
+        if mm := re.fullmatch(r"collaborators/([^/]+)/permission", rest):
+            if method != "GET":
+                raise LookupError(path)
+            user = unquote(mm[1])
+            role = self._permissions.get((repo, user), "read")
+            return 200, {}, {"permission": _LEGACY.get(role, "read"), "role_name": role,
+                             "user": {"login": user}}
+        if mm := re.fullmatch(r"issues/comments/(\d+)", rest):
+            comment = next((c for i in self._issues.values() if i.repo == repo
+                            for c in i.comments if c["id"] == int(mm[1])), None)
+            if comment is None:
+                raise LookupError(path)
+            if method == "PATCH":
+                comment["body"] = (doc or {})["body"]
+            elif method != "GET":
+                raise LookupError(path)
+            return 200, {}, dict(comment)
+        mm = re.fullmatch(r"issues/(\d+)(/.*)?", rest)
+        if not mm:
+            raise LookupError(path)
+        issue, sub = self._issue(repo, int(mm[1])), mm[2] or ""
+        if sub == "" and method == "GET":
+            return 200, {}, self._issue_doc(issue)
+        if sub == "/comments" and method == "GET":
+            return self._page(issue, query)
+        if sub == "/comments" and method == "POST":
+            return 201, {}, dict(self._new_comment(issue, (doc or {})["body"], self.login))
+        if sub == "/reactions" and method == "POST":
+            content = (doc or {})["content"]
+            for r in issue.reactions:
+                if r["content"] == content and r["user"]["login"] == self.login:
+                    return 200, {}, r
+            reaction = {"id": next(self._ids), "content": content, "user": {"login": self.login}}
+            issue.reactions.append(reaction)
+            return 201, {}, reaction
+        if sub == "/labels" and method == "POST":
+            for name in (doc or {}).get("labels", []):
+                if name not in issue.labels:
+                    issue.labels.append(name)
+            return 200, {}, [{"name": n} for n in issue.labels]
+        if sub.startswith("/labels/") and method == "DELETE":
+            name = unquote(sub.removeprefix("/labels/"))
+            if name not in issue.labels:
+                return 404, {}, {"message": "Label does not exist"}
+            issue.labels.remove(name)
+            return 200, {}, [{"name": n} for n in issue.labels]
+        raise LookupError(path)
+
+    def _page(self, issue: _Issue, query: dict[str, str]) -> tuple[int, dict[str, str], Any]:
+        per_page = min(100, int(query.get("per_page", 30)))
+        page = int(query.get("page", 1))
+        items = issue.comments[(page - 1) * per_page: page * per_page]
+        headers = {}
+        if page * per_page < len(issue.comments):
+            nxt = f"{self.url}/repos/{issue.repo}/issues/{issue.number}/comments?per_page={per_page}&page={page + 1}"
+            headers["Link"] = f'<{nxt}>; rel="next"'
+        return 200, headers, [dict(c) for c in items]
+
+
+class _Handler(BaseHTTPRequestHandler):
+    fake: FakeGitHub
+    protocol_version = "HTTP/1.1"
+
+    def _serve(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        status, extra, doc = self.fake.handle(self.command, self.path, headers, body)
+        payload = b"" if doc is None else json.dumps(doc).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json; charset=utf-8")
+        self.send_header("Content-Length", str(len(payload)))
+        for name, value in extra.items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(payload)
+
+    do_GET = do_POST = do_PATCH = do_PUT = do_DELETE = _serve
+
+    def log_message(self, format: str, *args: Any) -> None:  # keep pytest output clean
+        pass
