@@ -1,0 +1,79 @@
+"""Shared fixtures: fake AWS credentials, moto in-process, moto server over HTTP, core tables.
+
+- ``aws_env``      fake credentials + region for every test (autouse); no real AWS is reachable.
+- ``moto_server``  a ThreadedMotoServer on a free 127.0.0.1 port (module scope); yields its URL.
+- ``core``         moto in-process + the three tables: a namespace with settings, tables,
+                   store, pool and issues (function scope).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Iterator
+from types import SimpleNamespace
+
+import pytest
+
+FAKE_ENV = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_REGION": "us-east-1",
+}
+
+
+@pytest.fixture(autouse=True)
+def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for key, value in FAKE_ENV.items():
+        monkeypatch.setenv(key, value)
+    for key in ("AWS_PROFILE", "GITHUB_TOKEN"):
+        monkeypatch.delenv(key, raising=False)
+    if "AWS_ENDPOINT_URL" in os.environ and not os.environ.get("GIP_KEEP_ENDPOINT"):
+        monkeypatch.delenv("AWS_ENDPOINT_URL")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def moto_server() -> Iterator[str]:
+    """A real moto server over HTTP; each module gets its own, on a free port."""
+    from moto.server import ThreadedMotoServer
+
+    for key, value in FAKE_ENV.items():
+        os.environ.setdefault(key, value)
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.stop()
+
+
+def make_core(endpoint_url: str | None = None, prefix: str = "test") -> SimpleNamespace:
+    from handlers.core.config import Settings
+    from handlers.core.issue_service import Issues
+    from handlers.core.models import Tables, create_tables
+    from handlers.core.pool_service import Pool
+    from handlers.core.store import DynamoEventStore
+
+    settings = Settings.for_prefix(prefix, endpoint_url=endpoint_url)
+    tables = Tables.from_settings(settings)
+    create_tables(tables)
+    store = DynamoEventStore(tables)
+    return SimpleNamespace(settings=settings, tables=tables, store=store,
+                           pool=Pool(store=store), issues=Issues(store=store))
+
+
+@pytest.fixture
+def core() -> Iterator[SimpleNamespace]:
+    from moto import mock_aws
+
+    with mock_aws():
+        yield make_core()
