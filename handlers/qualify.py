@@ -66,11 +66,15 @@ class Ignore:
 
 @dataclass(frozen=True)
 class Receive:
-    """Append IssueReceived for ``repo#number`` unless the issue is already active."""
+    """Append IssueReceived for ``repo#number`` unless the issue is already active.
+
+    ``data`` is IssueReceived's data (schemas/IssueReceived.json) without ``run``, which the
+    issue stream assigns.
+    """
 
     repo: str
     number: int
-    data: Mapping[str, Any] = field(repr=False)
+    data: dict[str, Any] = field(repr=False)
 
 
 @dataclass(frozen=True)
@@ -120,8 +124,10 @@ def _trigger(payload: Mapping[str, Any], rules: Rules, action: str) -> Decision:
         return Ignore("issue carries no required label")
     if issue.get("state") == "closed":
         return Ignore("issue is closed")
-    trigger = "labeled" if action == "labeled" else "opened"
-    return _receive(payload, issue, labels, trigger=trigger)
+    receive = _receive(payload, issue, labels, trigger=action)
+    if action == "labeled":
+        receive.data["label"] = label
+    return receive
 
 
 def _command(payload: Mapping[str, Any], rules: Rules) -> Decision:
@@ -140,7 +146,12 @@ def _command(payload: Mapping[str, Any], rules: Rules) -> Decision:
     labels = _label_names(issue)
     if not any(rules.is_required(name) for name in labels):
         return Ignore("issue carries no required label")
-    return _receive(payload, issue, labels, trigger="command", command=command)
+    receive = _receive(payload, issue, labels, trigger="command")
+    receive.data["command"] = command
+    comment_id = comment.get("id")
+    if isinstance(comment_id, int) and not isinstance(comment_id, bool):
+        receive.data["comment_id"] = comment_id
+    return receive
 
 
 def _cancel(payload: Mapping[str, Any], rules: Rules, action: str) -> Decision:
@@ -171,7 +182,6 @@ def _receive(
     labels: list[str],
     *,
     trigger: str,
-    command: str | None = None,
 ) -> Receive:
     repo, number = _repo(payload), _number(issue)
     sender = _obj(payload, "sender")
@@ -186,8 +196,6 @@ def _receive(
         "author_association": _opt_str(issue, "author_association") or "NONE",
         "body": cap_json_size(_opt_str(issue, "body"), MAX_BODY_JSON_BYTES),
     }
-    if command is not None:
-        data["command"] = command
     return Receive(repo=repo, number=number, data=data)
 
 

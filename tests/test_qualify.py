@@ -61,7 +61,8 @@ def test_required_label_applied_qualifies_with_full_data() -> None:
     assert data["html_url"] == "https://github.com/octo-org/hello-world/issues/42"
     assert data["author_association"] == "CONTRIBUTOR"
     assert "### Reproduction" in data["body"]
-    assert "command" not in data
+    assert data["label"] == "needs-reproduction"
+    assert "command" not in data and "run" not in data
 
 
 def test_label_match_is_case_insensitive() -> None:
@@ -87,10 +88,10 @@ def test_opened_with_required_label_qualifies() -> None:
     assert decision.data["sender"] == "octocat"
 
 
-def test_reopened_with_required_label_qualifies_as_opened() -> None:
+def test_reopened_with_required_label_qualifies() -> None:
     payload = payload_of("wh_issues_opened.json") | {"action": "reopened"}
     decision = qualify(delivery("issues", payload), RULES)
-    assert isinstance(decision, Receive) and decision.data["trigger"] == "opened"
+    assert isinstance(decision, Receive) and decision.data["trigger"] == "reopened"
 
 
 def test_opened_without_required_label_is_ignored() -> None:
@@ -104,6 +105,7 @@ def test_reproduce_comment_qualifies_as_command() -> None:
     assert isinstance(decision, Receive)
     assert decision.data["trigger"] == "command"
     assert decision.data["command"] == "/reproduce"
+    assert decision.data["comment_id"] == 2124455001
     assert decision.data["sender"] == "monalisa"
 
 
