@@ -83,9 +83,11 @@ _RULES: list[tuple[re.Pattern[str], str]] = [
     # Authorization headers and bearer tokens
     (re.compile(r"(?i)\b(bearer|token|basic)\s+[A-Za-z0-9._~+/=-]{12,}"), r"\1 " + REDACTED),
     # credentials inside URLs
-    (re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s:@]+:[^/\s@]+@"), r"\1" + REDACTED + "@"),
+    (re.compile(r"(?i)(?<![a-z0-9+.-])([a-z][a-z0-9+.-]{0,15}://)[^/\s:@]{1,200}:[^/\s@]{1,200}@"),
+     r"\1" + REDACTED + "@"),
     # key = value / "key": "value" where the key looks secret
-    (re.compile(r"(?i)([\"']?[A-Za-z0-9_.-]*" + _SECRET_WORD + r"[A-Za-z0-9_.-]*[\"']?\s*[=:]\s*)"
+    (re.compile(r"(?i)(?<![A-Za-z0-9_.-])([\"']?[A-Za-z0-9_.-]{0,40}" + _SECRET_WORD
+                + r"[A-Za-z0-9_.-]{0,40}[\"']?\s{0,5}[=:]\s{0,5})"
                 r"(?!\[REDACTED)(\"[^\"\n]*\"|'[^'\n]*'|[^\s,;]+)"), r"\1" + REDACTED),
     # Slack tokens
     (re.compile(r"\bxox[abposr]-[A-Za-z0-9-]{10,}"), "[REDACTED SLACK TOKEN]"),
@@ -147,7 +149,7 @@ def result_link(view: StatusView) -> str | None:
         url = f"https://s3.console.aws.amazon.com/s3/object/{bucket}?prefix={key}"
         return f"[full result]({url}) (`{view.result_uri}`)"
     if view.result_uri:
-        return f"`{_clip(sanitize(view.result_uri), 500)}`"
+        return f"`{_clip(sanitize(view.result_uri[:1000]), 500)}`"
     return None
 
 
@@ -173,7 +175,7 @@ def _head(view: StatusView) -> str:
     rows = "\n".join(f"| {k} | {v.replace('|', '&#124;')} |" for k, v in _rows(view))
     parts = [STATUS_MARKER, "### Reproduction status", "", "| | |", "|---|---|", rows]
     if view.error:
-        err = _clip(sanitize(view.error))
+        err = _clip(sanitize(view.error[: 2 * MAX_FIELD_CHARS]))
         fence = _fence(err)
         parts += ["", "**Error**", "", f"{fence}text", err, fence]
     return "\n".join(parts)
@@ -185,7 +187,9 @@ def render_status(view: StatusView, *, limit: int = MAX_BODY_CHARS) -> str:
     footer = "\n\n<sub>Posted by github-issue-processor; this comment is edited as the run goes.</sub>"
     if not view.log_tail:
         return (head + footer)[:limit]
-    log = sanitize(tail(view.log_tail))
+    # Pre-cut so sanitising stays cheap; a secret split at this cut is dropped further down,
+    # because the kept tail is far shorter than what is sanitised.
+    log = sanitize(tail(view.log_tail[-3 * limit:]))
     fence = _fence(log)
     title = f"Last {TAIL_LINES} lines of output"
 
