@@ -1,8 +1,9 @@
 """Pure qualification rules: which verified deliveries start a run, cancel one, or are ignored.
 
-``qualify(delivery, rules)`` looks only at the delivery. Whether a run really starts is then
-decided by the issue stream's state inside ``Issues.receive`` (an issue already received,
-queued or running is not queued again), and whether a cancel applies by :func:`cancels`.
+``qualify(delivery, rules)`` looks only at the delivery. Whether something is appended is then
+decided by the issue stream's state in the core: ``Issues.receive`` does not start a run for an
+issue already received, queued or running, and ``Issues.cancel`` skips only a run still
+waiting (received, queued, or failed and awaiting a retry).
 
 What qualifies (DESIGN.md, data flow step 1):
 
@@ -30,8 +31,6 @@ COMMANDS = ("/reproduce", "/retry")
 # (256 KB entries); cap its JSON-encoded size so the worst case still fits with room to spare.
 MAX_BODY_JSON_BYTES = 64 * 1024
 MAX_TITLE_CHARS = 256
-# Statuses of the issue projection in which a queued run can still be cancelled.
-CANCELLABLE = frozenset({"QUEUED"})
 
 _REPO = re.compile(r"[A-Za-z0-9_.-]{1,100}/[A-Za-z0-9_.-]{1,100}")
 
@@ -79,7 +78,7 @@ class Receive:
 
 @dataclass(frozen=True)
 class Cancel:
-    """Append IssueSkipped(reason) if the issue is queued (see :func:`cancels`)."""
+    """Append IssueSkipped(reason) if the issue's run is still waiting (``Issues.cancel``)."""
 
     repo: str
     number: int
@@ -103,11 +102,6 @@ def qualify(delivery: Delivery, rules: Rules) -> Decision:
     if event in ("issues", "issue_comment"):
         return Ignore(f"{event}.{action or '?'} is not handled")
     return Ignore(f"event {event!r} is not handled")
-
-
-def cancels(status: str | None) -> bool:
-    """True if a Cancel applies to an issue whose projection status is ``status``."""
-    return status in CANCELLABLE
 
 
 def _trigger(payload: Mapping[str, Any], rules: Rules, action: str) -> Decision:

@@ -17,7 +17,6 @@ from handlers.qualify import (
     Pong,
     Receive,
     Rules,
-    cancels,
     cap_json_size,
     first_line_command,
     qualify,
@@ -196,12 +195,6 @@ def test_unlabeled_other_label_is_ignored() -> None:
     assert qualify(d, RULES) == Ignore("label 'bug' is not a required label")
 
 
-def test_cancel_applies_only_to_a_queued_issue() -> None:
-    assert cancels("QUEUED")
-    for status in (None, "RECEIVED", "RUNNING", "PROCESSED", "FAILED", "SKIPPED"):
-        assert not cancels(status)
-
-
 @pytest.mark.parametrize(
     ("event", "action", "reason"),
     [("issues", "edited", "issues.edited is not handled"),
@@ -241,3 +234,19 @@ def test_cap_json_size_keeps_short_text_and_never_splits_a_character() -> None:
     assert cap_json_size("abc", 100) == "abc"
     capped = cap_json_size("😀" * 100, 42)
     assert capped == "😀" * 10  # 2 quotes + 10 * 4 bytes
+
+
+@pytest.mark.parametrize(
+    ("event", "name"),
+    [("issues", "wh_issues_labeled.json"), ("issues", "wh_issues_opened.json"),
+     ("issue_comment", "wh_issue_comment_created.json")],
+)
+def test_receive_data_plus_run_is_a_valid_issue_received(event: str, name: str) -> None:
+    from handlers.core import schemas
+    from handlers.core.envelope import Cause, issue_stream, new_event
+
+    decision = qualify(delivery(event, payload_of(name)), RULES)
+    assert isinstance(decision, Receive)
+    envelope = new_event("IssueReceived", stream=issue_stream(decision.repo, decision.number),
+                         data={**decision.data, "run": 1}, cause=Cause(correlation_id="d-1", actor="webhook"))
+    schemas.validate({**envelope, "version": 1})

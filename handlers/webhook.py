@@ -1,0 +1,188 @@
+"""The GitHub webhook: API Gateway proxy event in, small JSON answer out (DESIGN.md step 1).
+
+A thin adapter around pure code: header names are lowercased and base64 bodies decoded here,
+``handlers.delivery`` checks size, headers, media type, signature and JSON, and
+``handlers.qualify`` decides. A qualifying delivery becomes ``Issues.receive`` (one read of
+the issue row, one TransactWriteItems: delivery marker + IssueReceived + row), a cancel
+becomes ``Issues.cancel``. The webhook never calls GitHub, SQS or EventBridge: the outbox
+publisher does, from the table's stream.
+
+Answers: 200 ping; 202 accepted / ignored (with the reason); 400 / 401 / 413 / 415 for bad
+requests (nothing appended); 500 when no secret is configured (it never accepts) or storage
+fails (GitHub shows the failed delivery, which can be redelivered: the delivery id makes that
+safe).
+
+Imports stay light: the event store (pynamodb, botocore) is imported on the first delivery
+that needs it, boto3 only when the secret comes from Secrets Manager.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+import os
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from handlers.core.envelope import Cause
+from handlers.core.errors import ConcurrencyConflict, ConfigError, GipError, IllegalTransition
+from handlers.delivery import BadRequest, WebhookRejected, parse_delivery, parse_secrets
+from handlers.qualify import Cancel, Ignore, Pong, Receive, Rules, qualify
+
+log = logging.getLogger(__name__)
+log.setLevel(logging.INFO)
+
+Response = dict[str, Any]
+ACTOR = "webhook"
+
+
+def handler(event: Mapping[str, Any], context: Any = None) -> Response:
+    """Lambda entry point (API Gateway REST or HTTP API proxy integration)."""
+    try:
+        settings, secrets = _settings(), _secrets()
+    except ConfigError as exc:
+        log.error("webhook: %s; every delivery is refused until it is configured", exc)
+        return answer(500, "error", "webhook is not configured")
+    return handle(event, rules=Rules(settings.required_labels, settings.bot_login),
+                  secrets=secrets, max_bytes=settings.max_body_bytes, issues=_issues)
+
+
+def handle(
+    event: Mapping[str, Any],
+    *,
+    rules: Rules,
+    secrets: tuple[str, ...],
+    max_bytes: int,
+    issues: Callable[[], Any],
+) -> Response:
+    """Answer one proxy event; ``issues()`` gives the ``Issues`` service, built on first use."""
+    delivery_id = ""
+    try:
+        headers, body = request_parts(event)
+        delivery_id = headers.get("x-github-delivery", "")[:100]
+        delivery = parse_delivery(headers, body, secrets=secrets, max_bytes=max_bytes)
+        decision = qualify(delivery, rules)
+        response = _act(decision, delivery.delivery_id, issues)
+    except WebhookRejected as exc:
+        response = answer(exc.status, "rejected", exc.reason)
+    except ConfigError as exc:
+        log.error("webhook: %s; every delivery is refused until it is configured", exc)
+        response = answer(500, "error", "webhook is not configured")
+    except GipError as exc:
+        log.error("webhook: delivery %s not stored: %s", delivery_id, exc)
+        response = answer(500, "error", "could not store the delivery; redeliver it")
+    except Exception:  # the boundary: an unexpected storage failure is a 500, not a 502
+        log.exception("webhook: delivery %s failed", delivery_id)
+        response = answer(500, "error", "could not store the delivery; redeliver it")
+    log.info("webhook: delivery=%s status=%s %s", delivery_id or "-", response["statusCode"],
+             response["body"])
+    return response
+
+
+def _act(decision: Pong | Ignore | Receive | Cancel, delivery_id: str,
+         issues: Callable[[], Any]) -> Response:
+    if isinstance(decision, Pong):
+        return answer(200, "ok", decision.reason)
+    if isinstance(decision, Ignore):
+        return answer(decision.status, "ignored", decision.reason)
+    cause = Cause(correlation_id=delivery_id, actor=ACTOR)
+    if isinstance(decision, Receive):
+        result = issues().receive(delivery_id=delivery_id, repo=decision.repo,
+                                  number=decision.number, data=decision.data, cause=cause)
+        if result.appended:
+            return answer(202, "accepted", f"run {result.event['data']['run']} received")
+        return answer(202, "ignored", result.reason.replace("_", " "))
+    for _ in range(2):  # a run that moved on between the read and the write is re-decided once
+        try:
+            skipped = issues().cancel(decision.repo, decision.number, reason=decision.reason,
+                                      cause=cause)
+        except (ConcurrencyConflict, IllegalTransition):
+            continue
+        if skipped is None:
+            return answer(202, "ignored", "no queued run to cancel")
+        return answer(202, "accepted", f"run {skipped['data']['run']} skipped ({decision.reason})")
+    return answer(202, "ignored", "no queued run to cancel")
+
+
+def request_parts(event: Mapping[str, Any]) -> tuple[dict[str, str], bytes]:
+    """Lowercased headers and the raw body bytes of an API Gateway proxy event."""
+    raw = event.get("headers") or {}
+    if not raw:  # REST API events may carry only multiValueHeaders
+        raw = {k: v[-1] for k, v in (event.get("multiValueHeaders") or {}).items()
+               if isinstance(v, list) and v}
+    headers = {k.lower(): v for k, v in raw.items() if isinstance(k, str) and isinstance(v, str)}
+    body = event.get("body") or ""
+    if not isinstance(body, str):
+        raise BadRequest("body is not text")
+    if event.get("isBase64Encoded"):
+        try:
+            return headers, base64.b64decode(body, validate=True)
+        except (binascii.Error, ValueError) as exc:
+            raise BadRequest("body is not valid base64") from exc
+    try:
+        return headers, body.encode("utf-8")
+    except UnicodeEncodeError as exc:  # lone surrogates: not what GitHub sends
+        raise BadRequest("body is not valid UTF-8") from exc
+
+
+def answer(status: int, state: str, reason: str) -> Response:
+    """A small JSON response: ``{"status": state, "reason": reason}``."""
+    return {
+        "statusCode": status,
+        "headers": {"Content-Type": "application/json"},
+        "body": json.dumps({"status": state, "reason": reason}),
+    }
+
+
+# --- per-container state: settings, secret and the Issues service, each built once ---------
+_CACHE: dict[str, Any] = {}
+
+
+def reset() -> None:
+    """Forget the cached settings, secret and service (tests; a new container)."""
+    _CACHE.clear()
+
+
+def _settings() -> Any:
+    if "settings" not in _CACHE:
+        from handlers.core.config import Settings
+
+        try:
+            _CACHE["settings"] = Settings.from_env()
+        except ValueError as exc:
+            raise ConfigError(f"invalid setting: {exc}") from exc
+    return _CACHE["settings"]
+
+
+def _secrets() -> tuple[str, ...]:
+    """GITHUB_WEBHOOK_SECRET (``current[,next]``), else the Secrets Manager secret; cached."""
+    if "secrets" not in _CACHE:
+        secrets = parse_secrets(os.environ.get("GITHUB_WEBHOOK_SECRET"))
+        if not secrets:
+            secrets = parse_secrets(_fetch_secret(_settings().webhook_secret_id))
+        if not secrets:
+            raise ConfigError("no webhook secret configured (GITHUB_WEBHOOK_SECRET or WEBHOOK_SECRET_ID)")
+        _CACHE["secrets"] = secrets  # only a usable secret is cached: a fix needs no new container
+    return _CACHE["secrets"]  # type: ignore[no-any-return]
+
+
+def _fetch_secret(secret_id: str) -> str:
+    import boto3
+    import botocore.exceptions
+
+    try:
+        value = boto3.client("secretsmanager").get_secret_value(SecretId=secret_id)
+    except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
+        code = getattr(exc, "response", {}).get("Error", {}).get("Code", type(exc).__name__)
+        raise ConfigError(f"webhook secret {secret_id!r} unreadable: {code}") from exc
+    return str(value.get("SecretString") or "")
+
+
+def _issues() -> Any:
+    if "issues" not in _CACHE:
+        from handlers.core.issue_service import Issues
+
+        _CACHE["issues"] = Issues.from_settings(_settings())
+    return _CACHE["issues"]
