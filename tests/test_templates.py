@@ -1,0 +1,176 @@
+"""The CloudFormation templates: cfn-lint clean, and they hold what the code relies on.
+
+moto skips some resource types and does not check trust policies, so these properties are
+asserted on the templates themselves (docs/internals.md fixes the names).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ops.local_gaps import load_template
+
+TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+QUEUES = ["Gatekeeper", "Issue", "Notifier", "Cleanup", "Capacity", "OrgEvents"]
+HANDLERS = {
+    "handlers.webhook.handler", "handlers.publisher.handler", "handlers.gatekeeper.handler",
+    "handlers.notifier.handler", "handlers.sweeper.handler", "handlers.capacity.handler",
+    "handlers.org_events.handler", "handlers.registrar.handler", "handlers.reconcile.handler",
+}
+WORKER_ENV = {
+    "EVENTS_TABLE", "POOL_TABLE", "ISSUES_TABLE", "BUS_NAME", "RESULTS_BUCKET", "ISSUE_QUEUE_URL",
+    "CLEANUP_QUEUE_URL", "PROCESSING_ROLE_NAME", "EXTERNAL_ID", "GIP_PREFIX",
+}
+
+
+@pytest.fixture(scope="module")
+def mgmt() -> dict[str, Any]:
+    return load_template((TEMPLATES / "management.yaml").read_text())
+
+
+@pytest.fixture(scope="module")
+def worker() -> dict[str, Any]:
+    return load_template((TEMPLATES / "worker.yaml").read_text())
+
+
+@pytest.fixture(scope="module")
+def member() -> dict[str, Any]:
+    return load_template((TEMPLATES / "member-account.yaml").read_text())
+
+
+def of_type(template: dict[str, Any], rtype: str) -> dict[str, dict[str, Any]]:
+    return {k: v for k, v in template["Resources"].items() if v["Type"] == rtype}
+
+
+def test_cfn_lint_reports_no_errors() -> None:
+    files = sorted(str(p) for p in TEMPLATES.glob("*.yaml"))
+    proc = subprocess.run([sys.executable, "-m", "cfnlint", *files], capture_output=True, text=True, check=False)
+    # cfn-lint's exit code is a bit mask: 2 = errors, 4 = warnings, 8 = informational.
+    assert proc.returncode & 2 == 0, proc.stdout + proc.stderr
+    assert len(files) == 3
+
+
+def test_templates_fit_inline_template_body_limit() -> None:
+    # Under 51,200 bytes they go as TemplateBody: a dry run needs no S3 upload.
+    for path in TEMPLATES.glob("*.yaml"):
+        assert len(path.read_bytes()) < 51_200, path.name
+
+
+def test_events_table_layout_stream_and_retention(mgmt: dict[str, Any]) -> None:
+    table = mgmt["Resources"]["EventsTable"]
+    props = table["Properties"]
+    assert props["TableName"] == {"Fn::Sub": "${Prefix}-events"}
+    assert props["StreamSpecification"] == {"StreamViewType": "NEW_IMAGE"}
+    assert props["SSESpecification"] == {"SSEEnabled": True}
+    assert props["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"] is True
+    assert props["DeletionProtectionEnabled"] is True
+    assert table["DeletionPolicy"] == "Retain"
+    gsis = {g["IndexName"]: [k["AttributeName"] for k in g["KeySchema"]] for g in props["GlobalSecondaryIndexes"]}
+    assert gsis == {"by-day": ["day", "ts"], "by-correlation": ["correlation_id", "ts"]}
+
+
+def test_pool_table_indexes_match_internals(mgmt: dict[str, Any]) -> None:
+    props = mgmt["Resources"]["PoolTable"]["Properties"]
+    types = {a["AttributeName"]: a["AttributeType"] for a in props["AttributeDefinitions"]}
+    assert types == {"pk": "S", "status": "S", "rand": "N", "leased": "S", "expires_at": "S", "reserved_at": "S"}
+    gsis = {g["IndexName"]: [k["AttributeName"] for k in g["KeySchema"]] for g in props["GlobalSecondaryIndexes"]}
+    assert gsis == {"by-status": ["status", "rand"], "by-expiry": ["leased", "expires_at"],
+                    "by-reserved": ["leased", "reserved_at"]}
+    assert mgmt["Resources"]["IssuesTable"]["Properties"]["TableName"] == {"Fn::Sub": "${Prefix}-issues"}
+
+
+@pytest.mark.parametrize("name", QUEUES)
+def test_queue_has_dlq_redrive_sse_and_a_policy_for_its_rule(mgmt: dict[str, Any], name: str) -> None:
+    res = mgmt["Resources"]
+    queue = res[f"{name}Queue"]["Properties"]
+    assert queue["SqsManagedSseEnabled"] is True
+    assert queue["RedrivePolicy"]["deadLetterTargetArn"] == {"Fn::GetAtt": [f"{name}Dlq", "Arn"]}
+    assert res[f"{name}Dlq"]["Properties"]["SqsManagedSseEnabled"] is True
+    policy = res[f"{name}QueuePolicy"]["Properties"]
+    assert {"Ref": f"{name}Queue"} in policy["Queues"]
+    statement = policy["PolicyDocument"]["Statement"][0]
+    assert statement["Principal"] == {"Service": "events.amazonaws.com"}
+    assert "aws:SourceArn" in statement["Condition"]["ArnEquals"]
+
+
+def test_rules_use_getatt_bus_name_and_target_queues_with_dlq(mgmt: dict[str, Any]) -> None:
+    rules = of_type(mgmt, "AWS::Events::Rule")
+    on_bus = {k: v["Properties"] for k, v in rules.items() if "EventBusName" in v["Properties"]}
+    assert set(on_bus) == {"ReceivedRule", "QueuedRule", "NotifyRule", "CleanupRule", "CapacityRule"}
+    for props in on_bus.values():
+        assert props["EventBusName"] == {"Fn::GetAtt": ["Bus", "Name"]}  # !Ref crashes moto
+        for target in props["Targets"]:
+            assert target["Arn"]["Fn::GetAtt"][0].endswith("Queue")
+            assert target["DeadLetterConfig"]["Arn"]["Fn::GetAtt"][0].endswith("Dlq")
+    assert on_bus["NotifyRule"]["EventPattern"]["detail-type"] == [
+        "IssueQueued", "IssueSkipped", "IssueProcessingStarted", "IssueProcessed", "IssueProcessingFailed"]
+    assert on_bus["CleanupRule"]["EventPattern"]["detail-type"] == [
+        "AccountReleased", "AccountTimedOut", "AccountReinstated"]
+
+
+def test_lambdas_each_have_their_own_role_and_the_fixed_handlers(mgmt: dict[str, Any]) -> None:
+    functions = of_type(mgmt, "AWS::Lambda::Function")
+    assert {f["Properties"]["Handler"] for f in functions.values()} == HANDLERS
+    roles = [f["Properties"]["Role"]["Fn::GetAtt"][0] for f in functions.values()]
+    assert len(set(roles)) == len(functions)
+    for role in of_type(mgmt, "AWS::IAM::Role").values():
+        for policy in role["Properties"].get("Policies", []):
+            for statement in policy["PolicyDocument"]["Statement"]:
+                actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+                assert "*" not in actions and not any(a.endswith(":*") for a in actions)
+
+
+def test_queue_consumers_report_batch_item_failures_and_notifier_is_serial(mgmt: dict[str, Any]) -> None:
+    mappings = of_type(mgmt, "AWS::Lambda::EventSourceMapping")
+    assert len(mappings) == 5  # publisher (stream), gatekeeper, notifier, capacity, org-events
+    for m in mappings.values():
+        assert m["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert mappings["NotifierMapping"]["Properties"]["ScalingConfig"] == {"MaximumConcurrency": 2}
+    assert mgmt["Resources"]["NotifierFunction"]["Properties"]["ReservedConcurrentExecutions"] == 1
+    assert mappings["PublisherMapping"]["Properties"]["EventSourceArn"] == {"Fn::GetAtt": ["EventsTable", "StreamArn"]}
+
+
+def test_results_bucket_encrypted_private_and_tls_only(mgmt: dict[str, Any]) -> None:
+    bucket = mgmt["Resources"]["ResultsBucket"]
+    props = bucket["Properties"]
+    assert bucket["DeletionPolicy"] == "Retain"
+    assert props["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]["ServerSideEncryptionByDefault"]
+    assert all(props["PublicAccessBlockConfiguration"].values()) and len(props["PublicAccessBlockConfiguration"]) == 4
+    assert props["LifecycleConfiguration"]["Rules"][0]["Prefix"] == "logs/"
+    deny = mgmt["Resources"]["ResultsBucketPolicy"]["Properties"]["PolicyDocument"]["Statement"][0]
+    assert deny["Effect"] == "Deny" and deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+
+
+def test_worker_task_env_and_entry_point(worker: dict[str, Any]) -> None:
+    container = worker["Resources"]["WorkerTaskDefinition"]["Properties"]["ContainerDefinitions"][0]
+    assert {e["Name"] for e in container["Environment"]} >= WORKER_ENV
+    own_image_command = container["Command"]["Fn::If"][2]
+    assert own_image_command == ["python", "-m", "worker"]
+    assert "python -m worker" in container["Command"]["Fn::If"][1][0]
+
+
+def test_member_role_trusts_only_worker_with_external_id_and_org(member: dict[str, Any]) -> None:
+    role = member["Resources"]["ProcessingRole"]["Properties"]
+    assert role["ManagedPolicyArns"] == {"Ref": "ManagedPolicyArns"}
+    statements = role["AssumeRolePolicyDocument"]["Statement"]
+    assert all(s["Principal"] == {"AWS": {"Ref": "WorkerTaskRoleArn"}} for s in statements)
+    assume = next(s for s in statements if s["Action"] == "sts:AssumeRole")
+    assert assume["Condition"]["StringEquals"] == {
+        "sts:ExternalId": {"Ref": "ExternalId"}, "aws:PrincipalOrgID": {"Ref": "OrgId"}}
+    registration = member["Resources"]["Registration"]
+    assert registration["Properties"]["ServiceToken"] == {"Ref": "RegistrarTopicArn"}
+
+
+def test_outputs_have_the_stable_keys(mgmt: dict[str, Any], worker: dict[str, Any]) -> None:
+    keys = set(mgmt["Outputs"]) | set(worker["Outputs"])
+    assert {
+        "WebhookUrl", "BusName", "BusArn", "EventsTable", "PoolTable", "IssuesTable", "ResultsBucket",
+        "IssueQueueUrl", "CleanupQueueUrl", "GatekeeperQueueUrl", "NotifierQueueUrl", "CapacityQueueUrl",
+        "OrgEventsQueueUrl", "GithubTokenSecretArn", "WebhookSecretArn", "ClusterName", "ServiceName",
+        "WorkerTaskRoleArn", "RegistrarTopicArn",
+    } <= keys
