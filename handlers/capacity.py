@@ -1,0 +1,133 @@
+"""Capacity: the worker service's MaxCapacity follows the number of *usable* accounts.
+
+Usable = AVAILABLE + RESERVED + CLEANING (DESIGN.md, data flow 8). Not AVAILABLE alone: a
+fully busy pool would then scale the service to zero and kill the runs in progress. The count
+is the O(1) counts row (``Pool.counts().usable``), which only register / deregister /
+quarantine / reinstate update.
+
+Runs on every pool-changing event (bus rule ``<prefix>-capacity`` → SQS) and every 5 minutes.
+Pipeline: describe the scalable target, ``decide(current, usable)`` (pure), write only when
+something differs; so a repeated run makes no write call at all.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from handlers.core.errors import AwsError, ConfigError
+
+log = logging.getLogger(__name__)
+
+NAMESPACE = "ecs"
+DIMENSION = "ecs:service:DesiredCount"
+
+
+@dataclass(frozen=True)
+class Target:
+    """The registered scalable target's bounds."""
+
+    min_capacity: int
+    max_capacity: int
+
+
+@dataclass(frozen=True)
+class Change:
+    """What to write: ``register_scalable_target(MinCapacity=…, MaxCapacity=…)``."""
+
+    min_capacity: int
+    max_capacity: int
+
+
+def decide(current: Target | None, usable: int) -> Change | None:
+    """The write needed to make MaxCapacity == usable, or None when it already is.
+
+    MinCapacity is lowered with it when needed: Application Auto Scaling refuses Max < Min.
+    A missing target is registered with MinCapacity 0.
+    """
+    usable = max(0, int(usable))
+    if current is None:
+        return Change(min_capacity=0, max_capacity=usable)
+    if current.max_capacity == usable and current.min_capacity <= usable:
+        return None
+    return Change(min_capacity=min(current.min_capacity, usable), max_capacity=usable)
+
+
+def resource_id(cluster: str, service: str) -> str:
+    return f"service/{cluster}/{service}"
+
+
+class Capacity:
+    """Reads the counts row, describes the target, writes only a needed change."""
+
+    def __init__(self, pool: Any, autoscaling: Any, *, cluster: str, service: str) -> None:
+        if not cluster or not service:
+            raise ConfigError("capacity needs CLUSTER_NAME and SERVICE_NAME")
+        self.pool = pool
+        self.autoscaling = autoscaling
+        self.resource_id = resource_id(cluster, service)
+
+    def current(self) -> Target | None:
+        found = self.autoscaling.describe_scalable_targets(
+            ServiceNamespace=NAMESPACE, ResourceIds=[self.resource_id], ScalableDimension=DIMENSION,
+        )["ScalableTargets"]
+        if not found:
+            return None
+        return Target(min_capacity=int(found[0]["MinCapacity"]), max_capacity=int(found[0]["MaxCapacity"]))
+
+    def sync(self) -> Change | None:
+        """Make MaxCapacity equal to the usable count; returns the change made, if any."""
+        usable = int(self.pool.counts().usable)
+        try:
+            change = decide(self.current(), usable)
+            if change is not None:
+                self.autoscaling.register_scalable_target(
+                    ServiceNamespace=NAMESPACE, ResourceId=self.resource_id, ScalableDimension=DIMENSION,
+                    MinCapacity=change.min_capacity, MaxCapacity=change.max_capacity,
+                )
+        except Exception as exc:
+            if exc.__class__.__module__.startswith("botocore"):
+                raise AwsError(f"capacity on {self.resource_id}: {type(exc).__name__}: {exc}") from exc
+            raise
+        log.info("usable=%d %s: %s", usable, self.resource_id, change or "already right")
+        return change
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Capacity:
+        import boto3
+
+        from handlers.core.config import Settings
+        from handlers.core.pool_service import Pool
+
+        e = os.environ if env is None else env
+        settings = Settings.from_env(e)
+        client = boto3.client("application-autoscaling", region_name=settings.region,
+                              endpoint_url=settings.endpoint_url)
+        return cls(Pool.from_settings(settings), client,
+                   cluster=e.get("CLUSTER_NAME", ""), service=e.get("SERVICE_NAME", ""))
+
+
+_CAPACITY: Capacity | None = None
+
+
+def lambda_handler(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
+    """SQS batch (pool-changing events) or a schedule: one sync covers every record.
+
+    Each record only says "the count may have changed", so the batch needs one sync. If it
+    fails, every record is reported failed and SQS retries the batch.
+    """
+    global _CAPACITY
+    if _CAPACITY is None:
+        _CAPACITY = Capacity.from_env()
+    records = event.get("Records", []) if isinstance(event, Mapping) else []
+    try:
+        _CAPACITY.sync()
+    except Exception:
+        if not records:
+            raise
+        log.exception("capacity sync failed; the batch will be retried")
+        return {"batchItemFailures": [{"itemIdentifier": r.get("messageId", "")} for r in records]}
+    return {"batchItemFailures": []}

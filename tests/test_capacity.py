@@ -1,0 +1,128 @@
+"""Capacity: MaxCapacity follows the usable count; a run that changes nothing writes nothing."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any
+
+import boto3
+import pytest
+
+from handlers import capacity as cap
+from handlers.core.envelope import Cause
+
+CLUSTER, SERVICE = "gip-test", "gip-test-worker"
+RESOURCE = f"service/{CLUSTER}/{SERVICE}"
+
+
+# --------------------------------------------------------------------------- pure
+
+
+def test_decide_sets_max_to_the_usable_count() -> None:
+    assert cap.decide(cap.Target(0, 2), 5) == cap.Change(0, 5)
+
+
+def test_decide_makes_no_change_when_already_right() -> None:
+    assert cap.decide(cap.Target(0, 5), 5) is None
+    assert cap.decide(cap.Target(1, 5), 5) is None
+
+
+def test_decide_lowers_min_with_max_because_max_below_min_is_refused() -> None:
+    assert cap.decide(cap.Target(2, 5), 1) == cap.Change(1, 1)
+    assert cap.decide(cap.Target(2, 5), 0) == cap.Change(0, 0)
+
+
+def test_decide_registers_a_missing_target_from_zero() -> None:
+    assert cap.decide(None, 3) == cap.Change(0, 3)
+    assert cap.decide(None, -1) == cap.Change(0, 0)
+
+
+# --------------------------------------------------------------------------- moto
+
+
+@pytest.fixture
+def world(core: SimpleNamespace) -> SimpleNamespace:
+    ecs = boto3.client("ecs", region_name="us-east-1")
+    ecs.create_cluster(clusterName=CLUSTER)
+    ecs.register_task_definition(family="worker", containerDefinitions=[
+        {"name": "worker", "image": "worker:latest", "memory": 512}])
+    ecs.create_service(cluster=CLUSTER, serviceName=SERVICE, taskDefinition="worker", desiredCount=0)
+    scaling = boto3.client("application-autoscaling", region_name="us-east-1")
+    writes: list[dict[str, Any]] = []
+    scaling.meta.events.register(
+        "provide-client-params.application-autoscaling.RegisterScalableTarget",
+        lambda params, **_: writes.append(dict(params)))
+    capacity = cap.Capacity(core.pool, scaling, cluster=CLUSTER, service=SERVICE)
+    return SimpleNamespace(core=core, pool=core.pool, scaling=scaling, writes=writes, capacity=capacity)
+
+
+def register(world: SimpleNamespace, *accounts: str) -> None:
+    for account in accounts:
+        world.pool.register(account, role_arn=f"arn:aws:iam::{account}:role/r", source="stackset",
+                            cause=Cause("t", "test"))
+
+
+def max_capacity(world: SimpleNamespace) -> tuple[int, int]:
+    [target] = world.scaling.describe_scalable_targets(ServiceNamespace="ecs", ResourceIds=[RESOURCE])["ScalableTargets"]
+    return target["MinCapacity"], target["MaxCapacity"]
+
+
+def test_max_capacity_follows_the_usable_count_and_a_rerun_makes_no_write(world: SimpleNamespace) -> None:
+    world.scaling.register_scalable_target(ServiceNamespace="ecs", ResourceId=RESOURCE,
+                                           ScalableDimension="ecs:service:DesiredCount", MinCapacity=0, MaxCapacity=1)
+    world.writes.clear()
+    register(world, "100000000001", "100000000002", "100000000003")
+
+    assert world.capacity.sync() == cap.Change(0, 3)
+    assert max_capacity(world) == (0, 3)
+    assert len(world.writes) == 1
+
+    assert world.capacity.sync() is None  # already right: describe only
+    assert len(world.writes) == 1
+
+
+def test_a_fully_busy_pool_keeps_its_capacity(world: SimpleNamespace) -> None:
+    register(world, "100000000001", "100000000002")
+    world.capacity.sync()
+    for n in (1, 2):
+        assert world.pool.reserve(issue=f"issue-o/r#{n}", worker="w", cause=Cause("t", "test")) is not None
+    writes = len(world.writes)
+    assert world.capacity.sync() is None  # RESERVED still counts as usable
+    assert max_capacity(world) == (0, 2) and len(world.writes) == writes
+
+
+def test_deregistering_lowers_max_capacity_and_min_with_it(world: SimpleNamespace) -> None:
+    register(world, "100000000001", "100000000002")
+    world.scaling.register_scalable_target(ServiceNamespace="ecs", ResourceId=RESOURCE,
+                                           ScalableDimension="ecs:service:DesiredCount", MinCapacity=2, MaxCapacity=2)
+    world.pool.deregister("100000000002", reason="closed", cause=Cause("t", "test"))
+    assert world.capacity.sync() == cap.Change(1, 1)
+    assert max_capacity(world) == (1, 1)
+
+
+def test_a_missing_target_is_registered(world: SimpleNamespace) -> None:
+    register(world, "100000000001")
+    assert world.capacity.sync() == cap.Change(0, 1)
+    assert max_capacity(world) == (0, 1)
+    assert world.writes[-1]["ResourceId"] == RESOURCE
+
+
+def test_sqs_batch_syncs_once_and_reports_every_record_on_failure(world: SimpleNamespace,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    register(world, "100000000001")
+    monkeypatch.setattr(cap, "_CAPACITY", world.capacity)
+    batch = {"Records": [{"messageId": "m1", "body": "{}"}, {"messageId": "m2", "body": "{}"}]}
+    assert cap.lambda_handler(batch, None) == {"batchItemFailures": []}
+    assert len(world.writes) == 1  # one sync for the whole batch
+
+    broken = cap.Capacity(world.pool, world.scaling, cluster="nope", service="missing")
+    monkeypatch.setattr(cap, "_CAPACITY", broken)
+    assert cap.lambda_handler(batch, None) == {
+        "batchItemFailures": [{"itemIdentifier": "m1"}, {"itemIdentifier": "m2"}]}
+    with pytest.raises(cap.AwsError, match="service/nope/missing"):
+        cap.lambda_handler({"source": "aws.scheduler"}, None)  # the schedule: fail loudly
+
+
+def test_cluster_and_service_are_required(world: SimpleNamespace) -> None:
+    with pytest.raises(cap.ConfigError, match="CLUSTER_NAME"):
+        cap.Capacity(world.pool, world.scaling, cluster="", service=SERVICE)
