@@ -222,7 +222,7 @@ class GitHubClient:
         self,
         *,
         base_url: str = DEFAULT_API_URL,
-        token: str | None,
+        token: str | Callable[[], str | None] | None,
         transport: Transport | None = None,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.time,
@@ -255,7 +255,8 @@ class GitHubClient:
 
     def _call(self, method: str, path: str, *, json_body: Any = None,
               params: Mapping[str, str | int] | None = None) -> tuple[Any, Mapping[str, str]]:
-        req = build_request(method, path, base_url=self.base_url, token=self._token,
+        token = self._token() if callable(self._token) else self._token
+        req = build_request(method, path, base_url=self.base_url, token=token,
                             json_body=json_body, params=params)
         if req.method not in WRITE_METHODS:
             return self._send_with_retries(req)
@@ -322,6 +323,10 @@ class GitHubClient:
 
     def add_reaction(self, repo: str, number: int, content: str) -> None:
         path = f"{repo_path(repo)}/issues/{int(number)}/reactions"
+        self.request("POST", path, json_body={"content": content})
+
+    def add_comment_reaction(self, repo: str, comment_id: int, content: str) -> None:
+        path = f"{repo_path(repo)}/issues/comments/{int(comment_id)}/reactions"
         self.request("POST", path, json_body={"content": content})
 
     def add_labels(self, repo: str, number: int, labels: list[str]) -> None:

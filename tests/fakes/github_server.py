@@ -9,7 +9,7 @@ Usage (or take the ``github_server`` fixture from ``tests/fakes/fixtures.py``)::
     ...
     gh.comments("octo/repo", 7)    # -> [{"id", "body", "user": {"login"}, ...}, ...]
     gh.labels("octo/repo", 7)      # -> ["needs-reproduction", "reproduced"]
-    gh.reactions("octo/repo", 7)   # -> ["eyes"]
+    gh.reactions("octo/repo", 7)   # -> ["eyes"]   (comment_reactions(repo, comment_id) too)
     gh.requests                    # every request, in order: Recorded(method, path, query, headers, json)
     gh.fail_next(500, n=3)         # the next 3 requests answer 500
     gh.fail_next(403, headers={"Retry-After": "2"}, method="POST")
@@ -24,6 +24,7 @@ Routes (all under an optional ``/api/v3`` prefix):
     GET    /repos/{o}/{r}/issues/comments/{id}
     PATCH  /repos/{o}/{r}/issues/comments/{id}       {"body"}
     POST   /repos/{o}/{r}/issues/{n}/reactions       {"content"}       -> 201 (200 if already there)
+    POST   /repos/{o}/{r}/issues/comments/{id}/reactions {"content"}  -> 201 (200 if already there)
     POST   /repos/{o}/{r}/issues/{n}/labels          {"labels": [...]}
     DELETE /repos/{o}/{r}/issues/{n}/labels/{name}                     -> 404 if absent
     GET    /repos/{o}/{r}/collaborators/{user}/permission
@@ -102,6 +103,7 @@ class FakeGitHub:
         self._lock = threading.RLock()
         self._issues: dict[tuple[str, int], _Issue] = {}
         self._permissions: dict[tuple[str, str], str] = {}
+        self._comment_reactions: dict[int, list[dict[str, Any]]] = {}
         self._failures: list[_Failure] = []
         self._ids = itertools.count(1001)
         self._requests: list[Recorded] = []
@@ -209,6 +211,11 @@ class FakeGitHub:
         with self._lock:
             return [r["content"] for r in self._issue(repo, number).reactions]
 
+    def comment_reactions(self, repo: str, comment_id: int) -> list[str]:
+        with self._lock:
+            self._comment(repo, comment_id)
+            return [r["content"] for r in self._comment_reactions.get(comment_id, [])]
+
     def reset_requests(self) -> None:
         with self._lock:
             self._requests.clear()
@@ -285,11 +292,13 @@ class FakeGitHub:
             role = self._permissions.get((repo, user), "read")
             return 200, {}, {"permission": _LEGACY.get(role, "read"), "role_name": role,
                              "user": {"login": user}}
-        if mm := re.fullmatch(r"issues/comments/(\d+)", rest):
-            comment = next((c for i in self._issues.values() if i.repo == repo
-                            for c in i.comments if c["id"] == int(mm[1])), None)
-            if comment is None:
+        if mm := re.fullmatch(r"issues/comments/(\d+)/reactions", rest):
+            self._comment(repo, int(mm[1]))
+            if method != "POST":
                 raise LookupError(path)
+            return self._react(self._comment_reactions.setdefault(int(mm[1]), []), (doc or {})["content"])
+        if mm := re.fullmatch(r"issues/comments/(\d+)", rest):
+            comment = self._comment(repo, int(mm[1]))
             if method == "PATCH":
                 comment["body"] = (doc or {})["body"]
             elif method != "GET":
@@ -306,13 +315,7 @@ class FakeGitHub:
         if sub == "/comments" and method == "POST":
             return 201, {}, dict(self._new_comment(issue, (doc or {})["body"], self.login))
         if sub == "/reactions" and method == "POST":
-            content = (doc or {})["content"]
-            for r in issue.reactions:
-                if r["content"] == content and r["user"]["login"] == self.login:
-                    return 200, {}, r
-            reaction = {"id": next(self._ids), "content": content, "user": {"login": self.login}}
-            issue.reactions.append(reaction)
-            return 201, {}, reaction
+            return self._react(issue.reactions, (doc or {})["content"])
         if sub == "/labels" and method == "POST":
             for name in (doc or {}).get("labels", []):
                 if name not in issue.labels:
@@ -325,6 +328,21 @@ class FakeGitHub:
             issue.labels.remove(name)
             return 200, {}, [{"name": n} for n in issue.labels]
         raise LookupError(path)
+
+    def _comment(self, repo: str, cid: int) -> dict[str, Any]:
+        for issue in self._issues.values():
+            for c in issue.comments:
+                if issue.repo == repo and c["id"] == cid:
+                    return c
+        raise LookupError(f"comment {cid}")
+
+    def _react(self, reactions: list[dict[str, Any]], content: str) -> tuple[int, dict[str, str], Any]:
+        for r in reactions:
+            if r["content"] == content and r["user"]["login"] == self.login:
+                return 200, {}, r
+        reaction = {"id": next(self._ids), "content": content, "user": {"login": self.login}}
+        reactions.append(reaction)
+        return 201, {}, reaction
 
     def _page(self, issue: _Issue, query: dict[str, str]) -> tuple[int, dict[str, str], Any]:
         per_page = min(100, int(query.get("per_page", 30)))

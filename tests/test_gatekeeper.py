@@ -1,0 +1,297 @@
+"""Gatekeeper: pure decisions, then the shell with moto in-process and the fake GitHub."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from handlers import gatekeeper
+from handlers.core.config import Settings
+from handlers.core.envelope import Cause
+from handlers.gatekeeper import Gatekeeper, PermissionCache, decide, envelope_from_record
+from handlers.github.client import GitHubClient, Permission
+from tests.conftest import FAKE_ENV, make_core
+from tests.fakes import fixtures
+from tests.fakes.bus import sqs_batch
+
+github_server = fixtures.github_server
+EVENTS = Path(__file__).parent / "events"
+REPO, NUMBER = "octo-org/hello-world", 42
+LABEL = "needs-reproduction"
+
+
+@pytest.fixture(scope="module")
+def shared_core() -> Iterator[SimpleNamespace]:
+    for key, value in FAKE_ENV.items():
+        os.environ.setdefault(key, value)
+    with mock_aws():
+        yield make_core(prefix="test")
+
+
+@pytest.fixture
+def core(shared_core: SimpleNamespace) -> SimpleNamespace:
+    ddb = boto3.client("dynamodb")
+    for table, keys in ((shared_core.settings.events_table, "pk, sk"),
+                        (shared_core.settings.issues_table, "pk")):
+        for item in ddb.scan(TableName=table, ProjectionExpression=keys)["Items"]:
+            ddb.delete_item(TableName=table, Key=item)
+    return shared_core
+
+
+class FakeTime:
+    def __init__(self) -> None:
+        self.now = 1_000.0
+        self.sleeps: list[float] = []
+
+    def clock(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+@pytest.fixture
+def t() -> FakeTime:
+    return FakeTime()
+
+
+def make_gatekeeper(core, gh, t: FakeTime, *, token: str | None = "test-token", **settings) -> Gatekeeper:
+    client = None
+    if token:
+        client = GitHubClient(base_url=gh.url, token=token, sleep=t.sleep, clock=t.clock,
+                              rand=lambda: 1.0, write_interval_s=0, max_attempts=3)
+    return Gatekeeper(issues=core.issues, github=client,
+                      settings=Settings.for_prefix("test", **settings),
+                      permissions=PermissionCache(clock=t.clock))
+
+
+def receive(core, *, sender="maintainer-mia", number=NUMBER, delivery="d-1", **extra: Any) -> dict:
+    data = {"repo": REPO, "number": number, "title": "A bug", "labels": ["bug", LABEL],
+            "trigger": "labeled", "sender": sender, "html_url": f"https://github.com/{REPO}/issues/{number}",
+            "author_association": "NONE", **extra}
+    result = core.issues.receive(delivery_id=delivery, repo=REPO, number=number, data=data,
+                                 cause=Cause(correlation_id=delivery, actor="webhook"))
+    assert result.appended
+    return result.event
+
+
+def stream_types(core, number=NUMBER) -> list[str]:
+    return [e["type"] for e in core.store.read(f"issue-{REPO}#{number}")]
+
+
+# ---------------------------------------------------------------- pure
+
+
+def test_the_recorded_sqs_record_carries_an_issue_received_envelope():
+    record = json.loads((EVENTS / "gh_sqs_issue_received.json").read_text())
+    envelope = envelope_from_record(record)
+    assert envelope["type"] == "IssueReceived"
+    assert envelope["data"]["sender"] == "maintainer-mia"
+
+
+def common(**kw):
+    base = dict(run=1, sender="s", state="open", labels=[LABEL], required=[LABEL],
+                trusted=["admin", "maintain", "write"], checked_via="collaborator_api",
+                permission=Permission("write", "write"))
+    base.update(kw)
+    return base
+
+
+@pytest.mark.parametrize(("permission", "queued"), [
+    (Permission("admin", "admin"), True), (Permission("write", "maintain"), True),
+    (Permission("write", "write"), True), (Permission("write", "deployer"), True),
+    (Permission("read", "triage"), False), (Permission("read", "read"), False),
+    (Permission("none", "none"), False),
+])
+def test_only_trusted_permissions_queue(permission, queued):
+    decision = decide(**common(permission=permission))
+    assert (decision.type == "IssueQueued") is queued
+    if not queued:
+        assert decision.data["reason"] == "untrusted_sender"
+
+
+def test_trusted_permissions_are_configurable():
+    assert decide(**common(trusted=["admin"])).data["reason"] == "untrusted_sender"
+
+
+def test_closed_beats_label_removed_beats_untrusted():
+    assert decide(**common(state="closed", labels=[])).data["reason"] == "closed"
+    assert decide(**common(labels=["bug"])).data["reason"] == "label_removed"
+    assert decide(**common(labels=["Needs-Reproduction"])).type == "IssueQueued"
+
+
+# ---------------------------------------------------------------- shell
+
+
+def test_trusted_sender_is_queued_with_eyes(core, github_server, t):
+    gh = github_server
+    gh.add_issue(REPO, NUMBER, labels=["bug", LABEL])
+    gh.set_permission(REPO, "maintainer-mia", "maintain")
+    event = receive(core)
+    result = gatekeeper_handle(make_gatekeeper(core, gh, t), [event])
+    assert result == {"batchItemFailures": []}
+    events = core.store.read(f"issue-{REPO}#{NUMBER}")
+    assert [e["type"] for e in events] == ["IssueReceived", "IssueQueued"]
+    assert events[1]["data"] == {"run": 1, "sender": "maintainer-mia", "permission": "maintain",
+                                 "checked_via": "collaborator_api"}
+    assert events[1]["causation_id"] == event["event_id"]
+    assert events[1]["correlation_id"] == "d-1"
+    assert gh.reactions(REPO, NUMBER) == ["eyes"]
+    assert core.issues.get(REPO, NUMBER).status == "QUEUED"
+
+
+def gatekeeper_handle(gk: Gatekeeper, envelopes: list[dict]) -> dict:
+    """The handler's loop with an injected gatekeeper (the module global is what handler uses)."""
+    gatekeeper._gatekeeper = gk
+    try:
+        return gatekeeper.handler(sqs_batch(envelopes), None)
+    finally:
+        gatekeeper._gatekeeper = None
+
+
+def test_a_redelivered_issue_received_appends_nothing(core, github_server, t):
+    gh = github_server
+    gh.add_issue(REPO, NUMBER, labels=[LABEL])
+    gh.set_permission(REPO, "maintainer-mia", "write")
+    event = receive(core)
+    gk = make_gatekeeper(core, gh, t)
+    assert gk.handle(event) == "IssueQueued"
+    assert gk.handle(event) == "already_decided"
+    assert stream_types(core) == ["IssueReceived", "IssueQueued"]
+    assert gh.reactions(REPO, NUMBER) == ["eyes"]
+
+
+def test_an_untrusted_sender_is_skipped_without_eyes(core, github_server, t):
+    gh = github_server
+    gh.add_issue(REPO, NUMBER, labels=[LABEL])  # issue forms put the label on for anyone
+    event = receive(core, sender="drive-by")
+    assert make_gatekeeper(core, gh, t).handle(event) == "IssueSkipped"
+    skipped = core.store.read(f"issue-{REPO}#{NUMBER}")[-1]
+    assert skipped["data"] == {"reason": "untrusted_sender", "run": 1, "sender": "drive-by",
+                               "permission": "read"}
+    assert gh.reactions(REPO, NUMBER) == []
+
+
+@pytest.mark.parametrize(("state", "labels", "reason"), [
+    ("closed", [LABEL], "closed"), ("open", ["bug"], "label_removed"),
+])
+def test_github_says_closed_or_unlabelled_now(core, github_server, t, state, labels, reason):
+    gh = github_server
+    gh.add_issue(REPO, NUMBER, state=state, labels=labels)
+    gh.set_permission(REPO, "maintainer-mia", "admin")
+    make_gatekeeper(core, gh, t).handle(receive(core))
+    assert core.store.read(f"issue-{REPO}#{NUMBER}")[-1]["data"]["reason"] == reason
+
+
+def test_a_500_storm_fails_the_record_and_appends_nothing_then_the_retry_queues(core, github_server, t):
+    gh = github_server
+    gh.add_issue(REPO, NUMBER, labels=[LABEL])
+    gh.set_permission(REPO, "maintainer-mia", "write")
+    event = receive(core)
+    gk = make_gatekeeper(core, gh, t)
+    gh.fail_next(500, 3)
+    assert gatekeeper_handle(gk, [event]) == {"batchItemFailures": [{"itemIdentifier": "m0"}]}
+    assert stream_types(core) == ["IssueReceived"]
+    assert gatekeeper_handle(gk, [event]) == {"batchItemFailures": []}  # SQS redelivers
+    assert stream_types(core) == ["IssueReceived", "IssueQueued"]
+
+
+def test_403_with_retry_after_then_success(core, github_server, t):
+    gh = github_server
+    gh.add_issue(REPO, NUMBER, labels=[LABEL])
+    gh.set_permission(REPO, "maintainer-mia", "write")
+    gh.fail_next(403, 1, {"Retry-After": "4"}, path_contains="/permission")
+    assert make_gatekeeper(core, gh, t).handle(receive(core)) == "IssueQueued"
+    assert t.sleeps == [4.0]
+
+
+def test_a_failed_reaction_is_redone_on_redelivery_without_a_second_append(core, github_server, t):
+    gh = github_server
+    gh.add_issue(REPO, NUMBER, labels=[LABEL])
+    gh.set_permission(REPO, "maintainer-mia", "write")
+    event = receive(core)
+    gk = make_gatekeeper(core, gh, t)
+    gh.fail_next(502, 3, method="POST")
+    assert gatekeeper_handle(gk, [event])["batchItemFailures"] == [{"itemIdentifier": "m0"}]
+    assert gh.reactions(REPO, NUMBER) == []
+    assert gatekeeper_handle(gk, [event])["batchItemFailures"] == []
+    assert gh.reactions(REPO, NUMBER) == ["eyes"]
+    assert stream_types(core) == ["IssueReceived", "IssueQueued"]
+
+
+def test_one_bad_record_fails_alone(core, github_server, t):
+    gh = github_server
+    for n in (1, 2):
+        gh.add_issue(REPO, n, labels=[LABEL])
+    gh.set_permission(REPO, "maintainer-mia", "write")
+    first, second = receive(core, number=1, delivery="d-a"), receive(core, number=2, delivery="d-b")
+    gh.fail_next(500, 5, path_contains="/issues/1")
+    result = gatekeeper_handle(make_gatekeeper(core, gh, t), [first, second])
+    assert result == {"batchItemFailures": [{"itemIdentifier": "m0"}]}
+    assert stream_types(core, 1) == ["IssueReceived"]
+    assert stream_types(core, 2) == ["IssueReceived", "IssueQueued"]
+
+
+def test_permission_is_cached_per_container_with_a_ttl(core, github_server, t):
+    gh = github_server
+    for n in (1, 2, 3):
+        gh.add_issue(REPO, n, labels=[LABEL])
+    gh.set_permission(REPO, "maintainer-mia", "write")
+    gk = make_gatekeeper(core, gh, t)
+    gk.handle(receive(core, number=1, delivery="d-1"))
+    gk.handle(receive(core, number=2, delivery="d-2"))
+    t.now += 301
+    gk.handle(receive(core, number=3, delivery="d-3"))
+    asked = [r for r in gh.requests if r.path.endswith("/permission")]
+    assert len(asked) == 2
+
+
+def test_a_command_gets_eyes_on_the_comment(core, github_server, t):
+    gh = github_server
+    gh.add_issue(REPO, NUMBER, labels=[LABEL])
+    comment = gh.add_comment(REPO, NUMBER, "/reproduce", login="maintainer-mia")
+    gh.set_permission(REPO, "maintainer-mia", "write")
+    event = receive(core, trigger="command", command="/reproduce", comment_id=comment["id"])
+    make_gatekeeper(core, gh, t).handle(event)
+    assert gh.comment_reactions(REPO, comment["id"]) == ["eyes"]
+    assert gh.reactions(REPO, NUMBER) == []
+
+
+@pytest.mark.parametrize(("association", "expected"), [
+    ("MEMBER", "IssueQueued"), ("OWNER", "IssueQueued"), ("COLLABORATOR", "IssueQueued"),
+    ("CONTRIBUTOR", "IssueSkipped"), ("NONE", "IssueSkipped"),
+])
+def test_local_mode_without_token_trusts_author_association_and_says_so(
+        core, github_server, t, caplog, association, expected):
+    event = receive(core, author_association=association)
+    with caplog.at_level(logging.WARNING, logger="handlers.gatekeeper"):
+        assert make_gatekeeper(core, github_server, t, token=None).handle(event) == expected
+    assert "author_association" in caplog.text
+    assert github_server.requests == []
+    last = core.store.read(f"issue-{REPO}#{NUMBER}")[-1]
+    if expected == "IssueQueued":
+        assert last["data"]["checked_via"] == "author_association"
+
+
+def test_handler_builds_from_the_environment(core, github_server, monkeypatch):
+    gh = github_server
+    gh.add_issue(REPO, NUMBER, labels=[LABEL])
+    gh.set_permission(REPO, "maintainer-mia", "write")
+    event = receive(core)
+    monkeypatch.setenv("GIP_PREFIX", "test")
+    monkeypatch.setenv("GITHUB_API_URL", gh.url + "/api/v3")
+    monkeypatch.setenv("GITHUB_TOKEN", "test-token")
+    monkeypatch.setattr(gatekeeper, "_gatekeeper", None)
+    assert gatekeeper.handler(sqs_batch([event]), None) == {"batchItemFailures": []}
+    assert stream_types(core) == ["IssueReceived", "IssueQueued"]
+    assert all(r.headers["authorization"] == "Bearer test-token" for r in gh.requests)
