@@ -1,0 +1,257 @@
+"""worker.loop against moto in-process, with REAL subprocesses for the snippets."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import threading
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from moto import mock_aws
+
+from handlers.core.envelope import issue_stream
+from handlers.core.errors import AwsError
+from handlers.core.pool import AVAILABLE, CLEANING
+from tests.worker_env import last, make_stack, make_worker, member_ids, register, types, visible
+from tests.worker_env import queue_issue as _queue_issue
+from worker.messages import backoff_seconds, message_action
+from worker.processor import Outcome, load_processor
+from worker.runner import Limits
+
+_numbers = itertools.count(1)
+
+
+@pytest.fixture(scope="module")
+def shared():
+    with mock_aws():
+        yield make_stack()
+
+
+@pytest.fixture
+def stack(shared):
+    """One moto + tables per module (creating them dominates the time); per test a fresh issue
+    number and account, and everything deregistered/purged afterwards."""
+    n = next(_numbers)
+    shared.number, shared.member = n, member_ids(1, start=n)[0]
+    shared.issue = issue_stream("octo/demo", n)
+    attrs = {"VisibilityTimeout": "30"}
+    shared.settings = replace(
+        shared.settings,
+        issue_queue_url=shared.sqs.create_queue(QueueName=f"wk-issues-{n}", Attributes=attrs)["QueueUrl"],
+        cleanup_queue_url=shared.sqs.create_queue(QueueName=f"wk-cleanup-{n}", Attributes=attrs)["QueueUrl"])
+    yield shared
+    from handlers.core.envelope import Cause
+    for account in shared.pool.accounts():
+        shared.pool.deregister(account.account_id, reason="manual", cause=Cause("teardown", "test"))
+    shared.settings = replace(shared.settings, results_bucket="wk-results")
+
+
+def queue_issue(stack, body):
+    return _queue_issue(stack, body, number=stack.number)
+
+
+def _fence(lang: str, code: str) -> str:
+    return f"### Reproduction Steps\n\n```{lang}\n{code}\n```\n\n### Expected behavior\n\nno crash\n"
+
+
+def _result(stack, event) -> dict:
+    uri = event["data"]["result_uri"]
+    bucket, key = uri.removeprefix("s3://").split("/", 1)
+    return json.loads(stack.s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+
+
+def _log(stack, result) -> str:
+    return stack.s3.get_object(Bucket=stack.settings.results_bucket, Key=result["log_key"])["Body"].read().decode()
+
+
+@pytest.mark.parametrize(("body", "verdict", "exit_code"), [
+    (_fence("bash", "echo about to fail\nexit 3"), "reproduced", 3),
+    (_fence("python", "print('all fine')"), "not_reproduced", 0),
+    (_fence("python", "def broken(:\n    pass"), "broken_repro", None),
+    ("It crashes sometimes. No code, sorry.", "no_repro_found", None),
+])
+def test_full_run_on_a_real_snippet_gives_each_verdict(stack, body, verdict, exit_code):
+    # GIVEN one account and a queued issue
+    register(stack, [stack.member])
+    queue_issue(stack, body)
+    worker = make_worker(stack)
+    # WHEN the worker takes the message
+    assert worker.poll_once() == verdict
+    # THEN the issue stream tells the whole run, and the results are in S3
+    assert types(stack, stack.issue)[-2:] == ["IssueProcessingStarted", "IssueProcessed"]
+    processed = last(stack, stack.issue, "IssueProcessed")["data"]
+    assert (processed["verdict"], processed["exit_code"]) == (verdict, exit_code)
+    assert processed["result_uri"] == f"s3://wk-results/octo/demo/{stack.number}/{processed['run']}/result.json"
+    result = _result(stack, last(stack, stack.issue, "IssueProcessed"))
+    assert result["verdict"] == verdict and result["account_id"] == stack.member
+    if verdict in ("reproduced", "not_reproduced"):
+        assert result["snippet_sha256"] and result["versions"]["python"]
+        assert result["command"] in processed["command"]
+    # AND the account was released, cleaned and is available again; the message is gone
+    account_events = types(stack, f"account-{stack.member}")
+    assert account_events[-3:] == ["AccountReserved", "AccountReleased", "AccountCleaned"]
+    assert stack.pool.get(stack.member).status == AVAILABLE
+    assert visible(stack, stack.settings.issue_queue_url) == []
+
+
+def test_quoted_error_text_in_output_is_reproduced_even_with_exit_zero(stack):
+    register(stack, [stack.member])
+    body = _fence("sh", "echo 'ValueError: frob exploded'") + "\n### Actual behavior\n\n> ValueError: frob exploded\n"
+    queue_issue(stack, body)
+    assert make_worker(stack).poll_once() == "reproduced"
+    assert last(stack, stack.issue, "IssueProcessed")["data"]["exit_code"] == 0
+
+
+def test_child_sees_member_credentials_and_no_worker_secrets(stack, monkeypatch):
+    # GIVEN a worker holding its own (management) keys and a GitHub token
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAMANAGEMENTKEY")
+    monkeypatch.setenv("GITHUB_TOKEN", "ghp_topsecret")
+    register(stack, [stack.member])
+    queue_issue(stack, _fence("python", "import json, os\nprint(json.dumps(dict(os.environ)))"))
+    make_worker(stack).poll_once()
+    # THEN the environment the child printed (stored log) holds only the member session
+    seen = json.loads(_log(stack, _result(stack, last(stack, stack.issue, "IssueProcessed"))))
+    assert seen["AWS_ACCESS_KEY_ID"] != "AKIAMANAGEMENTKEY" and seen["AWS_SESSION_TOKEN"]
+    assert "GITHUB_TOKEN" not in seen
+    assert not any("ghp_topsecret" in v or "AKIAMANAGEMENTKEY" in v for v in seen.values())
+    # and those keys act inside the member account (moto keeps accounts apart)
+    import boto3
+    who = boto3.client("sts", region_name="us-east-1", aws_access_key_id=seen["AWS_ACCESS_KEY_ID"],
+                       aws_secret_access_key=seen["AWS_SECRET_ACCESS_KEY"],
+                       aws_session_token=seen["AWS_SESSION_TOKEN"]).get_caller_identity()
+    assert who["Account"] == stack.member
+    assert "gip-" in who["Arn"]  # the session name carries the lease id
+
+
+def test_no_account_backs_off_without_failing_the_issue(stack):
+    queue_issue(stack, _fence("sh", "true"))
+    worker = make_worker(stack)
+    assert worker.poll_once() == "backoff"
+    assert types(stack, stack.issue)[-1] == "IssueQueued"
+    assert visible(stack, stack.settings.issue_queue_url) == []  # hidden for the backoff, not deleted
+    assert stack.sqs.get_queue_attributes(QueueUrl=stack.settings.issue_queue_url,
+                                          AttributeNames=["ApproximateNumberOfMessagesNotVisible"]
+                                          )["Attributes"]["ApproximateNumberOfMessagesNotVisible"] == "1"
+
+
+def test_pool_empty_longer_than_the_wait_fails_retryable_with_a_clear_error(stack):
+    queue_issue(stack, _fence("sh", "true"))
+    later = lambda: datetime.now(UTC) + timedelta(hours=2)  # noqa: E731
+    assert make_worker(stack, clock=later, pool_wait_s=3600).poll_once() == "pool_timeout"
+    failed = last(stack, stack.issue, "IssueProcessingFailed")["data"]
+    assert failed["retryable"] is True and failed["error"].startswith("no_account_available")
+
+
+def test_backoff_grows_with_receive_count_and_has_jitter():
+    import random
+    rng = random.Random(0)
+    waits = [backoff_seconds(n, base=15, cap=900, rng=rng) for n in range(1, 9)]
+    assert 7 <= waits[0] <= 15 and 450 <= waits[-1] <= 900
+    assert sum(waits) > 1500  # eight receives span well over the first minutes
+    assert len({backoff_seconds(3, base=15, cap=900, rng=rng) for _ in range(20)}) > 1
+
+
+def test_skipped_and_already_processed_messages_are_dropped(stack):
+    register(stack, [stack.member])
+    queued = queue_issue(stack, _fence("sh", "true"))
+    worker = make_worker(stack)
+    assert worker.poll_once() == "not_reproduced"
+    # a redelivery of the same IssueQueued message
+    from tests.worker_env import send_event
+    send_event(stack, stack.settings.issue_queue_url, queued)
+    assert worker.poll_once() == "dropped"
+    assert types(stack, stack.issue).count("IssueProcessingStarted") == 1
+    issue = stack.issues.get("octo/demo", stack.number)
+    assert message_action(issue, issue.run, max_attempts=3).reason.startswith("redelivery")
+
+
+def test_cancelled_issue_is_dropped_without_reserving(stack):
+    register(stack, [stack.member])
+    queue_issue(stack, _fence("sh", "true"))
+    from handlers.core.envelope import Cause
+    stack.issues.cancel("octo/demo", stack.number, reason="closed", cause=Cause("x", "webhook"))
+    assert make_worker(stack).poll_once() == "dropped"
+    assert "AccountReserved" not in types(stack, f"account-{stack.member}")
+
+
+def test_heartbeat_renews_the_lease_and_extends_visibility(stack):
+    register(stack, [stack.member])
+    queue_issue(stack, _fence("sh", "sleep 1.2"))
+    make_worker(stack, heartbeat_s=0.3).poll_once()
+    renewals = types(stack, f"account-{stack.member}").count("AccountLeaseRenewed")
+    assert 2 <= renewals <= 5
+
+
+def test_assume_role_failure_is_processing_failed_not_a_verdict(stack):
+    register(stack, [stack.member])
+    queue_issue(stack, _fence("sh", "true"))
+    worker = make_worker(stack)
+
+    class BrokenSts:
+        def assume_role(self, **kw):
+            from botocore.exceptions import ClientError
+            raise ClientError({"Error": {"Code": "AccessDenied", "Message": "no"}}, "AssumeRole")
+
+    worker.sts = BrokenSts()
+    assert worker.poll_once() == "failed"
+    failed = last(stack, stack.issue, "IssueProcessingFailed")["data"]
+    assert failed["retryable"] is True and "cannot assume" in failed["error"]
+    assert "IssueProcessed" not in types(stack, stack.issue)
+    assert stack.pool.get(stack.member).status == AVAILABLE
+
+
+def test_results_bucket_down_is_processing_failed(stack):
+    register(stack, [stack.member])
+    queue_issue(stack, _fence("sh", "true"))
+    stack.settings = replace(stack.settings, results_bucket="no-such-results-bucket")
+    assert make_worker(stack).poll_once() == "failed"
+    assert last(stack, stack.issue, "IssueProcessingFailed")["data"]["error"].startswith("results_unavailable")
+
+
+def test_stop_mid_run_records_interrupted_gives_the_account_back_and_requeues(stack):
+    register(stack, [stack.member])
+    queue_issue(stack, _fence("sh", "sleep 30"))
+    worker = make_worker(stack, limits=Limits(timeout_s=60, kill_grace_s=0.2))
+    threading.Timer(0.8, worker.request_stop).start()
+    assert worker.poll_once() == "interrupted"
+    failed = last(stack, stack.issue, "IssueProcessingFailed")["data"]
+    assert (failed["error"], failed["retryable"]) == ("interrupted", True)
+    assert stack.pool.get(stack.member).status == AVAILABLE
+    assert len(visible(stack, stack.settings.issue_queue_url)) == 1
+
+
+def test_plugged_processor_is_loaded_and_used(stack):
+    register(stack, [stack.member])
+    queue_issue(stack, "anything")
+    proc = load_processor("tests.test_worker_loop:fixed_processor")
+    assert make_worker(stack, processor=proc).poll_once() == "not_reproduced"
+    assert last(stack, stack.issue, "IssueProcessed")["data"]["message"] == "plug-in says fine"
+
+
+def fixed_processor(job):
+    assert job.credentials()["AWS_SESSION_TOKEN"]
+    return Outcome("not_reproduced", "plug-in says fine", exit_code=0, log="ok\n")
+
+
+def test_processor_raising_aws_error_is_retryable_failure(stack):
+    register(stack, [stack.member])
+    queue_issue(stack, "anything")
+
+    def flaky(job):
+        raise AwsError("S3 is down")
+
+    assert make_worker(stack, processor=flaky).poll_once() == "failed"
+    assert last(stack, stack.issue, "IssueProcessingFailed")["data"]["retryable"] is True
+
+
+def test_cleanup_failure_leaves_the_account_cleaning_for_the_queue(stack):
+    register(stack, [stack.member])
+    queue_issue(stack, _fence("sh", "true"))
+
+    def failing(job):
+        raise RuntimeError("stack stuck")
+
+    make_worker(stack, cleaner=failing).poll_once()
+    assert stack.pool.get(stack.member).status == CLEANING

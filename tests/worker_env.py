@@ -1,0 +1,112 @@
+"""Test helpers for the worker and the sweeper: queues, bucket, accounts, a queued issue."""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import replace
+from types import SimpleNamespace
+from typing import Any
+
+import boto3
+
+from handlers.core.envelope import Cause, Envelope, issue_stream
+from tests.conftest import make_core
+from worker.cleaner import clean
+from worker.cleanup import Cleanup
+from worker.config import WorkerConfig
+from worker.credentials import MemberCredentials
+from worker.loop import Worker
+from worker.processor import reproduce
+from worker.runner import Limits
+
+REGION = "us-east-1"
+ROLE = "gip-processing"
+
+
+def member_ids(n: int, start: int = 0) -> list[str]:
+    return [f"{200000000000 + start + i:012d}" for i in range(n)]
+
+
+def make_stack(endpoint_url: str | None = None, prefix: str = "wk", visibility: int = 30) -> SimpleNamespace:
+    """Core tables + issue/cleanup queues + results bucket (moto in-process or server)."""
+    core = make_core(endpoint_url, prefix)
+    kw: dict[str, Any] = {"region_name": REGION, "endpoint_url": endpoint_url}
+    sqs, s3, sts = boto3.client("sqs", **kw), boto3.client("s3", **kw), boto3.client("sts", **kw)
+    attrs = {"VisibilityTimeout": str(visibility)}
+    issue_q = sqs.create_queue(QueueName=f"{prefix}-issues", Attributes=attrs)["QueueUrl"]
+    cleanup_q = sqs.create_queue(QueueName=f"{prefix}-cleanup", Attributes=attrs)["QueueUrl"]
+    s3.create_bucket(Bucket=f"{prefix}-results")
+    settings = replace(core.settings, issue_queue_url=issue_q, cleanup_queue_url=cleanup_q,
+                       results_bucket=f"{prefix}-results", processing_role_name=ROLE,
+                       external_id="ext-123", region=REGION)
+    return SimpleNamespace(**{**vars(core), "settings": settings}, sqs=sqs, s3=s3, sts=sts, kw=kw)
+
+
+def register(stack: SimpleNamespace, ids: list[str]) -> None:
+    cause = Cause(correlation_id="setup", actor="test")
+    for account_id in ids:
+        stack.pool.register(account_id, role_arn=f"arn:aws:iam::{account_id}:role/{ROLE}",
+                            source="manual", cause=cause)
+
+
+def queue_issue(stack: SimpleNamespace, body: str, *, repo: str = "octo/demo", number: int = 7,
+                send: bool = True) -> Envelope:
+    """IssueReceived + IssueQueued, then the EventBridge-shaped message on the issue queue."""
+    delivery = f"delivery-{random.random()}"
+    cause = Cause(correlation_id=delivery, actor="test")
+    data = {"repo": repo, "number": number, "title": "crash", "labels": ["needs-reproduction"],
+            "trigger": "labeled", "sender": "maint", "html_url": f"https://github.com/{repo}/issues/{number}",
+            "body": body}
+    received = stack.issues.receive(delivery_id=delivery, repo=repo, number=number, data=data, cause=cause)
+    assert received.appended, received.reason
+    queued = stack.issues.record(repo, number, "IssueQueued",
+                                 {"run": received.issue.run, "sender": "maint", "permission": "write"},
+                                 cause=Cause.from_event(received.event, actor="gatekeeper"))
+    if send:
+        send_event(stack, stack.settings.issue_queue_url, queued)
+    return queued
+
+
+def send_event(stack: SimpleNamespace, url: str, envelope: Envelope) -> None:
+    """What the bus rule does: deliver the envelope as an EventBridge event."""
+    event = {"version": "0", "id": envelope["event_id"], "detail-type": envelope["type"],
+             "source": stack.settings.prefix, "detail": envelope}
+    stack.sqs.send_message(QueueUrl=url, MessageBody=json.dumps(event))
+
+
+def member_clients(stack: SimpleNamespace):
+    def factory(account_id: str, lease_id: str | None):
+        creds = MemberCredentials(stack.sts, account_id=account_id, role_name=ROLE,
+                                  external_id="ext-123", lease_id=lease_id or "cleanup")
+        return lambda service: boto3.client(service, **stack.kw, **creds.boto3_kwargs())
+    return factory
+
+
+def make_worker(stack: SimpleNamespace, *, processor=reproduce, cleaner=clean, clock=None,
+                **cfg: Any) -> Worker:
+    defaults: dict[str, Any] = {"name": "w1", "poll_wait_s": 0, "heartbeat_s": 30, "visibility_s": 60,
+                                "limits": Limits(timeout_s=20, output_cap=100_000)}
+    config = WorkerConfig(settings=stack.settings, **{**defaults, **cfg})
+    cleanup = Cleanup(pool=stack.pool, cleaner=cleaner, member_clients=member_clients(stack),
+                      region=REGION, max_attempts=config.max_attempts)
+    kw: dict[str, Any] = {"clock": clock} if clock else {}
+    return Worker(config, sqs=stack.sqs, s3=stack.s3, sts=stack.sts, pool=stack.pool,
+                  issues=stack.issues, processor=processor, cleanup=cleanup,
+                  rng=random.Random(1), **kw)
+
+
+def types(stack: SimpleNamespace, stream: str) -> list[str]:
+    return [e["type"] for e in stack.store.read(stream)]
+
+
+def last(stack: SimpleNamespace, stream: str, type_: str) -> Envelope:
+    return [e for e in stack.store.read(stream) if e["type"] == type_][-1]
+
+
+def visible(stack: SimpleNamespace, url: str) -> list[dict[str, Any]]:
+    return stack.sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=0,
+                                     AttributeNames=["All"]).get("Messages", [])
+
+
+ISSUE = issue_stream("octo/demo", 7)

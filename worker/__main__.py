@@ -1,0 +1,58 @@
+"""``python -m worker``: build the worker from the environment and run its loop until SIGTERM."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+from typing import Any
+
+import boto3
+
+from handlers.core.errors import GipError
+from handlers.core.issue_service import Issues
+from handlers.core.models import Tables
+from handlers.core.pool_service import Pool
+from worker.cleaner import load_cleaner
+from worker.cleanup import Cleanup
+from worker.config import WorkerConfig
+from worker.credentials import MemberCredentials
+from worker.loop import Worker
+from worker.processor import load_processor
+
+
+def build(cfg: WorkerConfig) -> Worker:
+    """Wire the real clients (they honour AWS_ENDPOINT_URL) into a :class:`Worker`."""
+    s = cfg.settings
+    tables = Tables.from_settings(s)
+    sts = boto3.client("sts", region_name=s.region)
+    pool = Pool.from_settings(s, tables)
+
+    def member_clients(account_id: str, lease_id: str | None) -> Any:
+        creds = MemberCredentials(sts, account_id=account_id, role_name=s.processing_role_name,
+                                  external_id=s.external_id, lease_id=lease_id or "cleanup",
+                                  worker=cfg.name)
+        return lambda service: boto3.client(service, region_name=s.region, **creds.boto3_kwargs())
+
+    cleanup = Cleanup(pool=pool, cleaner=load_cleaner(cfg.cleaner), member_clients=member_clients,
+                      region=s.region, max_attempts=cfg.max_attempts)
+    return Worker(cfg, sqs=boto3.client("sqs", region_name=s.region),
+                  s3=boto3.client("s3", region_name=s.region), sts=sts, pool=pool,
+                  issues=Issues.from_settings(s, tables), processor=load_processor(cfg.processor),
+                  cleanup=cleanup)
+
+
+def main() -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    try:
+        worker = build(WorkerConfig.from_env())
+    except GipError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    signal.signal(signal.SIGTERM, lambda *_: worker.request_stop())
+    signal.signal(signal.SIGINT, lambda *_: worker.request_stop())
+    return worker.run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,66 @@
+"""The worker's settings: the shared :class:`Settings` plus a few worker-only variables.
+
+| variable | default | meaning |
+|---|---|---|
+| ``WORKER_NAME`` | ``<hostname>-<pid>`` | recorded in leases and events |
+| ``RUN_TIMEOUT_SECONDS`` | ``900`` | wall-clock limit of one processor run |
+| ``OUTPUT_CAP_BYTES`` | ``1000000`` | output kept per run (head + tail) |
+| ``POOL_WAIT_SECONDS`` | ``3600`` | an empty pool for longer → IssueProcessingFailed (retryable) |
+| ``WORKER_POLL_SECONDS`` | ``10`` | SQS long-poll wait (short enough to see SIGTERM) |
+| ``VISIBILITY_SECONDS`` | ``300`` | what each heartbeat extends the message's visibility to |
+| ``HEARTBEAT_SECONDS`` | lease/3, ≤ visibility/3 | heartbeat period |
+| ``BACKOFF_BASE_SECONDS`` / ``BACKOFF_CAP_SECONDS`` | ``15`` / ``900`` | empty-pool backoff |
+| ``MAX_ATTEMPTS`` | ``3`` | processing attempts per run; cleanup attempts before quarantine |
+| ``STOP_BUDGET_SECONDS`` | ``25`` | time allowed for cleanup after SIGTERM (ECS stop timeout 30 s) |
+| ``PROCESSOR`` / ``CLEANER`` | built-in | ``module:function`` plug-ins |
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from handlers.core.config import Settings
+from worker.runner import Limits
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    settings: Settings
+    name: str
+    limits: Limits = field(default_factory=Limits)
+    pool_wait_s: float = 3600
+    poll_wait_s: int = 10
+    visibility_s: int = 300
+    heartbeat_s: float = 300
+    backoff_base_s: float = 15
+    backoff_cap_s: float = 900
+    max_attempts: int = 3
+    stop_budget_s: float = 25
+    processor: str = ""
+    cleaner: str = ""
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, settings: Settings | None = None) -> WorkerConfig:
+        e = os.environ if env is None else env
+        settings = settings or Settings.from_env(e)
+        visibility = int(e.get("VISIBILITY_SECONDS") or 300)
+        default_heartbeat = min(settings.lease_seconds / 3, visibility / 3)
+        return cls(
+            settings=settings,
+            name=e.get("WORKER_NAME") or f"{socket.gethostname()}-{os.getpid()}",
+            limits=Limits(timeout_s=float(e.get("RUN_TIMEOUT_SECONDS") or 900),
+                          output_cap=int(e.get("OUTPUT_CAP_BYTES") or 1_000_000)),
+            pool_wait_s=float(e.get("POOL_WAIT_SECONDS") or 3600),
+            poll_wait_s=int(e.get("WORKER_POLL_SECONDS") or 10),
+            visibility_s=visibility,
+            heartbeat_s=float(e.get("HEARTBEAT_SECONDS") or default_heartbeat),
+            backoff_base_s=float(e.get("BACKOFF_BASE_SECONDS") or 15),
+            backoff_cap_s=float(e.get("BACKOFF_CAP_SECONDS") or 900),
+            max_attempts=int(e.get("MAX_ATTEMPTS") or 3),
+            stop_budget_s=float(e.get("STOP_BUDGET_SECONDS") or 25),
+            processor=e.get("PROCESSOR", ""),
+            cleaner=e.get("CLEANER", ""),
+        )

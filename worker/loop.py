@@ -1,0 +1,332 @@
+"""The worker's message loop: one message at a time, cleanup messages first.
+
+For an issue message: re-check the issue's stream → reserve an account (none free: back off
+with jitter, never fail the issue until the pool wait is over) → ``IssueProcessingStarted``
+→ assume the processing role → run the processor → store the results → ``IssueProcessed`` or
+``IssueProcessingFailed`` → release (conditioned on the lease id) and clean → delete the message.
+
+While a run is in progress a heartbeat thread extends the message's visibility and renews the
+lease. :meth:`Worker.request_stop` (SIGTERM) stops taking messages and kills the child; the run
+is recorded as failed (retryable, ``interrupted``), the account is released and cleaned, and
+the message is made visible again at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from handlers.core.envelope import Cause, Envelope, iso, parse_iso, split_issue_stream, utcnow
+from handlers.core.errors import AwsError, ConcurrencyConflict, GipError, IllegalTransition
+from handlers.core.issue import FAILED, Issue
+from handlers.core.issue_service import Issues
+from handlers.core.pool_service import Lease, Pool
+from worker import results
+from worker.cleanup import Cleanup, CleanupFailed
+from worker.config import WorkerConfig
+from worker.credentials import MemberCredentials, session_seconds
+from worker.messages import DROP, WAIT, backoff_seconds, envelope_of, message_action
+from worker.processor import Job, Outcome, Processor
+
+log = logging.getLogger(__name__)
+
+
+class Heartbeat(threading.Thread):
+    """Extends the message's visibility and renews the lease every ``every`` seconds."""
+
+    def __init__(self, *, every: float, beat: Callable[[], bool]) -> None:
+        super().__init__(daemon=True, name="heartbeat")
+        self.every, self._beat = every, beat
+        self._done = threading.Event()
+        self.lost = threading.Event()
+
+    def run(self) -> None:
+        while not self._done.wait(self.every):
+            if not self._beat():
+                self.lost.set()
+                return
+
+    def stop(self) -> None:
+        self._done.set()
+        self.join(timeout=10)
+
+
+class Worker:
+    """Everything injected: clients, pool, issues, processor, cleanup, clock, rng."""
+
+    def __init__(self, cfg: WorkerConfig, *, sqs: Any, s3: Any, sts: Any, pool: Pool, issues: Issues,
+                 processor: Processor, cleanup: Cleanup, clock: Callable[[], datetime] = utcnow,
+                 rng: random.Random | None = None) -> None:
+        self.cfg, self.sqs, self.s3, self.sts = cfg, sqs, s3, sts
+        self.pool, self.issues, self.processor, self.cleanup = pool, issues, processor, cleanup
+        self.clock, self.rng = clock, rng or random.Random()
+        self.stop = threading.Event()
+        self._cancel: threading.Event | None = None
+        self.actor = f"worker:{cfg.name}"
+
+    # --- the loop ---------------------------------------------------------------------------
+    def request_stop(self) -> None:
+        """SIGTERM: take no more messages and interrupt the run in progress."""
+        self.stop.set()
+        if self._cancel is not None:
+            self._cancel.set()
+
+    def run(self) -> int:
+        log.info("worker %s started", self.cfg.name)
+        while not self.stop.is_set():
+            try:
+                self.poll_once()
+            except GipError as exc:  # a known failure on one message: log, keep serving
+                log.error("message failed: %s", exc)
+        log.info("worker %s stopped", self.cfg.name)
+        return 0
+
+    def poll_once(self) -> str:
+        """Take one cleanup message if any, else one issue message. Returns what happened."""
+        s = self.cfg.settings
+        if s.cleanup_queue_url:
+            msgs = self._receive(s.cleanup_queue_url, wait=0)
+            if msgs:
+                return self.handle_cleanup(msgs[0])
+        msgs = self._receive(s.issue_queue_url, wait=self.cfg.poll_wait_s)
+        if not msgs:
+            return "idle"
+        if self.stop.is_set():
+            self._visibility(s.issue_queue_url, msgs[0], 0)
+            return "returned"
+        return self.handle_issue(msgs[0])
+
+    def _receive(self, url: str, *, wait: int) -> list[dict[str, Any]]:
+        try:
+            answer = self.sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=1, WaitTimeSeconds=wait,
+                                              AttributeNames=["ApproximateReceiveCount", "SentTimestamp"])
+        except (ClientError, BotoCoreError) as exc:
+            raise AwsError(f"cannot receive from {url}: {exc}") from exc
+        return list(answer.get("Messages", []))
+
+    # --- cleanup messages ----------------------------------------------------------------------
+    def handle_cleanup(self, msg: dict[str, Any]) -> str:
+        url = self.cfg.settings.cleanup_queue_url
+        receives = int(msg.get("Attributes", {}).get("ApproximateReceiveCount", 1))
+        try:
+            event = envelope_of(msg["Body"])
+            outcome = self.cleanup.from_event(event, receive_count=receives, actor=self.actor)
+        except CleanupFailed:
+            self._visibility(url, msg, backoff_seconds(receives, base=30, cap=900, rng=self.rng))
+            return "cleanup_retry"
+        except (ValueError, KeyError) as exc:
+            log.error("dropping malformed cleanup message: %s", exc)
+            outcome = "malformed"
+        self._delete(url, msg)
+        return f"cleanup_{outcome}"
+
+    # --- issue messages -------------------------------------------------------------------------
+    def handle_issue(self, msg: dict[str, Any]) -> str:
+        url = self.cfg.settings.issue_queue_url
+        receives = int(msg.get("Attributes", {}).get("ApproximateReceiveCount", 1))
+        try:
+            event = envelope_of(msg["Body"])
+            repo, number = split_issue_stream(event["stream"])
+            run = int(event["data"]["run"])
+        except (ValueError, KeyError, TypeError) as exc:
+            log.error("dropping malformed issue message: %s", exc)
+            self._delete(url, msg)
+            return "malformed"
+        cause = Cause.from_event(event, actor=self.actor)
+        issue = self.issues.get(repo, number)
+        action = message_action(issue, run, max_attempts=self.cfg.max_attempts)
+        if action.kind == DROP:
+            log.info("%s run %d: %s", event["stream"], run, action.reason)
+            self._delete(url, msg)
+            return "dropped"
+        if action.kind == WAIT:
+            self._backoff(msg, receives)
+            return "busy"
+        assert issue is not None
+        lease = self.pool.reserve(issue=event["stream"], worker=self.cfg.name, cause=cause)
+        if lease is None:
+            return self._no_account(msg, event, issue, receives, cause)
+        self._visibility(url, msg, self.cfg.visibility_s)
+        attempt = issue.attempt + 1
+        try:
+            started = self.issues.record(repo, number, "IssueProcessingStarted", {
+                "run": run, "account_id": lease.account_id, "lease_id": lease.lease_id,
+                "worker": self.cfg.name, "attempt": attempt}, cause=cause, expected=issue)
+        except (ConcurrencyConflict, IllegalTransition) as exc:
+            log.info("%s changed before the start (%s): giving the account back", event["stream"], exc)
+            self._give_back(lease, cause)
+            self._visibility(url, msg, 0)
+            return "conflict"
+        return self._process(msg, lease, repo, number, run, attempt, Cause.from_event(started, actor=self.actor))
+
+    def _no_account(self, msg: dict[str, Any], event: Envelope, issue: Issue, receives: int, cause: Cause) -> str:
+        waiting_since = parse_iso(issue.updated_at if issue.status == FAILED and issue.updated_at else event["occurred_at"])
+        waited = (self.clock() - waiting_since).total_seconds()
+        if waited < self.cfg.pool_wait_s:
+            self._backoff(msg, receives)
+            return "backoff"
+        repo, number = split_issue_stream(event["stream"])
+        error = f"no_account_available: the account pool stayed empty for {int(waited)}s"
+        self._record(repo, number, "IssueProcessingFailed", {"run": issue.run, "error": error,
+                     "retryable": True, "attempt": max(1, issue.attempt)}, cause)
+        self._delete(self.cfg.settings.issue_queue_url, msg)
+        return "pool_timeout"
+
+    def _process(self, msg: dict[str, Any], lease: Lease, repo: str, number: int, run: int,
+                 attempt: int, cause: Cause) -> str:
+        url = self.cfg.settings.issue_queue_url
+        self._cancel = cancel = threading.Event()
+        if self.stop.is_set():
+            cancel.set()
+        renew_cause = Cause(cause.correlation_id, self.actor, cause.causation_id)
+
+        def beat() -> bool:
+            self._visibility(url, msg, self.cfg.visibility_s, quiet=True)
+            try:
+                self.pool.renew(lease.account_id, lease_id=lease.lease_id, cause=renew_cause)
+            except IllegalTransition:
+                log.error("lease %s on %s was taken away (swept): stopping the run", lease.lease_id, lease.account_id)
+                cancel.set()
+                return False
+            except GipError as exc:
+                log.warning("lease renewal failed, will retry: %s", exc)
+            return True
+
+        heartbeat = Heartbeat(every=self.cfg.heartbeat_s, beat=beat)
+        heartbeat.start()
+        try:
+            outcome, error = self._run_processor(lease, repo, number, run, cancel)
+        finally:
+            heartbeat.stop()
+            self._cancel = None
+        if heartbeat.lost.is_set():
+            self._visibility(url, msg, 0)  # the sweeper failed the run; it is retried from the queue
+            return "lost_lease"
+        try:
+            return self._finish(msg, lease, repo, number, run, attempt, cause, outcome, error)
+        except GipError:
+            self._give_back(lease, cause)  # never keep an account because the log was unreachable
+            self._visibility(url, msg, 0)
+            raise
+
+    def _finish(self, msg: dict[str, Any], lease: Lease, repo: str, number: int, run: int, attempt: int,
+                cause: Cause, outcome: Outcome | None, error: tuple[str, bool] | None) -> str:
+        url = self.cfg.settings.issue_queue_url
+        base = {"run": run, "account_id": lease.account_id, "lease_id": lease.lease_id}
+        if self.stop.is_set() or (outcome is not None and outcome.interrupted):
+            self._record(repo, number, "IssueProcessingFailed",
+                         {**base, "error": "interrupted", "retryable": True, "attempt": attempt}, cause)
+            self._give_back(lease, cause)
+            self._visibility(url, msg, 0)
+            return "interrupted"
+        if outcome is not None:
+            try:
+                uri = self._store(repo, number, run, lease, outcome, attempt)
+                self._record(repo, number, "IssueProcessed", {
+                    **base, "verdict": outcome.verdict, "exit_code": outcome.exit_code,
+                    "duration_s": outcome.duration_s, "result_uri": uri, "message": outcome.message[:1000],
+                    "command": outcome.command[:1000], "log_tail": results.log_tail(outcome.log)}, cause)
+                self._give_back(lease, cause)
+                self._delete(url, msg)
+                return outcome.verdict
+            except AwsError as exc:
+                error = (f"results_unavailable: {exc}", True)
+        assert error is not None
+        text, retryable = error
+        self._record(repo, number, "IssueProcessingFailed",
+                     {**base, "error": text[:1000], "retryable": retryable, "attempt": attempt}, cause)
+        self._give_back(lease, cause)
+        if retryable and attempt < self.cfg.max_attempts:
+            self._backoff(msg, attempt)
+        else:
+            self._delete(url, msg)
+        return "failed"
+
+    def _run_processor(self, lease: Lease, repo: str, number: int, run: int,
+                       cancel: threading.Event) -> tuple[Outcome | None, tuple[str, bool] | None]:
+        """Assume the role and run the processor; infrastructure failures are errors, not verdicts."""
+        s = self.cfg.settings
+        try:
+            received = self._received(repo, number, run)
+            creds = self._member(lease.account_id, lease.lease_id)
+            creds.get()
+            job = Job(repo=repo, number=number, run=run, title=received.get("title", ""),
+                      body=received.get("body", ""), html_url=received.get("html_url", ""),
+                      account_id=lease.account_id, lease_id=lease.lease_id, region=s.region,
+                      credentials=creds.get, cancel=cancel, limits=self.cfg.limits,
+                      endpoint_url=s.endpoint_url)
+            return self.processor(job), None
+        except AwsError as exc:
+            return None, (f"infrastructure: {exc}", True)
+        except Exception as exc:  # a processor bug must not kill the worker
+            log.exception("processor crashed")
+            return None, (f"processor_error: {type(exc).__name__}: {exc}", False)
+
+    def _received(self, repo: str, number: int, run: int) -> dict[str, Any]:
+        """The run's IssueReceived data: the body (the reproduction) lives there."""
+        for event in reversed(self.issues.store.read(f"issue-{repo}#{number}")):
+            if event["type"] == "IssueReceived" and event["data"].get("run") == run:
+                return dict(event["data"])
+        return {}
+
+    def _member(self, account_id: str, lease_id: str) -> MemberCredentials:
+        s = self.cfg.settings
+        return MemberCredentials(self.sts, account_id=account_id, role_name=s.processing_role_name,
+                                 external_id=s.external_id, lease_id=lease_id, worker=self.cfg.name,
+                                 duration_s=session_seconds(self.cfg.limits.timeout_s))
+
+    def _store(self, repo: str, number: int, run: int, lease: Lease, outcome: Outcome, attempt: int) -> str:
+        result = {"repo": repo, "number": number, "run": run, "attempt": attempt,
+                  "verdict": outcome.verdict, "message": outcome.message, "exit_code": outcome.exit_code,
+                  "duration_s": outcome.duration_s, "command": outcome.command,
+                  "account_id": lease.account_id, "lease_id": lease.lease_id, "worker": self.cfg.name,
+                  "finished_at": iso(self.clock()), **outcome.details}
+        return results.store(self.s3, self.cfg.settings.results_bucket, repo=repo, number=number, run=run,
+                             result=result, log=outcome.log)
+
+    def _give_back(self, lease: Lease, cause: Cause) -> None:
+        """Release (conditioned on the lease id), then clean directly through the one cleanup path.
+
+        After SIGTERM the direct cleanup gets only ``stop_budget_s`` (the ECS stop timeout); what
+        it cannot finish stays CLEANING and the cleanup queue finishes it."""
+        try:
+            self.pool.release(lease.account_id, lease_id=lease.lease_id, cause=cause)
+        except (IllegalTransition, ConcurrencyConflict) as exc:
+            log.warning("release of %s refused (%s): the sweeper owns it now", lease.account_id, exc)
+            return
+        try:
+            self.cleanup.attempt(lease.account_id, lease_id=lease.lease_id, since=parse_iso(lease.reserved_at),
+                                 attempt=1, cause=cause,
+                                 wait_s=self.cfg.stop_budget_s if self.stop.is_set() else None)
+        except CleanupFailed as exc:
+            log.warning("%s; the cleanup queue retries it", exc)
+
+    # --- small helpers ----------------------------------------------------------------------
+    def _record(self, repo: str, number: int, type_: str, data: dict[str, Any], cause: Cause) -> None:
+        try:
+            self.issues.record(repo, number, type_, data, cause=cause)
+        except (IllegalTransition, ConcurrencyConflict) as exc:
+            log.warning("%s not recorded on %s#%d: %s", type_, repo, number, exc)
+
+    def _backoff(self, msg: dict[str, Any], receives: int) -> None:
+        wait = backoff_seconds(receives, base=self.cfg.backoff_base_s, cap=self.cfg.backoff_cap_s, rng=self.rng)
+        self._visibility(self.cfg.settings.issue_queue_url, msg, wait)
+
+    def _visibility(self, url: str, msg: dict[str, Any], seconds: int, *, quiet: bool = False) -> None:
+        try:
+            self.sqs.change_message_visibility(QueueUrl=url, ReceiptHandle=msg["ReceiptHandle"],
+                                               VisibilityTimeout=int(seconds))
+        except (ClientError, BotoCoreError) as exc:
+            (log.debug if quiet else log.warning)("visibility change failed: %s", exc)
+
+    def _delete(self, url: str, msg: dict[str, Any]) -> None:
+        try:
+            self.sqs.delete_message(QueueUrl=url, ReceiptHandle=msg["ReceiptHandle"])
+        except (ClientError, BotoCoreError) as exc:
+            log.warning("delete failed (the message comes back and is dropped as a redelivery): %s", exc)

@@ -1,0 +1,134 @@
+"""The processor: what the worker runs in the leased account. Pluggable.
+
+Interface (see docs/processor.md)::
+
+    def process(job: Job) -> Outcome
+
+``job`` carries the issue (repo, number, run, title, body), the leased account, a
+``credentials()`` callable returning fresh member-account credentials (the processing role,
+never the worker's own), the region, the run limits and a ``cancel`` event that is set when
+the worker is stopping. Return an :class:`Outcome` with one of the four verdicts. Raise
+:class:`handlers.core.errors.AwsError` for an infrastructure failure: the worker then records
+``IssueProcessingFailed`` (retryable) instead of a verdict. Any other exception is recorded as
+a non-retryable ``processor_error``.
+
+``PROCESSOR=package.module:function`` swaps the default :func:`reproduce` for another one.
+"""
+
+from __future__ import annotations
+
+import importlib
+import platform
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from handlers.core.errors import ConfigError
+from worker.repro import find_repro
+from worker.runner import Interpreters, Limits, Unavailable, run_snippet
+from worker.verdict import NO_REPRO_FOUND, VERDICTS, decide
+
+
+@dataclass(frozen=True)
+class Job:
+    """Everything a processor gets. ``credentials()`` returns AWS_* keys for the member role."""
+
+    repo: str
+    number: int
+    run: int
+    title: str
+    body: str
+    html_url: str
+    account_id: str
+    lease_id: str
+    region: str
+    credentials: Callable[[], Mapping[str, str]]
+    cancel: threading.Event = field(default_factory=threading.Event)
+    limits: Limits = field(default_factory=Limits)
+    endpoint_url: str | None = None
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """A processor's result. ``log`` is the full output stored in S3; ``details`` goes to result.json."""
+
+    verdict: str
+    message: str
+    exit_code: int | None = None
+    duration_s: float = 0.0
+    command: str = ""
+    log: str = ""
+    interrupted: bool = False
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.verdict not in VERDICTS:
+            raise ValueError(f"verdict must be one of {VERDICTS}, not {self.verdict!r}")
+
+
+Processor = Callable[[Job], Outcome]
+
+
+def reproduce(job: Job, *, interpreters: Interpreters | None = None) -> Outcome:
+    """The default processor: find the snippet in the issue body, run it, decide the verdict."""
+    repro = find_repro(job.body)
+    if repro.snippet is None:
+        return Outcome(NO_REPRO_FOUND, repro.reason, details={"expected_errors": list(repro.expected_errors)})
+    snippet = repro.snippet
+    interpreters = interpreters or Interpreters.discover()
+    details: dict[str, Any] = {
+        "language": snippet.language,
+        "snippet_source": snippet.source,
+        "snippet_sha256": snippet.sha256,
+        "expected_errors": list(repro.expected_errors),
+        "versions": versions(interpreters),
+    }
+    try:
+        result = run_snippet(snippet.language, snippet.code, credentials=job.credentials(),
+                             region=job.region, limits=job.limits, interpreters=interpreters,
+                             cancel=job.cancel, endpoint_url=job.endpoint_url)
+    except Unavailable as exc:
+        return Outcome(NO_REPRO_FOUND, str(exc), details=details)
+    verdict = decide(exit_code=result.exit_code, output=result.output,
+                     expected_errors=repro.expected_errors, could_not_start=result.could_not_start,
+                     timed_out=result.timed_out, timeout_s=job.limits.timeout_s)
+    details.update(timed_out=result.timed_out, truncated_bytes=result.truncated_bytes,
+                   command_argv=list(result.command))
+    log = result.output if not result.could_not_start else result.could_not_start
+    return Outcome(verdict.verdict, verdict.reason, exit_code=result.exit_code,
+                   duration_s=result.duration_s, command=result.command_line, log=log,
+                   interrupted=result.interrupted, details=details)
+
+
+def versions(interpreters: Interpreters) -> dict[str, str]:
+    """Interpreter versions recorded in result.json."""
+    out = {"python": platform.python_version(), "worker": _package_version()}
+    if interpreters.node_version:
+        out["node"] = ".".join(map(str, interpreters.node_version))
+    return out
+
+
+def load_processor(spec: str | None) -> Processor:
+    """``None``/empty → :func:`reproduce`; ``module:function`` → that callable."""
+    if not spec:
+        return reproduce
+    module_name, _, attr = spec.partition(":")
+    if not module_name or not attr:
+        raise ConfigError(f"PROCESSOR must look like package.module:function, not {spec!r}")
+    try:
+        target = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        raise ConfigError(f"cannot load PROCESSOR {spec!r}: {exc}") from exc
+    if not callable(target):
+        raise ConfigError(f"PROCESSOR {spec!r} is not callable")
+    return target  # type: ignore[no-any-return]
+
+
+def _package_version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("github-issue-processor")
+    except Exception:  # not installed as a distribution (bundle): no version
+        return "unknown"

@@ -1,0 +1,44 @@
+"""Store a run's results: ``s3://<bucket>/<owner>/<repo>/<number>/<run>/{result.json,output.log}``.
+
+The results bucket is in the management account and written with the worker's own role,
+never with the member credentials. An S3 failure is :class:`AwsError` (infrastructure),
+which the loop turns into ``IssueProcessingFailed``, never into a verdict.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from handlers.core.errors import AwsError
+
+TAIL_LINES = 40
+TAIL_CHARS = 4000
+
+
+def prefix(repo: str, number: int, run: int) -> str:
+    return f"{repo}/{number}/{run}/"
+
+
+def log_tail(log: str, *, lines: int = TAIL_LINES, chars: int = TAIL_CHARS) -> str:
+    """The last ``lines`` lines, at most ``chars`` characters (the notifier redacts secrets)."""
+    tail = "\n".join(log.rstrip("\n").split("\n")[-lines:])
+    return tail[-chars:]
+
+
+def store(s3: Any, bucket: str, *, repo: str, number: int, run: int, result: dict[str, Any],
+          log: str) -> str:
+    """Write the log then result.json (the result names the log); return the result's s3:// URI."""
+    key = prefix(repo, number, run)
+    body = dict(result, log_key=f"{key}output.log")
+    try:
+        s3.put_object(Bucket=bucket, Key=f"{key}output.log", Body=log.encode("utf-8"),
+                      ContentType="text/plain; charset=utf-8")
+        s3.put_object(Bucket=bucket, Key=f"{key}result.json",
+                      Body=json.dumps(body, indent=2, sort_keys=True, default=str).encode("utf-8"),
+                      ContentType="application/json")
+    except (ClientError, BotoCoreError) as exc:
+        raise AwsError(f"cannot store results in s3://{bucket}/{key}: {exc}") from exc
+    return f"s3://{bucket}/{key}result.json"
