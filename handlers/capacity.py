@@ -106,8 +106,10 @@ class Capacity:
         settings = Settings.from_env(e)
         client = boto3.client("application-autoscaling", region_name=settings.region,
                               endpoint_url=settings.endpoint_url)
-        return cls(Pool.from_settings(settings), client,
-                   cluster=e.get("CLUSTER_NAME", ""), service=e.get("SERVICE_NAME", ""))
+        # CLUSTER_NAME / SERVICE_NAME; the management template names them ECS_CLUSTER / ECS_SERVICE.
+        cluster = e.get("CLUSTER_NAME") or e.get("ECS_CLUSTER", "")
+        service = e.get("SERVICE_NAME") or e.get("ECS_SERVICE", "")
+        return cls(Pool.from_settings(settings), client, cluster=cluster, service=service)
 
 
 _CAPACITY: Capacity | None = None
@@ -131,3 +133,6 @@ def lambda_handler(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
         log.exception("capacity sync failed; the batch will be retried")
         return {"batchItemFailures": [{"itemIdentifier": r.get("messageId", "")} for r in records]}
     return {"batchItemFailures": []}
+
+
+handler = lambda_handler  # the name the templates use

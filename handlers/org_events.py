@@ -180,8 +180,13 @@ class Organization:
         self._management: str | None = None
 
     def management_account_id(self) -> str:
+        """The organization's management account, which is never a pool member."""
         if self._management is None:
-            self._management = self.orgs.describe_organization()["Organization"]["MasterAccountId"]
+            try:
+                self._management = self.orgs.describe_organization()["Organization"]["MasterAccountId"]
+            except self.orgs.exceptions.AccessDeniedException:
+                # We run in the management account; its identity needs no permission.
+                self._management = self.sts.get_caller_identity()["Account"]
         return self._management
 
     def scope_accounts(self, target_ou_ids: tuple[str, ...]) -> dict[str, OrgAccount]:
@@ -400,3 +405,6 @@ def process_batch(lifecycle: Lifecycle, event: Mapping[str, Any]) -> dict[str, A
             log.error("org event %s failed: %s", record.get("messageId"), exc)
             failures.append({"itemIdentifier": record.get("messageId", "")})
     return {"batchItemFailures": failures}
+
+
+handler = lambda_handler  # the name the templates use

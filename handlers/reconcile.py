@@ -248,3 +248,6 @@ def reconcile_once(settings: Any = None, *, session: Any = None, threshold: int 
 def lambda_handler(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
     """Scheduled (hourly) or on-demand invocation; returns the summary."""
     return reconcile_once().to_dict()
+
+
+handler = lambda_handler  # the name the templates use

@@ -276,3 +276,31 @@ def test_cli_failure_is_one_line(core: Any, monkeypatch: pytest.MonkeyPatch) -> 
 def test_cli_rejects_a_zero_threshold(core: Any) -> None:
     code, _, err = run_cli("reconcile", "--prefix", core.settings.prefix, "--region", "us-east-1", "--strikes", "0")
     assert code == 2 and "--strikes" in err
+
+
+@pytest.mark.server
+def test_local_mode_hook_over_a_moto_server(moto_server: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What ``--local`` does: the embedded endpoint over HTTP, passes a few seconds apart."""
+    import time
+
+    from tests.conftest import make_core
+
+    monkeypatch.setattr(rc, "_CACHE", {})
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_server)
+    monkeypatch.setenv("GIP_PREFIX", "localhook")
+    monkeypatch.delenv("TARGET_OU_IDS", raising=False)
+    core = make_core(endpoint_url=moto_server, prefix="localhook")
+    orgs = boto3.client("organizations", region_name="us-east-1", endpoint_url=moto_server)
+    orgs.create_organization(FeatureSet="ALL")
+    account = orgs.create_account(AccountName="local", Email="local@example.com")["CreateAccountStatus"]["AccountId"]
+
+    started = time.monotonic()
+    rc.reconcile_once()
+    assert rc.reconcile_once().registered == [account]
+    assert core.pool.get(account).status == "AVAILABLE"
+    assert time.monotonic() - started < 10  # two passes well inside the ~10 s budget
+
+    orgs.remove_account_from_organization(AccountId=account)
+    rc.reconcile_once()
+    assert rc.reconcile_once().deregistered == [account]
+    assert core.pool.get(account).reason == "removed"
