@@ -60,6 +60,7 @@ class StatusView:
     error: str | None = None
     attempt: int | None = None
     reason: str | None = None
+    version: int | None = None  # the issue stream version shown; a lower one never overwrites
 
 
 # ---------------------------------------------------------------- sanitising
@@ -173,7 +174,10 @@ def _rows(view: StatusView) -> Iterable[tuple[str, str]]:
 
 def _head(view: StatusView) -> str:
     rows = "\n".join(f"| {k} | {v.replace('|', '&#124;')} |" for k, v in _rows(view))
-    parts = [STATUS_MARKER, "### Reproduction status", "", "| | |", "|---|---|", rows]
+    parts = [STATUS_MARKER]
+    if view.version is not None:
+        parts.append(f"<!-- github-issue-processor:version={int(view.version)} -->")
+    parts += ["### Reproduction status", "", "| | |", "|---|---|", rows]
     if view.error:
         err = _clip(sanitize(view.error[: 2 * MAX_FIELD_CHARS]))
         fence = _fence(err)
@@ -227,3 +231,12 @@ def render_untrusted(*, sender: str, permission: str, trusted: Iterable[str], la
 
 def has_marker(body: str | None, marker: str) -> bool:
     return bool(body) and marker in (body or "")
+
+
+_VERSION = re.compile(r"<!-- github-issue-processor:version=(\d+) -->")
+
+
+def rendered_version(body: str | None) -> int | None:
+    """The issue stream version a status comment shows, if it says."""
+    m = _VERSION.search(body or "")
+    return int(m.group(1)) if m else None

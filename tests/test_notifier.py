@@ -1,0 +1,337 @@
+"""Notifier: pure plans, then one status comment per issue against moto + the fake GitHub."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from types import SimpleNamespace
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from handlers import notifier
+from handlers.comment import GITHUB_LIMIT, STATUS_MARKER, UNTRUSTED_MARKER
+from handlers.core.config import Settings
+from handlers.core.envelope import Cause
+from handlers.core.issue import Issue
+from handlers.github.client import GitHubClient
+from handlers.notifier import Notifier, plan_for
+from tests.conftest import FAKE_ENV, make_core
+from tests.fakes import fixtures
+from tests.fakes.bus import sqs_batch
+
+github_server = fixtures.github_server
+REPO, NUMBER = "octo-org/hello-world", 42
+LABEL = "needs-reproduction"
+ACCOUNT = "111122223333"
+
+
+@pytest.fixture(scope="module")
+def shared_core() -> Iterator[SimpleNamespace]:
+    for key, value in FAKE_ENV.items():
+        os.environ.setdefault(key, value)
+    with mock_aws():
+        yield make_core(prefix="test")
+
+
+@pytest.fixture
+def core(shared_core: SimpleNamespace) -> SimpleNamespace:
+    ddb = boto3.client("dynamodb")
+    for table, keys in ((shared_core.settings.events_table, "pk, sk"),
+                        (shared_core.settings.issues_table, "pk")):
+        for item in ddb.scan(TableName=table, ProjectionExpression=keys)["Items"]:
+            ddb.delete_item(TableName=table, Key=item)
+    return shared_core
+
+
+class FakeTime:
+    def __init__(self) -> None:
+        self.now = 1_000.0
+        self.sleeps: list[float] = []
+
+    def clock(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+@pytest.fixture
+def t() -> FakeTime:
+    return FakeTime()
+
+
+@pytest.fixture
+def gh(github_server):
+    github_server.add_issue(REPO, NUMBER, labels=["bug", LABEL])
+    return github_server
+
+
+def make_notifier(core, gh, t, *, token: str | None = "test-token", out=print, **kw) -> Notifier:
+    client = None
+    if token:
+        client = GitHubClient(base_url=gh.url, token=token, sleep=t.sleep, clock=t.clock,
+                              rand=lambda: 1.0, write_interval_s=0, max_attempts=kw.pop("attempts", 5))
+    return Notifier(issues=core.issues, github=client, settings=Settings.for_prefix("test", **kw),
+                    out=out)
+
+
+class Run:
+    """Drives one issue through the core, as the webhook, gatekeeper and worker would."""
+
+    def __init__(self, core, *, delivery: str = "d-1") -> None:
+        self.core, self.delivery = core, delivery
+        data = {"repo": REPO, "number": NUMBER, "title": "A bug", "labels": [LABEL],
+                "trigger": "labeled", "sender": "mia", "html_url": "https://github.com/x"}
+        result = core.issues.receive(delivery_id=delivery, repo=REPO, number=NUMBER, data=data,
+                                     cause=self.cause)
+        assert result.appended
+        self.run = result.event["data"]["run"]
+        self.events: list[dict] = [result.event]
+
+    @property
+    def cause(self) -> Cause:
+        return Cause(correlation_id=self.delivery, actor="test")
+
+    def record(self, type_: str, **data: Any) -> dict:
+        event = self.core.issues.record(REPO, NUMBER, type_, {"run": self.run, **data}, cause=self.cause)
+        self.events.append(event)
+        return event
+
+    def queued(self) -> dict:
+        return self.record("IssueQueued", sender="mia", permission="write")
+
+    def started(self) -> dict:
+        return self.record("IssueProcessingStarted", account_id=ACCOUNT, lease_id="l-1", worker="w-1")
+
+    def processed(self, **kw: Any) -> dict:
+        data = dict(verdict="reproduced", exit_code=1, duration_s=12.5,
+                    result_uri="s3://results/octo-org/hello-world/42/1/result.json",
+                    log_tail="Traceback (most recent call last):\nValueError: boom")
+        data.update(kw)
+        return self.record("IssueProcessed", **data)
+
+
+def status_comments(gh) -> list[dict]:
+    return [c for c in gh.comments(REPO, NUMBER) if STATUS_MARKER in c["body"]]
+
+
+def handle(n: Notifier, envelopes: list[dict]) -> dict:
+    notifier._notifier = n
+    try:
+        return notifier.handler(sqs_batch(envelopes), None)
+    finally:
+        notifier._notifier = None
+
+
+# ---------------------------------------------------------------- pure
+
+
+def issue(**kw: Any) -> Issue:
+    base = dict(stream=f"issue-{REPO}#{NUMBER}", repo=REPO, number=NUMBER, status="QUEUED",
+                version=2, run=1, sender="mia")
+    base.update(kw)
+    return Issue(**base)
+
+
+def test_plans_follow_the_state():
+    assert plan_for(issue(), None).status.state == "queued"
+    assert plan_for(issue(status="RECEIVED"), None).status is None
+    done = plan_for(issue(status="PROCESSED", verdict="not_reproduced", exit_code=0,
+                          duration_s=1.0, result_uri="s3://b/k"), {"log_tail": "ok"})
+    assert (done.status.verdict, done.status.log_tail, done.label) == ("not_reproduced", "ok", "not-reproduced")
+    retry = plan_for(issue(status="FAILED", error="lost", retryable=True, attempt=1), None)
+    assert retry.status.state == "retrying" and retry.label is None
+    final = plan_for(issue(status="FAILED", error="lost", retryable=False, attempt=3), None)
+    assert final.status.state == "failed" and final.label == "repro-infra-error"
+    untrusted = plan_for(issue(status="SKIPPED", reason="untrusted_sender"),
+                         {"sender": "eve", "permission": "triage"})
+    assert untrusted.untrusted == ("eve", "triage") and untrusted.status is None
+    closed = plan_for(issue(status="SKIPPED", reason="closed"), None)
+    assert closed.status.reason == "closed" and not closed.create
+
+
+# ---------------------------------------------------------------- shell
+
+
+def test_one_status_comment_is_edited_across_a_full_run(core, gh, t):
+    n, run = make_notifier(core, gh, t), Run(core)
+    assert n.handle(run.queued()) == "created"
+    first = status_comments(gh)
+    assert len(first) == 1 and "Queued" in first[0]["body"] and "#1" in first[0]["body"]
+    assert n.handle(run.started()) == "edited"
+    assert "Running" in status_comments(gh)[0]["body"]
+    assert n.handle(run.processed()).startswith("edited,labels")
+    [comment] = status_comments(gh)
+    assert comment["id"] == first[0]["id"]
+    body = comment["body"]
+    for expected in ("Reproduced", "`1`", "| Duration | 12s |", "ValueError: boom", "s3://results/octo-org"):
+        assert expected in body
+    assert gh.labels(REPO, NUMBER) == ["bug", LABEL, "reproduced"]
+    creates = [r for r in gh.requests if r.method == "POST" and r.path.endswith("/comments")]
+    assert len(creates) == 1
+
+
+def test_redelivered_events_edit_never_add_and_an_older_event_does_not_go_back(core, gh, t):
+    n, run = make_notifier(core, gh, t), Run(core)
+    queued, started, processed = run.queued(), run.started(), run.processed()
+    result = handle(n, [queued, started, processed, queued, started])
+    assert result == {"batchItemFailures": []}
+    [comment] = status_comments(gh)
+    assert "Reproduced" in comment["body"] and "Queued" not in comment["body"]
+    # redelivery of the whole batch: nothing is written at all
+    gh.reset_requests()
+    handle(n, [processed, queued])
+    assert [r for r in gh.requests if r.is_write] == []
+
+
+def test_a_comment_showing_a_newer_version_is_not_overwritten(core, gh, t):
+    n, run = make_notifier(core, gh, t), Run(core)
+    queued = run.queued()
+    n.handle(queued)
+    [comment] = status_comments(gh)
+    newer = comment["body"].replace("version=2 -->", "version=9 -->")
+    gh.comments(REPO, NUMBER)  # sanity: the fake holds it
+    n.github.edit_comment(REPO, comment["id"], newer)  # as if a newer notifier had written
+    run.started()
+    assert n.handle(queued) == "newer_shown"
+    assert status_comments(gh)[0]["body"] == newer
+
+
+def test_only_our_own_comment_with_the_marker_is_edited(core, gh, t):
+    gh.add_comment(REPO, NUMBER, f"quoting the bot: {STATUS_MARKER} ha", login="mallory")
+    n, run = make_notifier(core, gh, t), Run(core)
+    assert n.handle(run.queued()) == "created"
+    mallory = [c for c in gh.comments(REPO, NUMBER) if c["user"]["login"] == "mallory"]
+    assert mallory[0]["body"] == f"quoting the bot: {STATUS_MARKER} ha"
+    assert len([c for c in status_comments(gh) if c["user"]["login"] == "gip-bot"]) == 1
+
+
+def test_our_login_comes_from_bot_login_or_get_user_once(core, gh, t):
+    n, run = make_notifier(core, gh, t), Run(core)
+    n.handle(run.queued())
+    n.handle(run.started())
+    assert len([r for r in gh.requests if r.path == "/user"]) == 1
+    gh.reset_requests()
+    other = make_notifier(core, gh, t, bot_login="gip-bot")
+    other.handle(run.events[-1])
+    assert [r for r in gh.requests if r.path == "/user"] == []
+
+
+def test_untrusted_sender_is_told_politely_once(core, gh, t):
+    n, run = make_notifier(core, gh, t), Run(core)
+    skipped = run.record("IssueSkipped", reason="untrusted_sender", sender="eve", permission="read")
+    assert n.handle(skipped) == "told_untrusted"
+    assert n.handle(skipped) == "already_told"
+    notes = [c for c in gh.comments(REPO, NUMBER) if UNTRUSTED_MARKER in c["body"]]
+    assert len(notes) == 1
+    assert "@eve" in notes[0]["body"] and "`read`" in notes[0]["body"]
+    assert status_comments(gh) == []
+
+
+def test_a_cancelled_run_edits_the_status_comment_to_skipped(core, gh, t):
+    n, run = make_notifier(core, gh, t), Run(core)
+    n.handle(run.queued())
+    n.handle(run.record("IssueSkipped", reason="closed"))
+    [comment] = status_comments(gh)
+    assert "Skipped" in comment["body"] and "the issue was closed" in comment["body"]
+
+
+def test_a_verdict_label_replaces_the_other_verdict_labels(core, gh, t):
+    gh.set_labels(REPO, NUMBER, [LABEL, "repro-infra-error", "not-reproduced"])
+    n, run = make_notifier(core, gh, t), Run(core)
+    run.queued(), run.started()
+    n.handle(run.processed(verdict="broken_repro", exit_code=2))
+    assert gh.labels(REPO, NUMBER) == [LABEL, "repro-broken"]
+
+
+def test_a_final_infra_error_gets_its_label_but_a_retryable_one_does_not(core, gh, t):
+    n, run = make_notifier(core, gh, t), Run(core)
+    run.queued(), run.started()
+    n.handle(run.record("IssueProcessingFailed", error="worker lost", retryable=True, attempt=1))
+    assert "retrying" in status_comments(gh)[0]["body"] and "repro-infra-error" not in gh.labels(REPO, NUMBER)
+    run.started()
+    n.handle(run.record("IssueProcessingFailed", error="no account", retryable=False, attempt=2))
+    assert "Infrastructure error" in status_comments(gh)[0]["body"]
+    assert "repro-infra-error" in gh.labels(REPO, NUMBER)
+
+
+def test_a_github_outage_never_loses_the_verdict(core, gh, t):
+    n, run = make_notifier(core, gh, t, attempts=2), Run(core)
+    n.handle(run.queued())
+    run.started()
+    processed = run.processed()
+    gh.fail_next(500, 2)  # both attempts of the first GitHub call
+    assert handle(n, [processed]) == {"batchItemFailures": [{"itemIdentifier": "m0"}]}
+    assert "Queued" in status_comments(gh)[0]["body"]
+    assert core.issues.get(REPO, NUMBER).verdict == "reproduced"  # the log still has it
+    assert handle(n, [processed]) == {"batchItemFailures": []}  # SQS brings it back
+    [comment] = status_comments(gh)
+    assert "Reproduced" in comment["body"] and "reproduced" in gh.labels(REPO, NUMBER)
+
+
+def test_403_with_retry_after_then_success(core, gh, t):
+    n, run = make_notifier(core, gh, t), Run(core)
+    gh.fail_next(403, 1, {"Retry-After": "5"}, method="POST")
+    assert n.handle(run.queued()) == "created"
+    assert t.sleeps == [5.0] and len(status_comments(gh)) == 1
+
+
+def test_a_500_storm_then_success(core, gh, t):
+    n, run = make_notifier(core, gh, t), Run(core)
+    gh.fail_next(502, 4)
+    assert n.handle(run.queued()) == "created"
+    assert t.sleeps == [0.5, 1.0, 2.0, 4.0] and len(status_comments(gh)) == 1
+
+
+def test_a_body_that_would_exceed_65536_characters_is_posted_truncated(core, gh, t):
+    n, run = make_notifier(core, gh, t), Run(core)
+    run.queued(), run.started()
+    huge = "\n".join(f"{i:04d} " + "x" * 4_000 for i in range(40)) + "\nTHE END"
+    n.handle(run.processed(log_tail=huge))
+    [comment] = status_comments(gh)
+    assert len(comment["body"]) < GITHUB_LIMIT
+    assert "THE END" in comment["body"] and "characters truncated" in comment["body"]
+
+
+def test_secrets_in_the_log_tail_are_not_posted(core, gh, t):
+    n, run = make_notifier(core, gh, t), Run(core)
+    run.queued(), run.started()
+    n.handle(run.processed(log_tail="AWS_SECRET_ACCESS_KEY=wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"))
+    assert "wJalrXUtnFEMI" not in status_comments(gh)[0]["body"]
+
+
+def test_a_late_event_renders_the_latest_state_with_its_log_tail(core, gh, t):
+    n, run = make_notifier(core, gh, t), Run(core)
+    queued = run.queued()
+    run.started(), run.processed(log_tail="from the processed event")
+    assert n.handle(queued) == "created,labels+1-0"
+    assert "from the processed event" in status_comments(gh)[0]["body"]
+
+
+def test_local_mode_without_token_prints_what_it_would_post(core, gh, t):
+    printed: list[str] = []
+    n, run = make_notifier(core, gh, t, token=None, out=printed.append), Run(core)
+    run.queued(), run.started()
+    assert n.handle(run.processed()) == "printed"
+    text = "\n".join(printed)
+    assert STATUS_MARKER in text and "Reproduced" in text and "'reproduced'" in text
+    assert gh.requests == []
+
+
+def test_handler_builds_from_the_environment_and_never_logs_the_token(core, gh, monkeypatch, caplog):
+    run = Run(core)
+    queued = run.queued()
+    monkeypatch.setenv("GIP_PREFIX", "test")
+    monkeypatch.setenv("GITHUB_API_URL", gh.url)
+    monkeypatch.setenv("GITHUB_TOKEN", "test-token")
+    monkeypatch.setattr(notifier, "_notifier", None)
+    gh.fail_next(422, 1, method="POST")  # a failure path logs; the token must not be in it
+    with caplog.at_level("DEBUG"):
+        assert notifier.handler(sqs_batch([queued]), None) == {"batchItemFailures": [{"itemIdentifier": "m0"}]}
+        assert notifier.handler(sqs_batch([queued]), None) == {"batchItemFailures": []}
+    assert len(status_comments(gh)) == 1
+    assert "test-token" not in caplog.text
