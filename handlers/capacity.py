@@ -12,9 +12,11 @@ something differs; so a repeated run makes no write call at all.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +26,7 @@ log = logging.getLogger(__name__)
 
 NAMESPACE = "ecs"
 DIMENSION = "ecs:service:DesiredCount"
+METRIC_NAMESPACE = "GitHubIssueProcessor"
 
 
 @dataclass(frozen=True)
@@ -56,6 +59,20 @@ def decide(current: Target | None, usable: int) -> Change | None:
     return Change(min_capacity=min(current.min_capacity, usable), max_capacity=usable)
 
 
+def usable_metric(*, prefix: str, usable: int, timestamp_ms: int) -> dict[str, Any]:
+    """An Embedded Metric Format record: CloudWatch Logs turns it into the ``UsableAccounts``
+    metric the ``<prefix>-no-usable-accounts`` alarm watches, with no PutMetricData call.
+    https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/CloudWatch_Embedded_Metric_Format_Specification.html
+    """
+    return {
+        "_aws": {"Timestamp": timestamp_ms, "CloudWatchMetrics": [{
+            "Namespace": METRIC_NAMESPACE, "Dimensions": [["Prefix"]],
+            "Metrics": [{"Name": "UsableAccounts", "Unit": "Count"}]}]},
+        "Prefix": prefix,
+        "UsableAccounts": usable,
+    }
+
+
 def resource_id(cluster: str, service: str) -> str:
     return f"service/{cluster}/{service}"
 
@@ -63,12 +80,15 @@ def resource_id(cluster: str, service: str) -> str:
 class Capacity:
     """Reads the counts row, describes the target, writes only a needed change."""
 
-    def __init__(self, pool: Any, autoscaling: Any, *, cluster: str, service: str) -> None:
+    def __init__(self, pool: Any, autoscaling: Any, *, cluster: str, service: str, prefix: str = "",
+                 emit: Callable[[str], None] = print) -> None:
         if not cluster or not service:
             raise ConfigError("capacity needs CLUSTER_NAME and SERVICE_NAME")
         self.pool = pool
         self.autoscaling = autoscaling
         self.resource_id = resource_id(cluster, service)
+        self.prefix = prefix
+        self.emit = emit
 
     def current(self) -> Target | None:
         found = self.autoscaling.describe_scalable_targets(
@@ -81,6 +101,9 @@ class Capacity:
     def sync(self) -> Change | None:
         """Make MaxCapacity equal to the usable count; returns the change made, if any."""
         usable = int(self.pool.counts().usable)
+        if self.prefix:
+            metric = usable_metric(prefix=self.prefix, usable=usable, timestamp_ms=int(time.time() * 1000))
+            self.emit(json.dumps(metric, separators=(",", ":")))
         try:
             change = decide(self.current(), usable)
             if change is not None:
@@ -109,7 +132,8 @@ class Capacity:
         # CLUSTER_NAME / SERVICE_NAME; the management template names them ECS_CLUSTER / ECS_SERVICE.
         cluster = e.get("CLUSTER_NAME") or e.get("ECS_CLUSTER", "")
         service = e.get("SERVICE_NAME") or e.get("ECS_SERVICE", "")
-        return cls(Pool.from_settings(settings), client, cluster=cluster, service=service)
+        return cls(Pool.from_settings(settings), client, cluster=cluster, service=service,
+                   prefix=settings.prefix)
 
 
 _CAPACITY: Capacity | None = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from types import SimpleNamespace
 from typing import Any
 
@@ -121,6 +122,22 @@ def test_sqs_batch_syncs_once_and_reports_every_record_on_failure(world: SimpleN
         "batchItemFailures": [{"itemIdentifier": "m1"}, {"itemIdentifier": "m2"}]}
     with pytest.raises(cap.AwsError, match="service/nope/missing"):
         cap.lambda_handler({"source": "aws.scheduler"}, None)  # the schedule: fail loudly
+
+
+def test_every_sync_publishes_the_usable_count_as_an_emf_metric(world: SimpleNamespace) -> None:
+    lines: list[str] = []
+    register(world, "100000000001", "100000000002")
+    capacity = cap.Capacity(world.pool, world.scaling, cluster=CLUSTER, service=SERVICE,
+                            prefix="gip-test", emit=lines.append)
+    capacity.sync()
+    capacity.sync()  # no write, but the alarm still gets its data point
+    assert len(lines) == 2
+    record = json.loads(lines[-1])
+    assert record["UsableAccounts"] == 2 and record["Prefix"] == "gip-test"
+    [directive] = record["_aws"]["CloudWatchMetrics"]
+    assert directive == {"Namespace": "GitHubIssueProcessor", "Dimensions": [["Prefix"]],
+                         "Metrics": [{"Name": "UsableAccounts", "Unit": "Count"}]}
+    assert isinstance(record["_aws"]["Timestamp"], int)
 
 
 def test_cluster_and_service_are_required(world: SimpleNamespace) -> None:
