@@ -16,7 +16,6 @@ still carries a required label, and that the sender has a trusted collaborator p
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -29,6 +28,7 @@ from handlers.core.errors import ConcurrencyConflict, GipError
 from handlers.core.issue import QUEUED, RECEIVED
 from handlers.github import errors as gh_errors
 from handlers.github.client import GitHubClient, Permission
+from handlers.github.consumer import run_batch
 
 log = logging.getLogger(__name__)
 
@@ -46,15 +46,6 @@ class Decision:
 
 
 # ---------------------------------------------------------------- pure
-
-
-def envelope_from_record(record: Mapping[str, Any]) -> Envelope:
-    """The envelope in an SQS record: an EventBridge event (``detail``) or a bare envelope."""
-    body = json.loads(record["body"])
-    doc = body.get("detail", body) if isinstance(body, dict) else None
-    if not isinstance(doc, dict) or "type" not in doc or "stream" not in doc:
-        raise GipError("SQS record does not carry an event envelope")
-    return doc  # type: ignore[return-value]
 
 
 def is_trusted(permission: Permission, trusted: Iterable[str]) -> bool:
@@ -205,12 +196,4 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     global _gatekeeper
     if _gatekeeper is None:
         _gatekeeper = Gatekeeper.from_env()
-    failures = []
-    for record in event.get("Records", []):
-        try:
-            _gatekeeper.handle(envelope_from_record(record))
-        except Exception as exc:  # one bad record must not fail the batch
-            log.error("gatekeeper: record %s failed: %s", record.get("messageId"), exc,
-                      exc_info=not isinstance(exc, GipError))
-            failures.append({"itemIdentifier": record.get("messageId", "")})
-    return {"batchItemFailures": failures}
+    return run_batch(event, context, _gatekeeper.handle, github=_gatekeeper.github, name="gatekeeper")

@@ -37,8 +37,8 @@ from handlers.core.config import Settings
 from handlers.core.envelope import Envelope, split_issue_stream
 from handlers.core.errors import GipError
 from handlers.core.issue import FAILED, PROCESSED, QUEUED, RUNNING, SKIPPED, Issue
-from handlers.gatekeeper import envelope_from_record
 from handlers.github.client import GitHubClient
+from handlers.github.consumer import run_batch
 
 log = logging.getLogger(__name__)
 
@@ -226,12 +226,4 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     global _notifier
     if _notifier is None:
         _notifier = Notifier.from_env()
-    failures = []
-    for record in event.get("Records", []):
-        try:
-            _notifier.handle(envelope_from_record(record))
-        except Exception as exc:  # a failed record comes back; the others are done
-            log.error("notifier: record %s failed: %s", record.get("messageId"), exc,
-                      exc_info=not isinstance(exc, GipError))
-            failures.append({"itemIdentifier": record.get("messageId", "")})
-    return {"batchItemFailures": failures}
+    return run_batch(event, context, _notifier.handle, github=_notifier.github, name="notifier")

@@ -17,8 +17,9 @@ from moto import mock_aws
 from handlers import gatekeeper
 from handlers.core.config import Settings
 from handlers.core.envelope import Cause
-from handlers.gatekeeper import Gatekeeper, PermissionCache, decide, envelope_from_record
+from handlers.gatekeeper import Gatekeeper, PermissionCache, decide
 from handlers.github.client import GitHubClient, Permission
+from handlers.github.consumer import envelope_from_record
 from tests.conftest import FAKE_ENV, make_core
 from tests.fakes import fixtures
 from tests.fakes.bus import sqs_batch

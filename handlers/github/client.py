@@ -243,9 +243,22 @@ class GitHubClient:
         self._write_interval = write_interval_s
         self._write_lock = threading.Lock()
         self._last_write = float("-inf")
+        self._deadline: float | None = None
 
     def __repr__(self) -> str:
         return f"GitHubClient({self.base_url})"
+
+    def set_deadline(self, remaining_s: float | None) -> None:
+        """No retry wait may end later than ``remaining_s`` from now (``None``: no deadline).
+
+        Handlers set it from the Lambda context, so a slow GitHub fails the record in time
+        instead of timing out the whole batch.
+        """
+        self._deadline = None if remaining_s is None else self._clock() + remaining_s
+
+    @property
+    def out_of_time(self) -> bool:
+        return self._deadline is not None and self._clock() >= self._deadline
 
     # -- core loop
 
@@ -285,7 +298,9 @@ class GitHubClient:
                 wait = backoff(attempt, base_s=self._backoff[0], cap_s=self._backoff[1],
                                rand=self._rand())
                 last = exc
-            out_of_time = self._clock() + wait - started > self.budget_s
+            wake = self._clock() + wait
+            out_of_time = wake - started > self.budget_s or (
+                self._deadline is not None and wake > self._deadline)
             if attempt + 1 >= self.max_attempts or out_of_time:
                 raise last
             self._sleep(wait)

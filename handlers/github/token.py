@@ -18,13 +18,8 @@ from typing import Any
 
 from handlers.core.errors import ConfigError
 
-DEFAULT_SECRET_ID = "github-issue-processor/github-token"
 CACHE_SECONDS = 900.0  # a rotated token is picked up within 15 min without a cold start
-
-
-def secret_id_from_env(env: Mapping[str, str]) -> str:
-    prefix = env.get("GIP_PREFIX") or "github-issue-processor"
-    return env.get("GITHUB_TOKEN_SECRET_ID") or f"{prefix}/github-token"
+PLACEHOLDERS = frozenset({"", "unset", "changeme", "placeholder"})  # the template's SecretString
 
 
 class TokenSource:
@@ -81,9 +76,12 @@ class TokenSource:
                 return None
             raise ConfigError(f"cannot read GitHub token secret {self._secret_id}") from exc
         value = str(resp.get("SecretString") or "").strip()
-        if not value and self.in_lambda:
-            raise ConfigError(f"GitHub token secret {self._secret_id} is empty")
-        return value or None
+        if value.lower() in PLACEHOLDERS:
+            if self.in_lambda:  # never fall back to trusting payloads in AWS
+                raise ConfigError(f"GitHub token secret {self._secret_id} is not set: "
+                                  "put the token in it (aws secretsmanager put-secret-value)")
+            return None
+        return value
 
 
 def _default_client() -> Any:
