@@ -107,10 +107,11 @@ class Registrar:
         try:
             request = cr.parse_request(payload)
         except cr.InvalidRequest as exc:
-            request = cr.salvage(payload)
-            if request is None:
+            salvaged = cr.salvage(payload)
+            if salvaged is None:
                 log.error("custom-resource request dropped, no ResponseURL: %s", exc)
                 return None
+            request = salvaged
             outcome = Outcome("FAILED", request.physical_resource_id or _failed_id(request), str(exc))
         else:
             outcome = self.decide_and_apply(request)
@@ -201,14 +202,14 @@ def _registrar(context: Any) -> Registrar:
     global _REGISTRAR
     if _REGISTRAR is None:
         from handlers.core.config import Settings
-        from handlers.core.pool_service import Pool
         from handlers.org_events import Lifecycle
 
         settings = Settings.from_env()
         lifecycle = Lifecycle.from_settings(settings)
+        # The Lambda runs in the management account: its own ARN names it, no API call needed.
         arn = str(getattr(context, "invoked_function_arn", "") or "")
         _REGISTRAR = Registrar(
-            lifecycle.pool if lifecycle.pool is not None else Pool.from_settings(settings),
+            lifecycle.pool,
             role_name=settings.processing_role_name,
             management_account_id=arn.split(":")[4] if arn.count(":") >= 5 else "",
             deregister=lifecycle.deregister_account,

@@ -143,3 +143,16 @@ def test_every_sync_publishes_the_usable_count_as_an_emf_metric(world: SimpleNam
 def test_cluster_and_service_are_required(world: SimpleNamespace) -> None:
     with pytest.raises(cap.ConfigError, match="CLUSTER_NAME"):
         cap.Capacity(world.pool, world.scaling, cluster="", service=SERVICE)
+
+
+def test_lambda_entry_builds_from_the_template_environment(world: SimpleNamespace,
+                                                           monkeypatch: pytest.MonkeyPatch,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setattr(cap, "_CAPACITY", None)
+    for name, value in {"GIP_PREFIX": world.core.settings.prefix, "ECS_CLUSTER": CLUSTER,
+                        "ECS_SERVICE": SERVICE}.items():
+        monkeypatch.setenv(name, value)
+    register(world, "100000000001")
+    assert cap.handler({"source": "aws.events", "detail-type": "Scheduled Event"}, None) == {"batchItemFailures": []}
+    assert max_capacity(world) == (0, 1)
+    assert '"UsableAccounts":1' in capsys.readouterr().out

@@ -267,3 +267,17 @@ def test_batch_reports_only_the_failing_record(world: OrgWorld) -> None:
     result = oe.process_batch(world.lifecycle, event)
     assert result == {"batchItemFailures": [{"itemIdentifier": "m-bad"}]}
     assert world.pool.get(account) is not None
+
+
+def test_lambda_entry_builds_from_the_environment(world: OrgWorld, core: SimpleNamespace,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(oe, "_LIFECYCLE", None)
+    monkeypatch.setenv("GIP_PREFIX", core.settings.prefix)
+    monkeypatch.setenv("PROCESSING_ROLE_NAME", "test-processing")
+    monkeypatch.setenv("TARGET_OU_IDS", world.target)
+    inside, outside = world.new_account("in", ou=world.target), world.new_account("out")
+    records = [{"messageId": a, "body": json.dumps(load("org_create_account_result_succeeded.json", account=a,
+                                                        **{SAMPLE_MANAGEMENT: world.management}))}
+               for a in (inside, outside)]
+    assert oe.handler({"Records": records}, None) == {"batchItemFailures": []}
+    assert world.pool.get(inside) is not None and world.pool.get(outside) is None

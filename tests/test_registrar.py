@@ -10,6 +10,7 @@ import json
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -290,3 +291,19 @@ def test_an_unreachable_response_url_raises_so_lambda_retries(bucket: ResponseBu
     registrar.handle(request(bucket))  # the retry: idempotent
     assert bucket.last["Data"]["Registered"] == "already"
     assert account_events(pool, MEMBER) == ["AccountRegistered"]
+
+
+def test_lambda_entry_builds_from_the_environment(bucket: ResponseBucket, core: tuple[Pool, Issues],
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    pool, _ = core
+    monkeypatch.setattr(reg, "_REGISTRAR", None)
+    monkeypatch.setenv("GIP_PREFIX", "gip-test")
+    monkeypatch.setenv("CFN_RESPONSE_EXTRA_HOSTS", "127.0.0.1")
+    context = SimpleNamespace(invoked_function_arn=f"arn:aws:lambda:us-east-1:{MANAGEMENT}:function:gip-registrar")
+
+    reg.handler(sns(request(bucket)), context)
+    assert bucket.last["Status"] == "SUCCESS" and pool.get(MEMBER) is not None
+
+    management_stack = STACK.replace(MEMBER, MANAGEMENT)
+    reg.handler(sns(request(bucket, StackId=management_stack, ResourceProperties={})), context)
+    assert bucket.last["Status"] == "FAILED" and "management" in bucket.last["Reason"]
