@@ -349,7 +349,13 @@ class Lifecycle:
         The core ends the lease and names it in the event; the run that held it is failed
         here (``IssueProcessingFailed``, retryable) so that it is retried on another account.
         """
-        event = self.pool.deregister(account_id, reason=reason, cause=cause)
+        for attempt in range(3):  # a reserve/release may land between the read and the write
+            try:
+                event = self.pool.deregister(account_id, reason=reason, cause=cause)
+                break
+            except ConcurrencyConflict:
+                if attempt == 2:
+                    raise
         data = event["data"] if event else {}
         if data.get("issue") and data.get("lease_id"):
             self._fail_run(data["issue"], account_id, data["lease_id"], reason,

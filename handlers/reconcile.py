@@ -215,8 +215,10 @@ class Reconciler:
         outcome = self.lifecycle.register_if_assumable(account_id, cause=cause)
         if outcome.startswith("needs attention"):
             summary.needs_attention.append(f"{account_id}: {outcome.removeprefix('needs attention: ')}")
-        else:
+        elif outcome == "registered":
             summary.registered.append(account_id)
+        else:
+            summary.unchanged += 1  # registered meanwhile by another path (the StackSet)
 
 
 def threshold_from_env(env: Mapping[str, str] | None = None) -> int:

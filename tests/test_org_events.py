@@ -281,3 +281,21 @@ def test_lambda_entry_builds_from_the_environment(world: OrgWorld, core: SimpleN
                for a in (inside, outside)]
     assert oe.handler({"Records": records}, None) == {"batchItemFailures": []}
     assert world.pool.get(inside) is not None and world.pool.get(outside) is None
+
+
+def test_deregister_retries_a_lost_race_with_a_reserve() -> None:
+    from handlers.core.errors import ConcurrencyConflict
+
+    class RacyPool:
+        calls = 0
+
+        def deregister(self, account_id: str, *, reason: str, cause: Cause) -> Any:
+            self.calls += 1
+            if self.calls == 1:
+                raise ConcurrencyConflict(f"account-{account_id}", 3)
+            return {"event_id": "e1", "correlation_id": "c", "data": {"reason": reason, "lease_id": None, "issue": None}}
+
+    pool = RacyPool()
+    lifecycle = oe.Lifecycle(pool, None, None)
+    event = lifecycle.deregister_account(SAMPLE_MEMBER, reason="closed", cause=Cause("c", "test"))
+    assert event is not None and pool.calls == 2

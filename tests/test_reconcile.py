@@ -304,3 +304,18 @@ def test_local_mode_hook_over_a_moto_server(moto_server: str, monkeypatch: pytes
     rc.reconcile_once()
     assert rc.reconcile_once().deregistered == [account]
     assert core.pool.get(account).reason == "removed"
+
+
+def test_an_account_registered_meanwhile_by_the_stackset_counts_as_unchanged(world: SimpleNamespace) -> None:
+    account = world.new_account("race")
+    reconciler = world.reconciler(threshold=1)
+    real = reconciler.lifecycle.register_if_assumable
+
+    def stackset_first(account_id: str, *, cause: Cause) -> str:
+        world.pool.register(account_id, role_arn=f"arn:aws:iam::{account_id}:role/r", source="stackset", cause=cause)
+        return real(account_id, cause=cause)
+
+    reconciler.lifecycle.register_if_assumable = stackset_first
+    summary = reconciler.run_once()
+    assert summary.registered == [] and summary.unchanged == 1
+    assert world.pool.get(account).source == "stackset"
