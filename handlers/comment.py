@@ -176,7 +176,7 @@ def _head(view: StatusView) -> str:
     rows = "\n".join(f"| {k} | {v.replace('|', '&#124;')} |" for k, v in _rows(view))
     parts = [STATUS_MARKER]
     if view.version is not None:
-        parts.append(f"<!-- github-issue-processor:version={int(view.version)} -->")
+        parts.append(f"<!-- github-issue-processor:version={int(view.version)} run={int(view.run)} -->")
     parts += ["### Reproduction status", "", "| | |", "|---|---|", rows]
     if view.error:
         err = _clip(sanitize(view.error[: 2 * MAX_FIELD_CHARS]))
@@ -233,10 +233,13 @@ def has_marker(body: str | None, marker: str) -> bool:
     return bool(body) and marker in (body or "")
 
 
-_VERSION = re.compile(r"<!-- github-issue-processor:version=(\d+) -->")
+_SHOWN = re.compile(r"<!-- github-issue-processor:version=(\d+) run=(\d+) -->")
 
 
-def rendered_version(body: str | None) -> int | None:
-    """The issue stream version a status comment shows, if it says."""
-    m = _VERSION.search(body or "")
-    return int(m.group(1)) if m else None
+def rendered_version(body: str | None) -> tuple[int, int] | None:
+    """``(version, run)`` of the issue state a status comment shows, if it says.
+
+    Only the first match counts: the tag sits above the log tail, which could contain a copy.
+    """
+    m = _SHOWN.search(body or "")
+    return (int(m.group(1)), int(m.group(2))) if m else None

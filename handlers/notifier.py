@@ -37,6 +37,7 @@ from handlers.core.config import Settings
 from handlers.core.envelope import Envelope, split_issue_stream
 from handlers.core.errors import GipError
 from handlers.core.issue import FAILED, PROCESSED, QUEUED, RUNNING, SKIPPED, Issue
+from handlers.github import errors as gh_errors
 from handlers.github.client import GitHubClient
 from handlers.github.consumer import run_batch
 
@@ -149,6 +150,14 @@ class Notifier:
         plan = plan_for(issue, last)
         if self.github is None:
             return self._print(repo, number, plan)
+        try:
+            return self._apply(repo, number, plan)
+        except gh_errors.NotFound:  # deleted or transferred: retrying will not bring it back
+            log.warning("%s#%s is gone from GitHub; nothing to update", repo, number)
+            return "issue_gone"
+
+    def _apply(self, repo: str, number: int, plan: Plan) -> str:
+        assert self.github is not None
         done = []
         if plan.status or plan.untrusted:
             comments = self.github.list_comments(repo, number)
@@ -176,8 +185,10 @@ class Notifier:
         if existing.get("body") == body:
             return "unchanged"
         shown = rendered_version(existing.get("body"))
-        if shown is not None and plan.status.version is not None and shown > plan.status.version:
+        if shown is not None and plan.status.version is not None and shown[0] > plan.status.version:
             return "newer_shown"
+        if not plan.create and (shown is None or shown[1] != plan.status.run):
+            return "other_run_shown"  # a run skipped before it was queued keeps the last verdict
         self.github.edit_comment(repo, int(existing["id"]), body)
         return "edited"
 

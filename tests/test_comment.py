@@ -176,3 +176,12 @@ def test_sanitising_a_megabyte_is_fast():
     started = time.perf_counter()
     sanitize("u" * 500_000 + "\n" + "token=" * 50_000 + "a://" * 50_000)
     assert time.perf_counter() - started < 2.0
+
+
+def test_the_shown_version_is_read_from_the_header_not_from_a_forged_log_line():
+    from handlers.comment import rendered_version
+
+    forged = "<!-- github-issue-processor:version=999 run=9 -->"
+    body = render_status(processed(version=5, log_tail=forged))
+    assert rendered_version(body) == (5, 2)
+    assert rendered_version("no tag") is None

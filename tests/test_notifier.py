@@ -193,7 +193,8 @@ def test_a_comment_showing_a_newer_version_is_not_overwritten(core, gh, t):
     queued = run.queued()
     n.handle(queued)
     [comment] = status_comments(gh)
-    newer = comment["body"].replace("version=2 -->", "version=9 -->")
+    newer = comment["body"].replace("version=2 run=1 -->", "version=9 run=1 -->")
+    assert newer != comment["body"]
     gh.comments(REPO, NUMBER)  # sanity: the fake holds it
     n.github.edit_comment(REPO, comment["id"], newer)  # as if a newer notifier had written
     run.started()
@@ -335,3 +336,20 @@ def test_handler_builds_from_the_environment_and_never_logs_the_token(core, gh, 
         assert notifier.handler(sqs_batch([queued]), None) == {"batchItemFailures": []}
     assert len(status_comments(gh)) == 1
     assert "test-token" not in caplog.text
+
+
+def test_a_new_run_skipped_before_it_was_queued_keeps_the_last_verdict(core, gh, t):
+    n, first = make_notifier(core, gh, t), Run(core)
+    first.queued(), first.started()
+    n.handle(first.processed())
+    second = Run(core, delivery="d-2")
+    assert second.run == 2
+    assert n.handle(second.record("IssueSkipped", reason="closed")) == "other_run_shown"
+    [comment] = status_comments(gh)
+    assert "Reproduced" in comment["body"] and "Skipped" not in comment["body"]
+
+
+def test_an_issue_gone_from_github_is_not_retried_forever(core, github_server, t):
+    n, run = make_notifier(core, github_server, t), Run(core)  # the fake has no such issue
+    assert handle(n, [run.queued()]) == {"batchItemFailures": []}
+    assert n.handle(run.events[-1]) == "issue_gone"
