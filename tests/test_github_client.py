@@ -274,3 +274,14 @@ def test_unreachable_host_is_retried_then_raised():
 def test_the_token_never_appears_in_the_client_repr():
     client = GitHubClient(token="ghp_abcdefghijklmnopqrstuvwxyz0123456789")
     assert "ghp_" not in repr(client) and "ghp_" not in str(vars(client).get("base_url"))
+
+
+def test_the_fake_can_be_waited_on_from_another_thread(github_server):
+    import threading
+
+    gh = github_server
+    gh.add_issue("octo/repo", 5)
+    client = make_client(gh, FakeTime())
+    threading.Timer(0.05, lambda: client.create_comment("octo/repo", 5, "later")).start()
+    assert gh.wait_until(lambda g: g.comments("octo/repo", 5)[0]["body"] == "later", timeout=5)
+    assert not gh.wait_until(lambda g: len(g.comments("octo/repo", 5)) == 2, timeout=0.1)

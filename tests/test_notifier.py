@@ -353,3 +353,27 @@ def test_an_issue_gone_from_github_is_not_retried_forever(core, github_server, t
     n, run = make_notifier(core, github_server, t), Run(core)  # the fake has no such issue
     assert handle(n, [run.queued()]) == {"batchItemFailures": []}
     assert n.handle(run.events[-1]) == "issue_gone"
+
+
+def test_gatekeeper_then_notifier_over_one_github(core, gh, t):
+    """GIVEN a trusted labeller WHEN the gatekeeper queues and the worker finishes
+    THEN GitHub shows 👀, one status comment with the verdict, and one verdict label."""
+    from handlers.gatekeeper import Gatekeeper
+
+    gh.set_permission(REPO, "mia", "write")
+    run = Run(core)
+    client = GitHubClient(base_url=gh.url, token="test-token", sleep=t.sleep, clock=t.clock,
+                          write_interval_s=0)
+    settings = Settings.for_prefix("test")
+    assert Gatekeeper(issues=core.issues, github=client, settings=settings).handle(run.events[0]) == "IssueQueued"
+    n = Notifier(issues=core.issues, github=client, settings=settings)
+    queued = core.store.read(f"issue-{REPO}#{NUMBER}")[-1]
+    run.events.append(queued)
+    assert n.handle(queued) == "created"
+    run.started()
+    done = run.processed(verdict="not_reproduced", exit_code=0)
+    assert n.handle(done) == "edited,labels+1-0"
+    assert gh.reactions(REPO, NUMBER) == ["eyes"]
+    [comment] = status_comments(gh)
+    assert "Not reproduced" in comment["body"]
+    assert gh.labels(REPO, NUMBER) == ["bug", LABEL, "not-reproduced"]

@@ -13,6 +13,7 @@ Usage (or take the ``github_server`` fixture from ``tests/fakes/fixtures.py``)::
     gh.requests                    # every request, in order: Recorded(method, path, query, headers, json)
     gh.fail_next(500, n=3)         # the next 3 requests answer 500
     gh.fail_next(403, headers={"Retry-After": "2"}, method="POST")
+    gh.wait_until(lambda g: len(g.comments("octo/repo", 7)) == 1, timeout=10)   # e2e: other threads
     gh.stop()
 
 Routes (all under an optional ``/api/v3`` prefix):
@@ -41,7 +42,7 @@ import itertools
 import json
 import re
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -101,6 +102,7 @@ class FakeGitHub:
         self.login = login
         self._host = host
         self._lock = threading.RLock()
+        self._changed = threading.Condition(self._lock)
         self._issues: dict[tuple[str, int], _Issue] = {}
         self._permissions: dict[tuple[str, str], str] = {}
         self._comment_reactions: dict[int, list[dict[str, Any]]] = {}
@@ -216,6 +218,15 @@ class FakeGitHub:
             self._comment(repo, comment_id)
             return [r["content"] for r in self._comment_reactions.get(comment_id, [])]
 
+    def wait_until(self, predicate: Callable[[FakeGitHub], bool], *, timeout: float = 10.0) -> bool:
+        """Block until ``predicate(self)`` holds (checked after every request) or ``timeout``.
+
+        For end-to-end tests where handlers run in other threads, e.g.
+        ``gh.wait_until(lambda g: "Reproduced" in g.comments(repo, 7)[0]["body"])``.
+        """
+        with self._changed:
+            return self._changed.wait_for(lambda: _safe(predicate, self), timeout=timeout)
+
     def reset_requests(self) -> None:
         with self._lock:
             self._requests.clear()
@@ -276,6 +287,8 @@ class FakeGitHub:
                 return self._route(method, path, query, doc)
             except LookupError:
                 return 404, {}, {"message": "Not Found"}
+            finally:
+                self._changed.notify_all()
 
     def _route(self, method: str, path: str, query: dict[str, str], doc: Any
                ) -> tuple[int, dict[str, str], Any]:
@@ -353,6 +366,13 @@ class FakeGitHub:
             nxt = f"{self.url}/repos/{issue.repo}/issues/{issue.number}/comments?per_page={per_page}&page={page + 1}"
             headers["Link"] = f'<{nxt}>; rel="next"'
         return 200, headers, [dict(c) for c in items]
+
+
+def _safe(predicate: Callable[[FakeGitHub], bool], fake: FakeGitHub) -> bool:
+    try:
+        return bool(predicate(fake))
+    except (LookupError, IndexError):  # not there yet
+        return False
 
 
 class _Handler(BaseHTTPRequestHandler):
