@@ -118,8 +118,9 @@ class Gatekeeper:
         from handlers.github.token import TokenSource
 
         settings = Settings.from_env()
-        token = TokenSource(secret_id=settings.github_token_secret_id).get()
-        github = GitHubClient(base_url=settings.github_api_url, token=token) if token else None
+        source = TokenSource(secret_id=settings.github_token_secret_id)
+        # the client asks the source on every call: cached, and a rotated secret is picked up
+        github = GitHubClient(base_url=settings.github_api_url, token=source.get) if source.get() else None
         return cls(issues=Issues.from_settings(settings), github=github, settings=settings)
 
     def handle(self, envelope: Envelope) -> str:

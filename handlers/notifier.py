@@ -35,7 +35,7 @@ from handlers.comment import (
 )
 from handlers.core.config import Settings
 from handlers.core.envelope import Envelope, split_issue_stream
-from handlers.core.errors import GipError
+from handlers.core.errors import ConfigError, GipError
 from handlers.core.issue import FAILED, PROCESSED, QUEUED, RUNNING, SKIPPED, Issue
 from handlers.github import errors as gh_errors
 from handlers.github.client import GitHubClient
@@ -124,15 +124,21 @@ class Notifier:
         from handlers.github.token import TokenSource
 
         settings = Settings.from_env()
-        token = TokenSource(secret_id=settings.github_token_secret_id).get()
-        github = GitHubClient(base_url=settings.github_api_url, token=token) if token else None
+        source = TokenSource(secret_id=settings.github_token_secret_id)
+        # the client asks the source on every call: cached, and a rotated secret is picked up
+        github = GitHubClient(base_url=settings.github_api_url, token=source.get) if source.get() else None
         return cls(issues=Issues.from_settings(settings), github=github, settings=settings)
 
     @property
     def login(self) -> str:
         if self._login is None:
             assert self.github is not None
-            self._login = self.github.login()
+            try:
+                self._login = self.github.login()
+            except (gh_errors.Forbidden, gh_errors.NotFound) as exc:
+                # GitHub App installation tokens cannot read GET /user
+                raise ConfigError("cannot find our own GitHub login: set BOT_LOGIN "
+                                  "(for an App, '<app-slug>[bot]')") from exc
         return self._login
 
     def handle(self, envelope: Envelope) -> str:

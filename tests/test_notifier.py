@@ -15,6 +15,7 @@ from handlers import notifier
 from handlers.comment import GITHUB_LIMIT, STATUS_MARKER, UNTRUSTED_MARKER
 from handlers.core.config import Settings
 from handlers.core.envelope import Cause
+from handlers.core.errors import ConfigError
 from handlers.core.issue import Issue
 from handlers.github.client import GitHubClient
 from handlers.notifier import Notifier, plan_for
@@ -377,3 +378,10 @@ def test_gatekeeper_then_notifier_over_one_github(core, gh, t):
     [comment] = status_comments(gh)
     assert "Not reproduced" in comment["body"]
     assert gh.labels(REPO, NUMBER) == ["bug", LABEL, "not-reproduced"]
+
+
+def test_a_token_that_cannot_read_get_user_asks_for_bot_login(core, gh, t):
+    n, run = make_notifier(core, gh, t), Run(core)
+    gh.fail_next(403, 1, body={"message": "Resource not accessible by integration"}, path_contains="/user")
+    with pytest.raises(ConfigError, match="BOT_LOGIN"):
+        n.handle(run.queued())
