@@ -153,27 +153,26 @@ class Gatekeeper:
         return "already_decided"
 
     def _check(self, repo: str, number: int, data: Mapping[str, Any]) -> Decision:
-        sender = str(data["sender"])
-        common = dict(run=int(data["run"]), sender=sender,
-                      required=self.settings.required_labels,
-                      trusted=self.settings.trusted_permissions)
+        run, sender = int(data["run"]), str(data["sender"])
         if self.github is None:
             association = str(data.get("author_association") or "NONE")
             log.warning("no GitHub token: trusting the payload (author_association=%s) for %s#%s",
                         association, repo, number)
-            return decide(state="open", labels=data.get("labels", []),
-                          permission=association_permission(association),
-                          checked_via="author_association", **common)  # type: ignore[arg-type]
-        github = self.github
-        try:
-            doc = github.get_issue(repo, number)
-        except gh_errors.NotFound:
-            return Decision("IssueSkipped", {"reason": "not_found", "run": int(data["run"]),
-                                             "sender": sender})
-        labels = [lb["name"] if isinstance(lb, dict) else str(lb) for lb in doc.get("labels", [])]
-        permission = self.permissions.get(repo, sender, lambda: github.permission(repo, sender))
-        return decide(state=str(doc.get("state", "open")), labels=labels, permission=permission,
-                      checked_via="collaborator_api", **common)  # type: ignore[arg-type]
+            state, labels = "open", [str(name) for name in data.get("labels", [])]
+            permission, via = association_permission(association), "author_association"
+        else:
+            github = self.github
+            try:
+                doc = github.get_issue(repo, number)
+            except gh_errors.NotFound:
+                return Decision("IssueSkipped", {"reason": "not_found", "run": run, "sender": sender})
+            state = str(doc.get("state", "open"))
+            labels = [lb["name"] if isinstance(lb, dict) else str(lb) for lb in doc.get("labels", [])]
+            permission = self.permissions.get(repo, sender, lambda: github.permission(repo, sender))
+            via = "collaborator_api"
+        return decide(run=run, sender=sender, state=state, labels=labels, permission=permission,
+                      required=self.settings.required_labels,
+                      trusted=self.settings.trusted_permissions, checked_via=via)
 
     def _react(self, repo: str, number: int, data: Mapping[str, Any]) -> None:
         """👀 on the command comment if there is one, else on the issue."""
