@@ -61,18 +61,3 @@ def jsonl(items: Iterable[Mapping[str, Any]]) -> Iterator[str]:
     """One compact JSON object per line, spelled like the store's canonical ``body``."""
     for item in items:
         yield json.dumps(item, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
-
-
-def diff_lines(expected: Mapping[str, Any], actual: Mapping[str, Any] | None) -> list[str]:
-    """Field-by-field difference between a rebuilt row (expected) and the stored one.
-
-    ``- field: stored`` / ``+ field: rebuilt`` pairs, fields sorted; missing rows are one line.
-    """
-    if actual is None:
-        return ["  row missing in the table (the log has it)"]
-    lines: list[str] = []
-    for key in sorted(set(expected) | set(actual)):
-        want, have = expected.get(key), actual.get(key)
-        if want != have:
-            lines.append(f"  {key}: stored {cell(have)}  ≠  log {cell(want)}")
-    return lines

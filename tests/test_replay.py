@@ -1,0 +1,259 @@
+"""replay: pure query/render parts, then the CLI over a moto server with a multi-day log."""
+
+from __future__ import annotations
+
+import io
+import json
+import uuid
+from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from handlers.core import schemas
+from handlers.core.config import Settings
+from handlers.core.envelope import Cause, Envelope, dumps, iso, new_event
+from handlers.core.errors import UsageError
+from handlers.core.issue_service import Issues
+from handlers.core.models import Tables, create_tables
+from handlers.core.pool_service import Pool
+from handlers.core.store import DynamoEventStore
+from ops import replay
+from ops.cli import main
+from ops.render import jsonl, table
+
+NOW = datetime(2026, 1, 20, tzinfo=UTC)
+TYPES = {"AccountReserved", "AccountReleased", "IssueReceived"}
+
+
+# ---------------------------------------------------------------- pure
+
+
+def test_query_accepts_bare_account_issue_key_and_stream_ids() -> None:
+    q = replay.build_query(streams=["123456789012", "octo/demo#7", "account-000000000001"],
+                           now=NOW, known_types=TYPES)
+    assert q.streams == ("account-123456789012", "issue-octo/demo#7", "account-000000000001")
+
+
+def test_query_resolves_relative_times_and_refuses_bad_filters() -> None:
+    q = replay.build_query(since="2h", until="30m", types=["AccountReserved,AccountReleased"],
+                           now=NOW, known_types=TYPES)
+    assert q.since == NOW - timedelta(hours=2) and q.until == NOW - timedelta(minutes=30)
+    assert q.types == {"AccountReserved", "AccountReleased"}
+    with pytest.raises(UsageError, match="unknown --type AccountExploded"):
+        replay.build_query(types=["AccountExploded"], now=NOW, known_types=TYPES)
+    with pytest.raises(UsageError, match="--stream"):
+        replay.build_query(streams=["not a stream"], now=NOW, known_types=TYPES)
+    with pytest.raises(UsageError, match="after --until"):
+        replay.build_query(since="1h", until="2h", now=NOW, known_types=TYPES)
+
+
+def _event(type_: str = "AccountReserved", at: str = "2026-01-10T10:00:00.000Z", **kw: Any) -> Envelope:
+    base = {"event_id": str(uuid.uuid4()), "type": type_, "schema_version": 1, "stream": "account-000000000001",
+            "version": 1, "occurred_at": at, "correlation_id": "c1", "causation_id": None, "actor": "t", "data": {}}
+    return {**base, **kw}  # type: ignore[return-value]
+
+
+def test_query_matches_on_type_stream_time_and_correlation() -> None:
+    q = replay.Query(types=frozenset({"AccountReserved"}), since=datetime(2026, 1, 10, 9, tzinfo=UTC),
+                     until=datetime(2026, 1, 10, 11, tzinfo=UTC))
+    assert q.matches(_event())
+    assert not q.matches(_event("AccountReleased"))
+    assert not q.matches(_event(at="2026-01-10T11:00:00.001Z"))
+    assert replay.Query(correlation_id="c1").matches(_event())
+    assert not replay.Query(streams=("account-000000000002",)).matches(_event())
+
+
+def test_bus_entries_mark_the_replay_and_keep_the_envelope() -> None:
+    event = _event()
+    (entry,) = replay.bus_entries([event], prefix="gip", bus="gip-bus")
+    detail = json.loads(entry["Detail"])
+    assert detail == {**event, "replay": True}
+    assert entry["Source"] == "gip" and entry["DetailType"] == "AccountReserved"
+    assert entry["Time"] == datetime(2026, 1, 10, 10, tzinfo=UTC)
+
+
+def test_table_is_aligned_and_jsonl_is_canonical() -> None:
+    rows = [{"a": "x", "b": 1}, {"a": "longer", "b": None}]
+    lines = table(rows, [("A", "a"), ("B", "b")])
+    assert lines == ["A       B", "------  -", "x       1", "longer  -"]
+    assert list(jsonl([{"b": 1, "a": "é"}])) == ['{"a":"é","b":1}']
+
+
+def test_summary_is_compact_and_clipped() -> None:
+    assert replay.summary({"b": 2, "a": "x", "c": [1]}) == "a=x b=2 c=[1]"
+    assert len(replay.summary({"k": "v" * 200}, width=20)) == 20
+
+
+# ---------------------------------------------------------------- moto server fixtures
+
+BASE = datetime(2026, 1, 10, 6, 0, tzinfo=UTC)
+ACCOUNTS = [f"{100000000000 + i}" for i in range(12)]
+CYCLES = 56  # 12 accounts x (1 + 56 x 3) + 3 = 2031 events over 3 days
+SPAN = timedelta(days=3)
+
+
+def make_core(endpoint: str, prefix: str, clock: Any = None) -> SimpleNamespace:
+    settings = Settings.for_prefix(prefix, endpoint_url=endpoint, region="us-east-1")
+    tables = Tables.from_settings(settings)
+    create_tables(tables)
+    store = DynamoEventStore(tables)
+    kw = {"clock": clock} if clock else {}
+    return SimpleNamespace(settings=settings, tables=tables, store=store,
+                           pool=Pool(store=store, **kw), issues=Issues(store=store, **kw))
+
+
+def account_log(account_id: str, index: int) -> list[Envelope]:
+    """One account's history: registered, then reserve/release/clean cycles over three days."""
+    step = SPAN / (CYCLES * 3 + 1)
+    at = BASE + timedelta(seconds=index)
+    cause = Cause(correlation_id=f"reg-{account_id}", actor="test")
+    out = [new_event("AccountRegistered", stream=f"account-{account_id}", cause=cause, occurred_at=at,
+                     data={"account_id": account_id, "role_arn": f"arn:aws:iam::{account_id}:role/p", "source": "manual"})]
+    for k in range(CYCLES):
+        lease = f"lease-{account_id}-{k}"
+        corr = "corr-issue" if (index, k) == (0, 0) else f"corr-{account_id}-{k}"
+        cause = Cause(correlation_id=corr, actor="worker")
+        for type_, data in (
+            ("AccountReserved", {"lease_id": lease, "issue": "issue-octo/demo#7", "worker": "w1",
+                                 "expires_at": iso(at + step * 2)}),
+            ("AccountReleased", {"lease_id": lease, "issue": "issue-octo/demo#7"}),
+            ("AccountCleaned", {"lease_id": lease, "removed": []}),
+        ):
+            at += step
+            out.append(new_event(type_, stream=f"account-{account_id}", cause=cause, occurred_at=at, data=data))
+    return out
+
+
+def issue_log() -> list[Envelope]:
+    cause = Cause(correlation_id="corr-issue", actor="webhook")
+    at = BASE + timedelta(minutes=1)
+    stream = "issue-octo/demo#7"
+    received = {"repo": "octo/demo", "number": 7, "title": "t", "labels": ["needs-reproduction"],
+                "trigger": "labeled", "sender": "m", "html_url": "https://github.com/octo/demo/issues/7", "run": 1}
+    return [
+        new_event("IssueReceived", stream=stream, cause=cause, occurred_at=at, data=received),
+        new_event("IssueQueued", stream=stream, cause=cause, occurred_at=at + timedelta(seconds=1),
+                  data={"run": 1, "sender": "m", "permission": "write"}),
+    ]
+
+
+@pytest.fixture(scope="module")
+def big(moto_server: str) -> SimpleNamespace:
+    """A log of 2,000+ events over three UTC days (three index partitions), plus one old event."""
+    core = make_core(moto_server, "rp")
+    streams = [(f"account-{a}", account_log(a, i)) for i, a in enumerate(ACCOUNTS)]
+    streams.append(("issue-octo/demo#7", issue_log()))
+    total: list[Envelope] = []
+    for stream, events in streams:
+        for version, event in enumerate(events, start=1):
+            numbered = {**event, "stream": stream, "version": version}
+            schemas.validate(numbered)
+            total.append(numbered)  # type: ignore[arg-type]
+    # An IssueProcessingFailed written at schema_version 1 (no ``attempt``), as an old writer did.
+    total.append({**new_event("IssueProcessingFailed", stream="issue-octo/demo#7", cause=Cause("corr-issue", "worker"),
+                              occurred_at=BASE + timedelta(minutes=2), data={"run": 1, "error": "boom"}),
+                  "schema_version": 1, "version": 3})  # type: ignore[arg-type]
+    # The store's own item layout, written 25 at a time (BatchWriteItem): moto copies the whole
+    # table on every TransactWriteItems, which makes seeding thousands of events that way slow.
+    with core.tables.events.batch_write() as batch:
+        for event in total:
+            batch.save(core.store.item_for(event))
+    core.total = total
+    return core
+
+
+def run_cli(endpoint: str, prefix: str, *argv: str) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    import contextlib
+
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(["replay", *argv, "--prefix", prefix, "--endpoint-url", endpoint, "--region", "us-east-1"])
+    return code, out.getvalue(), err.getvalue()
+
+
+@pytest.fixture
+def meters(monkeypatch: pytest.MonkeyPatch) -> list[replay.ReadMeter]:
+    made: list[replay.ReadMeter] = []
+
+    class Recording(replay.ReadMeter):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            made.append(self)
+
+    monkeypatch.setattr(replay, "ReadMeter", Recording)
+    return made
+
+
+WINDOW = ["--since", "2026-01-10", "--until", "2026-01-13T23:59:59Z"]
+
+
+# ---------------------------------------------------------------- replay over moto server
+
+
+@pytest.mark.server
+def test_jsonl_reads_every_event_in_time_order_through_the_day_index(
+        big: SimpleNamespace, moto_server: str, meters: list[replay.ReadMeter]) -> None:
+    code, out, _ = run_cli(moto_server, "rp", *WINDOW, "--format", "jsonl", "--raw")
+    assert code == 0
+    lines = out.splitlines()
+    events = [json.loads(line) for line in lines]
+    assert len(events) == len(big.total) > 2000
+    assert [(e["occurred_at"], e["event_id"]) for e in events] == sorted((e["occurred_at"], e["event_id"]) for e in big.total)
+    assert len({e["occurred_at"][:10] for e in events}) >= 3
+    bodies = {e["event_id"]: dumps(e) for e in big.total}
+    assert all(line == bodies[json.loads(line)["event_id"]] for line in lines)  # exactly as stored
+    (meter,) = meters
+    assert meter.calls["Scan"] == 0 and meter.index_pages >= 4  # one query per day in the window
+
+
+@pytest.mark.server
+def test_type_and_bare_account_filter(big: SimpleNamespace, moto_server: str) -> None:
+    code, out, _ = run_cli(moto_server, "rp", "--stream", ACCOUNTS[3], "--type", "AccountReserved", "--format", "jsonl")
+    events = [json.loads(line) for line in out.splitlines()]
+    assert code == 0 and len(events) == CYCLES
+    assert {(e["stream"], e["type"]) for e in events} == {(f"account-{ACCOUNTS[3]}", "AccountReserved")}
+    assert [e["version"] for e in events] == sorted(e["version"] for e in events)
+
+
+@pytest.mark.server
+def test_time_window_and_type_through_the_index(big: SimpleNamespace, moto_server: str) -> None:
+    since, until = "2026-01-11T00:00:00Z", "2026-01-11T23:59:59.999Z"
+    code, out, _ = run_cli(moto_server, "rp", "--since", since, "--until", until, "--type", "AccountCleaned",
+                           "--format", "jsonl")
+    got = [json.loads(line)["event_id"] for line in out.splitlines()]
+    want = [e["event_id"] for e in sorted(big.total, key=lambda e: (e["occurred_at"], e["event_id"]))
+            if e["type"] == "AccountCleaned" and e["occurred_at"].startswith("2026-01-11")]
+    assert code == 0 and got == want and len(want) > 100
+
+
+@pytest.mark.server
+def test_correlation_id_follows_one_delivery_across_streams(big: SimpleNamespace, moto_server: str) -> None:
+    code, out, _ = run_cli(moto_server, "rp", "--correlation-id", "corr-issue", "--format", "jsonl")
+    events = [json.loads(line) for line in out.splitlines()]
+    assert code == 0
+    assert {e["stream"] for e in events} == {"issue-octo/demo#7", f"account-{ACCOUNTS[0]}"}
+    assert len(events) == 6  # 3 issue events + one reserve/release/clean cycle
+
+
+@pytest.mark.server
+def test_old_versions_are_upcast_unless_raw(big: SimpleNamespace, moto_server: str) -> None:
+    args = ("--stream", "octo/demo#7", "--type", "IssueProcessingFailed", "--format", "jsonl")
+    _, upcast, _ = run_cli(moto_server, "rp", *args)
+    _, raw, _ = run_cli(moto_server, "rp", *args, "--raw")
+    (new,), (old,) = map(json.loads, upcast.splitlines()), map(json.loads, raw.splitlines())
+    assert new["schema_version"] == 2 and new["data"]["attempt"] == 1 and new["data"]["retryable"] is False
+    assert old["schema_version"] == 1 and "attempt" not in old["data"]
+
+
+@pytest.mark.server
+def test_table_format_is_aligned(big: SimpleNamespace, moto_server: str) -> None:
+    code, out, _ = run_cli(moto_server, "rp", "--stream", "octo/demo#7", "--format", "table")
+    lines = out.splitlines()
+    assert code == 0 and lines[-1] == "(3 events)"
+    header, rule, *rows = lines[:-1]
+    col = header.index("TYPE")
+    assert rule.startswith("-") and len(rows) == 3
+    assert [r[col:].split()[0] for r in rows] == ["IssueReceived", "IssueQueued", "IssueProcessingFailed"]
+    assert "attempt=1" in rows[2]  # shown upcast
