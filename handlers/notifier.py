@@ -98,12 +98,10 @@ def plan_for(issue: Issue, last: Mapping[str, Any] | None) -> Plan:
     return Plan()  # RECEIVED: the gatekeeper has not decided yet
 
 
-def find_mine(comments: list[dict[str, Any]], *, login: str, marker: str) -> dict[str, Any] | None:
-    """The oldest comment by ``login`` that carries ``marker``."""
-    for comment in comments:
-        if (comment.get("user") or {}).get("login") == login and marker in (comment.get("body") or ""):
-            return comment
-    return None
+def find_mine(comments: list[dict[str, Any]], *, login: str, marker: str) -> list[dict[str, Any]]:
+    """Comments by ``login`` that start with ``marker``, oldest first."""
+    return [c for c in comments
+            if (c.get("user") or {}).get("login") == login and (c.get("body") or "").startswith(marker)]
 
 
 # ---------------------------------------------------------------- shell
@@ -182,7 +180,11 @@ class Notifier:
     def _status(self, repo: str, number: int, plan: Plan, comments: list[dict[str, Any]]) -> str:
         assert self.github is not None and plan.status is not None
         body = render_status(plan.status)
-        existing = find_mine(comments, login=self.login, marker=STATUS_MARKER)
+        mine = find_mine(comments, login=self.login, marker=STATUS_MARKER)
+        # A create whose answer was lost (5xx, timeout) may have left a second one: keep the oldest.
+        for extra in mine[1:]:
+            self.github.delete_comment(repo, int(extra["id"]))
+        existing = mine[0] if mine else None
         if existing is None:
             if not plan.create:
                 return "no_status_comment"

@@ -385,3 +385,22 @@ def test_a_token_that_cannot_read_get_user_asks_for_bot_login(core, gh, t):
     gh.fail_next(403, 1, body={"message": "Resource not accessible by integration"}, path_contains="/user")
     with pytest.raises(ConfigError, match="BOT_LOGIN"):
         n.handle(run.queued())
+
+
+def test_a_create_whose_answer_was_lost_leaves_one_comment_in_the_end(core, gh, t):
+    n, run = make_notifier(core, gh, t), Run(core)
+    gh.fail_next(502, 1, method="POST", path_contains="/comments", applied=True)
+    assert n.handle(run.queued()) == "created"  # the retry created a second one
+    assert len(status_comments(gh)) == 2
+    assert n.handle(run.started()) == "edited"
+    [comment] = status_comments(gh)
+    assert "Running" in comment["body"]
+
+
+def test_markers_only_count_at_the_start_of_our_comments(core, gh, t):
+    n, run = make_notifier(core, gh, t), Run(core)
+    run.queued(), run.started()
+    n.handle(run.processed(log_tail=f"echo '{UNTRUSTED_MARKER}'"))
+    second = Run(core, delivery="d-2")
+    skipped = second.record("IssueSkipped", reason="untrusted_sender", sender="eve", permission="read")
+    assert n.handle(skipped) == "told_untrusted"

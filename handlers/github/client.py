@@ -336,6 +336,12 @@ class GitHubClient:
         path = f"{repo_path(repo)}/issues/comments/{int(comment_id)}"
         return dict(self.request("PATCH", path, json_body={"body": body}))
 
+    def delete_comment(self, repo: str, comment_id: int) -> None:
+        """Delete a comment; one already gone is fine."""
+        path = f"{repo_path(repo)}/issues/comments/{int(comment_id)}"
+        with contextlib.suppress(errors.NotFound):
+            self.request("DELETE", path)
+
     def add_reaction(self, repo: str, number: int, content: str) -> None:
         path = f"{repo_path(repo)}/issues/{int(number)}/reactions"
         self.request("POST", path, json_body={"content": content})

@@ -24,6 +24,7 @@ Routes (all under an optional ``/api/v3`` prefix):
     POST   /repos/{o}/{r}/issues/{n}/comments        {"body"}          -> 201
     GET    /repos/{o}/{r}/issues/comments/{id}
     PATCH  /repos/{o}/{r}/issues/comments/{id}       {"body"}
+    DELETE /repos/{o}/{r}/issues/comments/{id}                         -> 204
     POST   /repos/{o}/{r}/issues/{n}/reactions       {"content"}       -> 201 (200 if already there)
     POST   /repos/{o}/{r}/issues/comments/{id}/reactions {"content"}  -> 201 (200 if already there)
     POST   /repos/{o}/{r}/issues/{n}/labels          {"labels": [...]}
@@ -38,6 +39,7 @@ Unknown issues answer 404, as GitHub does: add them first (``add_issue``, or
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import re
@@ -75,6 +77,7 @@ class _Failure:
     body: dict[str, Any]
     method: str | None
     path_contains: str | None
+    applied: bool = False
 
     def matches(self, method: str, path: str) -> bool:
         return ((self.method is None or self.method == method)
@@ -178,17 +181,19 @@ class FakeGitHub:
 
     def fail_next(self, status: int, n: int = 1, headers: Mapping[str, str] | None = None, *,
                   body: Mapping[str, Any] | None = None, method: str | None = None,
-                  path_contains: str | None = None) -> None:
+                  path_contains: str | None = None, applied: bool = False) -> None:
         """Answer the next ``n`` matching requests with ``status`` (and ``headers``).
 
-        Failed requests are recorded too. Several calls queue up in order.
+        With ``applied=True`` the request takes effect first and only the answer is lost (a
+        502 after GitHub created the comment). Failed requests are recorded too. Several
+        calls queue up in order.
         """
         message = {403: "API rate limit exceeded", 429: "You have exceeded a secondary rate limit"}
         with self._lock:
             self._failures.append(_Failure(
                 status, n, dict(headers or {}),
                 dict(body or {"message": message.get(status, f"fake failure {status}")}),
-                method.upper() if method else None, path_contains,
+                method.upper() if method else None, path_contains, applied,
             ))
 
     # ------------------------------------------------------------ inspecting
@@ -278,7 +283,11 @@ class FakeGitHub:
         with self._lock:
             self._requests.append(Recorded(method, path, query, headers, doc))
             failure = self._take_failure(method, path)
+            if failure and failure.applied:
+                with contextlib.suppress(LookupError):
+                    self._route(method, path, query, doc)
             if failure:
+                self._changed.notify_all()
                 return failure.status, failure.headers, failure.body
             if self.token is not None and headers.get("authorization") not in (
                     f"Bearer {self.token}", f"token {self.token}"):
@@ -312,6 +321,11 @@ class FakeGitHub:
             return self._react(self._comment_reactions.setdefault(int(mm[1]), []), (doc or {})["content"])
         if mm := re.fullmatch(r"issues/comments/(\d+)", rest):
             comment = self._comment(repo, int(mm[1]))
+            if method == "DELETE":
+                for i in self._issues.values():
+                    if comment in i.comments:
+                        i.comments.remove(comment)
+                return 204, {}, None
             if method == "PATCH":
                 comment["body"] = (doc or {})["body"]
             elif method != "GET":
