@@ -228,20 +228,26 @@ class Worker:
         if outcome is not None:
             try:
                 uri = self._store(repo, number, run, lease, outcome, attempt)
-                self._record(repo, number, "IssueProcessed", {
+                recorded = self._record(repo, number, "IssueProcessed", {
                     **base, "verdict": outcome.verdict, "exit_code": outcome.exit_code,
                     "duration_s": outcome.duration_s, "result_uri": uri, "message": outcome.message[:1000],
                     "command": outcome.command[:1000], "log_tail": results.log_tail(outcome.log)}, cause)
                 self._give_back(lease, cause)
+                if not recorded:  # the sweeper ended this run first: its retry comes from this message
+                    self._visibility(url, msg, 0)
+                    return "lost_lease"
                 self._delete(url, msg)
                 return outcome.verdict
             except AwsError as exc:
                 error = (f"results_unavailable: {exc}", True)
         assert error is not None
         text, retryable = error
-        self._record(repo, number, "IssueProcessingFailed",
-                     {**base, "error": text[:1000], "retryable": retryable, "attempt": attempt}, cause)
+        recorded = self._record(repo, number, "IssueProcessingFailed",
+                                {**base, "error": text[:1000], "retryable": retryable, "attempt": attempt}, cause)
         self._give_back(lease, cause)
+        if not recorded:
+            self._visibility(url, msg, 0)
+            return "lost_lease"
         if retryable and attempt < self.cfg.max_attempts:
             self._backoff(msg, attempt)
         else:
@@ -308,11 +314,14 @@ class Worker:
             log.warning("%s; the cleanup queue retries it", exc)
 
     # --- small helpers ----------------------------------------------------------------------
-    def _record(self, repo: str, number: int, type_: str, data: dict[str, Any], cause: Cause) -> None:
+    def _record(self, repo: str, number: int, type_: str, data: dict[str, Any], cause: Cause) -> bool:
+        """Append to the issue; False when the run has moved on (e.g. the sweeper failed it)."""
         try:
             self.issues.record(repo, number, type_, data, cause=cause)
         except (IllegalTransition, ConcurrencyConflict) as exc:
             log.warning("%s not recorded on %s#%d: %s", type_, repo, number, exc)
+            return False
+        return True
 
     def _backoff(self, msg: dict[str, Any], receives: int) -> None:
         wait = backoff_seconds(receives, base=self.cfg.backoff_base_s, cap=self.cfg.backoff_cap_s, rng=self.rng)

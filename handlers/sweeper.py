@@ -1,0 +1,94 @@
+"""Sweeper (every 15 min, schedule or SQS): time out stale leases so no account stays lost.
+
+Stale = past ``expires_at`` (no heartbeat), or reserved longer than the hard cap
+(``LEASE_HARD_CAP_SECONDS``, 3 h) whatever the heartbeats. Both are found through the sparse
+``by-expiry`` / ``by-reserved`` indexes: the read is O(stale), never O(pool).
+
+For each: ``AccountTimedOut`` (RESERVED → CLEANING; the bus rule sends it to the cleanup queue),
+then ``IssueProcessingFailed`` (retryable, ``timed_out``) on the run that held the lease; the
+issue message, no longer kept invisible by a heartbeat, comes back and the run is retried.
+
+The double-check is the conditional write: ``time_out`` is conditioned on the version the index
+returned, so a lease renewed a moment ago (newer version) raises ConcurrencyConflict and is left
+alone; one released meanwhile raises IllegalTransition and is left alone too.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from handlers.core.envelope import Cause, split_issue_stream, utcnow
+from handlers.core.errors import ConcurrencyConflict, IllegalTransition
+from handlers.core.issue import RUNNING
+from handlers.core.issue_service import Issues
+from handlers.core.pool import Account
+from handlers.core.pool_service import Pool
+
+log = logging.getLogger(__name__)
+ACTOR = "sweeper"
+
+
+def sweep(pool: Pool, issues: Issues, *, now: datetime, hard_cap_seconds: int) -> dict[str, Any]:
+    """Time out every stale lease; returns what was done (logged by the handler)."""
+    timed_out, skipped = [], []
+    for account in pool.stale_leases(now=now, hard_cap_seconds=hard_cap_seconds):
+        if _time_out(pool, issues, account):
+            timed_out.append(account.account_id)
+        else:
+            skipped.append(account.account_id)
+    return {"timed_out": timed_out, "skipped": skipped}
+
+
+def _time_out(pool: Pool, issues: Issues, account: Account) -> bool:
+    lease_id = account.lease_id or ""
+    cause = Cause(correlation_id=f"sweep-{lease_id}", actor=ACTOR)
+    try:
+        event = pool.time_out(account.account_id, lease_id=lease_id, cause=cause, expected=account)
+    except (ConcurrencyConflict, IllegalTransition) as exc:
+        log.info("lease %s on %s moved on (%s): left alone", lease_id, account.account_id, exc)
+        return False
+    if account.issue:
+        _fail_run(issues, account, Cause.from_event(event, actor=ACTOR))
+    log.warning("lease %s on %s timed out (issue %s)", lease_id, account.account_id, account.issue)
+    return True
+
+
+def _fail_run(issues: Issues, account: Account, cause: Cause) -> None:
+    """IssueProcessingFailed(timed_out, retryable) on the run that held this lease, if still running."""
+    issue = issues.get_stream(account.issue or "")
+    if issue is None or issue.status != RUNNING or issue.lease_id != account.lease_id:
+        return
+    repo, number = split_issue_stream(issue.stream)
+    data = {"run": issue.run, "error": "timed_out", "retryable": True, "attempt": max(1, issue.attempt),
+            "account_id": account.account_id, "lease_id": account.lease_id or ""}
+    try:
+        issues.record(repo, number, "IssueProcessingFailed", data, cause=cause, expected=issue)
+    except (ConcurrencyConflict, IllegalTransition) as exc:
+        log.info("run %s of %s ended meanwhile (%s)", issue.run, issue.stream, exc)
+
+
+_deps: tuple[Pool, Issues, int] | None = None
+
+
+def _build() -> tuple[Pool, Issues, int]:
+    global _deps
+    if _deps is None:
+        from handlers.core.config import Settings
+        from handlers.core.models import Tables
+
+        settings = Settings.from_env()
+        tables = Tables.from_settings(settings)
+        _deps = (Pool.from_settings(settings, tables), Issues.from_settings(settings, tables),
+                 settings.lease_hard_cap_seconds)
+    return _deps
+
+
+def handler(event: dict[str, Any], context: Any, *, clock: Callable[[], datetime] = utcnow) -> dict[str, Any]:
+    """Schedule or SQS entry point: the event's content does not matter, every call sweeps."""
+    pool, issues, hard_cap = _build()
+    done = sweep(pool, issues, now=clock(), hard_cap_seconds=hard_cap)
+    log.info("sweep: %d timed out, %d left alone", len(done["timed_out"]), len(done["skipped"]))
+    return {**done, "batchItemFailures": []}

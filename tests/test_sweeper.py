@@ -1,0 +1,179 @@
+"""handlers.sweeper: stale leases are timed out through the index, O(stale); fresh ones are left alone."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+import botocore.client
+import pytest
+from moto import mock_aws
+
+from handlers import sweeper
+from handlers.core.envelope import Cause, issue_stream
+from handlers.core.errors import IllegalTransition
+from handlers.core.pool import AVAILABLE, CLEANING
+from handlers.core.pool_service import Pool
+from tests.worker_env import (
+    bulk_register,
+    bulk_reserve,
+    last,
+    make_stack,
+    make_worker,
+    member_ids,
+    queue_issue,
+    register,
+    send_event,
+    types,
+)
+from worker.processor import Outcome
+
+CAUSE = Cause(correlation_id="test", actor="test")
+HOUR = timedelta(hours=1)
+
+
+@pytest.fixture
+def stack():
+    with mock_aws():
+        yield make_stack(prefix="sw")
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _reserve(stack, *, at: datetime, issue: str = "issue-octo/demo#1"):
+    """Reserve with the pool's clock set to ``at`` (so the lease's times are in the past)."""
+    pool = Pool(store=stack.store, clock=lambda: at, lease_seconds=900)
+    lease = pool.reserve(issue=issue, worker="old-worker", cause=CAUSE)
+    assert lease is not None
+    return lease
+
+
+def test_expired_lease_times_out_and_its_running_issue_fails_retryable(stack):
+    register(stack, member_ids(2))
+    queue_issue(stack, "body", number=1, send=False)
+    lease = _reserve(stack, at=_now() - HOUR)
+    stack.issues.record("octo/demo", 1, "IssueProcessingStarted", {"run": 1, "account_id": lease.account_id,
+                        "lease_id": lease.lease_id, "worker": "old-worker"}, cause=CAUSE)
+    done = sweeper.sweep(stack.pool, stack.issues, now=_now(), hard_cap_seconds=3 * 3600)
+    assert done == {"timed_out": [lease.account_id], "skipped": []}
+    assert stack.pool.get(lease.account_id).status == CLEANING
+    timed_out = last(stack, f"account-{lease.account_id}", "AccountTimedOut")["data"]
+    assert timed_out["lease_id"] == lease.lease_id and timed_out["reserved_at"] == lease.reserved_at
+    failed = last(stack, issue_stream("octo/demo", 1), "IssueProcessingFailed")["data"]
+    assert (failed["error"], failed["retryable"], failed["lease_id"]) == ("timed_out", True, lease.lease_id)
+
+
+def test_lease_older_than_the_hard_cap_times_out_even_with_fresh_heartbeats(stack):
+    register(stack, member_ids(1))
+    lease = _reserve(stack, at=_now() - 4 * HOUR)
+    stack.pool.renew(lease.account_id, lease_id=lease.lease_id, cause=CAUSE)  # expires in 15 min
+    assert sweeper.sweep(stack.pool, stack.issues, now=_now(), hard_cap_seconds=3 * 3600)["timed_out"] == [lease.account_id]
+    assert sweeper.sweep(stack.pool, stack.issues, now=_now(), hard_cap_seconds=3 * 3600)["timed_out"] == []
+
+
+def test_live_lease_is_not_touched(stack):
+    register(stack, member_ids(1))
+    _reserve(stack, at=_now())
+    assert sweeper.sweep(stack.pool, stack.issues, now=_now(), hard_cap_seconds=3 * 3600) == {"timed_out": [], "skipped": []}
+
+
+def test_lease_renewed_after_the_index_read_is_left_alone(stack, monkeypatch):
+    # GIVEN the sweeper read a stale row, and the worker renewed the lease right after
+    register(stack, member_ids(1))
+    lease = _reserve(stack, at=_now() - HOUR)
+    snapshot = stack.pool.stale_leases(now=_now(), hard_cap_seconds=3 * 3600)
+    stack.pool.renew(lease.account_id, lease_id=lease.lease_id, cause=CAUSE)
+    monkeypatch.setattr(stack.pool, "stale_leases", lambda **_: snapshot)
+    # WHEN it acts on its snapshot THEN the conditional write refuses and nothing is appended
+    assert sweeper.sweep(stack.pool, stack.issues, now=_now(), hard_cap_seconds=3 * 3600) == {
+        "timed_out": [], "skipped": [lease.account_id]}
+    assert "AccountTimedOut" not in types(stack, f"account-{lease.account_id}")
+
+
+def test_stale_workers_late_release_is_refused(stack):
+    register(stack, member_ids(1))
+    lease = _reserve(stack, at=_now() - HOUR)
+    sweeper.sweep(stack.pool, stack.issues, now=_now(), hard_cap_seconds=3 * 3600)
+    with pytest.raises(IllegalTransition):
+        stack.pool.release(lease.account_id, lease_id=lease.lease_id, cause=CAUSE)
+    with pytest.raises(IllegalTransition):
+        stack.pool.renew(lease.account_id, lease_id=lease.lease_id, cause=CAUSE)
+    assert "AccountReleased" not in types(stack, f"account-{lease.account_id}")
+
+
+def test_swept_run_is_refused_its_verdict_then_cleaned_and_retried(stack):
+    # GIVEN a worker whose run is swept while the snippet runs (it stopped heartbeating)
+    member = member_ids(1)[0]
+    register(stack, [member])
+    queue_issue(stack, "body", number=2)
+    issue = issue_stream("octo/demo", 2)
+
+    def slow_processor(job):
+        sweeper.sweep(stack.pool, stack.issues, now=_now() + 2 * HOUR, hard_cap_seconds=3 * 3600)
+        return Outcome("reproduced", "late", exit_code=1)
+
+    worker = make_worker(stack, processor=slow_processor)
+    # WHEN it finishes, its verdict and its release are refused, and the message comes back
+    assert worker.poll_once() == "lost_lease"
+    assert types(stack, issue)[-2:] == ["IssueProcessingStarted", "IssueProcessingFailed"]
+    assert "AccountReleased" not in types(stack, f"account-{member}")
+    # THEN the AccountTimedOut (delivered by the bus rule) is cleaned first, and the run is retried
+    send_event(stack, stack.settings.cleanup_queue_url, last(stack, f"account-{member}", "AccountTimedOut"))
+    worker.processor = lambda job: Outcome("not_reproduced", "second try", exit_code=0)
+    assert worker.poll_once() == "cleanup_cleaned"
+    assert stack.pool.get(member).status == AVAILABLE
+    assert worker.poll_once() == "not_reproduced"
+    processed = last(stack, issue, "IssueProcessed")
+    started = last(stack, issue, "IssueProcessingStarted")
+    assert started["data"]["attempt"] == 2 and processed["data"]["verdict"] == "not_reproduced"
+
+
+def test_sweeper_reads_o_stale_items_with_1000_accounts(stack, monkeypatch, capsys):
+    # GIVEN 1,000 registered accounts, 3 stale leases and 20 live ones
+    started = time.monotonic()
+    bulk_register(stack, member_ids(1000))
+    setup_s = time.monotonic() - started
+    ids = member_ids(1000)
+    stale = ids[10:13]
+    bulk_reserve(stack, stale, at=_now() - HOUR)
+    bulk_reserve(stack, ids[100:120], at=_now())
+    # WHEN the sweeper runs, counting every item DynamoDB returns to it
+    reads: Counter[str] = Counter()
+    original = botocore.client.BaseClient._make_api_call
+
+    def counting(self, operation, params):
+        answer = original(self, operation, params)
+        if operation in ("Query", "Scan"):
+            reads[f"{operation}:{params.get('IndexName', 'table')}"] += answer.get("Count", 0)
+        elif operation in ("GetItem", "BatchGetItem"):
+            reads[operation] += 1
+        return answer
+
+    monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", counting)
+    done = sweeper.sweep(stack.pool, stack.issues, now=_now(), hard_cap_seconds=3 * 3600)
+    monkeypatch.undo()
+    # THEN exactly the 3 stale leases are read (through the indexes) and timed out, no scan
+    assert sorted(done["timed_out"]) == stale
+    assert not any(key.startswith("Scan") for key in reads)
+    assert reads["Query:by-expiry"] == 3 and reads["Query:by-reserved"] == 0
+    assert sum(reads.values()) <= 3 * 3  # index rows + at most one issue read per stale lease
+    with capsys.disabled():
+        print(f"\n[sweeper] 1000 accounts bulk-registered in {setup_s:.1f}s; items read for 3 stale: {dict(reads)}")
+
+
+def test_handler_builds_from_env_and_sweeps(stack, monkeypatch):
+    register(stack, member_ids(1))
+    lease = _reserve(stack, at=_now() - HOUR)
+    monkeypatch.setenv("GIP_PREFIX", "sw")
+    monkeypatch.setattr(sweeper, "_deps", None)
+    result = sweeper.handler({"source": "aws.events"}, None)
+    assert result["timed_out"] == [lease.account_id] and result["batchItemFailures"] == []
+
+
+def test_stack_settings_are_the_ones_the_handler_reads(stack):
+    # the handler builds its own Settings from GIP_PREFIX; the fixture's tables must match it
+    assert replace(stack.settings).pool_table == "sw-pool"
