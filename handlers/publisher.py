@@ -188,22 +188,17 @@ def _parse_time(value: Any) -> datetime | None:
         return None
 
 
-_CLIENT: Any = None
+_CONTAINER: dict[str, Any] = {}  # settings and the EventBridge client, built once
 
 
 def handler(event: Mapping[str, Any], context: Any = None) -> dict[str, list[dict[str, str]]]:
     """Lambda entry point for the events table's stream (ReportBatchItemFailures on)."""
-    global _CLIENT
-    from handlers.core.config import Settings
-
-    settings = Settings.from_env()
-    if _CLIENT is None:
+    if not _CONTAINER:
         import boto3
 
-        _CLIENT = boto3.client("events")
-    return publish_records(
-        event.get("Records", []),
-        client=_CLIENT,
-        bus_name=settings.bus_name,
-        source=settings.prefix,
-    )
+        from handlers.core.config import Settings
+
+        _CONTAINER.update(settings=Settings.from_env(), client=boto3.client("events"))
+    settings = _CONTAINER["settings"]
+    return publish_records(event.get("Records", []), client=_CONTAINER["client"],
+                           bus_name=settings.bus_name, source=settings.prefix)

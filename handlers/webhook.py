@@ -127,6 +127,17 @@ def request_parts(event: Mapping[str, Any]) -> tuple[dict[str, str], bytes]:
         raise BadRequest("body is not valid UTF-8") from exc
 
 
+def http_event(headers: Mapping[str, str], body: bytes) -> dict[str, Any]:
+    """A proxy event for a raw HTTP request (local mode's server): the body kept byte-exact."""
+    return {
+        "httpMethod": "POST",
+        "path": "/webhook",
+        "headers": dict(headers),
+        "body": base64.b64encode(body).decode("ascii"),
+        "isBase64Encoded": True,
+    }
+
+
 def answer(status: int, state: str, reason: str) -> Response:
     """A small JSON response: ``{"status": state, "reason": reason}``."""
     return {

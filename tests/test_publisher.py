@@ -154,7 +154,7 @@ def test_items_written_by_the_store_are_published(bus: Any) -> None:
 
 def test_handler_reads_settings_and_publishes(bus: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     _events, sqs, url = bus
-    monkeypatch.setattr(publisher, "_CLIENT", None)
+    monkeypatch.setattr(publisher, "_CONTAINER", {})
     answer = publisher.handler({"Records": [stored(1, envelope(1))]}, None)
     assert answer == {"batchItemFailures": []}
     assert [m["detail-type"] for m in drain(sqs, url)] == ["IssueSkipped"]

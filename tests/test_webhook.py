@@ -215,6 +215,14 @@ def test_base64_body_is_decoded_before_the_signature_check(core: SimpleNamespace
     assert (status, body["status"]) == (202, "accepted")
 
 
+def test_raw_http_request_from_local_mode_round_trips_byte_exact(core: SimpleNamespace) -> None:
+    headers, payload = recorded("wh_issues_labeled.json")
+    body = json.dumps(payload, indent=1, ensure_ascii=False).encode() + b"\n"  # any bytes GitHub sends
+    headers["X-Hub-Signature-256"] = signature_for(body, SECRET)
+    status, answer = call(core, webhook.http_event(headers, body))
+    assert (status, answer["status"]) == (202, "accepted")
+
+
 # --- answers that append nothing ------------------------------------------------------------
 
 
