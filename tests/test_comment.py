@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from handlers import verdict_labels
 from handlers.comment import (
@@ -185,3 +187,23 @@ def test_the_shown_version_is_read_from_the_header_not_from_a_forged_log_line():
     body = render_status(processed(version=5, log_tail=forged))
     assert rendered_version(body) == (5, 2)
     assert rendered_version("no tag") is None
+
+
+# ---------------------------------------------------------------- properties
+
+_TOKEN_CHARS = st.text(alphabet="ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789",
+                       min_size=36, max_size=40)
+
+
+@settings(max_examples=60, deadline=None)
+@given(log=st.text(max_size=3_000), error=st.none() | st.text(max_size=300),
+       filler=st.integers(min_value=0, max_value=120_000), secret=_TOKEN_CHARS,
+       where=st.integers(min_value=0, max_value=3_000))
+def test_any_output_renders_under_the_limit_with_the_marker_and_without_the_token(
+        log, error, filler, secret, where):
+    token = "ghp_" + secret
+    text = log[:where] + " " + token + " " + log[where:] + "z" * filler
+    body = render_status(processed(log_tail=text, error=error))
+    assert len(body) < GITHUB_LIMIT
+    assert body.startswith(STATUS_MARKER)
+    assert token not in body

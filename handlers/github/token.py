@@ -11,6 +11,7 @@ client; neither puts it in a ``repr`` or a log line.
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections.abc import Callable, Mapping
@@ -18,6 +19,7 @@ from typing import Any
 
 from handlers.core.errors import ConfigError
 
+log = logging.getLogger(__name__)
 CACHE_SECONDS = 900.0  # a rotated token is picked up within 15 min without a cold start
 PLACEHOLDERS = frozenset({"", "unset", "changeme", "placeholder"})  # the template's SecretString
 
@@ -66,15 +68,14 @@ class TokenSource:
 
         try:
             resp = self._client_factory().get_secret_value(SecretId=self._secret_id)
-        except ClientError as exc:
-            code = exc.response.get("Error", {}).get("Code", "")
-            if code == "ResourceNotFoundException" and not self.in_lambda:
+        except (ClientError, BotoCoreError) as exc:
+            code = exc.response.get("Error", {}).get("Code", "") if isinstance(exc, ClientError) else ""
+            if not self.in_lambda:  # local mode: no token means "print what would be posted"
+                log.warning("no GitHub token (GITHUB_TOKEN unset, secret %s unreadable: %s)",
+                            self._secret_id, code or type(exc).__name__)
                 return None
-            raise ConfigError(f"cannot read GitHub token secret {self._secret_id}: {code}") from exc
-        except BotoCoreError as exc:
-            if not self.in_lambda:
-                return None
-            raise ConfigError(f"cannot read GitHub token secret {self._secret_id}") from exc
+            raise ConfigError(f"cannot read GitHub token secret {self._secret_id}: "
+                              f"{code or type(exc).__name__}") from exc
         value = str(resp.get("SecretString") or "").strip()
         if value.lower() in PLACEHOLDERS:
             if self.in_lambda:  # never fall back to trusting payloads in AWS
