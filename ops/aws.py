@@ -19,6 +19,7 @@ from typing import Any
 import boto3
 import botocore.config
 import botocore.exceptions
+from botocore.parsers import ResponseParserError
 
 from handlers.core.errors import AwsError, ConfigError
 
@@ -101,6 +102,8 @@ def aws_errors(action: str = "") -> Iterator[None]:
         yield
     except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as exc:
         raise AwsError(describe(exc, action=action)) from exc
+    except ResponseParserError as exc:  # not a BotoCoreError: an endpoint sent garbage
+        raise AwsError(f"unreadable AWS response{f' ({action})' if action else ''}: {str(exc)[:200]}") from exc
 
 
 def check_credentials(args: Any, *, sess: boto3.Session | None = None) -> dict[str, str]:

@@ -24,7 +24,7 @@ import re
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -65,6 +65,7 @@ class DeployOptions:
     member_policy_arns: list[str] = field(default_factory=lambda: ["arn:aws:iam::aws:policy/PowerUserAccess"])
     vendor_deps: bool = True
     installer: packaging.Installer | None = None  # None + vendor_deps: pip
+    source_root: Path = ROOT  # where handlers/, schemas/, worker/ and setup.cfg live
     stackset: bool = True
     sleep: Callable[[float], None] = time.sleep
     poll: float = 3.0
@@ -154,6 +155,8 @@ def deploy(options: DeployOptions, reporter: stacks.Reporter | None = None) -> d
             uploaded = packaging.upload(s3, bucket=bucket, key=art.key, data=art.data)
             reporter.info(f"{art.kind} bundle {art.key}: {'uploaded' if uploaded else 'unchanged'}"
                           f" ({len(art.data) // 1024} KiB)")
+    if options.local and not options.vpc_id:
+        options = _use_default_vpc(options, client("ec2"), reporter)
     params = _parameters(options, bucket=bucket, external_id=external_id, artifacts=artifacts)
     cfn = client("cloudformation")
     plans = []
@@ -196,7 +199,21 @@ def _build(options: DeployOptions, reporter: stacks.Reporter) -> dict[str, packa
         installer = packaging.pip_installer()
     if installer is None:
         reporter.notice("bundles built without vendored dependencies (--no-deps)")
-    return {kind: packaging.build(kind, installer=installer) for kind in ("lambda", "worker")}
+    return {kind: packaging.build(kind, root=options.source_root, installer=installer)
+            for kind in ("lambda", "worker")}
+
+
+def _use_default_vpc(options: DeployOptions, ec2: Any, reporter: stacks.Reporter) -> DeployOptions:
+    """Local mode: put the worker in the endpoint's default VPC (moto deletes a stack's VPC
+    before its subnets, so a created one could not be destroyed)."""
+    with aws_errors("ec2:DescribeVpcs"):
+        vpcs = ec2.describe_vpcs(Filters=[{"Name": "is-default", "Values": ["true"]}])["Vpcs"]
+        if not vpcs:
+            return options
+        vpc = vpcs[0]["VpcId"]
+        subnets = ec2.describe_subnets(Filters=[{"Name": "vpc-id", "Values": [vpc]}])["Subnets"]
+    reporter.notice(f"local: worker placed in the default VPC {vpc} instead of a new one")
+    return replace(options, vpc_id=vpc, subnet_ids=sorted(s["SubnetId"] for s in subnets)[:2])
 
 
 def _parameters(
@@ -229,17 +246,31 @@ def _local_gaps(
     from ops import local_gaps
 
     template_file = stack_names(options.prefix)[plan.stack_name]
+    resolver, present = local_resolver(client, stack_name=plan.stack_name, template_file=template_file,
+                                       parameters=params[template_file], region=region, account=account)
+    executed = not plan.no_changes
+    local_gaps.fill(resolver, client, reporter.notice, present=present, create=executed)
+    if executed:
+        local_gaps.patch_properties(resolver, client, reporter.notice)
+    return local_gaps.resolve_outputs(resolver)
+
+
+def local_resolver(
+    client: Callable[[str], Any], *, stack_name: str, template_file: str,
+    parameters: dict[str, str], region: str, account: str,
+) -> tuple[Any, set[str]]:
+    """Local mode: a template resolver bound to the stack's resources, and the logical ids
+    the stack reports (moto lists the types it skipped without one)."""
+    from ops import local_gaps
+
     template = local_gaps.load_template((TEMPLATES / template_file).read_text())
-    listed = stacks.resources(client("cloudformation"), plan.stack_name)
+    listed = stacks.resources(client("cloudformation"), stack_name)
     physical = {r["LogicalResourceId"]: r.get("PhysicalResourceId", "") for r in listed if r["LogicalResourceId"]}
     resolver = local_gaps.Resolver(
-        template, parameters=params[template_file], physical=physical, region=region,
-        account=account, stack_name=plan.stack_name,
-        attribute=local_gaps.aws_attribute(client, region, account),
+        template, parameters=parameters, physical=physical, region=region, account=account,
+        stack_name=stack_name, attribute=local_gaps.aws_attribute(client, region, account),
     )
-    executed = not plan.no_changes
-    local_gaps.fill(resolver, client, reporter.notice, present=set(physical), create=executed)
-    return local_gaps.resolve_outputs(resolver)
+    return resolver, set(physical)
 
 
 def _store_secrets(sm: Any, out: dict[str, str], reporter: stacks.Reporter) -> None:
@@ -264,24 +295,28 @@ def _deploy_stackset(
     options: DeployOptions, cfn: Any, client: Callable[[str], Any], out: dict[str, str],
     external_id: str, region: str, reporter: stacks.Reporter,
 ) -> None:
-    try:
-        targets = options.ou_ids or [stackset.org_root(client("organizations"))]
-        stackset.deploy(
-            cfn, name=f"{options.prefix}-member",
-            template=(TEMPLATES / "member-account.yaml").read_text(),
-            parameters={
-                "Prefix": options.prefix, "OrgId": options.org_id, "ExternalId": external_id,
-                "WorkerTaskRoleArn": out.get("WorkerTaskRoleArn", ""),
-                "RegistrarTopicArn": out.get("RegistrarTopicArn", ""),
-                "ManagedPolicyArns": ",".join(options.member_policy_arns),
-            },
-            ou_ids=targets, region=region, reporter=reporter, sleep=options.sleep,
-            poll=options.poll,
-        )
-    except (GipError, NotImplementedError) as exc:
-        if not options.local:
-            raise
-        reporter.notice(f"local: member StackSet not deployed ({exc}); register accounts directly")
+    if options.local:
+        # moto runs StackSet instances itself and cannot run the SNS-backed custom resource.
+        reporter.notice("local: member StackSet not deployed (moto cannot run its SNS-backed "
+                        "registration); local mode registers member accounts directly")
+        return
+    targets = options.ou_ids or [stackset.org_root(client("organizations"))]
+    stackset.deploy(
+        cfn, name=f"{options.prefix}-member",
+        template=(TEMPLATES / "member-account.yaml").read_text(),
+        parameters=member_parameters(options, out, external_id),
+        ou_ids=targets, region=region, reporter=reporter, sleep=options.sleep, poll=options.poll,
+    )
+
+
+def member_parameters(options: DeployOptions, out: dict[str, str], external_id: str) -> dict[str, str]:
+    """Pure: the member StackSet's parameters from the options and the stack outputs."""
+    return {
+        "Prefix": options.prefix, "OrgId": options.org_id, "ExternalId": external_id,
+        "WorkerTaskRoleArn": out.get("WorkerTaskRoleArn", ""),
+        "RegistrarTopicArn": out.get("RegistrarTopicArn", ""),
+        "ManagedPolicyArns": ",".join(options.member_policy_arns),
+    }
 
 
 def register_schemas(schemas_client: Any, *, registry: str, reporter: stacks.Reporter,

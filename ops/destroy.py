@@ -19,7 +19,7 @@ import botocore.exceptions
 from handlers.core.errors import AwsError, GipError
 from ops import aws, packaging, stacks, stackset
 from ops.aws import aws_errors, error_code
-from ops.deploy import ConsoleReporter, stack_names
+from ops.deploy import ConsoleReporter, local_resolver, stack_names
 
 
 @dataclass
@@ -79,7 +79,12 @@ def destroy(options: DestroyOptions, reporter: stacks.Reporter) -> None:
             reporter.info(f"{name}: not deployed")
             continue
         reporter.info(f"deleting {name}")
+        leftovers = _local_leftovers(cfn, client, name, region, account) if options.local else None
         stacks.delete(cfn, stack_name=name, reporter=reporter, sleep=options.sleep, poll=options.poll)
+        if leftovers is not None:
+            from ops.local_gaps import delete_leftovers
+
+            delete_leftovers(leftovers, client, reporter.notice)
     if not options.delete_data:
         reporter.info(f"kept {events_table} (the audit log) and s3://{results}; "
                       "destroy --delete-data removes them")
@@ -87,6 +92,19 @@ def destroy(options: DestroyOptions, reporter: stacks.Reporter) -> None:
     delete_table(client("dynamodb"), events_table, reporter)
     for bucket in (results, artifacts):
         delete_bucket(client("s3"), bucket, reporter)
+
+
+def _local_leftovers(cfn: Any, client: Callable[[str], Any], name: str, region: str, account: str) -> Any:
+    """Local mode: a resolver over the stack's resources, taken before DeleteStack."""
+    with aws_errors(f"cloudformation:DescribeStacks {name}"):
+        stack = cfn.describe_stacks(StackName=name)["Stacks"][0]
+    params = {p["ParameterKey"]: p.get("ParameterValue", "") for p in stack.get("Parameters", [])}
+    template_file = stack_names(params.get("Prefix", name))[name]
+    resolver, _ = local_resolver(client, stack_name=name, template_file=template_file,
+                                 parameters=params, region=region, account=account)
+    from ops.local_gaps import plan_leftovers
+
+    return plan_leftovers(resolver)
 
 
 def delete_table(ddb: Any, table: str, reporter: stacks.Reporter) -> None:

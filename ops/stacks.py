@@ -113,8 +113,10 @@ def parse_changes(raw: Iterable[dict[str, Any]]) -> list[Change]:
 
 def render_changes(plan: Plan) -> list[str]:
     """Pure: the change set as aligned lines (resource, action, replacement)."""
-    if plan.no_changes or not plan.changes:
+    if plan.no_changes:
         return [f"{plan.stack_name}: no changes"]
+    if not plan.changes:
+        return [f"{plan.stack_name}: template or parameters changed (no resource changes listed)"]
     width = max(len(c.logical_id) for c in plan.changes)
     tw = max(len(c.resource_type) for c in plan.changes)
     lines = [f"{plan.stack_name}: {len(plan.changes)} change(s) ({plan.kind})"]
@@ -186,8 +188,10 @@ def plan(
             return Plan(stack_name=stack_name, kind=kind, stack_id=stack_id, no_changes=True)
         raise DeployFailed(stack_name, "change set", reason)
     changes = parse_changes(described.get("Changes", []))
+    # CloudFormation reports "no changes" as FAILED (above). moto may instead return an
+    # empty, executable change set for a parameter-only update: execute it all the same.
     return Plan(stack_name=stack_name, kind=kind, change_set_id=cs_id, stack_id=stack_id,
-                changes=tuple(changes), no_changes=not changes and kind == "UPDATE")
+                changes=tuple(changes))
 
 
 def _wait_change_set(cfn: Any, cs_id: str, *, sleep: Sleep, poll: float) -> dict[str, Any]:

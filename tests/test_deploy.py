@@ -1,0 +1,395 @@
+"""bootstrap deploy/destroy end to end against a moto SERVER over HTTP, plus the pure parts.
+
+The stacks are deployed once per module (``deployed``) from a frozen copy of the sources, so
+concurrent edits elsewhere cannot change the bundle hashes between the two runs.
+Dependency vendoring uses ``FakeInstaller`` (no network pip in tests).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+import zipfile
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import boto3
+import botocore.exceptions
+import pytest
+
+from handlers.core.errors import UsageError
+from ops import aws, packaging, stacks
+from ops.deploy import deploy, render_outputs
+from ops.destroy import DestroyOptions, destroy
+from tests.deploy_support import ORG, FakeInstaller, RecordingReporter, options
+
+ROOT = Path(__file__).resolve().parent.parent
+PREFIX = "github-issue-processor"
+ACCOUNT = "123456789012"
+QUEUES = ["gatekeeper", "issues", "notifier", "cleanup", "capacity", "org-events"]
+STABLE_OUTPUTS = {
+    "WebhookUrl", "BusName", "BusArn", "EventsTable", "PoolTable", "IssuesTable", "ResultsBucket",
+    "IssueQueueUrl", "CleanupQueueUrl", "GatekeeperQueueUrl", "NotifierQueueUrl", "CapacityQueueUrl",
+    "OrgEventsQueueUrl", "GithubTokenSecretArn", "WebhookSecretArn", "ClusterName", "ServiceName",
+    "WorkerTaskRoleArn", "RegistrarTopicArn",
+}
+pytestmark = pytest.mark.server
+
+
+@pytest.fixture(scope="module")
+def frozen_src(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    dest = tmp_path_factory.mktemp("src")
+    for top in ("handlers", "schemas", "worker"):
+        shutil.copytree(ROOT / top, dest / top, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / "setup.cfg", dest / "setup.cfg")
+    return dest
+
+
+@pytest.fixture(scope="module")
+def deployed(moto_server: str, frozen_src: Path) -> SimpleNamespace:
+    reporter, installer = RecordingReporter(), FakeInstaller()
+    out = deploy(options(moto_server, installer=installer, source_root=frozen_src), reporter)
+    return SimpleNamespace(url=moto_server, out=out, reporter=reporter, installer=installer, src=frozen_src)
+
+
+def client(url: str, name: str) -> Any:
+    return boto3.client(name, endpoint_url=url, region_name="us-east-1")
+
+
+# ------------------------------------------------------------------ what exists after deploy
+
+def test_events_table_streams_new_images_with_time_and_correlation_indexes(deployed: SimpleNamespace) -> None:
+    table = client(deployed.url, "dynamodb").describe_table(TableName=f"{PREFIX}-events")["Table"]
+    assert table["StreamSpecification"] == {"StreamEnabled": True, "StreamViewType": "NEW_IMAGE"}
+    assert {g["IndexName"] for g in table["GlobalSecondaryIndexes"]} == {"by-day", "by-correlation"}
+    # moto's CloudFormation drops SSESpecification (and update_table cannot add it), so
+    # table encryption is asserted on the template (test_templates.py).
+    assert deployed.out["EventsStreamArn"] == table["LatestStreamArn"]
+
+
+def test_pool_table_has_status_expiry_and_reserved_indexes(deployed: SimpleNamespace) -> None:
+    table = client(deployed.url, "dynamodb").describe_table(TableName=f"{PREFIX}-pool")["Table"]
+    keys = {g["IndexName"]: [k["AttributeName"] for k in g["KeySchema"]] for g in table["GlobalSecondaryIndexes"]}
+    assert keys == {"by-status": ["status", "rand"], "by-expiry": ["leased", "expires_at"],
+                    "by-reserved": ["leased", "reserved_at"]}
+    client(deployed.url, "dynamodb").describe_table(TableName=f"{PREFIX}-issues")
+
+
+@pytest.mark.parametrize("name", QUEUES)
+def test_consumer_queue_redrives_to_its_dlq_and_lets_only_our_rule_send(deployed: SimpleNamespace, name: str) -> None:
+    sqs = client(deployed.url, "sqs")
+    url = sqs.get_queue_url(QueueName=f"{PREFIX}-{name}")["QueueUrl"]
+    attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+    redrive = json.loads(attrs["RedrivePolicy"])
+    assert redrive["deadLetterTargetArn"] == f"arn:aws:sqs:us-east-1:{ACCOUNT}:{PREFIX}-{name}-dlq"
+    assert int(redrive["maxReceiveCount"]) >= 3
+    assert attrs["SqsManagedSseEnabled"] == "true"
+    # QueuePolicy is skipped by moto's CloudFormation: local mode created it through the API.
+    statement = json.loads(attrs["Policy"])["Statement"][0]
+    assert statement["Principal"] == {"Service": "events.amazonaws.com"}
+    assert statement["Condition"]["ArnEquals"]["aws:SourceArn"]
+
+
+def test_buckets_are_encrypted_and_block_public_access(deployed: SimpleNamespace) -> None:
+    s3 = client(deployed.url, "s3")
+    for bucket in (f"{PREFIX}-results-{ACCOUNT}", packaging.artifacts_bucket_name(PREFIX, ACCOUNT, "us-east-1")):
+        rules = s3.get_bucket_encryption(Bucket=bucket)["ServerSideEncryptionConfiguration"]["Rules"]
+        assert rules[0]["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"
+        block = s3.get_public_access_block(Bucket=bucket)["PublicAccessBlockConfiguration"]
+        assert all(block.values()) and len(block) == 4
+    assert deployed.out["ResultsBucket"] == f"{PREFIX}-results-{ACCOUNT}"
+
+
+def test_bus_rules_target_their_queues_with_a_dlq(deployed: SimpleNamespace) -> None:
+    events = client(deployed.url, "events")
+    bus = deployed.out["BusName"]
+    assert bus == f"{PREFIX}-bus"
+    expected = {"received": "gatekeeper", "queued": "issues", "notify": "notifier",
+                "cleanup": "cleanup", "capacity": "capacity"}
+    for rule, queue in expected.items():
+        described = events.describe_rule(Name=f"{PREFIX}-{rule}", EventBusName=bus)
+        assert json.loads(described["EventPattern"])["source"] == [PREFIX]
+        (target,) = events.list_targets_by_rule(Rule=f"{PREFIX}-{rule}", EventBusName=bus)["Targets"]
+        assert target["Arn"] == f"arn:aws:sqs:us-east-1:{ACCOUNT}:{PREFIX}-{queue}"
+        assert target["DeadLetterConfig"]["Arn"] == f"arn:aws:sqs:us-east-1:{ACCOUNT}:{PREFIX}-{queue}-dlq"
+
+
+def test_lambdas_have_fixed_handlers_and_batch_failure_mappings(deployed: SimpleNamespace) -> None:
+    lam = client(deployed.url, "lambda")
+    handlers = {f["Handler"] for f in lam.list_functions()["Functions"] if f["FunctionName"].startswith(PREFIX)}
+    assert len(handlers) == 9 and "handlers.org_events.handler" in handlers
+    mappings = lam.list_event_source_mappings()["EventSourceMappings"]
+    assert len(mappings) == 5
+    assert all(m["FunctionResponseTypes"] == ["ReportBatchItemFailures"] for m in mappings)
+    notifier = next(m for m in mappings if m["EventSourceArn"].endswith(f"{PREFIX}-notifier"))
+    assert notifier["ScalingConfig"] == {"MaximumConcurrency": 2}
+    assert lam.get_function_concurrency(FunctionName=f"{PREFIX}-notifier")["ReservedConcurrentExecutions"] == 1
+
+
+def test_worker_task_definition_carries_the_contract_env(deployed: SimpleNamespace) -> None:
+    ecs = client(deployed.url, "ecs")
+    service = ecs.describe_services(cluster=deployed.out["ClusterName"], services=[deployed.out["ServiceName"]])
+    task_def = service["services"][0]["taskDefinition"]
+    container = ecs.describe_task_definition(taskDefinition=task_def)["taskDefinition"]["containerDefinitions"][0]
+    env = {e["name"]: e["value"] for e in container["environment"]}
+    assert env["ISSUE_QUEUE_URL"].endswith(f"/{ACCOUNT}/{PREFIX}-issues")
+    assert env["EXTERNAL_ID"] == deployed.out["ExternalId"]
+    assert {"EVENTS_TABLE", "POOL_TABLE", "ISSUES_TABLE", "BUS_NAME", "RESULTS_BUCKET", "CLEANUP_QUEUE_URL",
+            "PROCESSING_ROLE_NAME", "GIP_PREFIX"} <= set(env)
+
+
+def test_outputs_have_stable_keys_and_point_at_real_resources(deployed: SimpleNamespace) -> None:
+    out = deployed.out
+    assert set(out) >= STABLE_OUTPUTS
+    sm = client(deployed.url, "secretsmanager")
+    assert sm.describe_secret(SecretId=out["WebhookSecretArn"])["Name"] == f"{PREFIX}/webhook-secret"
+    assert sm.describe_secret(SecretId=out["GithubTokenSecretArn"])["Name"] == f"{PREFIX}/github-token"
+    client(deployed.url, "sqs").get_queue_attributes(QueueUrl=out["OrgEventsQueueUrl"])
+    lines = render_outputs(out)
+    assert lines[2].split() == ["WebhookUrl", out["WebhookUrl"]]
+
+
+def test_local_mode_says_what_moto_skipped_and_what_it_created(deployed: SimpleNamespace) -> None:
+    notices = "\n".join(deployed.reporter.notices)
+    for logical in ("GithubTokenSecret", "WebhookSecret", "IssueQueuePolicy", "WorkerScalableTarget",
+                    "DlqNotEmptyAlarm", "SchemaRegistry", "ResultsBucketPolicy"):
+        assert logical in notices
+    assert "StackSet" in notices
+    alarms = client(deployed.url, "cloudwatch").describe_alarms(AlarmNamePrefix=PREFIX)["MetricAlarms"]
+    assert f"{PREFIX}-dlq-not-empty" in {a["AlarmName"] for a in alarms}
+    targets = client(deployed.url, "application-autoscaling").describe_scalable_targets(ServiceNamespace="ecs")
+    assert targets["ScalableTargets"][0]["ResourceId"] == f"service/{PREFIX}-cluster/{PREFIX}-worker"
+
+
+def test_lambda_bundle_holds_handlers_schemas_and_vendored_deps_without_boto3(deployed: SimpleNamespace) -> None:
+    s3 = client(deployed.url, "s3")
+    bucket = packaging.artifacts_bucket_name(PREFIX, ACCOUNT, "us-east-1")
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"]]
+    lambda_key = next(k for k in keys if k.startswith("artifacts/lambda-"))
+    names = zipfile.ZipFile(io.BytesIO(s3.get_object(Bucket=bucket, Key=lambda_key)["Body"].read())).namelist()
+    assert "fakedep/__init__.py" in names and "schemas/envelope.json" in names
+    assert any(n.startswith("handlers/core/") for n in names)
+    assert not any("__pycache__" in n for n in names)
+    assert all(not r.startswith(("boto3", "botocore")) for r in deployed.installer.calls[0])
+
+
+# ------------------------------------------------------------------ re-run, dry run, destroy
+
+def test_rerun_changes_nothing_and_uploads_nothing(deployed: SimpleNamespace) -> None:
+    s3 = client(deployed.url, "s3")
+    bucket = packaging.artifacts_bucket_name(PREFIX, ACCOUNT, "us-east-1")
+    before = {o["Key"]: o["LastModified"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"]}
+    reporter = RecordingReporter()
+    out = deploy(options(deployed.url, source_root=deployed.src), reporter)
+    after = {o["Key"]: o["LastModified"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"]}
+    assert after == before
+    assert not any("uploaded" in line for line in reporter.infos)
+    assert f"{PREFIX}: no changes" in reporter.infos and f"{PREFIX}-worker: no changes" in reporter.infos
+    assert reporter.events == []  # nothing executed
+    assert not any("created it through the API" in n for n in reporter.notices)
+    assert out == deployed.out
+
+
+def test_dry_run_of_a_new_deployment_creates_nothing(deployed: SimpleNamespace) -> None:
+    reporter = RecordingReporter()
+    out = deploy(options(deployed.url, prefix="gip-dry", dry_run=True, source_root=deployed.src), reporter)
+    assert out == {}
+    assert any(line.strip().startswith("Add") and "EventsTable" in line for line in reporter.infos)
+    cfn = client(deployed.url, "cloudformation")
+    live = [s["StackName"] for s in cfn.list_stacks()["StackSummaries"] if s["StackStatus"] != "DELETE_COMPLETE"]
+    assert not [n for n in live if n.startswith("gip-dry")]
+    assert not [t for t in client(deployed.url, "dynamodb").list_tables()["TableNames"] if t.startswith("gip-dry")]
+    assert not [b for b in client(deployed.url, "s3").list_buckets()["Buckets"] if b["Name"].startswith("gip-dry")]
+
+
+def test_dry_run_of_a_change_executes_nothing(deployed: SimpleNamespace) -> None:
+    reporter = RecordingReporter()
+    deploy(options(deployed.url, labels=["other"], dry_run=True, source_root=deployed.src), reporter)
+    env = client(deployed.url, "lambda").get_function_configuration(FunctionName=f"{PREFIX}-webhook")["Environment"]
+    assert env["Variables"]["REQUIRED_LABELS"] == "needs-reproduction"
+    summaries = client(deployed.url, "cloudformation").list_change_sets(StackName=PREFIX)["Summaries"]
+    assert [s for s in summaries if s["ExecutionStatus"] == "AVAILABLE"] == []
+    assert reporter.events == []
+
+
+def test_destroy_keeps_the_audit_log_and_results_unless_asked(deployed: SimpleNamespace) -> None:
+    prefix = "gip-doomed"
+    deploy(options(deployed.url, prefix=prefix, source_root=deployed.src), RecordingReporter())
+    ddb, s3 = client(deployed.url, "dynamodb"), client(deployed.url, "s3")
+    ddb.put_item(TableName=f"{prefix}-events", Item={"pk": {"S": "account-1"}, "sk": {"N": "1"}})
+    s3.put_object(Bucket=f"{prefix}-results-{ACCOUNT}", Key="logs/x.txt", Body=b"x")
+    ask = DestroyOptions(prefix=prefix, region="us-east-1", endpoint_url=deployed.url, local=True,
+                         sleep=lambda _s: None, poll=0)
+    refused = RecordingReporter(answer=False)
+    with pytest.raises(Exception, match="not confirmed"):
+        destroy(ask, refused)
+    assert stacks.stack_status(client(deployed.url, "cloudformation"), prefix) is not None
+
+    destroy(ask, RecordingReporter(answer=True))
+    cfn = client(deployed.url, "cloudformation")
+    assert stacks.stack_status(cfn, prefix) is None and stacks.stack_status(cfn, f"{prefix}-worker") is None
+    tables = ddb.list_tables()["TableNames"]
+    assert f"{prefix}-events" in tables and f"{prefix}-pool" not in tables
+    assert ddb.get_item(TableName=f"{prefix}-events", Key={"pk": {"S": "account-1"}, "sk": {"N": "1"}})["Item"]
+    assert s3.get_object(Bucket=f"{prefix}-results-{ACCOUNT}", Key="logs/x.txt")["Body"].read() == b"x"
+
+    ask.delete_data = True
+    destroy(ask, RecordingReporter(answer=True))
+    assert f"{prefix}-events" not in ddb.list_tables()["TableNames"]
+    assert not [b for b in s3.list_buckets()["Buckets"] if b["Name"].startswith(prefix)]
+
+
+# ------------------------------------------------------------------ errors: one line, right exit code
+
+def test_bad_org_id_exits_2_with_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    from ops.cli import main
+
+    assert main(["--org", "o-NOPE", "--region", "us-east-1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: --org must look like o-")
+
+
+def test_bad_org_id_fails_before_any_aws_call() -> None:
+    with pytest.raises(UsageError):
+        deploy(options("http://127.0.0.1:9", org_id="o-short"), RecordingReporter())
+
+
+def test_no_credentials_exits_1_with_one_line(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    from ops.cli import main
+
+    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    assert main(["--org", ORG, "--region", "us-east-1", "--no-deps"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no AWS credentials" in err[0]
+
+
+def test_unknown_region_exits_1_with_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    from ops.cli import main
+
+    assert main(["--org", ORG, "--region", "xx-nowhere-9", "--no-deps"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "unknown AWS region" in err[0]
+
+
+def test_access_denied_names_the_action() -> None:
+    exc = botocore.exceptions.ClientError(
+        {"Error": {"Code": "AccessDenied", "Message": "not allowed"}}, "CreateChangeSet")
+    assert aws.describe(exc, action="cloudformation:CreateChangeSet") == (
+        "permission denied (cloudformation:CreateChangeSet): AccessDenied: not allowed")
+
+
+# ------------------------------------------------------------------ change sets, pure parts
+
+class FakeCfn:
+    """Just enough CloudFormation for plan/apply: canned change set, events and status."""
+
+    def __init__(self, *, change_set: dict[str, Any], events: list[dict[str, Any]], final: str) -> None:
+        self.change_set, self.pending, self.final = change_set, events, final
+        self.events: list[dict[str, Any]] = []
+        self.deleted: list[str] = []
+        self.executed = False
+
+    def describe_stacks(self, StackName: str) -> dict[str, Any]:
+        status = self.final if self.executed else "UPDATE_COMPLETE"
+        return {"Stacks": [{"StackName": StackName, "StackId": "id", "StackStatus": status}]}
+
+    def create_change_set(self, **kwargs: Any) -> dict[str, str]:
+        return {"Id": "cs-1", "StackId": "id"}
+
+    def describe_change_set(self, ChangeSetName: str) -> dict[str, Any]:
+        return self.change_set
+
+    def delete_change_set(self, ChangeSetName: str) -> None:
+        self.deleted.append(ChangeSetName)
+
+    def execute_change_set(self, ChangeSetName: str) -> None:
+        self.executed = True
+        self.events = list(reversed(self.pending)) + self.events  # newest first
+
+    def describe_stack_events(self, StackName: str) -> dict[str, Any]:
+        return {"StackEvents": self.events}
+
+
+def event(n: int, logical: str, rtype: str, status: str, reason: str = "") -> dict[str, Any]:
+    return {"EventId": f"e{n}", "LogicalResourceId": logical, "ResourceType": rtype,
+            "ResourceStatus": status, "ResourceStatusReason": reason}
+
+
+def test_failed_update_names_the_first_failing_resource() -> None:
+    cfn = FakeCfn(
+        change_set={"Status": "CREATE_COMPLETE", "Changes": [
+            {"ResourceChange": {"LogicalResourceId": "WebhookFunction", "ResourceType": "AWS::Lambda::Function",
+                                "Action": "Modify", "Replacement": "False"}}]},
+        events=[
+            event(1, "WebhookFunction", "AWS::Lambda::Function", "UPDATE_FAILED", "Unzipped size must be smaller"),
+            event(2, "Other", "AWS::SQS::Queue", "UPDATE_FAILED", "Resource update cancelled"),
+            event(3, "gip", "AWS::CloudFormation::Stack", "UPDATE_ROLLBACK_COMPLETE"),
+        ],
+        final="UPDATE_ROLLBACK_COMPLETE",
+    )
+    reporter = RecordingReporter()
+    plan = stacks.plan(cfn, stack_name="gip", template=stacks.Template(body="{}"), parameters={},
+                       reporter=reporter, sleep=lambda _s: None)
+    with pytest.raises(stacks.DeployFailed) as failed:
+        stacks.apply(cfn, plan, reporter=reporter, sleep=lambda _s: None)
+    assert str(failed.value) == (
+        "stack gip failed: WebhookFunction (AWS::Lambda::Function): Unzipped size must be smaller")
+    assert [e[2]["EventId"] for e in reporter.events] == ["e1", "e2", "e3"]
+
+
+def test_no_changes_is_a_successful_plan_and_its_change_set_is_deleted() -> None:
+    cfn = FakeCfn(change_set={"Status": "FAILED", "StatusReason":
+                              "The submitted information didn't contain changes."}, events=[], final="UPDATE_COMPLETE")
+    plan = stacks.plan(cfn, stack_name="gip", template=stacks.Template(body="{}"), parameters={},
+                       reporter=RecordingReporter(), sleep=lambda _s: None)
+    assert plan.no_changes and cfn.deleted == ["cs-1"]
+    stacks.apply(cfn, plan, reporter=RecordingReporter())
+    assert not cfn.executed
+
+
+def test_replacements_and_removals_are_risky_and_rendered() -> None:
+    plan = stacks.Plan(stack_name="gip", kind="UPDATE", change_set_id="x", changes=(
+        stacks.Change("EventsTable", "AWS::DynamoDB::Table", "Modify", "True"),
+        stacks.Change("Queue", "AWS::SQS::Queue", "Remove"),
+        stacks.Change("Fn", "AWS::Lambda::Function", "Modify", "False"),
+    ))
+    assert [c.logical_id for c in plan.risky] == ["EventsTable", "Queue"]
+    lines = stacks.render_changes(plan)
+    assert "replacement=True" in lines[1] and lines[2].split()[:2] == ["Remove", "Queue"]
+
+
+# ------------------------------------------------------------------ packaging, pure parts
+
+def test_zip_is_deterministic_and_skips_bytecode(tmp_path: Path) -> None:
+    for top in ("handlers", "schemas"):
+        (tmp_path / top / "__pycache__").mkdir(parents=True)
+        (tmp_path / top / "a.py").write_text("x = 1\n")
+        (tmp_path / top / "__pycache__" / "a.cpython-311.pyc").write_bytes(b"junk")
+    (tmp_path / "setup.cfg").write_text("[options]\ninstall_requires =\n    boto3>=1\n    requests>=2\n")
+    first = packaging.build("lambda", root=tmp_path, installer=None)
+    (tmp_path / "handlers" / "a.py").touch()  # new mtime, same content
+    second = packaging.build("lambda", root=tmp_path, installer=None)
+    assert first.data == second.data and first.key == second.key
+    assert zipfile.ZipFile(io.BytesIO(first.data)).namelist() == ["handlers/a.py", "schemas/a.py"]
+    assert packaging.requirements(tmp_path / "setup.cfg") == ["requests>=2"]
+
+
+def test_runtime_provided_packages_are_pruned(tmp_path: Path) -> None:
+    for name in ("boto3", "botocore-1.34.0.dist-info", "s3transfer", "requests", "bin"):
+        (tmp_path / name).mkdir()
+    packaging.prune_runtime_provided(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["requests"]
+
+
+def test_artifacts_bucket_name_fits_s3_limit() -> None:
+    name = packaging.artifacts_bucket_name("a-very-long-deployment-prefix-xx", ACCOUNT, "ap-southeast-2")
+    assert len(name) <= 63 and name.startswith("a-very-long")
+    assert packaging.artifacts_bucket_name(PREFIX, ACCOUNT, "us-east-1") == (
+        f"{PREFIX}-artifacts-{ACCOUNT}-us-east-1")
