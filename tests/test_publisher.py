@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -250,3 +251,58 @@ def test_entry_over_the_size_limit_is_reported() -> None:
     client = FakeEvents()
     assert publish([stored(1, envelope(1, pad=MAX_REQUEST_BYTES))], client) == seqs(1)
     assert client.calls == []
+
+
+# --- end to end over a moto server: webhook -> table -> stream -> publisher -> bus -> SQS ---
+
+
+@pytest.mark.server
+def test_webhook_to_bus_end_to_end_over_moto_server(moto_server: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """GIVEN the tables, bus and a rule to SQS on a moto server
+    WHEN the same labeled delivery comes twice, then a ping, and the publisher gets the stream
+    THEN exactly one IssueReceived reaches the bus, the stored envelope, and no marker."""
+    from handlers import webhook
+    from handlers.delivery import signature_for
+    from handlers.qualify import Rules
+    from tests.conftest import make_core
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_server)
+    monkeypatch.setenv("GIP_PREFIX", "e2e")
+    monkeypatch.setattr(publisher, "_CONTAINER", {})
+    core = make_core(moto_server, prefix="e2e")
+    events, sqs = boto3.client("events"), boto3.client("sqs")
+    events.create_event_bus(Name="e2e-bus")
+    url = sqs.create_queue(QueueName="e2e-sink")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    events.put_rule(Name="received", EventBusName="e2e-bus",
+                    EventPattern=json.dumps({"source": ["e2e"], "detail-type": ["IssueReceived"]}))
+    events.put_targets(Rule="received", EventBusName="e2e-bus", Targets=[{"Id": "sink", "Arn": arn}])
+
+    doc = json.loads((Path(__file__).parent / "events/wh_issues_labeled.json").read_text())
+    body = json.dumps(doc["payload"]).encode()
+    headers = dict(doc["headers"], **{"X-Hub-Signature-256": signature_for(body, "s3cret")})
+    ping = json.loads((Path(__file__).parent / "events/wh_ping.json").read_text())
+    ping_body = json.dumps(ping["payload"]).encode()
+    ping_headers = dict(ping["headers"], **{"X-Hub-Signature-256": signature_for(ping_body, "s3cret")})
+    rules = Rules(("needs-reproduction",))
+    answers = [
+        webhook.handle(webhook.http_event(h, b), rules=rules, secrets=("s3cret",), max_bytes=1 << 20,
+                       issues=lambda: core.issues)["statusCode"]
+        for h, b in ((headers, body), (headers, body), (ping_headers, ping_body))
+    ]
+    assert answers == [202, 202, 200]
+
+    streams = boto3.client("dynamodbstreams")
+    stream_arn = boto3.client("dynamodb").describe_table(TableName="e2e-events")["Table"]["LatestStreamArn"]
+    shard = streams.describe_stream(StreamArn=stream_arn)["StreamDescription"]["Shards"][0]["ShardId"]
+    it = streams.get_shard_iterator(StreamArn=stream_arn, ShardId=shard,
+                                    ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
+    records = streams.get_records(ShardIterator=it)["Records"]
+    assert sorted(r["dynamodb"]["Keys"]["pk"]["S"] for r in records) == [
+        "delivery-5b8e9a20-16b1-11ef-9d1e-7f0c3b2a1e02", "issue-octo-org/hello-world#42"]
+    assert publisher.handler({"Records": records}) == {"batchItemFailures": []}
+
+    (message,) = drain(sqs, url)
+    (stored_event,) = core.store.read("issue-octo-org/hello-world#42")
+    assert (message["source"], message["detail-type"]) == ("e2e", "IssueReceived")
+    assert message["detail"] == stored_event
