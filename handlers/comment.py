@@ -61,6 +61,8 @@ class StatusView:
     attempt: int | None = None
     reason: str | None = None
     version: int | None = None  # the issue stream version shown; a lower one never overwrites
+    message: str | None = None  # the worker's one-line explanation of the verdict
+    command: str | None = None  # the reproduction command that ran
 
 
 # ---------------------------------------------------------------- sanitising
@@ -127,6 +129,14 @@ def _fence(content: str) -> str:
     return "`" * max(3, longest + 1)
 
 
+def _inline_code(text: str) -> str:
+    """``text`` as inline code that its own backticks cannot end early."""
+    text = text.replace("\n", " ")
+    fence = "`" * (max((len(r) for r in re.findall(r"`+", text)), default=0) + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
+
+
 # ---------------------------------------------------------------- rendering
 
 
@@ -159,6 +169,8 @@ def _rows(view: StatusView) -> Iterable[tuple[str, str]]:
     yield "Run", f"#{view.run}"
     if view.verdict:
         yield "Verdict", VERDICT_TEXT.get(view.verdict, view.verdict)
+    if view.command:
+        yield "Command", _inline_code(_clip(sanitize(view.command[:1000]), 300))
     if view.exit_code is not None:
         yield "Exit code", f"`{view.exit_code}`"
     if view.duration_s is not None:
@@ -178,6 +190,8 @@ def _head(view: StatusView) -> str:
     if view.version is not None:
         parts.append(f"<!-- github-issue-processor:version={int(view.version)} run={int(view.run)} -->")
     parts += ["### Reproduction status", "", "| | |", "|---|---|", rows]
+    if view.message:
+        parts += ["", _clip(sanitize(view.message[:1000]).replace("\n", " "), 500)]
     if view.error:
         err = _clip(sanitize(view.error[: 2 * MAX_FIELD_CHARS]))
         fence = _fence(err)

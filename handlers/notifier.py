@@ -83,6 +83,7 @@ def plan_for(issue: Issue, last: Mapping[str, Any] | None) -> Plan:
             base, state="processed", verdict=verdict, exit_code=issue.exit_code,
             duration_s=issue.duration_s, result_uri=issue.result_uri,
             result_url=last.get("result_url"), log_tail=last.get("log_tail"),
+            message=last.get("message"), command=last.get("command"),
         )
         return Plan(status, create=True, label=verdict_labels.label_for(verdict))
     if issue.status == FAILED:

@@ -207,3 +207,11 @@ def test_any_output_renders_under_the_limit_with_the_marker_and_without_the_toke
     assert len(body) < GITHUB_LIMIT
     assert body.startswith(STATUS_MARKER)
     assert token not in body
+
+
+def test_command_and_message_are_shown_sanitised():
+    body = render_status(processed(command=f"python repro.py --token {GH_CLASSIC} `x`",
+                                   message="exit code 1 with a traceback: reproduced"))
+    assert "| Command | `` python repro.py --token [REDACTED GITHUB TOKEN] `x` `` |" in body
+    assert "exit code 1 with a traceback: reproduced" in body
+    assert GH_CLASSIC not in body
