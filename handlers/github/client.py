@@ -156,13 +156,18 @@ def _message(body: bytes) -> str:
     return str(doc.get("message", "")) if isinstance(doc, dict) else ""
 
 
-def decode_response(status: int, headers: Mapping[str, str], body: bytes, *, now: float) -> Any:
-    """Return the decoded JSON of a 2xx answer (``None`` when empty) or raise a typed error."""
+def decode_response(status: int, headers: Mapping[str, str], body: bytes, *,
+                    now: float | None = None) -> Any:
+    """Return the decoded JSON of a 2xx answer (``None`` when empty) or raise a typed error.
+
+    ``now`` (epoch seconds) turns ``x-ratelimit-reset`` into a wait; it defaults to the wall
+    clock, and tests pass it.
+    """
     if 200 <= status < 300:
         return json.loads(body) if body and body.strip() else None
     message = _message(body)
     if status in (403, 429):
-        wait = retry_after(headers, now=now)
+        wait = retry_after(headers, now=time.time() if now is None else now)
         if wait is None and (status == 429 or "rate limit" in message.lower()):
             wait = SECONDARY_LIMIT_WAIT_S
         if wait is not None:
