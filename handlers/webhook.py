@@ -23,6 +23,7 @@ import binascii
 import json
 import logging
 import os
+import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -36,6 +37,7 @@ log.setLevel(logging.INFO)
 
 Response = dict[str, Any]
 ACTOR = "webhook"
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 
 
 def handler(event: Mapping[str, Any], context: Any = None) -> Response:
@@ -61,7 +63,7 @@ def handle(
     delivery_id = ""
     try:
         headers, body = request_parts(event)
-        delivery_id = headers.get("x-github-delivery", "")[:100]
+        delivery_id = _UNSAFE.sub("?", headers.get("x-github-delivery", ""))[:100]  # for logs
         delivery = parse_delivery(headers, body, secrets=secrets, max_bytes=max_bytes)
         decision = qualify(delivery, rules)
         response = _act(decision, delivery.delivery_id, issues)
@@ -94,16 +96,17 @@ def _act(decision: Pong | Ignore | Receive | Cancel, delivery_id: str,
         if result.appended:
             return answer(202, "accepted", f"run {result.event['data']['run']} received")
         return answer(202, "ignored", result.reason.replace("_", " "))
-    for _ in range(2):  # a run that moved on between the read and the write is re-decided once
+    for attempt in (1, 2):  # a run that moved on between the read and the write: re-decide once
         try:
             skipped = issues().cancel(decision.repo, decision.number, reason=decision.reason,
                                       cause=cause)
+            break
         except (ConcurrencyConflict, IllegalTransition):
-            continue
-        if skipped is None:
-            return answer(202, "ignored", "no queued run to cancel")
-        return answer(202, "accepted", f"run {skipped['data']['run']} skipped ({decision.reason})")
-    return answer(202, "ignored", "no queued run to cancel")
+            if attempt == 2:
+                raise
+    if skipped is None:
+        return answer(202, "ignored", "no queued run to cancel")
+    return answer(202, "accepted", f"run {skipped['data']['run']} skipped ({decision.reason})")
 
 
 def request_parts(event: Mapping[str, Any]) -> tuple[dict[str, str], bytes]:

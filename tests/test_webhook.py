@@ -466,3 +466,53 @@ def test_fuzz_invalid_requests_never_5xx_and_never_append(event: dict[str, Any])
 def test_fuzz_broken_github_payloads_never_5xx_and_never_append(event: dict[str, Any]) -> None:
     response = webhook.handle(event, rules=RULES, secrets=(SECRET,), max_bytes=1 << 20, issues=NoAppend())
     assert response["statusCode"] in (202, 400)
+
+
+class Racing:
+    """An Issues stand-in whose cancel loses ``conflicts`` races before it succeeds."""
+
+    def __init__(self, conflicts: int) -> None:
+        self.conflicts = conflicts
+        self.calls = 0
+
+    def cancel(self, repo: str, number: int, *, reason: str, cause: Cause) -> dict[str, Any]:
+        from handlers.core.errors import ConcurrencyConflict
+
+        self.calls += 1
+        if self.calls <= self.conflicts:
+            raise ConcurrencyConflict(f"issue-{repo}#{number}", 3)
+        return {"data": {"reason": reason, "run": 4}}
+
+
+def closed_event() -> dict[str, Any]:
+    def close(p: dict[str, Any]) -> None:
+        p["action"], p["issue"]["state"] = "closed", "closed"
+
+    return delivery("wh_issues_opened.json", mutate=close)
+
+
+def test_cancel_that_loses_a_race_is_decided_again() -> None:
+    racing = Racing(conflicts=1)
+    response = webhook.handle(closed_event(), rules=RULES, secrets=(SECRET,), max_bytes=1 << 20,
+                              issues=lambda: racing)
+    assert (response["statusCode"], racing.calls) == (202, 2)
+    assert json.loads(response["body"])["reason"] == "run 4 skipped (closed)"
+
+
+def test_cancel_that_keeps_losing_races_is_500_so_github_can_redeliver() -> None:
+    racing = Racing(conflicts=2)
+    response = webhook.handle(closed_event(), rules=RULES, secrets=(SECRET,), max_bytes=1 << 20,
+                              issues=lambda: racing)
+    assert (response["statusCode"], racing.calls) == (500, 2)
+
+
+def test_storage_failure_is_500_and_logged(caplog: pytest.LogCaptureFixture) -> None:
+    class Down:
+        def receive(self, **_: Any) -> Any:
+            raise OSError("connection reset")
+
+    with caplog.at_level(logging.ERROR, logger="handlers.webhook"):
+        response = webhook.handle(delivery("wh_issues_labeled.json"), rules=RULES, secrets=(SECRET,),
+                                  max_bytes=1 << 20, issues=lambda: Down())
+    assert response["statusCode"] == 500
+    assert "5b8e9a20-16b1-11ef-9d1e-7f0c3b2a1e02" in caplog.text
