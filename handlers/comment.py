@@ -235,11 +235,11 @@ def render_untrusted(*, sender: str, permission: str, trusted: Iterable[str], la
     label = ", ".join(f"`{name}`" for name in labels) or "the reproduction label"
     return "\n".join([
         UNTRUSTED_MARKER,
-        f"Hi @{sender}, thanks for the report!",
+        f"Hi @{sender}, thanks for helping with this issue!",
         "",
         f"Automatic reproductions only start when someone with {who} access to this repository "
-        f"asks for one, and your access here is `{permission}`. Nothing will run for now.",
-        f"A maintainer can start a run by adding {label} or commenting `/reproduce`.",
+        f"asks for one, and your access here is `{permission}`, so nothing will run for now.",
+        f"A maintainer can start a run: with {label} on the issue, a comment `/reproduce` does it.",
     ])
 
 
