@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from urllib.parse import quote
 
 STATUS_MARKER = "<!-- github-issue-processor:status -->"
 UNTRUSTED_MARKER = "<!-- github-issue-processor:untrusted -->"
@@ -157,7 +158,7 @@ def result_link(view: StatusView) -> str | None:
         return f"[full result]({view.result_url})"
     if view.result_uri and view.result_uri.startswith("s3://"):
         bucket, _, key = view.result_uri[5:].partition("/")
-        url = f"https://s3.console.aws.amazon.com/s3/object/{bucket}?prefix={key}"
+        url = f"https://s3.console.aws.amazon.com/s3/object/{quote(bucket)}?prefix={quote(key)}"
         return f"[full result]({url}) (`{view.result_uri}`)"
     if view.result_uri:
         return f"`{_clip(sanitize(view.result_uri[:1000]), 500)}`"
