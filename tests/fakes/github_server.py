@@ -142,8 +142,8 @@ class FakeGitHub:
     def url(self) -> str:
         """Base URL to use as ``GITHUB_API_URL`` (no trailing slash)."""
         assert self._server, "start() the server first"
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        port = self._server.server_address[1]
+        return f"http://{self._host}:{port}"
 
     # ------------------------------------------------------------ arranging
 
