@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 from typing import Any
 
+import boto3
 import pytest
 
 from handlers.core import schemas
@@ -257,3 +258,151 @@ def test_table_format_is_aligned(big: SimpleNamespace, moto_server: str) -> None
     assert rule.startswith("-") and len(rows) == 3
     assert [r[col:].split()[0] for r in rows] == ["IssueReceived", "IssueQueued", "IssueProcessingFailed"]
     assert "attempt=1" in rows[2]  # shown upcast
+
+
+@pytest.mark.server
+def test_meter_shows_progress_on_stderr_for_long_reads(big: SimpleNamespace) -> None:
+    ticks = iter(range(1000))
+    err = io.StringIO()
+    meter = replay.ReadMeter(out=err, clock=lambda: float(next(ticks)), every=1.0)
+    meter.attach(big.tables.events)
+    events = list(big.store.read_window(datetime(2026, 1, 10, tzinfo=UTC), datetime(2026, 1, 12, 23, tzinfo=UTC)))
+    meter.done()
+    assert meter.index_pages >= 3 and meter.items >= len(events) > 0
+    assert "reading the log:" in err.getvalue() and err.getvalue().endswith("\n")
+
+
+# ---------------------------------------------------------------- a leasing history
+
+# Recent, so that --verify's read of the whole log (one index query per day since the first
+# registration) stays a few queries.
+T0 = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=2)
+ISSUE = {"repo": "octo/demo", "number": 9, "title": "crash", "labels": ["needs-reproduction"],
+         "trigger": "labeled", "sender": "maint", "html_url": "https://github.com/octo/demo/issues/9"}
+
+
+def leasing_history(endpoint: str, prefix: str) -> SimpleNamespace:
+    """Two accounts; one issue leases one, finishes, releases it and it is cleaned."""
+    now = [T0]
+    core = make_core(endpoint, prefix, clock=lambda: now[0])
+
+    def at(minutes: float) -> None:
+        now[0] = T0 + timedelta(minutes=minutes)
+
+    cause = Cause(correlation_id="delivery-9", actor="test")
+    for account_id in ("111111111111", "222222222222"):
+        core.pool.register(account_id, role_arn=f"arn:aws:iam::{account_id}:role/p", source="manual", cause=cause)
+    at(5)
+    core.issues.receive(delivery_id="delivery-9", repo="octo/demo", number=9, data=ISSUE, cause=cause)
+    core.issues.record("octo/demo", 9, "IssueQueued", {"run": 1, "sender": "maint", "permission": "write"}, cause=cause)
+    at(10)
+    lease = core.pool.reserve(issue="issue-octo/demo#9", worker="w1", cause=cause)
+    assert lease is not None
+    core.issues.record("octo/demo", 9, "IssueProcessingStarted", {"run": 1, "account_id": lease.account_id,
+                       "lease_id": lease.lease_id, "worker": "w1"}, cause=cause)
+    at(20)
+    core.issues.record("octo/demo", 9, "IssueProcessed", {"run": 1, "verdict": "reproduced", "exit_code": 1,
+                       "duration_s": 3.5, "result_uri": "s3://r/1"}, cause=cause)
+    core.pool.release(lease.account_id, lease_id=lease.lease_id, cause=cause)
+    at(25)
+    core.pool.mark_cleaned(lease.account_id, lease_id=lease.lease_id, removed=[], cause=cause)
+    core.lease = lease
+    return core
+
+
+@pytest.fixture(scope="module")
+def history(moto_server: str) -> SimpleNamespace:
+    return leasing_history(moto_server, "hist")
+
+
+def _states(out: str) -> dict[str, dict[str, Any]]:
+    rows = [json.loads(line) for line in out.splitlines()]
+    return {r["account_id"] if r["kind"] == "account" else r["stream"]: r for r in rows}
+
+
+@pytest.mark.server
+def test_as_of_three_points_in_a_leasing_history(history: SimpleNamespace, moto_server: str) -> None:
+    leased, other = history.lease.account_id, ({"111111111111", "222222222222"} - {history.lease.account_id}).pop()
+    # before the issue: both accounts free, no issue yet
+    code, out, _ = run_cli(moto_server, "hist", "--as-of", iso(T0 + timedelta(minutes=2)), "--format", "jsonl")
+    states = _states(out)
+    assert code == 0 and set(states) == {leased, other}
+    assert states[leased]["status"] == states[other]["status"] == "AVAILABLE"
+    # during the run: the leased account is RESERVED for the issue, which is RUNNING
+    _, out, _ = run_cli(moto_server, "hist", "--as-of", iso(T0 + timedelta(minutes=12)), "--format", "jsonl")
+    states = _states(out)
+    assert states[leased]["status"] == "RESERVED" and states[leased]["lease_id"] == history.lease.lease_id
+    assert states[leased]["issue"] == "issue-octo/demo#9" and states[other]["status"] == "AVAILABLE"
+    assert states["issue-octo/demo#9"]["status"] == "RUNNING"
+    # after release, before cleanup: CLEANING; the issue PROCESSED with its verdict
+    _, out, _ = run_cli(moto_server, "hist", "--as-of", iso(T0 + timedelta(minutes=22)), "--format", "jsonl")
+    states = _states(out)
+    assert states[leased]["status"] == "CLEANING" and states[leased]["lease_id"] is None
+    assert states["issue-octo/demo#9"]["status"] == "PROCESSED" and states["issue-octo/demo#9"]["verdict"] == "reproduced"
+    # the table form names the counts and aligns the pool
+    _, out, _ = run_cli(moto_server, "hist", "--as-of", iso(T0 + timedelta(minutes=12)), "--format", "table")
+    assert out.startswith(f"as of {iso(T0 + timedelta(minutes=12))}") and "2 usable" in out
+    assert any(line.startswith(leased) and "RESERVED" in line for line in out.splitlines())
+
+
+@pytest.mark.server
+def test_as_of_one_stream_reads_only_that_stream(history: SimpleNamespace, moto_server: str) -> None:
+    code, out, _ = run_cli(moto_server, "hist", "--as-of", iso(T0 + timedelta(minutes=12)), "--stream",
+                           history.lease.account_id, "--format", "jsonl")
+    assert code == 0 and list(_states(out)) == [history.lease.account_id]
+
+
+@pytest.mark.server
+def test_verify_clean_then_corrupted_then_repaired(moto_server: str) -> None:
+    core = leasing_history(moto_server, "drift")
+    code, out, _ = run_cli(moto_server, "drift", "--verify")
+    assert (code, out.split(":")[0]) == (0, "no drift")
+    # GIVEN a row deliberately corrupted behind the log's back
+    row = core.tables.pool.get("account-222222222222" if core.lease.account_id == "111111111111"
+                               else "account-111111111111")
+    row.status = "QUARANTINED"
+    row.save()
+    counts = core.tables.pool.get("counts")
+    counts.usable = 7
+    counts.save()
+    # WHEN verifying THEN exit 1 with a readable diff naming row, field, stored and log values
+    code, out, _ = run_cli(moto_server, "drift", "--verify")
+    assert code == 1
+    assert out.startswith("drift: 2 field(s) differ in 2 row(s)")
+    drift_line = next(line for line in out.splitlines() if line.startswith("account "))
+    assert drift_line.split() == ["account", row.pk.removeprefix("account-"), "status", "QUARANTINED", "AVAILABLE"]
+    assert any(line.split()[:5] == ["counts", "counts", "usable", "7", "2"] for line in out.splitlines())
+    # --repair rewrites the rows from the log; then verify is clean
+    code, out, _ = run_cli(moto_server, "drift", "--verify", "--repair")
+    assert code == 0 and "repaired: 2 row(s)" in out and "no drift left" in out
+    assert core.tables.pool.get(row.pk).status == "AVAILABLE"
+    assert run_cli(moto_server, "drift", "--verify")[0] == 0
+
+
+@pytest.mark.server
+def test_repair_without_verify_is_bad_usage(moto_server: str) -> None:
+    code, _, err = run_cli(moto_server, "hist", "--repair")
+    assert code == 2 and err.startswith("error: --repair only goes with --verify")
+
+
+@pytest.mark.server
+def test_to_bus_reaches_a_subscriber_queue_marked_as_replay(history: SimpleNamespace, moto_server: str) -> None:
+    events, sqs = (boto3.client(name, endpoint_url=moto_server) for name in ("events", "sqs"))
+    events.create_event_bus(Name="hist-bus")
+    url = sqs.create_queue(QueueName="late-subscriber")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    assert main(["subscribe", "late", "--pattern", '{"detail-type": ["AccountReserved", "AccountReleased"]}',
+                 "--target", arn, "--prefix", "hist", "--endpoint-url", moto_server]) == 0
+    # WHEN the account's history is re-published
+    code, out, _ = run_cli(moto_server, "hist", "--stream", history.lease.account_id, "--to-bus")
+    assert code == 0 and out.startswith("re-published 4 event(s) to hist-bus")
+    # THEN the subscriber gets the two matching events, marked as a replay
+    got = []
+    while msgs := sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", []):
+        got += [json.loads(m["Body"]) for m in msgs]
+        for m in msgs:
+            sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
+    assert sorted(b["detail-type"] for b in got) == ["AccountReleased", "AccountReserved"]
+    assert all(b["detail"]["replay"] is True and b["source"] == "hist" for b in got)
+    reserved = next(b["detail"] for b in got if b["detail-type"] == "AccountReserved")
+    assert reserved["data"]["lease_id"] == history.lease.lease_id
