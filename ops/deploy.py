@@ -228,6 +228,7 @@ def _parameters(
             "RequiredLabels": ",".join(options.labels),
             "TrustedPermissions": options.trusted_permissions,
             "BotLogin": options.bot_login,
+            "TargetOuIds": ",".join(options.ou_ids),
         },
         "worker.yaml": {
             **common,
