@@ -42,16 +42,17 @@ def free_port() -> int:
 
 @pytest.fixture(scope="module")
 def moto_server() -> Iterator[str]:
-    """A real moto server over HTTP; each module gets its own, on a free port."""
-    from moto.server import ThreadedMotoServer
+    """A real moto server over HTTP; each module gets its own, on a free port.
+
+    It is the same embedded endpoint ``--local`` runs (ops.embedded_aws): requests are
+    serialised because moto's backends are not thread-safe."""
+    from ops.embedded_aws import EmbeddedAws
 
     for key, value in FAKE_ENV.items():
         os.environ.setdefault(key, value)
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
+    server = EmbeddedAws(port=0).start()
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield server.url
     finally:
         server.stop()
 

@@ -105,11 +105,18 @@ class Projections:
         return Pool(store=self.store)
 
     def read_all(self, *, since: datetime | None = None, until: datetime | None = None) -> list[Envelope]:
-        """Every event from the first registration day (or ``since``) until now."""
+        """Every event: the time index from the first registration day (or ``since``), plus,
+        read by stream, any stream that has a stored row but no event in that window."""
         if since is None:
             first = self.pool.first_day()
             since = parse_iso(f"{first}T00:00:00Z") if first else utcnow()
-        return list(self.store.read_window(since, until or utcnow()))
+        events = list(self.store.read_window(since, until or utcnow()))
+        seen = {e["stream"] for e in events}
+        accounts, issues, _ = self.stored()
+        for stream in [f"account-{a}" for a in accounts] + list(issues):
+            if stream not in seen:
+                events.extend(self.store.read(stream))
+        return events
 
     def stored(self) -> tuple[dict[str, Account], dict[str, Issue], Counts]:
         pool_model, issue_model = self.store.tables.pool, self.store.tables.issues

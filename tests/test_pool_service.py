@@ -1,0 +1,151 @@
+"""Pool commands against moto in-process: one transaction each, counts row, reserve."""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
+
+import boto3
+import pytest
+
+from handlers.core.envelope import Cause
+from handlers.core.errors import IllegalTransition, InvalidEvent, NotFound
+from handlers.core.pool import AVAILABLE, CLEANING, DEREGISTERED, QUARANTINED, RESERVED, Counts
+from handlers.core.projection import Projections
+
+C = Cause("corr", "test")
+
+
+def register(core: SimpleNamespace, n: int) -> list[str]:
+    ids = [f"{i + 100000000000:012d}" for i in range(n)]
+    for aid in ids:
+        core.pool.register(aid, role_arn=f"arn:aws:iam::{aid}:role/p", source="manual", cause=C)
+    return ids
+
+
+def transact_calls(monkeypatch: pytest.MonkeyPatch, core: SimpleNamespace) -> list[str]:
+    calls: list[str] = []
+    conn = core.tables.connection
+    original = conn.dispatch
+
+    def spy(operation: str, kwargs: dict) -> dict:
+        calls.append(operation)
+        return original(operation, kwargs)
+
+    monkeypatch.setattr(conn, "dispatch", spy)
+    return calls
+
+
+def test_register_is_idempotent_and_counts(core: SimpleNamespace) -> None:
+    (aid,) = register(core, 1)
+    again = core.pool.register(aid, role_arn=f"arn:aws:iam::{aid}:role/p", source="reconcile", cause=C)
+    assert again is None
+    assert len(core.store.read(f"account-{aid}")) == 1
+    assert core.pool.counts() == Counts(usable=1, registered=1)
+
+
+def test_each_command_is_one_transaction(core: SimpleNamespace, monkeypatch: pytest.MonkeyPatch) -> None:
+    (aid,) = register(core, 1)
+    calls = transact_calls(monkeypatch, core)
+    lease = core.pool.reserve(issue="issue-o/r#1", worker="w", cause=C)
+    core.pool.release(aid, lease_id=lease.lease_id, cause=C)
+    assert calls == ["TransactWriteItems", "TransactWriteItems"]
+
+
+def test_reserve_and_release_never_touch_the_counts_row(core: SimpleNamespace, monkeypatch: pytest.MonkeyPatch) -> None:
+    register(core, 1)
+    seen: list[dict] = []
+    conn = core.tables.connection
+    original = conn.dispatch
+    monkeypatch.setattr(conn, "dispatch", lambda op, kw: (seen.append(kw), original(op, kw))[1])
+    lease = core.pool.reserve(issue="issue-o/r#1", worker="w", cause=C)
+    core.pool.release(lease.account_id, lease_id=lease.lease_id, cause=C)
+    keys = [item[kind]["Key"]["pk"]["S"] if "Key" in item[kind] else item[kind]["Item"]["pk"]["S"]
+            for kw in seen for item in kw["TransactItems"] for kind in item]
+    assert "counts" not in keys and len(keys) == 4
+
+
+def test_lease_cycle_and_stale_release_refused(core: SimpleNamespace) -> None:
+    (aid,) = register(core, 1)
+    lease = core.pool.reserve(issue="issue-o/r#1", worker="w1", cause=C)
+    assert lease is not None and core.pool.get(aid).status == RESERVED
+    assert core.pool.reserve(issue="issue-o/r#2", worker="w2", cause=C) is None  # none free: None
+    core.pool.time_out(aid, lease_id=lease.lease_id, cause=C)
+    with pytest.raises(IllegalTransition, match="AccountReleased"):
+        core.pool.release(aid, lease_id=lease.lease_id, cause=C)  # the stale worker's late release
+    assert core.pool.get(aid).status == CLEANING
+    assert len(core.store.read(f"account-{aid}")) == 3  # nothing written by the refusal
+    core.pool.mark_cleaned(aid, lease_id=lease.lease_id, removed=["bucket/x"], cause=C)
+    assert core.pool.get(aid).status == AVAILABLE
+
+
+def test_quarantine_reinstate_deregister_update_counts(core: SimpleNamespace) -> None:
+    a, b = register(core, 2)
+    lease = core.pool.reserve(issue="issue-o/r#1", worker="w", cause=C)
+    core.pool.release(lease.account_id, lease_id=lease.lease_id, cause=C)
+    core.pool.quarantine(lease.account_id, reason="stack delete failed", attempts=3, cause=C)
+    assert core.pool.get(lease.account_id).status == QUARANTINED
+    assert core.pool.counts() == Counts(usable=1, registered=2, quarantined=1)
+    other = b if lease.account_id == a else a
+    assert core.pool.reserve(issue="issue-o/r#2", worker="w", cause=C).account_id == other
+    core.pool.reinstate(lease.account_id, reason="fixed", cause=C)
+    assert core.pool.counts() == Counts(usable=2, registered=2)
+    gone = core.pool.deregister(other, reason="closed", cause=C)
+    assert gone["data"]["issue"] == "issue-o/r#2" and gone["data"]["lease_id"]
+    assert core.pool.get(other).status == DEREGISTERED
+    assert core.pool.deregister(other, reason="closed", cause=C) is None
+    assert core.pool.counts() == Counts(usable=1, registered=2, deregistered=1)
+    assert Projections(core.store).verify() == []
+
+
+def test_unknown_account_is_not_found(core: SimpleNamespace) -> None:
+    with pytest.raises(NotFound):
+        core.pool.release("999999999999", lease_id="x", cause=C)
+
+
+def test_invalid_event_writes_nothing(core: SimpleNamespace) -> None:
+    with pytest.raises(InvalidEvent, match="role_arn"):
+        core.pool.register("123456789012", role_arn="not-an-arn", source="manual", cause=C)
+    assert core.pool.get("123456789012") is None and core.pool.counts() == Counts()
+
+
+def test_reserve_reads_a_bounded_number_of_items(core: SimpleNamespace) -> None:
+    register(core, 40)
+    core.pool.rng = random.Random(7)
+    core.pool.stats.items_read = 0
+    for i in range(10):
+        assert core.pool.reserve(issue=f"issue-o/r#{i}", worker="w", cause=C)
+    assert core.pool.stats.items_read <= 10 * core.pool.candidates
+
+
+def test_stale_leases_through_the_indexes(core: SimpleNamespace) -> None:
+    register(core, 3)
+    leases = [core.pool.reserve(issue=f"issue-o/r#{i}", worker="w", cause=C) for i in range(3)]
+    now = datetime.now(UTC)
+    core.pool.renew(leases[0].account_id, lease_id=leases[0].lease_id, cause=C)
+    assert core.pool.stale_leases(now=now, hard_cap_seconds=3600) == []
+    later = now + timedelta(seconds=core.pool.lease_seconds + 5)
+    assert len(core.pool.stale_leases(now=later, hard_cap_seconds=3600)) == 3
+    capped = core.pool.stale_leases(now=now + timedelta(seconds=60), hard_cap_seconds=30)
+    assert {a.account_id for a in capped} == {lease.account_id for lease in leases}
+    rows = boto3.client("dynamodb").scan(TableName="test-pool")["Items"]
+    assert sum("leased" in r for r in rows) == 3  # sparse index: only leased rows
+
+
+def test_receive_is_once_per_delivery_and_per_active_run(core: SimpleNamespace) -> None:
+    data = dict(repo="o/r", number=5, title="t", labels=["needs-reproduction"], trigger="labeled",
+                sender="bob", html_url="https://github.com/o/r/issues/5")
+    first = core.issues.receive(delivery_id="d1", repo="o/r", number=5, data=data, cause=Cause("d1", "webhook"))
+    assert first.appended and first.issue.run == 1
+    assert core.issues.receive(delivery_id="d1", repo="o/r", number=5, data=data,
+                               cause=Cause("d1", "webhook")).reason == "already_active"
+    assert core.issues.receive(delivery_id="d2", repo="o/r", number=5, data=data,
+                               cause=Cause("d2", "webhook")).reason == "already_active"
+    core.issues.cancel("o/r", 5, reason="closed", cause=Cause("d3", "webhook"))
+    assert core.issues.receive(delivery_id="d1", repo="o/r", number=5, data=data,
+                               cause=Cause("d1", "webhook")).reason == "duplicate_delivery"
+    second = core.issues.receive(delivery_id="d4", repo="o/r", number=5, data=data, cause=Cause("d4", "webhook"))
+    assert second.appended and second.issue.run == 2
+    assert [e["type"] for e in core.store.read("issue-o/r#5")] == ["IssueReceived", "IssueSkipped", "IssueReceived"]
+    assert Projections(core.store).verify() == []
