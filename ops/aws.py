@@ -77,6 +77,10 @@ def error_code(exc: BaseException) -> str:
 
 def describe(exc: BaseException, *, action: str = "") -> str:
     """One line for an AWS failure, naming the action when it is a missing permission."""
+    return " ".join(_describe(exc, action=action).split())
+
+
+def _describe(exc: BaseException, *, action: str = "") -> str:
     doing = f" ({action})" if action else ""
     if isinstance(exc, botocore.exceptions.NoCredentialsError):
         return "no AWS credentials found: configure a profile (--profile) or set AWS_ACCESS_KEY_ID"
@@ -103,7 +107,8 @@ def aws_errors(action: str = "") -> Iterator[None]:
     except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as exc:
         raise AwsError(describe(exc, action=action)) from exc
     except ResponseParserError as exc:  # not a BotoCoreError: an endpoint sent garbage
-        raise AwsError(f"unreadable AWS response{f' ({action})' if action else ''}: {str(exc)[:200]}") from exc
+        detail = " ".join(str(exc).split())[:300]
+        raise AwsError(f"unreadable AWS response{f' ({action})' if action else ''}: {detail}") from exc
 
 
 def check_credentials(args: Any, *, sess: boto3.Session | None = None) -> dict[str, str]:

@@ -406,6 +406,7 @@ def run(args: argparse.Namespace) -> int:
     validate(options)
     reporter = ConsoleReporter(yes=options.yes)
     out = deploy(options, reporter)
-    for line in render_outputs(out):
-        reporter.info(line)
+    if out:
+        for line in render_outputs(out):
+            reporter.info(line)
     return 0
