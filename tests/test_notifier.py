@@ -404,3 +404,24 @@ def test_markers_only_count_at_the_start_of_our_comments(core, gh, t):
     second = Run(core, delivery="d-2")
     skipped = second.record("IssueSkipped", reason="untrusted_sender", sender="eve", permission="read")
     assert n.handle(skipped) == "told_untrusted"
+
+
+@pytest.mark.server
+def test_lambda_mode_over_a_moto_server_reads_the_token_from_secrets_manager(moto_server, github_server, monkeypatch):
+    """The deployed path: token from GITHUB_TOKEN_SECRET_ID (GITHUB_TOKEN is ignored in Lambda),
+    tables and secret behind AWS_ENDPOINT_URL."""
+    from tests.conftest import make_core
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_server)
+    remote = make_core(endpoint_url=moto_server, prefix="srv")
+    boto3.client("secretsmanager").create_secret(Name="srv/github-token", SecretString="test-token")
+    github_server.add_issue(REPO, NUMBER, labels=[LABEL])
+    run = Run(remote)
+    queued = run.queued()
+    for key, value in {"GIP_PREFIX": "srv", "GITHUB_API_URL": github_server.url,
+                       "AWS_LAMBDA_FUNCTION_NAME": "srv-notifier", "GITHUB_TOKEN": "wrong",
+                       "BOT_LOGIN": "gip-bot"}.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setattr(notifier, "_notifier", None)
+    assert notifier.handler(sqs_batch([queued]), None) == {"batchItemFailures": []}
+    assert len(status_comments(github_server)) == 1
