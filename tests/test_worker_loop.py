@@ -176,12 +176,24 @@ def test_cancelled_issue_is_dropped_without_reserving(stack):
     assert "AccountReserved" not in types(stack, f"account-{stack.member}")
 
 
-def test_heartbeat_renews_the_lease_and_extends_visibility(stack):
+def test_heartbeat_extends_visibility_every_beat_and_renews_the_lease_at_a_third(stack, monkeypatch):
+    # GIVEN 1.5 s leases and a 0.1 s heartbeat, and a snippet that runs 1.6 s
     register(stack, [stack.member])
-    queue_issue(stack, _fence("sh", "sleep 1.2"))
-    make_worker(stack, heartbeat_s=0.3).poll_once()
+    queue_issue(stack, _fence("sh", "sleep 1.6"))
+    monkeypatch.setattr(stack.pool, "lease_seconds", 1.5)
+    worker = make_worker(stack, heartbeat_s=0.1)
+    extended = []
+    original = worker.sqs.change_message_visibility
+    worker.sqs = type("Spy", (), {"__getattr__": lambda self, name: getattr(stack.sqs, name),
+                                  "change_message_visibility": lambda self, **kw: (extended.append(kw), original(**kw))[1]})()
+    # WHEN the run completes
+    assert worker.poll_once() == "not_reproduced"
+    # THEN visibility was extended on every beat, but the lease renewed (an event) only every 0.5 s
     renewals = types(stack, f"account-{stack.member}").count("AccountLeaseRenewed")
-    assert 2 <= renewals <= 5
+    beats = [kw for kw in extended if kw["VisibilityTimeout"] == 60]
+    assert len(beats) >= 8
+    assert 2 <= renewals <= 4
+    assert last(stack, stack.issue, "IssueProcessed")  # the lease never lapsed under the run
 
 
 def test_assume_role_failure_is_processing_failed_not_a_verdict(stack):
@@ -255,3 +267,29 @@ def test_cleanup_failure_leaves_the_account_cleaning_for_the_queue(stack):
 
     make_worker(stack, cleaner=failing).poll_once()
     assert stack.pool.get(stack.member).status == CLEANING
+
+
+def test_member_credentials_use_external_id_lease_session_name_and_refresh_before_expiry():
+    from worker.credentials import MemberCredentials, session_name, session_seconds
+
+    calls = []
+    now = [datetime(2026, 1, 1, tzinfo=UTC)]
+
+    class FakeSts:
+        def assume_role(self, **kw):
+            calls.append(kw)
+            return {"Credentials": {"AccessKeyId": f"ASIA{len(calls)}", "SecretAccessKey": "s",
+                                    "SessionToken": "t", "Expiration": now[0] + timedelta(seconds=900)}}
+
+    creds = MemberCredentials(FakeSts(), account_id="210987654321", role_name="gip-processing",
+                              external_id="ext-1", lease_id="3f1c-lease", worker="w/1",
+                              duration_s=session_seconds(300), clock=lambda: now[0])
+    assert creds.get()["AWS_ACCESS_KEY_ID"] == "ASIA1"
+    assert calls[0] == {"RoleArn": "arn:aws:iam::210987654321:role/gip-processing", "ExternalId": "ext-1",
+                        "RoleSessionName": "gip-3f1c-lease-w-1", "DurationSeconds": 900}
+    now[0] += timedelta(seconds=500)
+    assert creds.get()["AWS_ACCESS_KEY_ID"] == "ASIA1"  # still fresh: no new AssumeRole
+    now[0] += timedelta(seconds=150)
+    assert creds.get()["AWS_ACCESS_KEY_ID"] == "ASIA2"  # within 5 min of expiry: refreshed
+    assert len(session_name("x" * 80)) == 64
+    assert session_seconds(3 * 3600) == 3600 and session_seconds(60) == 900

@@ -17,7 +17,7 @@ import logging
 import random
 import threading
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -84,6 +84,10 @@ class Worker:
                 self.poll_once()
             except GipError as exc:  # a known failure on one message: log, keep serving
                 log.error("message failed: %s", exc)
+                self.stop.wait(1)
+            except Exception:  # an unknown one: same, with the traceback; the sweeper covers any lease
+                log.exception("message failed unexpectedly")
+                self.stop.wait(1)
         log.info("worker %s stopped", self.cfg.name)
         return 0
 
@@ -186,10 +190,16 @@ class Worker:
             cancel.set()
         renew_cause = Cause(cause.correlation_id, self.actor, cause.causation_id)
 
+        renewed = [self.clock()]
+        renew_every = timedelta(seconds=self.pool.lease_seconds / 3)
+
         def beat() -> bool:
             self._visibility(url, msg, self.cfg.visibility_s, quiet=True)
+            if self.clock() - renewed[0] < renew_every:
+                return True  # visibility every beat; the lease (an event each time) only at 1/3 of its length
             try:
                 self.pool.renew(lease.account_id, lease_id=lease.lease_id, cause=renew_cause)
+                renewed[0] = self.clock()
             except IllegalTransition:
                 log.error("lease %s on %s was taken away (swept): stopping the run", lease.lease_id, lease.account_id)
                 cancel.set()
