@@ -1,0 +1,154 @@
+"""accounts / status / reinstate: pure summaries, then the commands over a moto server."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+from types import SimpleNamespace
+
+import boto3
+import pytest
+
+from handlers.core.config import Settings
+from handlers.core.envelope import Cause
+from handlers.core.issue_service import Issues
+from handlers.core.models import Tables, create_tables
+from handlers.core.pool import Account, Counts
+from handlers.core.pool_service import Pool
+from handlers.core.store import DynamoEventStore
+from ops.cli import main
+from ops.pool_cli import failure_rows, pool_summary, queue_rows
+
+# ---------------------------------------------------------------- pure
+
+
+def test_pool_summary_counts_by_status_and_checks_the_counts_row() -> None:
+    accounts = [Account("1", "AVAILABLE", 1), Account("2", "RESERVED", 2), Account("3", "QUARANTINED", 5)]
+    summary = pool_summary(accounts, Counts(usable=2, registered=3, quarantined=1))
+    assert summary["by_status"] == {"AVAILABLE": 1, "RESERVED": 1, "CLEANING": 0, "QUARANTINED": 1, "DEREGISTERED": 0}
+    assert summary["usable"] == 2 and summary["counts_row_agrees"] is True
+    assert pool_summary(accounts, Counts(usable=5))["counts_row_agrees"] is False
+
+
+def test_failure_rows_put_the_reason_first() -> None:
+    event = {"occurred_at": "2026-01-01T00:00:00.000Z", "stream": "account-1", "type": "AccountQuarantined",
+             "data": {"reason": "cleanup failed", "attempts": 3, "lease_id": "x"}}
+    (row,) = failure_rows([event])  # type: ignore[list-item]
+    assert row["detail"] == "cleanup failed (attempts=3)"
+
+
+def test_queue_rows_find_dlqs_by_redrive_policy_and_flag_messages() -> None:
+    queues = {
+        "gip-issues": {"ApproximateNumberOfMessages": "3", "ApproximateNumberOfMessagesNotVisible": "1",
+                       "RedrivePolicy": json.dumps({"deadLetterTargetArn": "arn:aws:sqs:r:1:gip-issues-dead"})},
+        "gip-issues-dead": {"ApproximateNumberOfMessages": "2"},
+        "gip-cleanup-dlq": {"ApproximateNumberOfMessages": "0"},
+    }
+    rows = {r["queue"]: r for r in queue_rows(queues)}
+    assert rows["gip-issues"]["dlq_for"] is None and rows["gip-issues"]["in_flight"] == 1
+    assert rows["gip-issues-dead"]["dlq_for"] == "gip-issues" and rows["gip-issues-dead"]["attention"] == "!"
+    assert rows["gip-cleanup-dlq"]["dlq_for"] == "" and rows["gip-cleanup-dlq"]["attention"] == ""
+
+
+# ---------------------------------------------------------------- moto server
+
+PREFIX = "pc"
+A, B, C = "300000000001", "300000000002", "300000000003"
+
+
+@pytest.fixture(scope="module")
+def pool(moto_server: str) -> SimpleNamespace:
+    """A available, B reserved for an issue, C quarantined; queues with a DLQ holding 2 messages."""
+    settings = Settings.for_prefix(PREFIX, endpoint_url=moto_server, region="us-east-1")
+    tables = Tables.from_settings(settings)
+    create_tables(tables)
+    store = DynamoEventStore(tables)
+    p, issues = Pool(store=store), Issues(store=store)
+    cause = Cause(correlation_id="d-1", actor="test")
+    for account_id in (A, B, C):
+        p.register(account_id, role_arn=f"arn:aws:iam::{account_id}:role/p", source="manual", cause=cause)
+    issues.receive(delivery_id="d-1", repo="octo/demo", number=3, cause=cause, data={
+        "title": "t", "labels": ["needs-reproduction"], "trigger": "labeled", "sender": "m",
+        "html_url": "https://github.com/octo/demo/issues/3", "repo": "octo/demo", "number": 3})
+    issues.record("octo/demo", 3, "IssueQueued", {"run": 1, "sender": "m", "permission": "write"}, cause=cause)
+    issues.record("octo/demo", 3, "IssueProcessingFailed", {"run": 1, "error": "no account", "retryable": True,
+                                                             "attempt": 1}, cause=cause)
+    # reserve until C is the one leased, then release and quarantine it; then lease B
+    for account_id in (C, B):
+        while True:
+            lease = p.reserve(issue="issue-octo/demo#3", worker="w", cause=cause)
+            assert lease is not None
+            if lease.account_id == account_id:
+                break
+            p.release(lease.account_id, lease_id=lease.lease_id, cause=cause)
+            p.mark_cleaned(lease.account_id, lease_id=lease.lease_id, removed=[], cause=cause)
+        if account_id == C:
+            p.release(C, lease_id=lease.lease_id, cause=cause)
+            p.quarantine(C, reason="cleanup failed 3 times", attempts=3, cause=cause)
+    sqs = boto3.client("sqs", endpoint_url=moto_server)
+    dlq = sqs.create_queue(QueueName=f"{PREFIX}-issues-dlq")["QueueUrl"]
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    sqs.create_queue(QueueName=f"{PREFIX}-issues", Attributes={
+        "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": "5"})})
+    for body in ("a", "b"):
+        sqs.send_message(QueueUrl=dlq, MessageBody=body)
+    return SimpleNamespace(pool=p, store=store)
+
+
+def cli(endpoint: str, *argv: str) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main([*argv, "--prefix", PREFIX, "--endpoint-url", endpoint, "--region", "us-east-1"])
+    return code, out.getvalue(), err.getvalue()
+
+
+@pytest.mark.server
+def test_accounts_shows_the_pool(pool: SimpleNamespace, moto_server: str) -> None:
+    code, out, _ = cli(moto_server, "accounts", "--format", "json")
+    assert code == 0
+    assert {r["account_id"]: r["status"] for r in json.loads(out)} == {A: "AVAILABLE", B: "RESERVED", C: "QUARANTINED"}
+    code, out, _ = cli(moto_server, "accounts")
+    lines = out.splitlines()
+    assert lines[0].split()[:2] == ["ACCOUNT", "STATUS"] and lines[1].startswith("-")
+    status_col = lines[0].index("STATUS")
+    assert [line[status_col:].split()[0] for line in lines[2:5]] == ["AVAILABLE", "RESERVED", "QUARANTINED"]
+    assert lines[-1] == "(3 accounts: 1 AVAILABLE, 1 RESERVED, 1 QUARANTINED)"
+
+
+@pytest.mark.server
+def test_status_shows_summary_queues_and_recent_failures(pool: SimpleNamespace, moto_server: str) -> None:
+    code, out, _ = cli(moto_server, "status", "--format", "json")
+    assert code == 0
+    status = json.loads(out)
+    assert status["pool"]["by_status"]["QUARANTINED"] == 1 and status["pool"]["usable"] == 2
+    assert status["pool"]["counts_row_agrees"] is True
+    queues = {q["queue"]: q for q in status["queues"]}
+    assert queues[f"{PREFIX}-issues-dlq"]["visible"] == 2 and queues[f"{PREFIX}-issues-dlq"]["dlq_for"] == f"{PREFIX}-issues"
+    assert sorted(f["type"] for f in status["recent_failures"]) == ["AccountQuarantined", "IssueProcessingFailed"]
+    code, out, _ = cli(moto_server, "status")
+    lines = [line.split() for line in out.splitlines()]
+    assert ["quarantined:", "1"] in lines and ["usable:", "2", "(counts", "row:", "2)"] in lines
+    assert any(line.strip().startswith(f"{PREFIX}-issues-dlq") and line.rstrip().endswith("!") for line in out.splitlines())
+    assert f"account-{C}" in out and "cleanup failed 3 times" in out
+
+
+@pytest.mark.server
+def test_reinstate_moves_a_quarantined_account_to_cleaning(pool: SimpleNamespace, moto_server: str) -> None:
+    code, out, _ = cli(moto_server, "reinstate", C, "--reason", "fixed the SCP")
+    assert code == 0 and "QUARANTINED → CLEANING" in out
+    assert pool.pool.get(C).status == "CLEANING"
+    last = pool.store.read(f"account-{C}")[-1]
+    assert last["type"] == "AccountReinstated" and last["data"]["reason"] == "fixed the SCP"
+    assert last["data"]["operator"].startswith("operator:")
+    assert pool.pool.counts().usable == 3
+
+
+@pytest.mark.server
+def test_reinstate_refuses_in_one_line(pool: SimpleNamespace, moto_server: str) -> None:
+    code, _, err = cli(moto_server, "reinstate", A)
+    assert code == 1 and err == f"error: account {A} is AVAILABLE, not QUARANTINED: nothing to reinstate\n"
+    code, _, err = cli(moto_server, "reinstate", "999999999999")
+    assert code == 1 and "not in the pool" in err and err.count("\n") == 1
+    code, _, err = cli(moto_server, "reinstate", "12")
+    assert code == 2 and err.startswith("error: ACCOUNT must be a 12-digit account id")
