@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import os
 import re
 import sys
@@ -325,7 +326,7 @@ def register_schemas(schemas_client: Any, *, registry: str, reporter: stacks.Rep
     """Put every ``schemas/*.json`` into the EventBridge registry; returns how many changed."""
     changed = 0
     for path in sorted(directory.glob("*.json")):
-        name, content = path.stem, path.read_text()
+        name, content = path.stem, registry_content(path.read_text())
         try:
             try:
                 live = schemas_client.describe_schema(RegistryName=registry, SchemaName=name)["Content"]
@@ -345,6 +346,14 @@ def register_schemas(schemas_client: Any, *, registry: str, reporter: stacks.Rep
     if changed:
         reporter.info(f"schema registry {registry}: {changed} schema(s) registered")
     return changed
+
+
+def registry_content(text: str) -> str:
+    """Pure: a schema as EventBridge's registry takes it (Draft 4 declared; keywords of later
+    drafts are kept and ignored by Draft 4 readers)."""
+    schema = json.loads(text)
+    schema["$schema"] = "http://json-schema.org/draft-04/schema#"
+    return json.dumps(schema, indent=2, sort_keys=True)
 
 
 def render_outputs(out: dict[str, str]) -> list[str]:
