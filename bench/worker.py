@@ -1,0 +1,84 @@
+"""Worker figures (printed, not timed tests):
+
+- runner overhead: wall time to run a trivial snippet in a clean subprocess (bash, python, node),
+  including the syntax check, the temp dir and the process-group kill;
+- sweeper reads: items DynamoDB returns to one sweep with N accounts and 3 stale leases
+  (moto in-process), for N = 10 and N = 1,000: the same, because only the sparse indexes are read.
+
+Run: ``.venv/bin/python bench/worker.py``
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import sys
+import time
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                   "AWS_DEFAULT_REGION": "us-east-1"}.items():
+    os.environ.setdefault(key, value)
+
+from worker.repro import JAVASCRIPT, PYTHON, SHELL  # noqa: E402
+from worker.runner import Interpreters, run_snippet  # noqa: E402
+
+
+def runner_overhead(rounds: int = 10) -> None:
+    interpreters = Interpreters.discover()
+    cases = [(SHELL, "true"), (PYTHON, "pass")] + ([(JAVASCRIPT, "0")] if interpreters.node else [])
+    for language, code in cases:
+        times = []
+        for _ in range(rounds):
+            started = time.perf_counter()
+            result = run_snippet(language, code, credentials={}, region="us-east-1", interpreters=interpreters)
+            times.append(time.perf_counter() - started)
+            assert result.exit_code == 0, result
+        print(f"runner overhead {language:<10} median {statistics.median(times) * 1000:6.1f} ms over {rounds} runs")
+
+
+def sweeper_reads(accounts: int) -> Counter[str]:
+    import botocore.client
+    from moto import mock_aws
+
+    from handlers import sweeper
+    from tests.worker_env import bulk_register, bulk_reserve, make_stack, member_ids
+
+    with mock_aws():
+        stack = make_stack(prefix=f"bench{accounts}")
+        ids = member_ids(accounts)
+        bulk_register(stack, ids)
+        now = datetime.now(UTC)
+        bulk_reserve(stack, ids[:3], at=now - timedelta(hours=1))
+        bulk_reserve(stack, ids[3:6], at=now)
+        reads: Counter[str] = Counter()
+        original = botocore.client.BaseClient._make_api_call
+
+        def counting(self, operation, params):  # type: ignore[no-untyped-def]
+            answer = original(self, operation, params)
+            if operation in ("Query", "Scan"):
+                reads[operation] += answer.get("Count", 0)
+            elif operation == "GetItem":
+                reads[operation] += 1
+            return answer
+
+        botocore.client.BaseClient._make_api_call = counting  # type: ignore[method-assign]
+        try:
+            done = sweeper.sweep(stack.pool, stack.issues, now=now, hard_cap_seconds=3 * 3600)
+        finally:
+            botocore.client.BaseClient._make_api_call = original  # type: ignore[method-assign]
+        assert len(done["timed_out"]) == 3, done
+    return reads
+
+
+if __name__ == "__main__":
+    import logging
+
+    logging.disable(logging.WARNING)
+    runner_overhead()
+    for n in (10, 1000):
+        reads = sweeper_reads(n)
+        print(f"sweeper items read, {n:>5} accounts, 3 stale: {sum(reads.values())} ({dict(reads)})")
