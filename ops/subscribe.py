@@ -133,7 +133,7 @@ def _placeholder(schema: Mapping[str, Any]) -> Any:
 
 def add_statement(policy: str | None, statement: Mapping[str, Any]) -> str:
     """A resource policy (JSON text) with ``statement`` added, replacing one with the same Sid."""
-    doc = json.loads(policy) if policy else {"Version": "2012-10-17", "Statement": []}
+    doc: dict[str, Any] = json.loads(policy) if policy else {"Version": "2012-10-17", "Statement": []}
     stmts = doc.get("Statement") or []
     stmts = [stmts] if isinstance(stmts, dict) else stmts
     doc["Statement"] = [s for s in stmts if s.get("Sid") != statement["Sid"]] + [dict(statement)]

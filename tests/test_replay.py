@@ -406,3 +406,21 @@ def test_to_bus_reaches_a_subscriber_queue_marked_as_replay(history: SimpleNames
     assert all(b["detail"]["replay"] is True and b["source"] == "hist" for b in got)
     reserved = next(b["detail"] for b in got if b["detail-type"] == "AccountReserved")
     assert reserved["data"]["lease_id"] == history.lease.lease_id
+
+
+class _Tty(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.server
+def test_default_format_is_table_on_a_terminal_and_jsonl_in_a_pipe(big: SimpleNamespace, moto_server: str) -> None:
+    from ops.cli import build_parser
+
+    argv = ["replay", "--stream", "octo/demo#7", "--prefix", "rp", "--endpoint-url", moto_server, "--region", "us-east-1"]
+    tty = _Tty()
+    assert replay.run(build_parser().parse_args(argv), out=tty) == 0
+    assert tty.getvalue().startswith("OCCURRED_AT")
+    _, piped, _ = run_cli(moto_server, "rp", "--stream", "octo/demo#7")
+    assert [json.loads(line)["type"] for line in piped.splitlines()] == [
+        "IssueReceived", "IssueQueued", "IssueProcessingFailed"]

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import boto3
 import pytest
-from moto.server import ThreadedMotoServer
 
 from handlers.core.errors import UsageError
 from ops import subscribe as sub
@@ -97,22 +95,10 @@ PREFIX = "gipsub"
 
 
 @pytest.fixture(scope="module")
-def endpoint() -> Iterator[str]:
-    mp = pytest.MonkeyPatch()
-    for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                       "AWS_SESSION_TOKEN": "testing", "AWS_DEFAULT_REGION": "us-east-1",
-                       "AWS_REGION": "us-east-1"}.items():
-        mp.setenv(key, value)
-    mp.delenv("AWS_PROFILE", raising=False)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    url = f"http://{host}:{port}"
-    mp.setenv("AWS_ENDPOINT_URL", url)
-    boto3.client("events", endpoint_url=url).create_event_bus(Name=f"{PREFIX}-bus")
-    yield url
-    server.stop()
-    mp.undo()
+def endpoint(moto_server: str) -> str:
+    """The shared moto server (tests/conftest.py) with our bus on it."""
+    boto3.client("events", endpoint_url=moto_server, region_name="us-east-1").create_event_bus(Name=f"{PREFIX}-bus")
+    return moto_server
 
 
 def cli(endpoint: str, *argv: str) -> int:
@@ -232,3 +218,42 @@ def test_subscribe_without_a_bus_is_one_line_not_found(endpoint: str, capsys: py
                  "arn:aws:sqs:us-east-1:123456789012:q", "--prefix", "nobus", "--endpoint-url", endpoint])
     assert code == 1
     assert "event bus nobus-bus not found" in capsys.readouterr().err
+
+
+@pytest.mark.server
+def test_sns_target_gets_a_topic_policy_statement_and_loses_it(endpoint: str) -> None:
+    sns = boto3.client("sns", endpoint_url=endpoint)
+    topic = sns.create_topic(Name="alerts")["TopicArn"]
+    assert cli(endpoint, "subscribe", "alerts", "--pattern", '{"detail-type": ["AccountQuarantined"]}',
+               "--target", topic) == 0
+    policy = json.loads(sns.get_topic_attributes(TopicArn=topic)["Attributes"]["Policy"])
+    ours = [s for s in policy["Statement"] if s.get("Sid") == "gip-sub-alerts"]
+    assert len(ours) == 1 and ours[0]["Action"] == "sns:Publish"
+    assert cli(endpoint, "unsubscribe", "alerts") == 0
+    policy = json.loads(sns.get_topic_attributes(TopicArn=topic)["Attributes"]["Policy"])
+    assert not [s for s in policy["Statement"] if s.get("Sid") == "gip-sub-alerts"]
+
+
+@pytest.mark.server
+def test_lambda_target_gets_an_invoke_permission_and_loses_it(endpoint: str) -> None:
+    import io
+    import zipfile
+
+    role = boto3.client("iam", endpoint_url=endpoint).create_role(
+        RoleName="fn-role", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+    code = io.BytesIO()
+    with zipfile.ZipFile(code, "w") as zf:
+        zf.writestr("index.py", "def handler(event, context):\n    return event\n")
+    lam = boto3.client("lambda", endpoint_url=endpoint)
+    fn = lam.create_function(FunctionName="hook", Runtime="python3.11", Role=role, Handler="index.handler",
+                             Code={"ZipFile": code.getvalue()})["FunctionArn"]
+    assert cli(endpoint, "subscribe", "hook", "--pattern", '{"detail-type": ["IssueProcessed"]}', "--target", fn) == 0
+    (stmt,) = json.loads(lam.get_policy(FunctionName=fn)["Policy"])["Statement"]
+    assert stmt["Sid"] == "gip-sub-hook" and stmt["Principal"] == {"Service": "events.amazonaws.com"}
+    assert stmt["Condition"]["ArnLike"]["AWS:SourceArn"].endswith("rule/gipsub-bus/gipsub-sub-hook")
+    assert cli(endpoint, "unsubscribe", "hook") == 0
+    try:
+        left = json.loads(lam.get_policy(FunctionName=fn)["Policy"])["Statement"]
+    except lam.exceptions.ResourceNotFoundException:
+        left = []
+    assert left == []
