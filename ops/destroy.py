@@ -69,7 +69,8 @@ def destroy(options: DestroyOptions, reporter: stacks.Reporter) -> None:
     cfn = client("cloudformation")
     try:
         stackset.delete(cfn, name=f"{options.prefix}-member", region=region, reporter=reporter,
-                        sleep=options.sleep, poll=options.poll)
+                        sleep=options.sleep, poll=options.poll,
+                        fallback_ous=lambda: [stackset.org_root(client("organizations"))])
     except (GipError, NotImplementedError) as exc:
         if not options.local:
             raise

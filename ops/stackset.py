@@ -88,7 +88,7 @@ def deploy(
         covered: set[str] = set()
         changed = True
     else:
-        covered = set(current.get("OrganizationalUnitIds") or [])
+        covered = covered_ous(cfn, name, current)
         if needs_update(current, template=template, parameters=parameters):
             with aws_errors(f"cloudformation:UpdateStackSet {name}"):
                 op = cfn.update_stack_set(
@@ -115,6 +115,15 @@ def deploy(
     if not changed:
         reporter.info(f"StackSet {name}: no changes")
     return changed
+
+
+def covered_ous(cfn: Any, name: str, current: dict[str, Any]) -> set[str]:
+    """OUs the StackSet already targets (from the StackSet and from its instances)."""
+    ous = set(current.get("OrganizationalUnitIds") or [])
+    with aws_errors(f"cloudformation:ListStackInstances {name}"):
+        for page in cfn.get_paginator("list_stack_instances").paginate(StackSetName=name):
+            ous.update(s["OrganizationalUnitId"] for s in page["Summaries"] if s.get("OrganizationalUnitId"))
+    return ous
 
 
 def wait(
@@ -150,13 +159,18 @@ def first_failure(cfn: Any, name: str, operation_id: str) -> str:
 
 def delete(
     cfn: Any, *, name: str, region: str, reporter: Reporter, sleep: Sleep = time.sleep,
-    poll: float = 5.0,
+    poll: float = 5.0, fallback_ous: Callable[[], list[str]] = list,
 ) -> bool:
-    """Delete every instance (not retained), then the StackSet. False if there was none."""
+    """Delete every instance (not retained), then the StackSet. False if there was none.
+
+    ``fallback_ous`` names the targets when the endpoint does not report them (moto).
+    """
     current = describe(cfn, name)
     if current is None:
         return False
-    ous = list(current.get("OrganizationalUnitIds") or [])
+    ous = sorted(covered_ous(cfn, name, current))
+    if not ous and cfn.list_stack_instances(StackSetName=name)["Summaries"]:
+        ous = fallback_ous()
     if ous:
         with aws_errors(f"cloudformation:DeleteStackInstances {name}"):
             op = cfn.delete_stack_instances(

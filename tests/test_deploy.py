@@ -420,3 +420,32 @@ def test_schemas_are_registered_once_and_updated_only_when_changed(tmp_path: Pat
     assert json.loads(fake.stored["IssueQueued"])["$schema"] == "http://json-schema.org/draft-04/schema#"
     assert register_schemas(fake, registry="r", reporter=reporter, directory=tmp_path) == 0
     assert fake.writes == 1 and reporter.notices == []
+
+
+def test_member_stackset_is_service_managed_and_targets_the_root() -> None:
+    # Deletion is not asserted: moto's DeleteStackInstances ignores DeploymentTargets.
+    from moto import mock_aws
+
+    from ops import stackset
+
+    template = "Resources:\n  T:\n    Type: AWS::SNS::Topic\n"
+    with mock_aws():
+        org = boto3.client("organizations", region_name="us-east-1")
+        org.create_organization(FeatureSet="ALL")
+        cfn = boto3.client("cloudformation", region_name="us-east-1")
+        root = stackset.org_root(org)
+        reporter = RecordingReporter()
+        assert stackset.deploy(cfn, name="m", template=template, parameters={}, ou_ids=[root],
+                               region="us-east-1", reporter=reporter, sleep=lambda _s: None)
+        assert cfn.describe_stack_set(StackSetName="m")["StackSet"]["PermissionModel"] == "SERVICE_MANAGED"
+        assert cfn.list_stack_instances(StackSetName="m")["Summaries"]
+        assert reporter.infos[-1].endswith("SUCCEEDED")
+
+
+def test_stackset_update_is_needed_only_when_template_or_parameters_differ() -> None:
+    from ops.stackset import needs_update
+
+    live = {"TemplateBody": "A\n", "Parameters": [{"ParameterKey": "P", "ParameterValue": "1"}]}
+    assert not needs_update(live, template="A", parameters={"P": "1"})
+    assert needs_update(live, template="B", parameters={"P": "1"})
+    assert needs_update(live, template="A", parameters={"P": "2"})
