@@ -69,6 +69,10 @@ def bench_memory(log: list[Envelope], *, days: int) -> None:
     events = list(store.read_window(BASE, BASE + timedelta(days=days + 1)))
     folded = fold_log(events)
     elapsed = time.perf_counter() - start
+    start = time.perf_counter()
+    fold_log(log)
+    pure = time.perf_counter() - start
+    print(f"pure fold   : {len(log):>6} events folded in {pure:6.2f}s = {len(log) / pure:>9,.0f} events/s")
     print(f"in-memory   : {len(events):>6} events read+folded in {elapsed:6.2f}s = "
           f"{len(events) / elapsed:>9,.0f} events/s; read calls/10k events: 0 (no I/O); "
           f"{len(folded.accounts)} accounts")
