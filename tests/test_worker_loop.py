@@ -125,15 +125,33 @@ def test_child_sees_member_credentials_and_no_worker_secrets(stack, monkeypatch)
     assert "gip-" in who["Arn"]  # the session name carries the lease id
 
 
-def test_no_account_backs_off_without_failing_the_issue(stack):
+def test_no_account_backs_off_without_failing_the_issue_or_spending_receives(stack):
     queue_issue(stack, _fence("sh", "true"))
     worker = make_worker(stack)
+    url = stack.settings.issue_queue_url
     assert worker.poll_once() == "backoff"
     assert types(stack, stack.issue)[-1] == "IssueQueued"
-    assert visible(stack, stack.settings.issue_queue_url) == []  # hidden for the backoff, not deleted
-    assert stack.sqs.get_queue_attributes(QueueUrl=stack.settings.issue_queue_url,
-                                          AttributeNames=["ApproximateNumberOfMessagesNotVisible"]
-                                          )["Attributes"]["ApproximateNumberOfMessagesNotVisible"] == "1"
+    assert visible(stack, url) == []  # a delayed copy waits; the received one is gone
+    attrs = stack.sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+    assert (attrs["ApproximateNumberOfMessagesDelayed"], attrs["ApproximateNumberOfMessagesNotVisible"]) == ("1", "0")
+    # WHEN the copy comes back (skip its delay) and there is still no account, it waits longer
+    from moto.sqs.models import sqs_backends
+    queue = sqs_backends["123456789012"]["us-east-1"].queues[url.rsplit("/", 1)[1]]
+    import time
+
+    def delay_of(message) -> float:
+        return (message.delayed_until - time.time() * 1000) / 1000
+
+    first_delay = delay_of(queue._messages[0])
+    queue._messages[0].delayed_until = 0
+    assert worker.poll_once() == "backoff"
+    (copy,) = queue._messages
+    assert 6 <= first_delay <= 15 and 14 <= delay_of(copy) <= 30
+    copy.delayed_until = 0
+    (received,) = stack.sqs.receive_message(QueueUrl=url, AttributeNames=["All"],
+                                            MessageAttributeNames=["All"])["Messages"]
+    assert received["MessageAttributes"]["gip-waits"]["StringValue"] == "2"
+    assert received["Attributes"]["ApproximateReceiveCount"] == "1"  # no receive spent towards the DLQ
 
 
 def test_pool_empty_longer_than_the_wait_fails_retryable_with_a_clear_error(stack):

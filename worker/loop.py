@@ -35,6 +35,8 @@ from worker.messages import DROP, WAIT, backoff_seconds, envelope_of, message_ac
 from worker.processor import Job, Outcome, Processor
 
 log = logging.getLogger(__name__)
+WAITS_ATTRIBUTE = "gip-waits"
+SQS_MAX_DELAY = 900
 
 
 class Heartbeat(threading.Thread):
@@ -109,7 +111,8 @@ class Worker:
     def _receive(self, url: str, *, wait: int) -> list[dict[str, Any]]:
         try:
             answer = self.sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=1, WaitTimeSeconds=wait,
-                                              AttributeNames=["ApproximateReceiveCount", "SentTimestamp"])
+                                              AttributeNames=["ApproximateReceiveCount", "SentTimestamp"],
+                                              MessageAttributeNames=[WAITS_ATTRIBUTE])
         except (ClientError, BotoCoreError) as exc:
             raise AwsError(f"cannot receive from {url}: {exc}") from exc
         return list(answer.get("Messages", []))
@@ -150,7 +153,7 @@ class Worker:
             self._delete(url, msg)
             return "dropped"
         if action.kind == WAIT:
-            self._backoff(msg, receives)
+            self._requeue(msg)
             return "busy"
         assert issue is not None
         lease = self.pool.reserve(issue=event["stream"], worker=self.cfg.name, cause=cause)
@@ -173,7 +176,7 @@ class Worker:
         waiting_since = parse_iso(issue.updated_at if issue.status == FAILED and issue.updated_at else event["occurred_at"])
         waited = (self.clock() - waiting_since).total_seconds()
         if waited < self.cfg.pool_wait_s:
-            self._backoff(msg, receives)
+            self._requeue(msg)
             return "backoff"
         repo, number = split_issue_stream(event["stream"])
         error = f"no_account_available: the account pool stayed empty for {int(waited)}s"
@@ -336,6 +339,27 @@ class Worker:
     def _backoff(self, msg: dict[str, Any], receives: int) -> None:
         wait = backoff_seconds(receives, base=self.cfg.backoff_base_s, cap=self.cfg.backoff_cap_s, rng=self.rng)
         self._visibility(self.cfg.settings.issue_queue_url, msg, wait)
+
+    def _requeue(self, msg: dict[str, Any]) -> None:
+        """Wait without spending a receive: send a delayed copy, then delete this one.
+
+        Waiting for an account (or for the sweeper to settle a dead worker's run) is not a
+        failure, so it must not walk the message towards the DLQ (maxReceiveCount is small).
+        The copy counts its waits in a message attribute, which drives the exponential backoff;
+        the pool wait is measured from the envelope's time, which the copy keeps. A failed
+        delete leaves a duplicate, which the issue's stream makes harmless (dropped or conflict).
+        """
+        url = self.cfg.settings.issue_queue_url
+        waits = int(msg.get("MessageAttributes", {}).get(WAITS_ATTRIBUTE, {}).get("StringValue", "0")) + 1
+        delay = backoff_seconds(waits, base=self.cfg.backoff_base_s, cap=self.cfg.backoff_cap_s, rng=self.rng)
+        try:
+            self.sqs.send_message(QueueUrl=url, MessageBody=msg["Body"], DelaySeconds=min(SQS_MAX_DELAY, delay),
+                                  MessageAttributes={WAITS_ATTRIBUTE: {"DataType": "Number", "StringValue": str(waits)}})
+        except (ClientError, BotoCoreError) as exc:
+            log.warning("requeue failed, backing off in place: %s", exc)
+            self._backoff(msg, waits)
+            return
+        self._delete(url, msg)
 
     def _visibility(self, url: str, msg: dict[str, Any], seconds: int, *, quiet: bool = False) -> None:
         try:
