@@ -56,6 +56,14 @@ def endpoint_url(args: Any) -> str | None:
     return getattr(args, "endpoint_url", None) or os.environ.get("AWS_ENDPOINT_URL") or None
 
 
+def is_local_endpoint(url: str | None) -> bool:
+    """True for a plain-HTTP endpoint on this machine (the embedded moto server)."""
+    from urllib.parse import urlparse
+
+    parsed = urlparse(url or "")
+    return parsed.scheme == "http" and parsed.hostname in ("127.0.0.1", "localhost", "::1")
+
+
 def client(args: Any, name: str, *, sess: boto3.Session | None = None) -> Any:
     """A boto3 client for service ``name`` honouring region, profile and endpoint URL."""
     sess = sess or session(args)

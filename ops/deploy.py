@@ -406,6 +406,8 @@ def options_from_args(args: argparse.Namespace) -> DeployOptions:
         subnet_ids=split(args.subnet_ids), bot_login=args.bot_login,
         member_policy_arns=split(args.member_policy_arns), vendor_deps=not args.no_deps,
         stackset=not args.no_stackset,
+        # An endpoint on this machine is moto: fill its gaps as local mode does.
+        local=aws.is_local_endpoint(args.endpoint_url or os.environ.get("AWS_ENDPOINT_URL")),
     )
 
 

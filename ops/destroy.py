@@ -44,7 +44,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     options = DestroyOptions(prefix=args.prefix, region=args.region, profile=args.profile,
                              endpoint_url=args.endpoint_url, yes=args.yes,
-                             delete_data=args.delete_data)
+                             delete_data=args.delete_data,
+                             local=aws.is_local_endpoint(aws.endpoint_url(args)))
     destroy(options, ConsoleReporter(yes=options.yes))
     return 0
 

@@ -233,7 +233,7 @@ def apply(
     if plan_.no_changes or not plan_.change_set_id:
         return
     stack = plan_.stack_id or plan_.stack_name
-    seen = {e["EventId"] for e in _events(cfn, stack, seen=set())}
+    seen = _latest_events(cfn, stack)
     with aws_errors(f"cloudformation:ExecuteChangeSet {plan_.stack_name}"):
         cfn.execute_change_set(ChangeSetName=plan_.change_set_id)
     _follow(cfn, stack, plan_.stack_name, total=len(plan_.changes), seen=seen,
@@ -249,7 +249,7 @@ def delete(
     with aws_errors(f"cloudformation:DescribeStacks {stack_name}"):
         stack = cfn.describe_stacks(StackName=stack_name)["Stacks"][0]
     stack_id = stack["StackId"]
-    seen = {e["EventId"] for e in _events(cfn, stack_id, seen=set())}
+    seen = _latest_events(cfn, stack_id)
     with aws_errors(f"cloudformation:DeleteStack {stack_name}"):
         cfn.delete_stack(StackName=stack_id)
     total = len(resources(cfn, stack_id))
@@ -263,6 +263,13 @@ def resources(cfn: Any, stack: str) -> list[dict[str, Any]]:
         for page in cfn.get_paginator("list_stack_resources").paginate(StackName=stack):
             out.extend(page["StackResourceSummaries"])
     return out
+
+
+def _latest_events(cfn: Any, stack: str) -> set[str]:
+    """Ids of the newest page of events: later reads stop there (no paging through history)."""
+    with aws_errors("cloudformation:DescribeStackEvents"):
+        page = cfn.describe_stack_events(StackName=stack)
+    return {e["EventId"] for e in page.get("StackEvents", [])}
 
 
 def _events(cfn: Any, stack: str, *, seen: set[str]) -> list[dict[str, Any]]:
