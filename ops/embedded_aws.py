@@ -44,8 +44,10 @@ class SerializedApp:
 class EmbeddedAws:
     """Start and stop a moto server on ``host:port`` (port 0 picks a free one)."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 4566) -> None:
+    def __init__(self, host: str = "127.0.0.1", port: int = 4566, *,
+                 wrap: Callable[[Any], Any] | None = None) -> None:
         self.host, self.port = host, port
+        self.wrap = wrap  # optional WSGI middleware around the serialised app (local mode's call counter)
         self._server: Any = None
         self._thread: threading.Thread | None = None
 
@@ -63,7 +65,9 @@ class EmbeddedAws:
 
         for key, value in (("AWS_ACCESS_KEY_ID", "local"), ("AWS_SECRET_ACCESS_KEY", "local")):
             os.environ.setdefault(key, value)
-        app = SerializedApp(DomainDispatcherApplication(create_backend_app))
+        app: Any = SerializedApp(DomainDispatcherApplication(create_backend_app))
+        if self.wrap is not None:
+            app = self.wrap(app)
         try:
             self._server = make_server(self.host, self.port, app, threaded=True,
                                        request_handler=MotoRequestHandler)
