@@ -449,3 +449,22 @@ def test_stackset_update_is_needed_only_when_template_or_parameters_differ() -> 
     assert not needs_update(live, template="A", parameters={"P": "1"})
     assert needs_update(live, template="B", parameters={"P": "1"})
     assert needs_update(live, template="A", parameters={"P": "2"})
+
+
+def test_command_line_maps_to_options_and_a_loopback_endpoint_means_local() -> None:
+    import argparse
+
+    from ops.deploy import add_arguments, options_from_args
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--region")
+    parser.add_argument("--profile")
+    parser.add_argument("--prefix", default=PREFIX)
+    parser.add_argument("--endpoint-url")
+    add_arguments(parser)
+    args = parser.parse_args(["--org", ORG, "--labels", "a, b", "--ou", "ou-ab12-abcdefgh", "--ou",
+                              "ou-cd34-abcdefgh", "--endpoint-url", "http://127.0.0.1:4566", "--dry-run"])
+    opts = options_from_args(args)
+    assert (opts.labels, opts.ou_ids, opts.dry_run, opts.local) == (
+        ["a", "b"], ["ou-ab12-abcdefgh", "ou-cd34-abcdefgh"], True, True)
+    assert not aws.is_local_endpoint("https://cloudformation.us-east-1.amazonaws.com")
