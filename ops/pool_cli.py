@@ -23,7 +23,7 @@ from handlers.core.errors import GipError, NotFound, UsageError
 from handlers.core.pool import STATUSES, Account, Counts
 from ops import aws
 from ops.render import key_values, table
-from ops.replay import ACCOUNT_COLUMNS, open_core, summary
+from ops.replay import ACCOUNT_COLUMNS, dynamo_errors, open_core, summary
 
 FAILURE_TYPES = ("IssueProcessingFailed", "AccountQuarantined")
 RECENT = timedelta(hours=24)
@@ -96,7 +96,8 @@ def add_reinstate_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_accounts(args: argparse.Namespace) -> int:
     core = open_core(args)
-    accounts = core.pool.accounts()
+    with dynamo_errors(core.settings):
+        accounts = core.pool.accounts()
     rows = [a.as_dict() for a in accounts]
     if args.format == "json":
         print(json.dumps(rows, indent=2, sort_keys=True))
@@ -111,10 +112,11 @@ def run_accounts(args: argparse.Namespace) -> int:
 def run_status(args: argparse.Namespace, *, now: datetime | None = None) -> int:
     now = now or utcnow()
     core = open_core(args)
-    pool = pool_summary(core.pool.accounts(), core.pool.counts())
+    with dynamo_errors(core.settings):
+        pool = pool_summary(core.pool.accounts(), core.pool.counts())
+        recent = [e for e in core.store.read_window(now - RECENT, now) if e["type"] in FAILURE_TYPES]
     queues = queue_rows(_queues(args))
-    failures = [e for e in core.store.read_window(now - RECENT, now) if e["type"] in FAILURE_TYPES]
-    failures = failure_rows(failures[-20:])
+    failures = failure_rows(recent[-20:])
     if args.format == "json":
         print(json.dumps({"pool": pool, "queues": queues, "recent_failures": failures}, indent=2, sort_keys=True))
         return 0
@@ -148,6 +150,11 @@ def run_reinstate(args: argparse.Namespace) -> int:
     if not ACCOUNT_RE.match(account_id):
         raise UsageError(f"ACCOUNT must be a 12-digit account id, not {args.account!r}")
     core = open_core(args)
+    with dynamo_errors(core.settings):
+        return _reinstate(core, account_id, args)
+
+
+def _reinstate(core: Any, account_id: str, args: argparse.Namespace) -> int:
     state = core.pool.get(account_id)
     if state is None:
         raise NotFound(f"account {account_id} is not in the pool")

@@ -12,6 +12,7 @@ through botocore's event hooks and shows progress on stderr for long reads.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -24,7 +25,7 @@ from typing import Any, TextIO
 
 from handlers.core import schemas
 from handlers.core.envelope import Envelope, dumps, iso, normalize_stream, parse_iso, utcnow
-from handlers.core.errors import GipError, UsageError
+from handlers.core.errors import AwsError, GipError, NotFound, UsageError
 from ops import aws
 from ops.render import table
 from ops.timeparse import parse_instant
@@ -194,6 +195,24 @@ def open_core(args: argparse.Namespace, *, meter: ReadMeter | None = None) -> Co
     return Core(settings, store, Pool(store=store), meter)
 
 
+@contextlib.contextmanager
+def dynamo_errors(settings: Any = None) -> Iterator[None]:
+    """pynamodb failures → one line: a missing table names the prefix to check."""
+    from pynamodb.exceptions import PynamoDBException
+
+    try:
+        yield
+    except PynamoDBException as exc:
+        code = exc.cause_response_code or ""
+        if code == "ResourceNotFoundException":
+            prefix = getattr(settings, "prefix", "?")
+            raise NotFound(f"the {prefix}-* tables are not there: deploy first, or check --prefix/--region "
+                           f"({exc.cause_response_message or code})") from exc
+        if exc.cause is not None and not code:
+            raise AwsError(aws.describe(exc.cause, action="dynamodb")) from exc
+        raise AwsError(f"DynamoDB error: {code}: {exc.cause_response_message or exc.msg}") from exc
+
+
 def read_selection(core: Core, query: Query, *, raw: bool, now: datetime) -> Iterator[Envelope]:
     """The selected events in order, by key or through an index (never a scan)."""
     store = core.store
@@ -246,14 +265,15 @@ def run(args: argparse.Namespace, *, now: datetime | None = None, out: TextIO | 
     _check_combination(args, query)
     core = open_core(args)
     try:
-        if args.verify:
-            return verify(core, repair=args.repair, out=out, now=now)
-        if args.as_of:
-            return as_of(core, parse_instant(args.as_of, now=now), query, fmt=fmt, out=out)
-        events = read_selection(core, query, raw=args.raw, now=now)
-        if args.to_bus:
-            return to_bus(core, events, args=args, out=out)
-        return print_events(events, fmt=fmt, out=out)
+        with dynamo_errors(core.settings):
+            if args.verify:
+                return verify(core, repair=args.repair, out=out, now=now)
+            if args.as_of:
+                return as_of(core, parse_instant(args.as_of, now=now), query, fmt=fmt, out=out)
+            events = read_selection(core, query, raw=args.raw, now=now)
+            if args.to_bus:
+                return to_bus(core, events, args=args, out=out)
+            return print_events(events, fmt=fmt, out=out)
     finally:
         core.meter.done()
 

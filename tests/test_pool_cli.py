@@ -152,3 +152,13 @@ def test_reinstate_refuses_in_one_line(pool: SimpleNamespace, moto_server: str) 
     assert code == 1 and "not in the pool" in err and err.count("\n") == 1
     code, _, err = cli(moto_server, "reinstate", "12")
     assert code == 2 and err.startswith("error: ACCOUNT must be a 12-digit account id")
+
+
+@pytest.mark.server
+def test_missing_tables_are_one_line_not_a_traceback(moto_server: str) -> None:
+    for argv in (["accounts"], ["status"], ["replay", "--since", "1h"], ["replay", "--verify"]):
+        out, err = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = main([*argv, "--prefix", "absent", "--endpoint-url", moto_server, "--region", "us-east-1"])
+        assert code == 1, argv
+        assert err.getvalue().startswith("error: the absent-* tables are not there") and err.getvalue().count("\n") == 1
