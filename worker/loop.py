@@ -136,7 +136,6 @@ class Worker:
     # --- issue messages -------------------------------------------------------------------------
     def handle_issue(self, msg: dict[str, Any]) -> str:
         url = self.cfg.settings.issue_queue_url
-        receives = int(msg.get("Attributes", {}).get("ApproximateReceiveCount", 1))
         try:
             event = envelope_of(msg["Body"])
             repo, number = split_issue_stream(event["stream"])
@@ -158,7 +157,7 @@ class Worker:
         assert issue is not None
         lease = self.pool.reserve(issue=event["stream"], worker=self.cfg.name, cause=cause)
         if lease is None:
-            return self._no_account(msg, event, issue, receives, cause)
+            return self._no_account(msg, event, issue, cause)
         self._visibility(url, msg, self.cfg.visibility_s)
         attempt = issue.attempt + 1
         try:
@@ -167,12 +166,11 @@ class Worker:
                 "worker": self.cfg.name, "attempt": attempt}, cause=cause, expected=issue)
         except (ConcurrencyConflict, IllegalTransition) as exc:
             log.info("%s changed before the start (%s): giving the account back", event["stream"], exc)
-            self._give_back(lease, cause)
-            self._visibility(url, msg, 0)
+            self._give_back(lease, cause, lambda: self._visibility(url, msg, 0))
             return "conflict"
         return self._process(msg, lease, repo, number, run, attempt, Cause.from_event(started, actor=self.actor))
 
-    def _no_account(self, msg: dict[str, Any], event: Envelope, issue: Issue, receives: int, cause: Cause) -> str:
+    def _no_account(self, msg: dict[str, Any], event: Envelope, issue: Issue, cause: Cause) -> str:
         waiting_since = parse_iso(issue.updated_at if issue.status == FAILED and issue.updated_at else event["occurred_at"])
         waited = (self.clock() - waiting_since).total_seconds()
         if waited < self.cfg.pool_wait_s:
@@ -224,8 +222,8 @@ class Worker:
         try:
             return self._finish(msg, lease, repo, number, run, attempt, cause, outcome, error)
         except GipError:
-            self._give_back(lease, cause)  # never keep an account because the log was unreachable
-            self._visibility(url, msg, 0)
+            # never keep an account because the log was unreachable
+            self._give_back(lease, cause, lambda: self._visibility(url, msg, 0))
             raise
 
     def _finish(self, msg: dict[str, Any], lease: Lease, repo: str, number: int, run: int, attempt: int,
@@ -235,8 +233,7 @@ class Worker:
         if self.stop.is_set() or (outcome is not None and outcome.interrupted):
             self._record(repo, number, "IssueProcessingFailed",
                          {**base, "error": "interrupted", "retryable": True, "attempt": attempt}, cause)
-            self._give_back(lease, cause)
-            self._visibility(url, msg, 0)
+            self._give_back(lease, cause, lambda: self._visibility(url, msg, 0))
             return "interrupted"
         if outcome is not None:
             try:
@@ -245,11 +242,10 @@ class Worker:
                     **base, "verdict": outcome.verdict, "exit_code": outcome.exit_code,
                     "duration_s": outcome.duration_s, "result_uri": uri, "message": outcome.message[:1000],
                     "command": outcome.command[:1000], "log_tail": results.log_tail(outcome.log)}, cause)
-                self._give_back(lease, cause)
                 if not recorded:  # the sweeper ended this run first: its retry comes from this message
-                    self._visibility(url, msg, 0)
+                    self._give_back(lease, cause, lambda: self._visibility(url, msg, 0))
                     return "lost_lease"
-                self._delete(url, msg)
+                self._give_back(lease, cause, lambda: self._delete(url, msg))
                 return outcome.verdict
             except AwsError as exc:
                 error = (f"results_unavailable: {exc}", True)
@@ -257,14 +253,13 @@ class Worker:
         text, retryable = error
         recorded = self._record(repo, number, "IssueProcessingFailed",
                                 {**base, "error": text[:1000], "retryable": retryable, "attempt": attempt}, cause)
-        self._give_back(lease, cause)
         if not recorded:
-            self._visibility(url, msg, 0)
+            self._give_back(lease, cause, lambda: self._visibility(url, msg, 0))
             return "lost_lease"
         if retryable and attempt < self.cfg.max_attempts:
-            self._backoff(msg, attempt)
+            self._give_back(lease, cause, lambda: self._backoff(msg, attempt))
         else:
-            self._delete(url, msg)
+            self._give_back(lease, cause, lambda: self._delete(url, msg))
         return "failed"
 
     def _run_processor(self, lease: Lease, repo: str, number: int, run: int,
@@ -309,8 +304,10 @@ class Worker:
         return results.store(self.s3, self.cfg.settings.results_bucket, repo=repo, number=number, run=run,
                              result=result, log=outcome.log)
 
-    def _give_back(self, lease: Lease, cause: Cause) -> None:
-        """Release (conditioned on the lease id), then clean directly through the one cleanup path.
+    def _give_back(self, lease: Lease, cause: Cause, settle: Callable[[], None]) -> None:
+        """Release (conditioned on the lease id), ``settle`` the message, then clean directly
+        through the one cleanup path (the message is settled first so that a long cleanup never
+        lets it come back to another worker).
 
         After SIGTERM the direct cleanup gets only ``stop_budget_s`` (the ECS stop timeout); what
         it cannot finish stays CLEANING and the cleanup queue finishes it."""
@@ -318,7 +315,9 @@ class Worker:
             self.pool.release(lease.account_id, lease_id=lease.lease_id, cause=cause)
         except (IllegalTransition, ConcurrencyConflict) as exc:
             log.warning("release of %s refused (%s): the sweeper owns it now", lease.account_id, exc)
+            settle()
             return
+        settle()
         try:
             self.cleanup.attempt(lease.account_id, lease_id=lease.lease_id, since=parse_iso(lease.reserved_at),
                                  attempt=1, cause=cause,
