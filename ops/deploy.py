@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from handlers.core.errors import ConfigError, GipError, UsageError
-from ops import aws, packaging, stacks, stackset
+from ops import aws, local_gaps, packaging, stacks, stackset
 from ops.aws import aws_errors, error_code
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -157,7 +157,9 @@ def deploy(options: DeployOptions, reporter: stacks.Reporter | None = None) -> d
             reporter.info(f"{art.kind} bundle {art.key}: {'uploaded' if uploaded else 'unchanged'}"
                           f" ({len(art.data) // 1024} KiB)")
     if options.local and not options.vpc_id:
-        options = _use_default_vpc(options, client("ec2"), reporter)
+        vpc, subnets = local_gaps.default_vpc(client("ec2"), reporter.notice)
+        if vpc:
+            options = replace(options, vpc_id=vpc, subnet_ids=subnets)
     params = _parameters(options, bucket=bucket, external_id=external_id, artifacts=artifacts)
     cfn = client("cloudformation")
     plans = []
@@ -185,7 +187,8 @@ def deploy(options: DeployOptions, reporter: stacks.Reporter | None = None) -> d
     for plan in plans:
         out.update(stacks.outputs(cfn, plan.stack_name))
         if options.local:
-            out.update(_local_gaps(options, client, plan, params, region, account, reporter))
+            out.update(local_gaps.after_deploy(client, plan, stack_names(options.prefix)[plan.stack_name],
+                                              params, region, account, reporter.notice))
     _store_secrets(client("secretsmanager"), out, reporter)
     if options.stackset:
         _deploy_stackset(options, cfn, client, out, external_id, region, reporter)
@@ -202,19 +205,6 @@ def _build(options: DeployOptions, reporter: stacks.Reporter) -> dict[str, packa
         reporter.notice("bundles built without vendored dependencies (--no-deps)")
     return {kind: packaging.build(kind, root=options.source_root, installer=installer)
             for kind in ("lambda", "worker")}
-
-
-def _use_default_vpc(options: DeployOptions, ec2: Any, reporter: stacks.Reporter) -> DeployOptions:
-    """Local mode: put the worker in the endpoint's default VPC (moto deletes a stack's VPC
-    before its subnets, so a created one could not be destroyed)."""
-    with aws_errors("ec2:DescribeVpcs"):
-        vpcs = ec2.describe_vpcs(Filters=[{"Name": "is-default", "Values": ["true"]}])["Vpcs"]
-        if not vpcs:
-            return options
-        vpc = vpcs[0]["VpcId"]
-        subnets = ec2.describe_subnets(Filters=[{"Name": "vpc-id", "Values": [vpc]}])["Subnets"]
-    reporter.notice(f"local: worker placed in the default VPC {vpc} instead of a new one")
-    return replace(options, vpc_id=vpc, subnet_ids=sorted(s["SubnetId"] for s in subnets)[:2])
 
 
 def _parameters(
@@ -239,40 +229,6 @@ def _parameters(
             "SubnetIds": ",".join(options.subnet_ids),
         },
     }
-
-
-def _local_gaps(
-    options: DeployOptions, client: Callable[[str], Any], plan: stacks.Plan,
-    params: dict[str, dict[str, str]], region: str, account: str, reporter: stacks.Reporter,
-) -> dict[str, str]:
-    from ops import local_gaps
-
-    template_file = stack_names(options.prefix)[plan.stack_name]
-    resolver, present = local_resolver(client, stack_name=plan.stack_name, template_file=template_file,
-                                       parameters=params[template_file], region=region, account=account)
-    executed = not plan.no_changes
-    local_gaps.fill(resolver, client, reporter.notice, present=present, create=executed)
-    if executed:
-        local_gaps.patch_properties(resolver, client, reporter.notice)
-    return local_gaps.resolve_outputs(resolver)
-
-
-def local_resolver(
-    client: Callable[[str], Any], *, stack_name: str, template_file: str,
-    parameters: dict[str, str], region: str, account: str,
-) -> tuple[Any, set[str]]:
-    """Local mode: a template resolver bound to the stack's resources, and the logical ids
-    the stack reports (moto lists the types it skipped without one)."""
-    from ops import local_gaps
-
-    template = local_gaps.load_template((TEMPLATES / template_file).read_text())
-    listed = stacks.resources(client("cloudformation"), stack_name)
-    physical = {r["LogicalResourceId"]: r.get("PhysicalResourceId", "") for r in listed if r["LogicalResourceId"]}
-    resolver = local_gaps.Resolver(
-        template, parameters=parameters, physical=physical, region=region, account=account,
-        stack_name=stack_name, attribute=local_gaps.aws_attribute(client, region, account),
-    )
-    return resolver, set(physical)
 
 
 def _store_secrets(sm: Any, out: dict[str, str], reporter: stacks.Reporter) -> None:

@@ -19,7 +19,8 @@ import botocore.exceptions
 from handlers.core.errors import AwsError, GipError
 from ops import aws, packaging, stacks, stackset
 from ops.aws import aws_errors, error_code
-from ops.deploy import ConsoleReporter, local_resolver, stack_names
+from ops.deploy import ConsoleReporter, stack_names
+from ops.local_gaps import Resolver, local_resolver
 
 
 @dataclass
@@ -84,8 +85,6 @@ def destroy(options: DestroyOptions, reporter: stacks.Reporter) -> None:
         leftovers = _local_leftovers(cfn, client, name, region, account) if options.local else None
         stacks.delete(cfn, stack_name=name, reporter=reporter, sleep=options.sleep, poll=options.poll)
         if leftovers is not None:
-            from ops.local_gaps import delete_leftovers
-
             delete_leftovers(leftovers, client, reporter.notice)
     if not options.delete_data:
         reporter.info(f"kept {events_table} (the audit log) and s3://{results}; "
@@ -104,8 +103,6 @@ def _local_leftovers(cfn: Any, client: Callable[[str], Any], name: str, region: 
     template_file = stack_names(params.get("Prefix", name))[name]
     resolver, _ = local_resolver(client, stack_name=name, template_file=template_file,
                                  parameters=params, region=region, account=account)
-    from ops.local_gaps import plan_leftovers
-
     return plan_leftovers(resolver)
 
 
@@ -138,3 +135,90 @@ def delete_bucket(s3: Any, bucket: str, reporter: stacks.Reporter) -> None:
                 s3.delete_objects(Bucket=bucket, Delete={"Objects": doomed[i:i + 1000], "Quiet": True})
         s3.delete_bucket(Bucket=bucket)
     reporter.info(f"deleted bucket {bucket}")
+
+
+# --------------------------------------------------------------------------- leftovers
+# Local mode only. moto's DeleteStack deletes nothing for a stack that was created through a change set.
+# Local destroy deletes what the stack held itself (Retain resources stay, as in AWS).
+
+def _delete_rule(clients: Callable[[str], Any], physical: str, props: dict[str, Any]) -> None:
+    events, bus = clients("events"), props.get("EventBusName", "default")
+    ids = [t["Id"] for t in events.list_targets_by_rule(Rule=physical, EventBusName=bus)["Targets"]]
+    if ids:
+        events.remove_targets(Rule=physical, EventBusName=bus, Ids=ids)
+    events.delete_rule(Name=physical, EventBusName=bus)
+
+
+def _delete_role(clients: Callable[[str], Any], physical: str, props: dict[str, Any]) -> None:
+    iam = clients("iam")
+    for p in iam.list_attached_role_policies(RoleName=physical)["AttachedPolicies"]:
+        iam.detach_role_policy(RoleName=physical, PolicyArn=p["PolicyArn"])
+    for name in iam.list_role_policies(RoleName=physical)["PolicyNames"]:
+        iam.delete_role_policy(RoleName=physical, PolicyName=name)
+    iam.delete_role(RoleName=physical)
+
+
+def _delete_service(clients: Callable[[str], Any], physical: str, props: dict[str, Any]) -> None:
+    clients("ecs").delete_service(cluster=props["Cluster"], service=physical, force=True)
+
+
+DELETERS: dict[str, tuple[int, Callable[[Callable[[str], Any], str, dict[str, Any]], None]]] = {
+    "AWS::Lambda::EventSourceMapping": (0, lambda c, p, _: c("lambda").delete_event_source_mapping(UUID=p)),
+    "AWS::Events::Rule": (0, _delete_rule),
+    "AWS::ECS::Service": (0, _delete_service),
+    "AWS::Lambda::Function": (1, lambda c, p, _: c("lambda").delete_function(FunctionName=p)),
+    "AWS::SQS::Queue": (1, lambda c, p, _: c("sqs").delete_queue(QueueUrl=p)),
+    "AWS::DynamoDB::Table": (1, lambda c, p, _: c("dynamodb").delete_table(TableName=p)),
+    "AWS::SNS::Topic": (1, lambda c, p, _: c("sns").delete_topic(TopicArn=p)),
+    "AWS::Events::Archive": (1, lambda c, _p, props: c("events").delete_archive(ArchiveName=props["ArchiveName"])),
+    "AWS::ApiGateway::RestApi": (1, lambda c, p, _: c("apigateway").delete_rest_api(restApiId=p)),
+    "AWS::ECS::TaskDefinition": (1, lambda c, p, _: c("ecs").deregister_task_definition(taskDefinition=p)),
+    "AWS::Logs::LogGroup": (1, lambda c, p, _: c("logs").delete_log_group(logGroupName=p)),
+    "AWS::SecretsManager::Secret": (1, lambda c, _p, props: c("secretsmanager").delete_secret(
+        SecretId=props["Name"], ForceDeleteWithoutRecovery=True)),
+    "AWS::Events::EventBus": (2, lambda c, _p, props: c("events").delete_event_bus(Name=props["Name"])),
+    "AWS::ECS::Cluster": (2, lambda c, p, _: c("ecs").delete_cluster(cluster=p)),
+    "AWS::EC2::SecurityGroup": (2, lambda c, p, _: c("ec2").delete_security_group(GroupId=p)),
+    "AWS::IAM::Role": (3, _delete_role),
+}
+
+
+NEEDS_PROPS = {"AWS::Events::Rule", "AWS::Events::Archive", "AWS::SecretsManager::Secret",
+               "AWS::Events::EventBus", "AWS::ECS::Service"}
+
+
+def plan_leftovers(resolver: Resolver) -> list[tuple[str, str, str, dict[str, Any]]]:
+    """Before DeleteStack: (logical id, type, physical id, properties) of what to delete
+    afterwards, in order. Properties are resolved now, while what they refer to exists."""
+    todo = [lid for lid, spec in resolver.resources.items()
+            if spec.get("DeletionPolicy") != "Retain" and spec["Type"] in DELETERS
+            and resolver.active(lid)]
+    todo.sort(key=lambda lid: DELETERS[resolver.resources[lid]["Type"]][0])
+    planned = []
+    for lid in todo:
+        spec = resolver.resources[lid]
+        props: dict[str, Any] = {}
+        if spec["Type"] in NEEDS_PROPS:
+            try:
+                props = resolver.value(spec.get("Properties", {}))
+            except Exception:  # refers to something already gone
+                continue
+        planned.append((lid, spec["Type"], resolver.physical.get(lid, ""), props))
+    return planned
+
+
+def delete_leftovers(
+    planned: list[tuple[str, str, str, dict[str, Any]]], clients: Callable[[str], Any],
+    notice: Callable[[str], None],
+) -> int:
+    """After DeleteStack: delete what is still there (absent is fine). Returns a count."""
+    deleted = 0
+    for _lid, rtype, physical, props in planned:
+        try:
+            DELETERS[rtype][1](clients, physical, props)
+            deleted += 1
+        except Exception:  # already gone (moto deleted it), or never created
+            continue
+    if deleted:
+        notice(f"local: moto's DeleteStack left {deleted} resource(s); deleted them through the API")
+    return deleted

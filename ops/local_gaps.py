@@ -16,9 +16,12 @@ import json
 import re
 import secrets
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from ops.aws import aws_errors, error_code
+
+TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 
 NOVALUE = object()
 
@@ -331,88 +334,49 @@ def resolve_outputs(resolver: Resolver) -> dict[str, str]:
     return out
 
 
-# --------------------------------------------------------------------------- leftovers
-# moto's DeleteStack deletes nothing for a stack that was created through a change set.
-# Local destroy deletes what the stack held itself (Retain resources stay, as in AWS).
+# --------------------------------------------------------------------------- deploy steps
 
-def _delete_rule(clients: Callable[[str], Any], physical: str, props: dict[str, Any]) -> None:
-    events, bus = clients("events"), props.get("EventBusName", "default")
-    ids = [t["Id"] for t in events.list_targets_by_rule(Rule=physical, EventBusName=bus)["Targets"]]
-    if ids:
-        events.remove_targets(Rule=physical, EventBusName=bus, Ids=ids)
-    events.delete_rule(Name=physical, EventBusName=bus)
-
-
-def _delete_role(clients: Callable[[str], Any], physical: str, props: dict[str, Any]) -> None:
-    iam = clients("iam")
-    for p in iam.list_attached_role_policies(RoleName=physical)["AttachedPolicies"]:
-        iam.detach_role_policy(RoleName=physical, PolicyArn=p["PolicyArn"])
-    for name in iam.list_role_policies(RoleName=physical)["PolicyNames"]:
-        iam.delete_role_policy(RoleName=physical, PolicyName=name)
-    iam.delete_role(RoleName=physical)
+def after_deploy(
+    client: Callable[[str], Any], plan: Any, template_file: str,
+    params: dict[str, dict[str, str]], region: str, account: str, notice: Callable[[str], None],
+) -> dict[str, str]:
+    """After a stack settles on moto: create what it skipped, patch what it dropped, and
+    return the Outputs evaluated from the template."""
+    resolver, present = local_resolver(client, stack_name=plan.stack_name, template_file=template_file,
+                                       parameters=params[template_file], region=region, account=account)
+    executed = not plan.no_changes
+    fill(resolver, client, notice, present=present, create=executed)
+    if executed:
+        patch_properties(resolver, client, notice)
+    return resolve_outputs(resolver)
 
 
-def _delete_service(clients: Callable[[str], Any], physical: str, props: dict[str, Any]) -> None:
-    clients("ecs").delete_service(cluster=props["Cluster"], service=physical, force=True)
+def local_resolver(
+    client: Callable[[str], Any], *, stack_name: str, template_file: str,
+    parameters: dict[str, str], region: str, account: str,
+) -> tuple[Resolver, set[str]]:
+    """A template resolver bound to the stack's resources, and the logical ids the stack
+    reports (moto lists the types it skipped without one)."""
+    from ops.stacks import resources
+
+    template = load_template((TEMPLATES / template_file).read_text())
+    listed = resources(client("cloudformation"), stack_name)
+    physical = {r["LogicalResourceId"]: r.get("PhysicalResourceId", "") for r in listed if r["LogicalResourceId"]}
+    resolver = Resolver(
+        template, parameters=parameters, physical=physical, region=region, account=account,
+        stack_name=stack_name, attribute=aws_attribute(client, region, account),
+    )
+    return resolver, set(physical)
 
 
-DELETERS: dict[str, tuple[int, Callable[[Callable[[str], Any], str, dict[str, Any]], None]]] = {
-    "AWS::Lambda::EventSourceMapping": (0, lambda c, p, _: c("lambda").delete_event_source_mapping(UUID=p)),
-    "AWS::Events::Rule": (0, _delete_rule),
-    "AWS::ECS::Service": (0, _delete_service),
-    "AWS::Lambda::Function": (1, lambda c, p, _: c("lambda").delete_function(FunctionName=p)),
-    "AWS::SQS::Queue": (1, lambda c, p, _: c("sqs").delete_queue(QueueUrl=p)),
-    "AWS::DynamoDB::Table": (1, lambda c, p, _: c("dynamodb").delete_table(TableName=p)),
-    "AWS::SNS::Topic": (1, lambda c, p, _: c("sns").delete_topic(TopicArn=p)),
-    "AWS::Events::Archive": (1, lambda c, _p, props: c("events").delete_archive(ArchiveName=props["ArchiveName"])),
-    "AWS::ApiGateway::RestApi": (1, lambda c, p, _: c("apigateway").delete_rest_api(restApiId=p)),
-    "AWS::ECS::TaskDefinition": (1, lambda c, p, _: c("ecs").deregister_task_definition(taskDefinition=p)),
-    "AWS::Logs::LogGroup": (1, lambda c, p, _: c("logs").delete_log_group(logGroupName=p)),
-    "AWS::SecretsManager::Secret": (1, lambda c, _p, props: c("secretsmanager").delete_secret(
-        SecretId=props["Name"], ForceDeleteWithoutRecovery=True)),
-    "AWS::Events::EventBus": (2, lambda c, _p, props: c("events").delete_event_bus(Name=props["Name"])),
-    "AWS::ECS::Cluster": (2, lambda c, p, _: c("ecs").delete_cluster(cluster=p)),
-    "AWS::EC2::SecurityGroup": (2, lambda c, p, _: c("ec2").delete_security_group(GroupId=p)),
-    "AWS::IAM::Role": (3, _delete_role),
-}
-
-
-NEEDS_PROPS = {"AWS::Events::Rule", "AWS::Events::Archive", "AWS::SecretsManager::Secret",
-               "AWS::Events::EventBus", "AWS::ECS::Service"}
-
-
-def plan_leftovers(resolver: Resolver) -> list[tuple[str, str, str, dict[str, Any]]]:
-    """Before DeleteStack: (logical id, type, physical id, properties) of what to delete
-    afterwards, in order. Properties are resolved now, while what they refer to exists."""
-    todo = [lid for lid, spec in resolver.resources.items()
-            if spec.get("DeletionPolicy") != "Retain" and spec["Type"] in DELETERS
-            and resolver.active(lid)]
-    todo.sort(key=lambda lid: DELETERS[resolver.resources[lid]["Type"]][0])
-    planned = []
-    for lid in todo:
-        spec = resolver.resources[lid]
-        props: dict[str, Any] = {}
-        if spec["Type"] in NEEDS_PROPS:
-            try:
-                props = resolver.value(spec.get("Properties", {}))
-            except Exception:  # refers to something already gone
-                continue
-        planned.append((lid, spec["Type"], resolver.physical.get(lid, ""), props))
-    return planned
-
-
-def delete_leftovers(
-    planned: list[tuple[str, str, str, dict[str, Any]]], clients: Callable[[str], Any],
-    notice: Callable[[str], None],
-) -> int:
-    """After DeleteStack: delete what is still there (absent is fine). Returns a count."""
-    deleted = 0
-    for _lid, rtype, physical, props in planned:
-        try:
-            DELETERS[rtype][1](clients, physical, props)
-            deleted += 1
-        except Exception:  # already gone (moto deleted it), or never created
-            continue
-    if deleted:
-        notice(f"local: moto's DeleteStack left {deleted} resource(s); deleted them through the API")
-    return deleted
+def default_vpc(ec2: Any, notice: Callable[[str], None]) -> tuple[str, list[str]]:
+    """The endpoint's default VPC and two of its subnets, for the worker (moto deletes a
+    stack's VPC before its subnets, so a created one could not be destroyed)."""
+    with aws_errors("ec2:DescribeVpcs"):
+        vpcs = ec2.describe_vpcs(Filters=[{"Name": "is-default", "Values": ["true"]}])["Vpcs"]
+        if not vpcs:
+            return "", []
+        vpc = vpcs[0]["VpcId"]
+        subnets = ec2.describe_subnets(Filters=[{"Name": "vpc-id", "Values": [vpc]}])["Subnets"]
+    notice(f"local: worker placed in the default VPC {vpc} instead of a new one")
+    return vpc, sorted(s["SubnetId"] for s in subnets)[:2]
