@@ -472,3 +472,31 @@ def test_command_line_maps_to_options_and_a_loopback_endpoint_means_local() -> N
     assert (opts.labels, opts.ou_ids, opts.dry_run, opts.local) == (
         ["a", "b"], ["ou-ab12-abcdefgh", "ou-cd34-abcdefgh"], True, True)
     assert not aws.is_local_endpoint("https://cloudformation.us-east-1.amazonaws.com")
+
+
+def test_stock_image_start_command_fetches_the_worker_bundle_and_runs_it(
+        deployed: SimpleNamespace, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from ops.local_gaps import load_template
+
+    template = load_template((ROOT / "templates" / "worker.yaml").read_text())
+    container = template["Resources"]["WorkerTaskDefinition"]["Properties"]["ContainerDefinitions"][0]
+    command = container["Command"]["Fn::If"][1][0]
+    # The image's own `pip install boto3` is replaced by this venv's boto3 (no network in tests).
+    boot = str(Path(boto3.__file__).resolve().parent.parent)
+    app = tmp_path / "app"
+    command = (command.replace("pip install --quiet --no-cache-dir --target /opt/boot boto3", "true")
+               .replace("/opt/boot", boot).replace("/opt/app", str(app))
+               .replace(" python -c ", f" {sys.executable} -c ")
+               .replace("exec python -m worker", f"exec {sys.executable} -c 'import worker; print(worker.__file__)'"))
+    bucket = packaging.artifacts_bucket_name(PREFIX, ACCOUNT, "us-east-1")
+    keys = [o["Key"] for o in client(deployed.url, "s3").list_objects_v2(Bucket=bucket)["Contents"]]
+    env = {"PATH": "/usr/bin:/bin", "AWS_ENDPOINT_URL": deployed.url, "AWS_DEFAULT_REGION": "us-east-1",
+           "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+           "BUNDLE_BUCKET": bucket, "BUNDLE_KEY": next(k for k in keys if k.startswith("artifacts/worker-"))}
+    done = subprocess.run(["sh", "-c", command], env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == str(app / "worker" / "__init__.py")
+    assert (app / "fakedep" / "__init__.py").exists() and (app / "schemas" / "envelope.json").exists()
