@@ -311,3 +311,17 @@ def test_member_credentials_use_external_id_lease_session_name_and_refresh_befor
     assert creds.get()["AWS_ACCESS_KEY_ID"] == "ASIA2"  # within 5 min of expiry: refreshed
     assert len(session_name("x" * 80)) == 64
     assert session_seconds(3 * 3600) == 3600 and session_seconds(60) == 900
+
+
+def test_python_m_worker_without_a_queue_exits_1_with_one_line():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    env = {"PATH": "/usr/bin:/bin", "HOME": "/tmp", "AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "y",
+           "AWS_DEFAULT_REGION": "us-east-1", "PYTHONPATH": str(root)}
+    done = subprocess.run([sys.executable, "-m", "worker"], cwd="/tmp", env=env, capture_output=True,
+                          text=True, timeout=60, check=False)
+    assert done.returncode == 1
+    assert done.stderr.strip() == "error: ISSUE_QUEUE_URL is not set: the worker has no queue to read"

@@ -5,27 +5,41 @@ from __future__ import annotations
 import logging
 import signal
 import sys
+from dataclasses import replace
 from typing import Any
 
 import boto3
+from botocore.exceptions import BotoCoreError, ClientError
 
-from handlers.core.errors import GipError
+from handlers.core.errors import ConfigError, GipError
 from handlers.core.issue_service import Issues
 from handlers.core.models import Tables
 from handlers.core.pool_service import Pool
 from worker.cleaner import load_cleaner
 from worker.cleanup import Cleanup
 from worker.config import WorkerConfig
-from worker.credentials import MemberCredentials
+from worker.credentials import MAX_SESSION_S, MemberCredentials
 from worker.loop import Worker
 from worker.processor import load_processor
 
 
 def build(cfg: WorkerConfig) -> Worker:
     """Wire the real clients (they honour AWS_ENDPOINT_URL) into a :class:`Worker`."""
+    if not cfg.settings.issue_queue_url:
+        raise ConfigError("ISSUE_QUEUE_URL is not set: the worker has no queue to read")
+    sts = boto3.client("sts", region_name=cfg.settings.region)
+    if not cfg.settings.results_bucket:  # the documented default: <prefix>-results-<account>
+        try:
+            account = sts.get_caller_identity()["Account"]
+        except (BotoCoreError, ClientError) as exc:
+            raise ConfigError(f"RESULTS_BUCKET is not set and the account id is unknown: {exc}") from exc
+        cfg = replace(cfg, settings=replace(cfg.settings, results_bucket=f"{cfg.settings.prefix}-results-{account}"))
     s = cfg.settings
+    if cfg.limits.timeout_s + 300 > MAX_SESSION_S:
+        logging.getLogger(__name__).warning(
+            "RUN_TIMEOUT_SECONDS=%d: the snippet gets one member session (at most %d s); "
+            "a run that outlives it sees expired credentials", cfg.limits.timeout_s, MAX_SESSION_S)
     tables = Tables.from_settings(s)
-    sts = boto3.client("sts", region_name=s.region)
     pool = Pool.from_settings(s, tables)
 
     def member_clients(account_id: str, lease_id: str | None) -> Any:
