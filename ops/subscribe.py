@@ -236,25 +236,36 @@ def run_subscribe(args: argparse.Namespace) -> int:
 
 def run_unsubscribe(args: argparse.Namespace) -> int:
     name = rule_name(args.prefix, args.name)
-    events = aws.client(args, "events")
-    bus = _bus(events, args.prefix)["Name"]
-    try:
-        targets = events.list_targets_by_rule(Rule=name, EventBusName=bus).get("Targets", [])
-    except botocore.exceptions.ClientError as exc:
-        if aws.error_code(exc) == "ResourceNotFoundException":
-            raise NotFound(f"no subscription '{args.name}' (rule {name}) on bus {bus}") from exc
-        raise GipError(aws.describe(exc, action="events:ListTargetsByRule")) from exc
-    for target in targets:
-        _revoke(args, target_kind(target["Arn"]), sid=statement_id(args.name), target_arn=target["Arn"])
-    with aws.aws_errors("events:DeleteRule"):
-        if targets:
-            events.remove_targets(Rule=name, EventBusName=bus, Ids=[t["Id"] for t in targets])
-        events.delete_rule(Name=name, EventBusName=bus)
-    print(f"unsubscribed {name} ({len(targets)} target(s) removed)")
+    removed = remove_subscription(args, name)
+    print(f"unsubscribed {name} ({removed} target(s) removed)")
     return 0
 
 
-def run_subscriptions(args: argparse.Namespace) -> int:
+def remove_subscription(args: Any, rule: str) -> int:
+    """Revoke the policy statements, remove the targets, delete the rule; returns #targets.
+
+    Also for ``destroy``: a custom bus cannot be deleted while rules remain on it.
+    """
+    events = aws.client(args, "events")
+    bus = _bus(events, args.prefix)["Name"]
+    sub_name = rule.removeprefix(f"{args.prefix}-sub-")
+    try:
+        targets = events.list_targets_by_rule(Rule=rule, EventBusName=bus).get("Targets", [])
+    except botocore.exceptions.ClientError as exc:
+        if aws.error_code(exc) == "ResourceNotFoundException":
+            raise NotFound(f"no subscription '{sub_name}' (rule {rule}) on bus {bus}") from exc
+        raise GipError(aws.describe(exc, action="events:ListTargetsByRule")) from exc
+    for target in targets:
+        _revoke(args, target_kind(target["Arn"]), sid=statement_id(sub_name), target_arn=target["Arn"])
+    with aws.aws_errors("events:DeleteRule"):
+        if targets:
+            events.remove_targets(Rule=rule, EventBusName=bus, Ids=[t["Id"] for t in targets])
+        events.delete_rule(Name=rule, EventBusName=bus)
+    return len(targets)
+
+
+def list_rules(args: Any) -> list[dict[str, Any]]:
+    """Every rule on ``<prefix>-bus``: rule, owner (``user`` for subscriptions), state, targets, pattern."""
     events = aws.client(args, "events")
     bus = _bus(events, args.prefix)["Name"]
     rows = []
@@ -274,6 +285,11 @@ def run_subscriptions(args: argparse.Namespace) -> int:
                 break
             kwargs["NextToken"] = page["NextToken"]
     rows.sort(key=lambda r: (r["owner"] != USER, r["rule"]))
+    return rows
+
+
+def run_subscriptions(args: argparse.Namespace) -> int:
+    rows = list_rules(args)
     if args.format == "json":
         print(json.dumps(rows, indent=2, sort_keys=True))
         return 0
