@@ -426,24 +426,22 @@ def test_schemas_are_registered_once_and_updated_only_when_changed(tmp_path: Pat
     assert fake.writes == 1 and reporter.notices == []
 
 
-def test_member_stackset_is_service_managed_and_targets_the_root() -> None:
+def test_member_stackset_is_service_managed_and_targets_the_root(deployed: SimpleNamespace) -> None:
+    # On the module's moto server: an in-process mock_aws would reset the server's backends.
     # Deletion is not asserted: moto's DeleteStackInstances ignores DeploymentTargets.
-    from moto import mock_aws
-
     from ops import stackset
 
     template = "Resources:\n  T:\n    Type: AWS::SNS::Topic\n"
-    with mock_aws():
-        org = boto3.client("organizations", region_name="us-east-1")
-        org.create_organization(FeatureSet="ALL")
-        cfn = boto3.client("cloudformation", region_name="us-east-1")
-        root = stackset.org_root(org)
-        reporter = RecordingReporter()
-        assert stackset.deploy(cfn, name="m", template=template, parameters={}, ou_ids=[root],
-                               region="us-east-1", reporter=reporter, sleep=lambda _s: None)
-        assert cfn.describe_stack_set(StackSetName="m")["StackSet"]["PermissionModel"] == "SERVICE_MANAGED"
-        assert cfn.list_stack_instances(StackSetName="m")["Summaries"]
-        assert reporter.infos[-1].endswith("SUCCEEDED")
+    org = client(deployed.url, "organizations")
+    org.create_organization(FeatureSet="ALL")
+    cfn = client(deployed.url, "cloudformation")
+    root = stackset.org_root(org)
+    reporter = RecordingReporter()
+    assert stackset.deploy(cfn, name="m", template=template, parameters={}, ou_ids=[root],
+                           region="us-east-1", reporter=reporter, sleep=lambda _s: None)
+    assert cfn.describe_stack_set(StackSetName="m")["StackSet"]["PermissionModel"] == "SERVICE_MANAGED"
+    assert cfn.list_stack_instances(StackSetName="m")["Summaries"]
+    assert reporter.infos[-1].endswith("SUCCEEDED")
 
 
 def test_stackset_update_is_needed_only_when_template_or_parameters_differ() -> None:
