@@ -22,7 +22,7 @@ from typing import Any
 
 from handlers.core.envelope import Cause, split_issue_stream, utcnow
 from handlers.core.errors import ConcurrencyConflict, IllegalTransition
-from handlers.core.issue import RUNNING
+from handlers.core.issue import RUNNING, Issue
 from handlers.core.issue_service import Issues
 from handlers.core.pool import Account
 from handlers.core.pool_service import Pool
@@ -44,22 +44,25 @@ def sweep(pool: Pool, issues: Issues, *, now: datetime, hard_cap_seconds: int) -
 
 def _time_out(pool: Pool, issues: Issues, account: Account) -> bool:
     lease_id = account.lease_id or ""
-    cause = Cause(correlation_id=f"sweep-{lease_id}", actor=ACTOR)
+    issue = issues.get_stream(account.issue) if account.issue else None
+    # the run's correlation id (its GitHub delivery) carries on, so the audit trail of the run
+    # shows its timeout too
+    correlation = issue.correlation_id if issue is not None and issue.correlation_id else f"sweep-{lease_id}"
     try:
-        event = pool.time_out(account.account_id, lease_id=lease_id, cause=cause, expected=account)
+        event = pool.time_out(account.account_id, lease_id=lease_id, expected=account,
+                              cause=Cause(correlation_id=correlation, actor=ACTOR))
     except (ConcurrencyConflict, IllegalTransition) as exc:
         log.info("lease %s on %s moved on (%s): left alone", lease_id, account.account_id, exc)
         return False
-    if account.issue:
-        _fail_run(issues, account, Cause.from_event(event, actor=ACTOR))
+    if issue is not None:
+        _fail_run(issues, issue, account, Cause.from_event(event, actor=ACTOR))
     log.warning("lease %s on %s timed out (issue %s)", lease_id, account.account_id, account.issue)
     return True
 
 
-def _fail_run(issues: Issues, account: Account, cause: Cause) -> None:
+def _fail_run(issues: Issues, issue: Issue, account: Account, cause: Cause) -> None:
     """IssueProcessingFailed(timed_out, retryable) on the run that held this lease, if still running."""
-    issue = issues.get_stream(account.issue or "")
-    if issue is None or issue.status != RUNNING or issue.lease_id != account.lease_id:
+    if issue.status != RUNNING or issue.lease_id != account.lease_id:
         return
     repo, number = split_issue_stream(issue.stream)
     data = {"run": issue.run, "error": "timed_out", "retryable": True, "attempt": max(1, issue.attempt),

@@ -63,8 +63,13 @@ def test_expired_lease_times_out_and_its_running_issue_fails_retryable(stack):
     assert stack.pool.get(lease.account_id).status == CLEANING
     timed_out = last(stack, f"account-{lease.account_id}", "AccountTimedOut")["data"]
     assert timed_out["lease_id"] == lease.lease_id and timed_out["reserved_at"] == lease.reserved_at
-    failed = last(stack, issue_stream("octo/demo", 1), "IssueProcessingFailed")["data"]
-    assert (failed["error"], failed["retryable"], failed["lease_id"]) == ("timed_out", True, lease.lease_id)
+    failed = last(stack, issue_stream("octo/demo", 1), "IssueProcessingFailed")
+    assert (failed["data"]["error"], failed["data"]["retryable"], failed["data"]["lease_id"]) == (
+        "timed_out", True, lease.lease_id)
+    # both carry the run's correlation id (its delivery), so the run's audit trail shows the timeout
+    received = stack.store.read(issue_stream("octo/demo", 1))[0]
+    assert failed["correlation_id"] == received["correlation_id"]
+    assert last(stack, f"account-{lease.account_id}", "AccountTimedOut")["correlation_id"] == received["correlation_id"]
 
 
 def test_lease_older_than_the_hard_cap_times_out_even_with_fresh_heartbeats(stack):
