@@ -141,3 +141,19 @@ def test_guess_language_keywords():
     assert guess_language("import os\nprint(os.getcwd())") == PYTHON
     assert guess_language("const a = require('a')") == JAVASCRIPT
     assert guess_language("ls -la") == SHELL
+
+
+def test_crlf_bodies_as_github_sends_them_parse_the_same():
+    body = ISSUE_FORM.replace("\n", "\r\n")
+    repro = find_repro(body)
+    assert repro.snippet is not None and repro.snippet.code.endswith("sys.exit(3)")
+    assert "\r" not in repro.snippet.code
+    assert "ValueError: frob exploded" in repro.expected_errors
+
+
+def test_longer_closing_fence_and_inner_shorter_fence():
+    body = "### Reproduction\n\n````bash\ncat <<'EOF'\n```\n### inside\n```\nEOF\nexit 4\n````\n"
+    repro = find_repro(body)
+    assert repro.snippet is not None
+    assert repro.snippet.code.endswith("exit 4")
+    assert "### inside" in repro.snippet.code
