@@ -156,6 +156,8 @@ def deploy(options: DeployOptions, reporter: stacks.Reporter | None = None) -> d
             uploaded = packaging.upload(s3, bucket=bucket, key=art.key, data=art.data)
             reporter.info(f"{art.kind} bundle {art.key}: {'uploaded' if uploaded else 'unchanged'}"
                           f" ({len(art.data) // 1024} KiB)")
+    if options.local:
+        local_gaps.quiet_moto()
     if options.local and not options.vpc_id:
         vpc, subnets = local_gaps.default_vpc(client("ec2"), reporter.notice)
         if vpc:
@@ -183,7 +185,7 @@ def deploy(options: DeployOptions, reporter: stacks.Reporter | None = None) -> d
         raise GipError("aborted: replacements or removals not confirmed (use --yes to accept)")
     for plan in plans:
         stacks.apply(cfn, plan, reporter=reporter, sleep=options.sleep, poll=options.poll)
-    out: dict[str, str] = {}
+    out: dict[str, str] = {"ArtifactsBucket": bucket}
     for plan in plans:
         out.update(stacks.outputs(cfn, plan.stack_name))
         if options.local:

@@ -26,6 +26,16 @@ TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 NOVALUE = object()
 
 
+def quiet_moto() -> None:
+    """Silence moto's own "not supported" log lines and warnings: our one-line notices say
+    the same thing, and what was done about it (affects an in-process moto server only)."""
+    import logging
+    import warnings
+
+    logging.getLogger("moto.cloudformation.parsing").setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", message=r"Tried to parse .* not supported by moto", category=UserWarning)
+
+
 def load_template(text: str) -> dict[str, Any]:
     """Parse a CloudFormation YAML template, short-form tags included (needs PyYAML)."""
     import yaml  # local mode brings moto[server], which brings PyYAML
