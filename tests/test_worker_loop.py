@@ -325,3 +325,49 @@ def test_python_m_worker_without_a_queue_exits_1_with_one_line():
                           text=True, timeout=60, check=False)
     assert done.returncode == 1
     assert done.stderr.strip() == "error: ISSUE_QUEUE_URL is not set: the worker has no queue to read"
+
+
+def test_a_retryable_failure_is_retried_until_max_attempts_then_recorded_as_final(stack):
+    register(stack, [stack.member])
+    queue_issue(stack, "anything")
+
+    def flaky(job):
+        raise AwsError("S3 is down")
+
+    worker = make_worker(stack, processor=flaky, max_attempts=2)
+    assert worker.poll_once() == "failed"
+    first = last(stack, stack.issue, "IssueProcessingFailed")["data"]
+    assert (first["attempt"], first["retryable"]) == (1, True)
+    assert visible(stack, stack.settings.issue_queue_url) == []  # hidden by its backoff
+    _unhide(stack)  # what time passing does
+    assert worker.poll_once() == "failed"
+    final = last(stack, stack.issue, "IssueProcessingFailed")["data"]
+    assert (final["attempt"], final["retryable"]) == (2, False)
+    assert "gave up after 2 attempts" in final["error"]
+    assert visible(stack, stack.settings.issue_queue_url) == []
+
+
+def _unhide(stack):
+    from moto.sqs.models import sqs_backends
+
+    queue = sqs_backends["123456789012"]["us-east-1"].queues[stack.settings.issue_queue_url.rsplit("/", 1)[1]]
+    for message in queue._messages:
+        message.change_visibility(0)
+
+
+def test_message_action_decisions():
+    from handlers.core.issue import Issue
+
+    def issue(**kw):
+        return Issue(stream="issue-o/r#1", repo="o/r", number=1, version=5, **{"status": "QUEUED", "run": 2, **kw})
+
+    assert message_action(None, 1, max_attempts=3).kind == "drop"
+    assert message_action(issue(), 1, max_attempts=3).reason.startswith("stale message")
+    assert message_action(issue(), 2, max_attempts=3).kind == "process"
+    assert message_action(issue(status="RUNNING"), 2, max_attempts=3).kind == "wait"
+    assert message_action(issue(status="SKIPPED", reason="closed"), 2, max_attempts=3).kind == "drop"
+    failed = {"status": "FAILED", "retryable": True, "attempt": 3}
+    assert message_action(issue(**failed, error="timed_out"), 2, max_attempts=3).kind == "drop"
+    assert message_action(issue(**failed, error="interrupted"), 2, max_attempts=3).kind == "process"
+    assert message_action(issue(**{**failed, "attempt": 1}, error="timed_out"), 2, max_attempts=3).kind == "process"
+    assert message_action(issue(status="FAILED", retryable=False, error="x"), 2, max_attempts=3).kind == "drop"

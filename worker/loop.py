@@ -251,6 +251,8 @@ class Worker:
                 error = (f"results_unavailable: {exc}", True)
         assert error is not None
         text, retryable = error
+        if retryable and attempt >= self.cfg.max_attempts:
+            text, retryable = f"{text} (gave up after {attempt} attempts)", False  # honest: no more retries
         recorded = self._record(repo, number, "IssueProcessingFailed",
                                 {**base, "error": text[:1000], "retryable": retryable, "attempt": attempt}, cause)
         if not recorded:

@@ -45,7 +45,9 @@ def message_action(issue: Issue | None, run: int, *, max_attempts: int) -> Actio
     if issue.status == FAILED:
         if not issue.retryable:
             return Action(DROP, f"run failed for good ({issue.error})")
-        if issue.attempt >= max_attempts:
+        if issue.attempt >= max_attempts and issue.error != "interrupted":
+            # an interrupted run (SIGTERM: scale-in, deploy) is not the run's fault; those
+            # returns are bounded by the queue's maxReceiveCount instead
             return Action(DROP, f"run failed {issue.attempt} times ({issue.error}); a /retry starts a new run")
         return Action(PROCESS, f"retry after {issue.error}")
     if issue.status == QUEUED:
