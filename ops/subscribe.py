@@ -314,9 +314,9 @@ def _test_pattern(events: Any, pattern: Mapping[str, Any], *, bus: Mapping[str, 
     arn = str(bus.get("Arn", ""))
     parts = arn.split(":")
     region, account = (parts[3], parts[4]) if len(parts) > 4 else ("us-east-1", "123456789012")
-    types = named_types(pattern) or sorted(known_types())[:1]
-    misses = []
-    for detail_type in types:
+    named = named_types(pattern)
+    results: dict[str, bool] = {}
+    for detail_type in named or sorted(known_types()):
         event = sample_event(detail_type, prefix=prefix, account=account, region=region, schema=_schema(detail_type))
         try:
             result = events.test_event_pattern(EventPattern=json.dumps(pattern), Event=json.dumps(event))
@@ -329,10 +329,20 @@ def _test_pattern(events: Any, pattern: Mapping[str, Any], *, bus: Mapping[str, 
             return [f"notice: pattern not tested (TestEventPattern unavailable: {type(exc).__name__})"]
         if not isinstance(result, dict) or "Result" not in result:
             return ["notice: pattern not tested (TestEventPattern unavailable on this endpoint)"]
-        if not result["Result"]:
-            misses.append(detail_type)
-    if misses:
+        results[detail_type] = bool(result["Result"])
+    return pattern_notices(results, named=bool(named))
+
+
+def pattern_notices(results: Mapping[str, bool], *, named: bool) -> list[str]:
+    """Notices from TestEventPattern results per sample type (pure).
+
+    With named types, each sample that misses is named; without, only "matches nothing".
+    """
+    misses = sorted(t for t, hit in results.items() if not hit)
+    if named and misses:
         return [f"notice: a sample {', '.join(misses)} event does not match (fine if you filter on detail fields)"]
+    if not named and results and len(misses) == len(results):
+        return ["notice: the pattern matches no sample event of any type (fine if you filter on detail fields)"]
     return []
 
 

@@ -83,6 +83,48 @@ def test_target_kind_reads_the_service_from_the_arn() -> None:
         sub.target_kind("my-queue")
 
 
+class FakeEvents:
+    """Stands in for EventBridge where TestEventPattern exists (real AWS)."""
+
+    def __init__(self, *, match: set[str] | None = None, refuse: bool = False) -> None:
+        self.match, self.refuse, self.tested = match or set(), refuse, []
+
+    def test_event_pattern(self, *, EventPattern: str, Event: str) -> dict[str, bool]:
+        import botocore.exceptions
+
+        if self.refuse:
+            raise botocore.exceptions.ClientError(
+                {"Error": {"Code": "InvalidEventPatternException", "Message": "Event pattern is not valid."}},
+                "TestEventPattern")
+        detail_type = json.loads(Event)["detail-type"]
+        self.tested.append(detail_type)
+        return {"Result": detail_type in self.match}
+
+
+BUS = {"Name": "gip-bus", "Arn": "arn:aws:events:eu-west-1:123456789012:event-bus/gip-bus"}
+
+
+def test_test_event_pattern_names_the_samples_that_miss() -> None:
+    fake = FakeEvents(match={"IssueProcessed"})
+    pattern = {"detail-type": ["IssueProcessed", "IssueQueued"]}
+    notices = sub._test_pattern(fake, pattern, bus=BUS, prefix="gip")
+    assert fake.tested == ["IssueProcessed", "IssueQueued"]
+    assert notices == ["notice: a sample IssueQueued event does not match (fine if you filter on detail fields)"]
+
+
+def test_test_event_pattern_without_types_tries_every_type_and_warns_only_if_none_match() -> None:
+    pattern = {"detail": {"data": {"verdict": ["reproduced"]}}}
+    assert sub._test_pattern(FakeEvents(match={"IssueProcessed"}), pattern, bus=BUS, prefix="gip") == []
+    fake = FakeEvents()
+    assert "matches no sample" in sub._test_pattern(fake, pattern, bus=BUS, prefix="gip")[0]
+    assert set(fake.tested) == sub.known_types()
+
+
+def test_pattern_refused_by_eventbridge_is_a_usage_error() -> None:
+    with pytest.raises(UsageError, match="EventBridge refuses the pattern: Event pattern is not valid"):
+        sub._test_pattern(FakeEvents(refuse=True), {"detail-type": ["IssueQueued"]}, bus=BUS, prefix="gip")
+
+
 def test_known_types_come_from_schemas_dir() -> None:
     types = sub.known_types()
     assert {"IssueProcessed", "AccountReserved"} <= types
