@@ -1,0 +1,385 @@
+"""The local supervisor: bring the stack up, play AWS's runtime roles, stop cleanly.
+
+Start-up, in order (each step prints one line):
+
+1. bind the webhook port, start the embedded AWS endpoint (a busy port is one error line);
+2. deploy the same templates through ``ops.deploy`` (``local=True``), read back the wiring,
+   stop moto's own Lambda runtime, create the Organization and its member accounts
+   (``ops.local.aws_setup``);
+3. play the runtime: the stream mapping (``streams``), the SQS mappings (``sqs_mappings``),
+   the schedules on a compressed clock (``schedules``), ECS (``workers``), API Gateway
+   (``apigw``); the member accounts are registered by reconcile, as a real account is;
+4. once every account is AVAILABLE, ``/healthz`` answers 200 and the banner is printed.
+
+Shutdown (Ctrl-C / SIGTERM): stop taking webhooks, SIGTERM the workers (they give their work
+back while the endpoint and pollers still run), then stop the pollers and the endpoint.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import signal
+import threading
+import time
+import warnings
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+import boto3
+
+from handlers.core.errors import GipError
+from ops.embedded_aws import EmbeddedAws
+from ops.local import aws_setup, samples
+from ops.local.apigw import Gateway
+from ops.local.counting import CountingApp
+from ops.local.lambdas import Function, merged_environment
+from ops.local.printer import Printer, StdoutRouter
+from ops.local.schedules import Scheduler, build_jobs
+from ops.local.sqs_mappings import QueuePoller, queue_url
+from ops.local.streams import StreamPoller
+from ops.local.workers import Workers, parent_credentials, worker_environment
+
+log = logging.getLogger("local")
+ROOT = Path(__file__).resolve().parents[2]
+QUEUES = ("Gatekeeper", "Issue", "Notifier", "Cleanup", "Capacity", "OrgEvents")
+PASSED_TO_FUNCTIONS = ("GITHUB_API_URL", "GITHUB_TOKEN", "GITHUB_WEBHOOK_SECRET", "BOT_LOGIN")
+
+
+@dataclass
+class LocalOptions:
+    org: str
+    prefix: str = "github-issue-processor"
+    region: str = "us-east-1"
+    host: str = "127.0.0.1"
+    port: int = 8080
+    aws_port: int = 4566
+    accounts: int = 3
+    workers: int = 2
+    labels: tuple[str, ...] = ("needs-reproduction",)
+    bot_login: str = ""
+    count_calls: bool = False
+    state_dir: Path = ROOT / ".local"
+    ready_timeout_s: float = 90.0
+
+
+class QuietReporter:
+    """The deploy's reporter for local mode: notes and summaries, not every stack event."""
+
+    def __init__(self, say: Callable[[str], None]) -> None:
+        self.say = say
+
+    def info(self, message: str) -> None:
+        if message.strip() and not message.startswith("    "):  # change-set rows: all "Add" here
+            self.say(f"  {message}")
+
+    def notice(self, message: str) -> None:
+        self.say(f"  note: {message}")
+
+    def event(self, count: int, total: int, event: dict[str, Any]) -> None:
+        status = str(event.get("ResourceStatus", ""))
+        if status.endswith("FAILED") or count == total:
+            self.say(f"  [{count}/{total}] {status} {event.get('ResourceType', '')} "
+                     f"{event.get('LogicalResourceId', '')} {event.get('ResourceStatusReason', '')}".rstrip())
+
+    def confirm(self, question: str) -> bool:
+        return True  # a fresh embedded endpoint: nothing to replace
+
+
+class Supervisor:
+    def __init__(self, opts: LocalOptions, *, out: TextIO | None = None) -> None:
+        self.opts = opts
+        self.printer = Printer(out)
+        self.requested = threading.Event()  # Ctrl-C / SIGTERM
+        self.halt = threading.Event()  # pollers and schedules stop
+        self.ready = False
+        self.phase = "starting"
+        self.counter: CountingApp | None = None
+        self.aws: EmbeddedAws | None = None
+        self.gateway: Gateway | None = None
+        self.workers: Workers | None = None
+        self.threads: list[threading.Thread] = []
+        self.outputs: dict[str, str] = {}
+        self.state_file = opts.state_dir / "local-stack.json"
+
+    # ------------------------------------------------------------------ lifecycle
+    def say(self, text: str) -> None:
+        self.printer.line(text)
+
+    def run(self) -> int:
+        try:
+            self._start()
+            if not self.requested.is_set():
+                self._wait_ready()
+            while not self.requested.wait(1.0):
+                self._watch_workers()
+            return 0
+        finally:
+            self._shutdown()
+
+    def _start(self) -> None:
+        o = self.opts
+        self.gateway = Gateway(o.host, o.port, invoke=self._invoke_webhook, health=self.health,
+                               stats=self._stats if o.count_calls else None, on_request=self.say)
+        wrap = self._wrap if o.count_calls else None
+        self.aws = EmbeddedAws(o.host, o.aws_port, wrap=wrap).start()
+        endpoint = self.aws.url
+        self._environment(endpoint)
+        self.say(f"AWS endpoint (moto) on {endpoint}; deploying the templates ...")
+        started = time.monotonic()
+        from ops.deploy import DeployOptions, deploy
+
+        self.outputs = deploy(DeployOptions(
+            org_id=o.org, prefix=o.prefix, region=o.region, endpoint_url=endpoint,
+            labels=list(o.labels), local=True, yes=True, vendor_deps=False, bot_login=o.bot_login,
+            poll=0.2), QuietReporter(self.say))
+        self.say(f"deployed in {time.monotonic() - started:.1f}s")
+        if self.requested.is_set():
+            return
+        self._play(endpoint)
+
+    def _wrap(self, app: Any) -> Any:
+        self.counter = CountingApp(app)
+        return self.counter
+
+    def _environment(self, endpoint: str) -> None:
+        """This process plays every function: the endpoint and fake credentials for all."""
+        os.environ.pop("AWS_PROFILE", None)
+        os.environ.setdefault("AWS_ACCESS_KEY_ID", "local")
+        os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "local")
+        os.environ.update({"AWS_ENDPOINT_URL": endpoint, "AWS_REGION": self.opts.region,
+                           "AWS_DEFAULT_REGION": self.opts.region, "GIP_PREFIX": self.opts.prefix})
+
+    def _play(self, endpoint: str) -> None:
+        o, out = self.opts, self.outputs
+        sess = boto3.Session(region_name=o.region)
+        client = lambda name: sess.client(name, endpoint_url=endpoint)  # noqa: E731
+        account = client("sts").get_caller_identity()["Account"]
+        wiring = aws_setup.read_wiring(client, outputs=out, account=account, region=o.region)
+        aws_setup.stop_moto_lambda(client("lambda"), endpoint, wiring.mappings)
+        self.say(f"moto's Lambda runtime off; {len(wiring.mappings)} event source mapping(s) disabled "
+                 f"and played here with the real handlers")
+        trust = aws_setup.processing_trust_policy(worker_role_arn=out["WorkerTaskRoleArn"],
+                                                  external_id=out["ExternalId"], org_id=o.org)
+        members = aws_setup.create_organization(
+            client, accounts=o.accounts, prefix=o.prefix, trust_policy=trust,
+            role_name=out["ProcessingRoleName"], member_client=self._member_client(client("sts"), endpoint))
+        self.say(f"Organization with {len(members)} member account(s): {' '.join(members)} "
+                 f"(reconcile registers them)")
+        functions = wiring.functions
+        os.environ.update(merged_environment(functions.values()))
+        sqs = client("sqs")
+        for mapping in wiring.mappings:
+            handler = mapping.function.load()
+            if mapping.kind == "dynamodb":
+                thread: threading.Thread = StreamPoller(
+                    client=client("dynamodbstreams"), function=mapping.function, handler=handler,
+                    stream_arn=mapping.source_arn, region=o.region, batch_size=mapping.batch_size,
+                    stop=self.halt, on_event=self.printer.event)
+            else:
+                thread = QueuePoller(sqs=client("sqs"), function=mapping.function, handler=handler,
+                                     queue_arn=mapping.source_arn, region=o.region,
+                                     batch_size=mapping.batch_size, stop=self.halt)
+            self.threads.append(thread)
+        jobs = build_jobs(wiring.schedules, functions=functions, load=Function.load, sqs=sqs,
+                          queue_url=lambda arn: queue_url(sqs, arn), account=account, region=o.region)
+        self.threads.append(Scheduler(jobs, stop=self.halt))
+        self.webhook = next(f for f in functions.values() if f.name == f"{o.prefix}-webhook")
+        self._webhook_handler = self.webhook.load()
+        for thread in self.threads:
+            thread.start()
+        parent = dict(os.environ)
+        self.workers = Workers(
+            count=o.workers, log_dir=o.state_dir / "run", echo=self.say,
+            env_for=lambda name: worker_environment(wiring.worker_env, name=name, endpoint=endpoint,
+                                                    region=o.region, credentials=parent_credentials(),
+                                                    parent=parent))
+        self.workers.start()
+        self.gateway.start()  # type: ignore[union-attr]
+        self.phase = "registering accounts"
+        self._expected_accounts = len(members)
+
+    def _member_client(self, sts: Any, endpoint: str) -> Callable[[str, str], Any]:
+        def factory(account_id: str, service: str) -> Any:
+            creds = sts.assume_role(RoleArn=f"arn:aws:iam::{account_id}:role/OrganizationAccountAccessRole",
+                                    RoleSessionName="gip-local-setup")["Credentials"]
+            return boto3.client(service, region_name=self.opts.region, endpoint_url=endpoint,
+                                aws_access_key_id=creds["AccessKeyId"],
+                                aws_secret_access_key=creds["SecretAccessKey"],
+                                aws_session_token=creds["SessionToken"])
+        return factory
+
+    def _wait_ready(self) -> None:
+        deadline = time.monotonic() + self.opts.ready_timeout_s
+        while self._pool_counts().get("AVAILABLE", 0) < self._expected_accounts:
+            if time.monotonic() > deadline:
+                raise GipError(f"only {self._pool_counts().get('AVAILABLE', 0)} of "
+                               f"{self._expected_accounts} member accounts were registered "
+                               f"within {self.opts.ready_timeout_s:.0f}s")
+            if self.requested.wait(0.5):
+                return
+        self.ready, self.phase = True, "ready"
+        secret = self._webhook_secret()
+        self._write_state(secret)
+        for line in self.banner(secret):
+            self.say(line)
+
+    # ------------------------------------------------------------------ the webhook and health
+    def _invoke_webhook(self, event: dict[str, Any]) -> Any:
+        # The gateway is started after the webhook function is loaded; a delivery that
+        # arrives before the accounts are registered is queued like any other.
+        return self._webhook_handler(event, self.webhook.context())
+
+    def health(self) -> tuple[bool, dict[str, Any]]:
+        if not self.ready:
+            return False, {"status": self.phase}
+        queues = self._queue_depths()
+        doc = {"status": "ready", "accounts": self._pool_counts(), "queues": queues,
+               "workers": self.workers.alive() if self.workers else 0}
+        return True, doc
+
+    def _stats(self) -> dict[str, Any]:
+        return self.counter.snapshot() if self.counter is not None else {}
+
+    def _pool_counts(self) -> dict[str, int]:
+        from handlers.core.config import Settings
+        from handlers.core.pool_service import Pool
+
+        if not hasattr(self, "_pool"):
+            self._pool = Pool.from_settings(Settings.from_env())
+        return dict(Counter(a.status for a in self._pool.accounts()))
+
+    def _queue_depths(self) -> dict[str, Any]:
+        sqs = boto3.client("sqs", region_name=self.opts.region)
+        depths: dict[str, Any] = {}
+        dlq = 0
+        for name in QUEUES:
+            attrs = sqs.get_queue_attributes(
+                QueueUrl=self.outputs[f"{name}QueueUrl"],
+                AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+            )["Attributes"]
+            depths[name.lower()] = {"visible": int(attrs["ApproximateNumberOfMessages"]),
+                                    "in_flight": int(attrs["ApproximateNumberOfMessagesNotVisible"])}
+            dlq += int(sqs.get_queue_attributes(QueueUrl=self.outputs[f"{name}DlqUrl"],
+                                                AttributeNames=["ApproximateNumberOfMessages"])
+                       ["Attributes"]["ApproximateNumberOfMessages"])
+        depths["dlq_total"] = dlq
+        return depths
+
+    def _webhook_secret(self) -> str:
+        """GITHUB_WEBHOOK_SECRET, else the one the template generated (read like the webhook does)."""
+        if os.environ.get("GITHUB_WEBHOOK_SECRET"):
+            return os.environ["GITHUB_WEBHOOK_SECRET"].split(",")[0].strip()
+        sm = boto3.client("secretsmanager", region_name=self.opts.region)
+        value = sm.get_secret_value(SecretId=self.outputs["WebhookSecretArn"])["SecretString"]
+        return str(value).split(",")[0].strip()
+
+    # ------------------------------------------------------------------ output
+    def banner(self, secret: str) -> list[str]:
+        o, gateway, aws = self.opts, self.gateway, self.aws
+        assert gateway is not None and aws is not None
+        url = f"http://{o.host}:{gateway.port}/webhook"
+        sample = o.state_dir / "sample-issue.json"
+        body = samples.encode(samples.issue_payload(number=1, body=samples.FAILS,
+                                                    title="hello crashes on an empty config"))
+        sample.write_bytes(body)
+        token = bool(os.environ.get("GITHUB_TOKEN"))
+        github = os.environ.get("GITHUB_API_URL", "https://api.github.com")
+        from_env = bool(os.environ.get("GITHUB_WEBHOOK_SECRET"))
+        lines = [
+            "",
+            f"Ready: {self._expected_accounts} account(s) AVAILABLE, {o.workers} worker(s). Ctrl-C stops everything.",
+            f"  webhook   {url}    health: http://{o.host}:{gateway.port}/healthz",
+            f"  secret    {secret}  ({'from GITHUB_WEBHOOK_SECRET' if from_env else 'generated; set GITHUB_WEBHOOK_SECRET to choose it'})",
+            f"  GitHub    {github} " + ("with GITHUB_TOKEN" if token else
+                                        "(no GITHUB_TOKEN: comments are printed here, and the labeller's "
+                                        "author_association stands in for the permission check)"),
+            "",
+            "Send a signed sample issue (a shell reproduction that fails):",
+            "  make demo",
+            "or paste:",
+            f"  {samples.curl_command(url, str(sample), body, secret)}",
+            "",
+            "Other commands work against this stack:",
+            f"  export AWS_ENDPOINT_URL={aws.url} AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local AWS_DEFAULT_REGION={o.region}",
+            "  python bootstrap.py accounts | status | replay [--verify] | subscribe NAME --pattern ... --target ARN",
+            f"  (or pass --endpoint-url {aws.url})",
+            "",
+            "Events, as they happen:",
+        ]
+        return lines
+
+    def _write_state(self, secret: str) -> None:
+        assert self.gateway is not None and self.aws is not None
+        self.opts.state_dir.mkdir(parents=True, exist_ok=True)
+        doc = {"webhook_url": f"http://{self.opts.host}:{self.gateway.port}/webhook",
+               "endpoint_url": self.aws.url, "prefix": self.opts.prefix, "pid": os.getpid(),
+               "secret": secret}
+        fd = os.open(self.state_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            json.dump(doc, handle)
+
+    def _watch_workers(self) -> None:
+        if self.workers is None:
+            return
+        for name, code in self.workers.exited().items():
+            if name not in getattr(self, "_reported", set()):
+                self._reported = getattr(self, "_reported", set()) | {name}
+                self.say(f"{name} exited with code {code}; see {self.opts.state_dir / 'run' / (name + '.log')}")
+
+    def _shutdown(self) -> None:
+        if self.ready or self.workers is not None:
+            self.say("stopping: no more webhooks, workers give their work back ...")
+        if self.gateway is not None:
+            self.gateway.stop()
+        if self.workers is not None:
+            started = time.monotonic()
+            self.workers.stop()
+            log.info("workers stopped in %.1fs", time.monotonic() - started)
+        self.halt.set()
+        for thread in self.threads:
+            thread.join(timeout=5)
+        if self.aws is not None:
+            self.aws.stop()
+        if self.ready:
+            with contextlib.suppress(FileNotFoundError):
+                self.state_file.unlink()
+            self.say("stopped.")
+
+
+def configure_logging() -> None:
+    """Warnings and errors of the functions, one line each; moto/werkzeug chatter off."""
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for noisy in ("werkzeug", "botocore", "urllib3", "moto"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
+    # The webhook logs every delivery at INFO; the gateway prints its own line per request.
+    logging.getLogger("handlers.webhook").setLevel(logging.WARNING)
+    # moto warns for each resource type its CloudFormation skips; local_gaps reports those.
+    warnings.filterwarnings("ignore", category=UserWarning, module=r"moto\..*")
+
+
+def run_local(opts: LocalOptions) -> int:
+    """Run until Ctrl-C / SIGTERM; a second signal stops waiting for the workers."""
+    configure_logging()
+    router = StdoutRouter.install(opts.state_dir / "run" / "metrics.log")
+    supervisor = Supervisor(opts, out=router.terminal)
+    signals = {"count": 0}
+
+    def on_signal(signum: int, frame: Any) -> None:
+        signals["count"] += 1
+        supervisor.requested.set()
+        if signals["count"] > 1:
+            raise KeyboardInterrupt
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        return supervisor.run()
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        router.uninstall()

@@ -1,0 +1,119 @@
+"""Playing ECS: N ``python -m worker`` processes with the task definition's environment.
+
+The environment is the worker container's, read from the deployed task definition, plus
+only what a task would get from ECS: the management account's credentials (the task role),
+the region and the endpoint. Nothing else of ours is inherited: in particular never the
+GitHub token or the webhook secret (the worker must not hold them; DESIGN.md step 4).
+
+Each worker's output goes to ``<log_dir>/<name>.log``; its warnings and errors are echoed.
+On stop every worker gets SIGTERM (it gives its run back cleanly), then SIGKILL after the
+ECS stop timeout. On Linux the workers also get SIGTERM if this process dies (PR_SET_PDEATHSIG),
+so even a killed supervisor leaves no orphans behind.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import IO
+
+ROOT = Path(__file__).resolve().parents[2]
+STOP_TIMEOUT_S = 30.0  # ECS's default stopTimeout
+# What ECS does not pass to a task, or the bundle loader only needs in AWS.
+DROPPED = ("BUNDLE_BUCKET", "BUNDLE_KEY")
+PASSED = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "SYSTEMROOT")
+LOCAL = {
+    "WORKER_POLL_SECONDS": "1",  # long-poll wait: short, so SIGTERM is seen quickly
+    "LEASE_SECONDS": "120",  # compressed clock: a dead worker's lease is swept within ~2 min
+    "PYTHONUNBUFFERED": "1",
+}
+
+
+def worker_environment(task_env: Mapping[str, str], *, name: str, endpoint: str, region: str,
+                       credentials: Mapping[str, str], parent: Mapping[str, str]) -> dict[str, str]:
+    """Pure: the environment of one worker process."""
+    env = {k: v for k, v in task_env.items() if k not in DROPPED and not k.startswith("GITHUB_")}
+    env.update({k: parent[k] for k in PASSED if k in parent})
+    env.update(LOCAL)
+    env.update({
+        "WORKER_NAME": name, "AWS_ENDPOINT_URL": endpoint, "AWS_REGION": region,
+        "AWS_DEFAULT_REGION": region, "PYTHONPATH": str(ROOT),
+    })
+    env.update({k: v for k, v in credentials.items()
+                if k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN") and v})
+    return env
+
+
+def _die_with_parent() -> None:  # runs in the child between fork and exec
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+class Workers:
+    """Start, watch and stop the worker processes."""
+
+    def __init__(self, *, count: int, env_for: Callable[[str], dict[str, str]], log_dir: Path,
+                 echo: Callable[[str], None]) -> None:
+        self.count, self.env_for, self.log_dir, self.echo = count, env_for, log_dir, echo
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self._readers: list[threading.Thread] = []
+
+    def start(self) -> None:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        for n in range(1, self.count + 1):
+            name = f"local-worker-{n}"
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "worker"], cwd=ROOT, env=self.env_for(name),
+                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
+            )
+            self.procs[name] = proc
+            reader = threading.Thread(target=self._pump, args=(name, proc.stdout), daemon=True,
+                                      name=f"{name}-output")
+            reader.start()
+            self._readers.append(reader)
+
+    def _pump(self, name: str, stream: IO[bytes] | None) -> None:
+        if stream is None:
+            return
+        with open(self.log_dir / f"{name}.log", "ab") as log:
+            for raw in stream:
+                log.write(raw)
+                log.flush()
+                line = raw.decode("utf-8", "replace").rstrip()
+                if " WARNING " in line or " ERROR " in line or line.startswith("error:"):
+                    self.echo(f"[{name}] {line}")
+
+    def alive(self) -> int:
+        return sum(1 for p in self.procs.values() if p.poll() is None)
+
+    def exited(self) -> dict[str, int]:
+        """Workers that ended by themselves (name → exit code)."""
+        return {n: p.returncode for n, p in self.procs.items() if p.poll() is not None}
+
+    def stop(self, timeout_s: float = STOP_TIMEOUT_S) -> None:
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in self.procs.values():
+            try:
+                proc.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=5)
+        for reader in self._readers:
+            reader.join(timeout=2)
+
+
+def parent_credentials(env: Mapping[str, str] | None = None) -> dict[str, str]:
+    e = os.environ if env is None else env
+    return {k: e[k] for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN") if e.get(k)}
