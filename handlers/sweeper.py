@@ -16,6 +16,7 @@ alone; one released meanwhile raises IllegalTransition and is left alone too.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -31,18 +32,22 @@ log = logging.getLogger(__name__)
 ACTOR = "sweeper"
 
 
-def sweep(pool: Pool, issues: Issues, *, now: datetime, hard_cap_seconds: int) -> dict[str, Any]:
-    """Time out every stale lease; returns what was done (logged by the handler)."""
+def sweep(pool: Pool, issues: Issues, *, now: datetime, hard_cap_seconds: int,
+          max_attempts: int = 3) -> dict[str, Any]:
+    """Time out every stale lease; returns what was done (logged by the handler).
+
+    The failed run is retryable unless it was the last attempt the workers allow
+    (``MAX_ATTEMPTS``): then nobody will retry it, and the event says so."""
     timed_out, skipped = [], []
     for account in pool.stale_leases(now=now, hard_cap_seconds=hard_cap_seconds):
-        if _time_out(pool, issues, account):
+        if _time_out(pool, issues, account, max_attempts):
             timed_out.append(account.account_id)
         else:
             skipped.append(account.account_id)
     return {"timed_out": timed_out, "skipped": skipped}
 
 
-def _time_out(pool: Pool, issues: Issues, account: Account) -> bool:
+def _time_out(pool: Pool, issues: Issues, account: Account, max_attempts: int) -> bool:
     lease_id = account.lease_id or ""
     issue = issues.get_stream(account.issue) if account.issue else None
     # the run's correlation id (its GitHub delivery) carries on, so the audit trail of the run
@@ -55,17 +60,18 @@ def _time_out(pool: Pool, issues: Issues, account: Account) -> bool:
         log.info("lease %s on %s moved on (%s): left alone", lease_id, account.account_id, exc)
         return False
     if issue is not None:
-        _fail_run(issues, issue, account, Cause.from_event(event, actor=ACTOR))
+        _fail_run(issues, issue, account, Cause.from_event(event, actor=ACTOR), max_attempts)
     log.warning("lease %s on %s timed out (issue %s)", lease_id, account.account_id, account.issue)
     return True
 
 
-def _fail_run(issues: Issues, issue: Issue, account: Account, cause: Cause) -> None:
+def _fail_run(issues: Issues, issue: Issue, account: Account, cause: Cause, max_attempts: int) -> None:
     """IssueProcessingFailed(timed_out, retryable) on the run that held this lease, if still running."""
     if issue.status != RUNNING or issue.lease_id != account.lease_id:
         return
     repo, number = split_issue_stream(issue.stream)
-    data = {"run": issue.run, "error": "timed_out", "retryable": True, "attempt": max(1, issue.attempt),
+    attempt = max(1, issue.attempt)
+    data = {"run": issue.run, "error": "timed_out", "retryable": attempt < max_attempts, "attempt": attempt,
             "account_id": account.account_id, "lease_id": account.lease_id or ""}
     try:
         issues.record(repo, number, "IssueProcessingFailed", data, cause=cause, expected=issue)
@@ -73,10 +79,10 @@ def _fail_run(issues: Issues, issue: Issue, account: Account, cause: Cause) -> N
         log.info("run %s of %s ended meanwhile (%s)", issue.run, issue.stream, exc)
 
 
-_deps: tuple[Pool, Issues, int] | None = None
+_deps: tuple[Pool, Issues, int, int] | None = None
 
 
-def _build() -> tuple[Pool, Issues, int]:
+def _build() -> tuple[Pool, Issues, int, int]:
     global _deps
     if _deps is None:
         from handlers.core.config import Settings
@@ -85,13 +91,13 @@ def _build() -> tuple[Pool, Issues, int]:
         settings = Settings.from_env()
         tables = Tables.from_settings(settings)
         _deps = (Pool.from_settings(settings, tables), Issues.from_settings(settings, tables),
-                 settings.lease_hard_cap_seconds)
+                 settings.lease_hard_cap_seconds, int(os.environ.get("MAX_ATTEMPTS") or 3))
     return _deps
 
 
 def handler(event: dict[str, Any], context: Any, *, clock: Callable[[], datetime] = utcnow) -> dict[str, Any]:
     """Schedule or SQS entry point: the event's content does not matter, every call sweeps."""
-    pool, issues, hard_cap = _build()
-    done = sweep(pool, issues, now=clock(), hard_cap_seconds=hard_cap)
+    pool, issues, hard_cap, max_attempts = _build()
+    done = sweep(pool, issues, now=clock(), hard_cap_seconds=hard_cap, max_attempts=max_attempts)
     log.info("sweep: %d timed out, %d left alone", len(done["timed_out"]), len(done["skipped"]))
     return {**done, "batchItemFailures": []}

@@ -182,3 +182,14 @@ def test_handler_builds_from_env_and_sweeps(stack, monkeypatch):
 def test_stack_settings_are_the_ones_the_handler_reads(stack):
     # the handler builds its own Settings from GIP_PREFIX; the fixture's tables must match it
     assert replace(stack.settings).pool_table == "sw-pool"
+
+
+def test_timeout_of_the_last_allowed_attempt_is_not_retryable(stack):
+    register(stack, member_ids(1))
+    queue_issue(stack, "body", number=5, send=False)
+    lease = _reserve(stack, at=_now() - HOUR, issue=issue_stream("octo/demo", 5))
+    stack.issues.record("octo/demo", 5, "IssueProcessingStarted", {"run": 1, "account_id": lease.account_id,
+                        "lease_id": lease.lease_id, "worker": "w", "attempt": 3}, cause=CAUSE)
+    sweeper.sweep(stack.pool, stack.issues, now=_now(), hard_cap_seconds=3 * 3600, max_attempts=3)
+    failed = last(stack, issue_stream("octo/demo", 5), "IssueProcessingFailed")["data"]
+    assert (failed["error"], failed["attempt"], failed["retryable"]) == ("timed_out", 3, False)
