@@ -498,3 +498,22 @@ def test_stock_image_start_command_fetches_the_worker_bundle_and_runs_it(
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == str(app / "worker" / "__init__.py")
     assert (app / "fakedep" / "__init__.py").exists() and (app / "schemas" / "envelope.json").exists()
+
+
+def test_removal_is_not_executed_without_confirmation(
+        deployed: SimpleNamespace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import ops.deploy
+
+    for path in (ROOT / "templates").glob("*.yaml"):
+        shutil.copy(path, tmp_path / path.name)
+    text = (tmp_path / "management.yaml").read_text()
+    start = text.index("  BusArchive:")
+    end = text.index("\n  # ----", start)
+    (tmp_path / "management.yaml").write_text(text[:start] + text[end + 1:])
+    monkeypatch.setattr(ops.deploy, "TEMPLATES", tmp_path)
+    reporter = RecordingReporter(answer=False)
+    with pytest.raises(Exception, match="not confirmed"):
+        deploy(options(deployed.url, source_root=deployed.src), reporter)
+    assert reporter.questions and any("Remove" in line and "BusArchive" in line for line in reporter.infos)
+    assert client(deployed.url, "events").describe_archive(ArchiveName=f"{PREFIX}-archive")["ArchiveName"]
+    assert reporter.events == []
