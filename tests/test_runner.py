@@ -126,3 +126,30 @@ def test_node_absent_or_too_old_for_typescript_is_unavailable_with_a_reason():
     with pytest.raises(Unavailable, match=r"node >= 22.6.*node 20\.1\.0"):
         command_for(TYPESCRIPT, "/x.ts", Interpreters(bash="/bin/bash", python="/p", node="/n", node_version=(20, 1, 0)))
     assert command_for(TYPESCRIPT, "/x.ts", Interpreters(bash="/b", python="/p", node="/n", node_version=(23, 0, 0)))[1] == "--experimental-strip-types"
+
+
+def _job(body: str, **kw):
+    from worker.processor import Job
+
+    return Job(repo="o/r", number=1, run=1, title="t", body=body, html_url="", account_id="210987654321",
+               lease_id="L", region="us-east-1", credentials=lambda: MEMBER, **kw)
+
+
+def test_processor_without_node_says_why_for_a_javascript_snippet():
+    from worker.processor import reproduce
+
+    no_node = Interpreters(bash="/usr/bin/bash", python=Interpreters.discover().python, node=None)
+    outcome = reproduce(_job("### Reproduction Steps\n\n```js\nthrow new Error('x')\n```\n"), interpreters=no_node)
+    assert outcome.verdict == "no_repro_found"
+    assert "node is not installed" in outcome.message
+
+
+@pytest.mark.skipif(Interpreters.discover().node is None, reason="node not installed")
+def test_processor_runs_a_javascript_repro_with_node_and_records_versions():
+    from worker.processor import reproduce
+
+    outcome = reproduce(_job("### Reproduction Steps\n\n```javascript\nthrow new Error('frob')\n```\n"))
+    assert (outcome.verdict, outcome.exit_code) == ("reproduced", 1)
+    assert "Error: frob" in outcome.log
+    assert outcome.details["versions"]["node"] and outcome.details["language"] == "javascript"
+    assert outcome.command.split()[0].endswith("node")
