@@ -266,9 +266,9 @@ def test_meter_shows_progress_on_stderr_for_long_reads(big: SimpleNamespace) -> 
     err = io.StringIO()
     meter = replay.ReadMeter(out=err, clock=lambda: float(next(ticks)), every=1.0)
     meter.attach(big.tables.events)
-    events = list(big.store.read_window(datetime(2026, 1, 10, tzinfo=UTC), datetime(2026, 1, 12, 23, tzinfo=UTC)))
+    events = list(big.store.read_window(datetime(2026, 1, 11, tzinfo=UTC), datetime(2026, 1, 12, 23, tzinfo=UTC)))
     meter.done()
-    assert meter.index_pages >= 3 and meter.items >= len(events) > 0
+    assert meter.index_pages >= 2 and meter.items >= len(events) > 0
     assert "reading the log:" in err.getvalue() and err.getvalue().endswith("\n")
 
 
