@@ -75,6 +75,33 @@ def test_bus_entries_mark_the_replay_and_keep_the_envelope() -> None:
     assert entry["Time"] == datetime(2026, 1, 10, 10, tzinfo=UTC)
 
 
+class FlakyBus:
+    """PutEvents that fails the first entry ``failures`` times (throttling), then accepts."""
+
+    def __init__(self, failures: int) -> None:
+        self.failures, self.calls = failures, []
+
+    def put_events(self, *, Entries: list[dict[str, Any]]) -> dict[str, Any]:
+        self.calls.append(len(Entries))
+        results: list[dict[str, Any]] = [{"EventId": "x"} for _ in Entries]
+        if self.failures:
+            self.failures -= 1
+            results[0] = {"ErrorCode": "ThrottlingException", "ErrorMessage": "slow down"}
+        return {"FailedEntryCount": int(results[0].get("ErrorCode") is not None), "Entries": results}
+
+
+def test_put_batch_resends_only_failed_entries_then_gives_up() -> None:
+    batch = [_event(at=f"2026-01-10T10:00:0{i}.000Z") for i in range(10)]
+    sleeps: list[float] = []
+    bus = FlakyBus(failures=2)
+    assert replay._put_batch(bus, batch, prefix="p", bus="p-bus", sleep=sleeps.append) == 10
+    assert bus.calls == [10, 1, 1] and sleeps == [0.2, 0.4]
+    from handlers.core.errors import GipError
+
+    with pytest.raises(GipError, match="1 event"):
+        replay._put_batch(FlakyBus(failures=99), batch, prefix="p", bus="p-bus", sleep=sleeps.append)
+
+
 def test_table_is_aligned_and_jsonl_is_canonical() -> None:
     rows = [{"a": "x", "b": 1}, {"a": "longer", "b": None}]
     lines = table(rows, [("A", "a"), ("B", "b")])
