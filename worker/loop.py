@@ -205,7 +205,7 @@ class Worker:
                 log.error("lease %s on %s was taken away (swept): stopping the run", lease.lease_id, lease.account_id)
                 cancel.set()
                 return False
-            except GipError as exc:
+            except Exception as exc:
                 log.warning("lease renewal failed, will retry: %s", exc)
             return True
 
@@ -230,7 +230,7 @@ class Worker:
                 cause: Cause, outcome: Outcome | None, error: tuple[str, bool] | None) -> str:
         url = self.cfg.settings.issue_queue_url
         base = {"run": run, "account_id": lease.account_id, "lease_id": lease.lease_id}
-        if self.stop.is_set() or (outcome is not None and outcome.interrupted):
+        if outcome is not None and outcome.interrupted:  # a run that finished before SIGTERM keeps its verdict
             self._record(repo, number, "IssueProcessingFailed",
                          {**base, "error": "interrupted", "retryable": True, "attempt": attempt}, cause)
             self._give_back(lease, cause, lambda: self._visibility(url, msg, 0))
