@@ -371,3 +371,31 @@ def test_message_action_decisions():
     assert message_action(issue(**failed, error="interrupted"), 2, max_attempts=3).kind == "process"
     assert message_action(issue(**{**failed, "attempt": 1}, error="timed_out"), 2, max_attempts=3).kind == "process"
     assert message_action(issue(status="FAILED", retryable=False, error="x"), 2, max_attempts=3).kind == "drop"
+
+
+def test_lease_taken_away_mid_run_stops_the_child_and_fails_the_run_if_nobody_did(stack):
+    # GIVEN a long snippet; the account is deregistered under it (lifecycle) without failing the run
+    register(stack, [stack.member])
+    queue_issue(stack, _fence("sh", "sleep 30"))
+    stack.pool.lease_seconds, saved = 0.6, stack.pool.lease_seconds
+    try:
+        from handlers.core.envelope import Cause
+        def deregister():
+            from handlers.core.errors import ConcurrencyConflict
+            for _ in range(20):  # it races with the heartbeat's renewals, like the real one would
+                try:
+                    return stack.pool.deregister(stack.member, reason="closed", cause=Cause("t", "org"))
+                except ConcurrencyConflict:
+                    continue
+
+        threading.Timer(0.5, deregister).start()
+        started = datetime.now(UTC)
+        # WHEN the heartbeat's renewal is refused
+        assert make_worker(stack, heartbeat_s=0.1, limits=Limits(timeout_s=60, kill_grace_s=0.2)).poll_once() == "lost_lease"
+    finally:
+        stack.pool.lease_seconds = saved
+    # THEN the child was stopped at once, the run failed retryable, and the message is back
+    assert datetime.now(UTC) - started < timedelta(seconds=10)
+    failed = last(stack, stack.issue, "IssueProcessingFailed")["data"]
+    assert (failed["error"], failed["retryable"]) == ("lease_lost", True)
+    assert len(visible(stack, stack.settings.issue_queue_url)) == 1

@@ -24,7 +24,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from handlers.core.envelope import Cause, Envelope, iso, parse_iso, split_issue_stream, utcnow
 from handlers.core.errors import AwsError, ConcurrencyConflict, GipError, IllegalTransition
-from handlers.core.issue import FAILED, Issue
+from handlers.core.issue import FAILED, RUNNING, Issue
 from handlers.core.issue_service import Issues
 from handlers.core.pool_service import Lease, Pool
 from worker import results
@@ -217,7 +217,8 @@ class Worker:
             heartbeat.stop()
             self._cancel = None
         if heartbeat.lost.is_set():
-            self._visibility(url, msg, 0)  # the sweeper failed the run; it is retried from the queue
+            self._fail_if_still_ours(repo, number, lease, attempt, cause)
+            self._visibility(url, msg, 0)  # the run is retried from the queue
             return "lost_lease"
         try:
             return self._finish(msg, lease, repo, number, run, attempt, cause, outcome, error)
@@ -326,6 +327,16 @@ class Worker:
                                  wait_s=self.cfg.stop_budget_s if self.stop.is_set() else None)
         except CleanupFailed as exc:
             log.warning("%s; the cleanup queue retries it", exc)
+
+    def _fail_if_still_ours(self, repo: str, number: int, lease: Lease, attempt: int, cause: Cause) -> None:
+        """The lease was taken away. The sweeper (or deregistration) normally failed the run
+        already; if the issue still shows it running on our lease, fail it here (retryable)."""
+        issue = self.issues.get(repo, number)
+        if issue is None or issue.status != RUNNING or issue.lease_id != lease.lease_id:
+            return
+        self._record(repo, number, "IssueProcessingFailed", {
+            "run": issue.run, "error": "lease_lost", "retryable": attempt < self.cfg.max_attempts,
+            "attempt": attempt, "account_id": lease.account_id, "lease_id": lease.lease_id}, cause)
 
     # --- small helpers ----------------------------------------------------------------------
     def _record(self, repo: str, number: int, type_: str, data: dict[str, Any], cause: Cause) -> bool:
