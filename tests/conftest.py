@@ -15,6 +15,8 @@ from types import SimpleNamespace
 
 import pytest
 
+pytest_plugins = ["tests.fakes.fixtures"]  # the fake GitHub server fixture, for every test
+
 FAKE_ENV = {
     "AWS_ACCESS_KEY_ID": "testing",
     "AWS_SECRET_ACCESS_KEY": "testing",

@@ -42,7 +42,7 @@ class Settings:
     @classmethod
     def for_prefix(cls, prefix: str, **overrides: object) -> Settings:
         """Default resource names derived from a deployment prefix."""
-        base = dict(
+        base: dict[str, object] = dict(
             prefix=prefix,
             events_table=f"{prefix}-events",
             pool_table=f"{prefix}-pool",
@@ -52,8 +52,7 @@ class Settings:
             webhook_secret_id=f"{prefix}/webhook-secret",
             processing_role_name=f"{prefix}-processing",
         )
-        base.update(overrides)
-        return cls(**base)  # type: ignore[arg-type]
+        return cls(**{**base, **overrides})  # type: ignore[arg-type]
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:

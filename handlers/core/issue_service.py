@@ -60,8 +60,14 @@ class Issues:
 
     def receive(self, *, delivery_id: str, repo: str, number: int, data: dict[str, Any],
                 cause: Cause) -> ReceiveResult:
-        """Append IssueReceived for a new run, once per delivery and once per active run."""
-        state = self.get(repo, number)
+        """Append IssueReceived for a new run, once per delivery and once per active run.
+
+        One TransactGetItems reads the issue row and the delivery marker together (consistent),
+        so any redelivery costs one call; a new run costs one more (the transaction).
+        """
+        state, seen = self._read_with_marker(issue_stream(repo, number), delivery_id)
+        if seen:
+            return ReceiveResult(False, "duplicate_delivery", state)
         for _ in range(2):  # a lost race (opened + labeled at once) is re-decided once
             if state is not None and state.active:
                 return ReceiveResult(False, "already_active", state)
@@ -76,6 +82,23 @@ class Issues:
                 continue
             return ReceiveResult(True, "received", evolve(state, event), event)
         return ReceiveResult(False, "already_active", state)
+
+    def _read_with_marker(self, stream: str, delivery_id: str) -> tuple[Issue | None, bool]:
+        from pynamodb.transactions import TransactGet
+
+        events = self.store.tables.events
+        with TransactGet(connection=self.store.tables.connection) as tx:
+            row = tx.get(self.model, stream)
+            marker = tx.get(events, f"delivery-{delivery_id}", 0)
+        try:
+            state: Issue | None = Issue.from_dict(json.loads(row.get().state))
+        except self.model.DoesNotExist:
+            state = None
+        try:
+            marker.get()
+            return state, True
+        except events.DoesNotExist:
+            return state, False
 
     def record(self, repo: str, number: int, type_: str, data: dict[str, Any], *, cause: Cause,
                expected: Issue | None = None) -> Envelope:

@@ -153,12 +153,19 @@ class Tables:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Tables:
-        return cls(
+        tables = cls(
             events=bind(EventItem, settings.events_table, settings, stream_view_type="NEW_IMAGE"),
             pool=bind(AccountRow, settings.pool_table, settings),
             issues=bind(IssueRow, settings.issues_table, settings),
             connection=Connection(region=settings.region, host=settings.endpoint_url),
         )
+        # pynamodb gives every model its own Connection, hence its own botocore session and
+        # client (~0.3 s each to build). Point all three and the transactions at one.
+        for model in (tables.events, tables.pool, tables.issues):
+            table_connection = model._get_connection()  # local only: builds the MetaTable
+            tables.connection.add_meta_table(table_connection.get_meta_table())
+            table_connection.connection = tables.connection
+        return tables
 
 
 def create_tables(tables: Tables) -> None:

@@ -55,6 +55,7 @@ class PoolStats:
     conflicts: int = 0
     items_read: int = 0
     empty: int = 0
+    contended: int = 0
 
 
 @dataclass
@@ -66,7 +67,10 @@ class Pool:
     rng: random.Random = field(default_factory=random.Random)
     lease_seconds: int = 900
     candidates: int = 3
-    max_rounds: int = 5
+    max_rounds: int = 3
+    # After this many lost races in one call, give up (None) and let the caller back off with
+    # jitter: in an overloaded pool, spreading retries in time beats hammering the same rows.
+    max_conflicts: int = 2
     stats: PoolStats = field(default_factory=PoolStats)
 
     @classmethod
@@ -134,10 +138,11 @@ class Pool:
         """Lease a random AVAILABLE account, or None when none is free (not an exception).
 
         Reads at most ``candidates`` items per round through the status index, whatever the
-        pool size; on a lost race it tries another candidate.
+        pool size; on a lost race it tries another candidate, up to ``max_conflicts`` races.
         """
         self.stats.reserves += 1
         tried: set[str] = set()
+        lost = 0
         for _ in range(self.max_rounds):
             pool = [a for a in self._candidates() if a.account_id not in tried]
             if not pool:
@@ -152,6 +157,10 @@ class Pool:
                     event = self._apply(state.account_id, "AccountReserved", data, cause, expected=state)
                 except (ConcurrencyConflict, IllegalTransition):
                     self.stats.conflicts += 1
+                    lost += 1
+                    if lost >= self.max_conflicts:
+                        self.stats.contended += 1
+                        return None
                     continue
                 return Lease(state.account_id, lease_id, state.role_arn, issue, worker,
                              event["occurred_at"], expires, event)
