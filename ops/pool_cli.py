@@ -129,9 +129,9 @@ def run_status(args: argparse.Namespace, *, now: datetime | None = None) -> int:
         print("  notice: the counts row disagrees with the rows; run `replay --verify`")
     print(f"\nqueues ({args.prefix}-*)")
     if queues:
-        cols = [("QUEUE", "queue"), ("VISIBLE", "visible"), ("IN_FLIGHT", "in_flight"),
-                ("DLQ_FOR", "dlq_for"), ("", "attention")]
-        for line in table(queues, cols):
+        cols = [("QUEUE", "queue"), ("VISIBLE", "visible"), ("IN_FLIGHT", "in_flight"), ("DLQ_FOR", "dlq_for")]
+        shown = [{**q, "visible": f"{q['visible']} !" if q["attention"] else q["visible"]} for q in queues]
+        for line in table(shown, cols):
             print("  " + line)
     else:
         print("  (none found)")
