@@ -9,6 +9,7 @@ their whole wait.
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from collections.abc import Callable, Iterable
@@ -63,6 +64,7 @@ class EmbeddedAws:
         )
         from werkzeug.serving import make_server
 
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no line per request
         for key, value in (("AWS_ACCESS_KEY_ID", "local"), ("AWS_SECRET_ACCESS_KEY", "local")):
             os.environ.setdefault(key, value)
         app: Any = SerializedApp(DomainDispatcherApplication(create_backend_app))
