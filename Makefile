@@ -29,7 +29,7 @@ demo: venv
 	$(BIN)/python -m ops.demo
 
 bench: venv
-	$(BIN)/python bench/pool.py
+	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
 clean:
 	rm -rf $(VENV) build *.egg-info
