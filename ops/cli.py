@@ -16,6 +16,7 @@ import importlib
 import os
 import sys
 from collections.abc import Sequence
+from types import ModuleType
 
 from handlers.core.errors import GipError, UsageError
 
@@ -55,18 +56,19 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(_module=module_name)
         module = _load(module_name)
         if module is not None:
-            adder = getattr(module, f"add_{name}_arguments", None) or getattr(module, "add_arguments")
+            adder = getattr(module, f"add_{name}_arguments", None) or module.add_arguments
             adder(p)
     return parser
 
 
-def _load(module_name: str):  # type: ignore[no-untyped-def]
+def _load(module_name: str) -> ModuleType | None:
     try:
-        return importlib.import_module(module_name)
+        module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
         if exc.name == module_name:
             return None  # not built yet; the command reports that when called
         raise
+    return module if hasattr(module, "run") or hasattr(module, "add_arguments") else None
 
 
 def main(argv: Sequence[str]) -> int:
@@ -83,7 +85,7 @@ def main(argv: Sequence[str]) -> int:
     if module is None:
         print(f"error: '{args.command}' is not available in this build", file=sys.stderr)
         return 1
-    runner = getattr(module, f"run_{args.command}", None) or getattr(module, "run")
+    runner = getattr(module, f"run_{args.command}", None) or module.run
     try:
         return int(runner(args) or 0)
     except UsageError as exc:
