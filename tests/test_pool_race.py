@@ -3,6 +3,7 @@ against moto server. Replaying the log must show no overlapping leases and zero 
 
 from __future__ import annotations
 
+import os
 import random
 import threading
 import time
@@ -16,8 +17,6 @@ from handlers.core.projection import Projections, fold_log
 from tests.conftest import make_core
 
 pytestmark = pytest.mark.server
-
-import os
 
 THREADS, CYCLES, ACCOUNTS = 16, int(os.environ.get("RACE_CYCLES", "400")), 4
 
