@@ -153,3 +153,33 @@ def test_processor_runs_a_javascript_repro_with_node_and_records_versions():
     assert "Error: frob" in outcome.log
     assert outcome.details["versions"]["node"] and outcome.details["language"] == "javascript"
     assert outcome.command.split()[0].endswith("node")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="dropping to another user needs root")
+def test_run_as_user_cannot_read_the_workers_environ_or_root_files():
+    # GIVEN a worker running as root (the container default) and RUN_AS_USER=nobody
+    from worker.runner import resolve_user
+
+    nobody = resolve_user("nobody")
+    assert nobody is not None and nobody[0] != 0
+    code = ("id -u\n"
+            "cat /proc/$PPID/environ > /dev/null 2>&1 && echo ENVIRON-READABLE || echo environ-denied\n"
+            "touch probe && echo can-write-workdir\n")
+    result = run_snippet(SHELL, code, credentials=MEMBER, region="us-east-1", limits=Limits(run_as=nobody))
+    lines = result.output.split()
+    assert lines[0] == str(nobody[0])
+    assert "environ-denied" in lines and "ENVIRON-READABLE" not in lines
+    assert "can-write-workdir" in lines
+    assert result.exit_code == 0
+
+
+def test_worker_process_is_made_non_dumpable(tmp_path):
+    import subprocess
+    import sys
+
+    probe = ("from worker.runner import protect_worker_process\n"
+             "protect_worker_process()\n"
+             "import ctypes; print(ctypes.CDLL(None).prctl(3, 0, 0, 0, 0))\n")  # PR_GET_DUMPABLE
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=30,
+                          cwd=os.path.dirname(os.path.dirname(__file__)), check=True)
+    assert done.stdout.split()[-1] == "0"

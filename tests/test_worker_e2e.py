@@ -144,6 +144,7 @@ def test_sigkill_mid_run_is_recovered_by_the_sweeper_and_the_run_is_retried(moto
         if proc.poll() is None:
             proc.kill()
     issue = "issue-octo/demo#2"
+    print(proc.stdout.read().decode()[-3000:])  # the dead worker's log, shown if the test fails
     assert types(stack, issue)[-1] == "IssueProcessingStarted"
     # THEN the sweeper, once the lease has expired, times it out and fails the run retryable
     later = datetime.now(UTC) + timedelta(hours=1)
@@ -156,7 +157,9 @@ def test_sigkill_mid_run_is_recovered_by_the_sweeper_and_the_run_is_retried(moto
     assert worker.poll_once() == "cleanup_cleaned"
     assert "made-by-the-run" not in _member_buckets(stack, member)
     # ... then retries the run once the dead worker's message visibility has lapsed
-    assert _wait_for(lambda: worker.poll_once() != "idle" and True, timeout=20, what="the message to return")
+    outcome = _wait_for(lambda: (lambda got: got if got != "idle" else None)(worker.poll_once()),
+                        timeout=40, what="the message to return")
+    assert outcome == "not_reproduced", types(stack, issue)
     processed = last(stack, issue, "IssueProcessed")["data"]
     assert processed["verdict"] == "not_reproduced"
     assert last(stack, issue, "IssueProcessingStarted")["data"]["attempt"] == 2

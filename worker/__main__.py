@@ -21,6 +21,7 @@ from worker.config import WorkerConfig
 from worker.credentials import MAX_SESSION_S, MemberCredentials
 from worker.loop import Worker
 from worker.processor import load_processor
+from worker.runner import protect_worker_process
 
 
 def build(cfg: WorkerConfig) -> Worker:
@@ -58,6 +59,7 @@ def build(cfg: WorkerConfig) -> Worker:
 
 def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    protect_worker_process()  # before anything else: our environ is not the snippet's business
     try:
         worker = build(WorkerConfig.from_env())
     except GipError as exc:

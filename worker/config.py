@@ -11,6 +11,7 @@
 | ``HEARTBEAT_SECONDS`` | lease/3, ≤ visibility/3 | heartbeat period |
 | ``BACKOFF_BASE_SECONDS`` / ``BACKOFF_CAP_SECONDS`` | ``15`` / ``900`` | empty-pool backoff |
 | ``MAX_ATTEMPTS`` | ``3`` | processing attempts per run; cleanup attempts before quarantine |
+| ``RUN_AS_USER`` | (none) | when the worker is root: run snippets as this user (``nobody``, ``65534[:65534]``) |
 | ``STOP_BUDGET_SECONDS`` | ``25`` | time allowed for cleanup after SIGTERM (ECS stop timeout 30 s) |
 | ``PROCESSOR`` / ``CLEANER`` | built-in | ``module:function`` plug-ins |
 """
@@ -23,7 +24,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from handlers.core.config import Settings
-from worker.runner import Limits
+from handlers.core.errors import ConfigError
+from worker.runner import Limits, resolve_user
+
+
+def _run_as(spec: str) -> tuple[int, int] | None:
+    try:
+        return resolve_user(spec)
+    except (KeyError, ValueError) as exc:
+        raise ConfigError(f"RUN_AS_USER={spec!r} is not a user on this host: {exc}") from exc
 
 
 @dataclass(frozen=True)
@@ -52,7 +61,8 @@ class WorkerConfig:
             settings=settings,
             name=e.get("WORKER_NAME") or f"{socket.gethostname()}-{os.getpid()}",
             limits=Limits(timeout_s=float(e.get("RUN_TIMEOUT_SECONDS") or 900),
-                          output_cap=int(e.get("OUTPUT_CAP_BYTES") or 1_000_000)),
+                          output_cap=int(e.get("OUTPUT_CAP_BYTES") or 1_000_000),
+                          run_as=_run_as(e.get("RUN_AS_USER", ""))),
             pool_wait_s=float(e.get("POOL_WAIT_SECONDS") or 3600),
             poll_wait_s=int(e.get("WORKER_POLL_SECONDS") or 10),
             visibility_s=visibility,

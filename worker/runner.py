@@ -37,11 +37,13 @@ _POLL_S = 0.05
 
 @dataclass(frozen=True)
 class Limits:
-    """Wall-clock timeout and output cap (bytes kept; the rest is counted and dropped)."""
+    """Wall-clock timeout, output cap (bytes kept; the rest is counted and dropped), and the
+    (uid, gid) the child runs as when the worker is root (``RUN_AS_USER``; None: the worker's)."""
 
     timeout_s: float = 900.0
     output_cap: int = 1_000_000
     kill_grace_s: float = 2.0
+    run_as: tuple[int, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -172,6 +174,9 @@ def run_snippet(
             handle.write(code if code.endswith("\n") else code + "\n")
         env = child_env(credentials, region=region, home=workdir, endpoint_url=endpoint_url)
         argv = command_for(language, path, interpreters)
+        if limits.run_as is not None:
+            for entry in (workdir, os.path.join(workdir, "tmp"), path):
+                os.chown(entry, *limits.run_as)
         broken = syntax_check(language, path, code, interpreters, env, workdir)
         if broken:
             return RunResult(tuple(argv), None, "", 0.0, could_not_start=broken)
@@ -184,9 +189,12 @@ def _run(argv: list[str], *, env: dict[str, str], cwd: str, limits: Limits,
          cancel: threading.Event | None, clock: Callable[[], float]) -> RunResult:
     started = clock()
     try:
-        child = subprocess.Popen(argv, env=env, cwd=cwd, stdin=subprocess.DEVNULL,
+        drop: dict[str, object] = {}
+        if limits.run_as is not None:
+            drop = {"user": limits.run_as[0], "group": limits.run_as[1], "extra_groups": []}
+        child = subprocess.Popen(argv, env=env, cwd=cwd, stdin=subprocess.DEVNULL,  # type: ignore[call-overload]
                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                 start_new_session=True)
+                                 start_new_session=True, **drop)
     except OSError as exc:
         return RunResult(tuple(argv), None, "", 0.0, could_not_start=f"{argv[0]}: {exc.strerror or exc}")
     capture = _Capture(limits.output_cap)
@@ -211,6 +219,36 @@ def _run(argv: list[str], *, env: dict[str, str], cwd: str, limits: Limits,
     exit_code = 124 if timed_out else (128 - code if code is not None and code < 0 else code)
     return RunResult(tuple(argv), exit_code, capture.text(), round(duration, 3),
                      timed_out=timed_out, interrupted=interrupted, truncated_bytes=capture.dropped)
+
+
+def protect_worker_process() -> None:
+    """Make the worker's own memory and ``/proc/<pid>/environ`` unreadable to its children.
+
+    The worker's environment holds what the snippet must never see (the ECS credentials URI,
+    in local mode the management keys). A same-user child could otherwise read them from
+    ``/proc/<ppid>/environ``; with PR_SET_DUMPABLE=0 only a process with CAP_SYS_PTRACE can
+    (ECS/Fargate grant it to no one by default). Running the child as another user
+    (``RUN_AS_USER``) closes it entirely. Linux only; a no-op elsewhere.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE = 4
+    except (OSError, AttributeError):
+        pass
+
+
+def resolve_user(spec: str) -> tuple[int, int] | None:
+    """``RUN_AS_USER``: ``name``, ``uid`` or ``uid:gid``; None when empty or not running as root."""
+    if not spec or os.geteuid() != 0:
+        return None
+    import pwd
+
+    name, _, group = spec.partition(":")
+    entry = pwd.getpwuid(int(name)) if name.isdigit() else pwd.getpwnam(name)
+    return entry.pw_uid, int(group) if group else entry.pw_gid
 
 
 def kill_group(child: subprocess.Popen, *, grace_s: float) -> None:
