@@ -68,7 +68,9 @@ def _load(module_name: str) -> ModuleType | None:
         if exc.name == module_name:
             return None  # not built yet; the command reports that when called
         raise
-    return module if hasattr(module, "run") or hasattr(module, "add_arguments") else None
+    # a command module exposes run/add_arguments, or run_<name>/add_<name>_arguments (ops.pool_cli)
+    entry = any(n in ("run", "add_arguments") or n.startswith("run_") for n in vars(module))
+    return module if entry else None
 
 
 def main(argv: Sequence[str]) -> int:
