@@ -183,3 +183,59 @@ def test_worker_process_is_made_non_dumpable(tmp_path):
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=30,
                           cwd=os.path.dirname(os.path.dirname(__file__)), check=True)
     assert done.stdout.split()[-1] == "0"
+
+
+def _rotating_source():
+    from datetime import UTC, datetime, timedelta
+
+    calls = []
+
+    def source():
+        calls.append(1)
+        expires = (datetime.now(UTC) + timedelta(minutes=5)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return {"AWS_ACCESS_KEY_ID": f"ASIAMEMBER{len(calls)}", "AWS_SECRET_ACCESS_KEY": "s",
+                "AWS_SESSION_TOKEN": "t", "AWS_CREDENTIAL_EXPIRATION": expires}
+
+    return source, calls
+
+
+def test_long_run_child_refreshes_member_credentials_through_the_loopback_endpoint(monkeypatch):
+    # GIVEN a run allowed to outlive one session, and a worker holding its own keys
+    from worker.processor import reproduce
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAMANAGEMENT")
+    source, calls = _rotating_source()
+    code = ("import os, botocore.session\n"
+            "print(sorted(k for k in os.environ if k.startswith('AWS_')))\n"
+            "creds = botocore.session.get_session().get_credentials()\n"
+            "print(creds.get_frozen_credentials().access_key)\n"
+            "print(creds.get_frozen_credentials().access_key)\n")
+    body = f"### Reproduction Steps\n\n```python\n{code}```\n"
+    job = _job(body, limits=Limits(timeout_s=4000))
+    job = type(job)(**{**job.__dict__, "credentials": source})
+    # WHEN the snippet asks botocore for credentials twice (they are close to expiry)
+    outcome = reproduce(job)
+    # THEN they came from the endpoint, refreshed, and no static key was in its environment
+    lines = outcome.log.strip().split("\n")
+    assert outcome.exit_code == 0, outcome.log
+    assert "AWS_ACCESS_KEY_ID" not in lines[0] and "AWS_CONTAINER_CREDENTIALS_FULL_URI" in lines[0]
+    assert lines[1].startswith("ASIAMEMBER") and lines[2].startswith("ASIAMEMBER")
+    assert lines[1] != lines[2] and len(calls) >= 2
+    assert "AKIAMANAGEMENT" not in outcome.log
+
+
+def test_credential_endpoint_refuses_a_wrong_token():
+    import urllib.error
+    import urllib.request
+
+    from worker.credserver import CredentialServer
+
+    source, calls = _rotating_source()
+    with CredentialServer(source) as server:
+        request = urllib.request.Request(server.uri, headers={"Authorization": "guess"})
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(request, timeout=5)
+        good = urllib.request.Request(server.uri, headers={"Authorization": server.token})
+        served = json.loads(urllib.request.urlopen(good, timeout=5).read())
+    assert refused.value.code == 403 and calls == [1]
+    assert served["AccessKeyId"] == "ASIAMEMBER1" and served["Expiration"].endswith("Z")

@@ -18,7 +18,7 @@ from handlers.core.pool_service import Pool
 from worker.cleaner import load_cleaner
 from worker.cleanup import Cleanup
 from worker.config import WorkerConfig
-from worker.credentials import MAX_SESSION_S, MemberCredentials
+from worker.credentials import MemberCredentials
 from worker.loop import Worker
 from worker.processor import load_processor
 from worker.runner import protect_worker_process
@@ -36,10 +36,6 @@ def build(cfg: WorkerConfig) -> Worker:
             raise ConfigError(f"RESULTS_BUCKET is not set and the account id is unknown: {exc}") from exc
         cfg = replace(cfg, settings=replace(cfg.settings, results_bucket=f"{cfg.settings.prefix}-results-{account}"))
     s = cfg.settings
-    if cfg.limits.timeout_s + 300 > MAX_SESSION_S:
-        logging.getLogger(__name__).warning(
-            "RUN_TIMEOUT_SECONDS=%d: the snippet gets one member session (at most %d s); "
-            "a run that outlives it sees expired credentials", cfg.limits.timeout_s, MAX_SESSION_S)
     tables = Tables.from_settings(s)
     pool = Pool.from_settings(s, tables)
 

@@ -4,7 +4,8 @@ The session name carries the lease id (CloudTrail in the member account then say
 did what). The session is short; :meth:`MemberCredentials.get` re-assumes the role when less
 than ``refresh_margin_s`` remains, so a long run and the cleanup after it never use expired
 keys. A subprocess gets a copy at start, so the duration asked for covers the run's timeout
-(bounded by the role's one-hour default maximum).
+(bounded by the role's one-hour default maximum); a run allowed to outlive one session gets a
+loopback credentials endpoint instead (:mod:`worker.credserver`), which refreshes.
 """
 
 from __future__ import annotations
@@ -56,7 +57,8 @@ class MemberCredentials:
         self._expires: datetime | None = None
 
     def get(self) -> dict[str, str]:
-        """Fresh ``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``/``AWS_SESSION_TOKEN``."""
+        """Fresh ``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``/``AWS_SESSION_TOKEN`` (and
+        ``AWS_CREDENTIAL_EXPIRATION``, ISO-8601 UTC)."""
         with self._lock:
             if self._current is None or self._expires is None or self._clock() >= self._expires - self.refresh_margin:
                 self._assume()
@@ -85,4 +87,5 @@ class MemberCredentials:
         self._expires = expires if expires.tzinfo else expires.replace(tzinfo=UTC)
         self._current = {"AWS_ACCESS_KEY_ID": answer["AccessKeyId"],
                          "AWS_SECRET_ACCESS_KEY": answer["SecretAccessKey"],
-                         "AWS_SESSION_TOKEN": answer["SessionToken"]}
+                         "AWS_SESSION_TOKEN": answer["SessionToken"],
+                         "AWS_CREDENTIAL_EXPIRATION": self._expires.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")}

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from handlers.core.errors import ConfigError
+from worker.credserver import CredentialServer
 from worker.repro import find_repro
 from worker.runner import Interpreters, Limits, Unavailable, run_snippet
 from worker.verdict import NO_REPRO_FOUND, VERDICTS, decide
@@ -68,6 +69,7 @@ class Outcome:
 
 
 Processor = Callable[[Job], Outcome]
+STATIC_CREDENTIALS_MAX_S = 3000  # a session lasts 3600 s at most; beyond this, refresh
 
 
 def reproduce(job: Job, *, interpreters: Interpreters | None = None) -> Outcome:
@@ -85,9 +87,17 @@ def reproduce(job: Job, *, interpreters: Interpreters | None = None) -> Outcome:
         "versions": versions(interpreters),
     }
     try:
-        result = run_snippet(snippet.language, snippet.code, credentials=job.credentials(),
-                             region=job.region, limits=job.limits, interpreters=interpreters,
-                             cancel=job.cancel, endpoint_url=job.endpoint_url)
+        if job.limits.timeout_s <= STATIC_CREDENTIALS_MAX_S:
+            result = run_snippet(snippet.language, snippet.code, credentials=job.credentials(),
+                                 region=job.region, limits=job.limits, interpreters=interpreters,
+                                 cancel=job.cancel, endpoint_url=job.endpoint_url)
+        else:  # the run may outlive one session: hand the child a refreshing endpoint instead
+            with CredentialServer(job.credentials) as server:
+                result = run_snippet(snippet.language, snippet.code, credentials={},
+                                     region=job.region, limits=job.limits, interpreters=interpreters,
+                                     cancel=job.cancel, endpoint_url=job.endpoint_url,
+                                     container=(server.uri, server.token))
+            details["credentials"] = f"refreshing endpoint, served {server.served} time(s)"
     except Unavailable as exc:
         return Outcome(NO_REPRO_FOUND, str(exc), details=details)
     verdict = decide(exit_code=result.exit_code, output=result.output,

@@ -86,9 +86,16 @@ class Unavailable(Exception):
 
 
 def child_env(credentials: Mapping[str, str], *, region: str, home: str,
-              endpoint_url: str | None = None) -> dict[str, str]:
-    """The child's whole environment: member credentials, region and the basics. PURE."""
-    env = {key: credentials[key] for key in _CREDENTIAL_KEYS if credentials.get(key)}
+              endpoint_url: str | None = None, container: tuple[str, str] | None = None) -> dict[str, str]:
+    """The child's whole environment: member credentials, region and the basics. PURE.
+
+    ``container`` = (uri, token) of a :class:`worker.credserver.CredentialServer`: the member
+    credentials then come from there (refreshable) instead of static keys."""
+    if container is not None:
+        env = {"AWS_CONTAINER_CREDENTIALS_FULL_URI": container[0],
+               "AWS_CONTAINER_AUTHORIZATION_TOKEN": container[1]}
+    else:
+        env = {key: credentials[key] for key in _CREDENTIAL_KEYS if credentials.get(key)}
     env.update({
         "AWS_REGION": region,
         "AWS_DEFAULT_REGION": region,  # boto3 reads this one; the CLI and JS SDK read AWS_REGION
@@ -162,6 +169,7 @@ def run_snippet(
     interpreters: Interpreters | None = None,
     cancel: threading.Event | None = None,
     endpoint_url: str | None = None,
+    container: tuple[str, str] | None = None,
     clock: Callable[[], float] = time.monotonic,
 ) -> RunResult:
     """Write the snippet to a fresh temp dir and run it there; always remove the dir."""
@@ -172,7 +180,8 @@ def run_snippet(
         path = os.path.join(workdir, "snippet" + _SUFFIX.get(language, ""))
         with open(path, "w", encoding="utf-8") as handle:
             handle.write(code if code.endswith("\n") else code + "\n")
-        env = child_env(credentials, region=region, home=workdir, endpoint_url=endpoint_url)
+        env = child_env(credentials, region=region, home=workdir, endpoint_url=endpoint_url,
+                        container=container)
         argv = command_for(language, path, interpreters)
         if limits.run_as is not None:
             for entry in (workdir, os.path.join(workdir, "tmp"), path):
