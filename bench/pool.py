@@ -7,8 +7,11 @@
 3. items read per reserve with 10 and with 1,000 accounts          (goal: the same bound)
 4. reducer fold speed over 100,000 in-memory events               (goal >= 200,000 events/s)
 
-1 and 2 run against moto server over HTTP (the embedded endpoint of --local); 3 runs against
-moto in-process (only item counts matter); 4 is pure Python.
+1 and 2 run against moto server over HTTP (the embedded endpoint of --local), each with a lease
+held 5 ms (a stress: every worker re-reserves at once) and 100 ms (still far shorter than a real
+run). moto serialises requests, so the read→write window of a reserve is much longer than on
+DynamoDB and these conflict figures are pessimistic. 3 runs against moto in-process (only item
+counts matter); 4 is pure Python.
 """
 
 from __future__ import annotations
@@ -50,8 +53,9 @@ def setup(prefix: str, accounts: int, endpoint: str | None) -> DynamoEventStore:
     return store
 
 
-def contention(endpoint: str, *, workers: int, accounts: int, cycles: int) -> dict[str, float]:
-    store = setup(f"bench{workers}x{accounts}", accounts, endpoint)
+def contention(endpoint: str, *, workers: int, accounts: int, cycles: int,
+               hold_s: float = 0.005) -> dict[str, float]:
+    store = setup(f"bench{workers}x{accounts}h{int(hold_s * 1000)}", accounts, endpoint)
     pools = [Pool(store=store, rng=random.Random(n)) for n in range(workers)]
     leases = [0] * workers
     per_worker = cycles // workers
@@ -66,7 +70,7 @@ def contention(endpoint: str, *, workers: int, accounts: int, cycles: int) -> di
                 # (worker.messages.backoff_seconds, there in seconds of SQS visibility; here ms).
                 misses += 1
                 time.sleep(rng.uniform(0, min(0.64, 0.02 * 2**misses)))
-            time.sleep(0.005)  # hold the lease briefly, as a run would
+            time.sleep(hold_s)  # hold the lease, as a run would (real runs: seconds to minutes)
             pool.release(lease.account_id, lease_id=lease.lease_id, cause=CAUSE)
             pool.mark_cleaned(lease.account_id, lease_id=lease.lease_id, removed=[], cause=CAUSE)
             leases[n] += 1
@@ -140,10 +144,11 @@ def main() -> None:
     args = parser.parse_args()
     print("# bench/pool.py: figures, not assertions")
     with EmbeddedAws(port=0) as aws:
-        for accounts in (16, 4):
-            r = contention(aws.url, workers=16, accounts=accounts, cycles=args.cycles)
+        for accounts, hold_ms in ((16, 5), (16, 100), (4, 5), (4, 100)):
+            r = contention(aws.url, workers=16, accounts=accounts, cycles=args.cycles, hold_s=hold_ms / 1000)
             goal = 0.25 if accounts == 16 else 2.0
-            print(f"16 workers / {accounts:>2} accounts: {r['conflicts_per_reserve']:.3f} conflicts per successful "
+            print(f"16 workers / {accounts:>2} accounts, lease held {hold_ms:>3} ms: "
+                  f"{r['conflicts_per_reserve']:.3f} conflicts per successful "
                   f"reserve (goal <= {goal}); {r['leases']} leases, {r['conflicts']} conflicts, "
                   f"{r['empty_polls']} empty polls, min leases per worker {r['min_leases_per_worker']} "
                   f"(starvation: {'no' if r['min_leases_per_worker'] > 0 else 'YES'}), {r['seconds']:.1f}s")

@@ -138,32 +138,31 @@ class Pool:
         """Lease a random AVAILABLE account, or None when none is free (not an exception).
 
         Reads at most ``candidates`` items per round through the status index, whatever the
-        pool size; on a lost race it tries another candidate, up to ``max_conflicts`` races.
+        pool size; on a lost race it reads again and tries another, up to ``max_conflicts`` races.
         """
         self.stats.reserves += 1
-        tried: set[str] = set()
         lost = 0
         for _ in range(self.max_rounds):
-            pool = [a for a in self._candidates() if a.account_id not in tried]
-            if not pool:
+            candidates = self._candidates()
+            if not candidates:
                 break
-            self.rng.shuffle(pool)
-            for state in pool:
-                tried.add(state.account_id)
-                lease_id = str(uuid.uuid4())
-                expires = iso(self.clock() + timedelta(seconds=self.lease_seconds))
-                data = {"lease_id": lease_id, "issue": issue, "worker": worker, "expires_at": expires}
-                try:
-                    event = self._apply(state.account_id, "AccountReserved", data, cause, expected=state)
-                except (ConcurrencyConflict, IllegalTransition):
-                    self.stats.conflicts += 1
-                    lost += 1
-                    if lost >= self.max_conflicts:
-                        self.stats.contended += 1
-                        return None
-                    continue
-                return Lease(state.account_id, lease_id, state.role_arn, issue, worker,
-                             event["occurred_at"], expires, event)
+            # One random candidate per round: after a lost race the other candidates of that
+            # read are likely stale too, so read afresh rather than race on them.
+            state = self.rng.choice(candidates)
+            lease_id = str(uuid.uuid4())
+            expires = iso(self.clock() + timedelta(seconds=self.lease_seconds))
+            data = {"lease_id": lease_id, "issue": issue, "worker": worker, "expires_at": expires}
+            try:
+                event = self._apply(state.account_id, "AccountReserved", data, cause, expected=state)
+            except (ConcurrencyConflict, IllegalTransition):
+                self.stats.conflicts += 1
+                lost += 1
+                if lost >= self.max_conflicts:
+                    self.stats.contended += 1
+                    return None
+                continue
+            return Lease(state.account_id, lease_id, state.role_arn, issue, worker,
+                         event["occurred_at"], expires, event)
         self.stats.empty += 1
         return None
 
