@@ -96,12 +96,22 @@ class Gateway:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
+        class Server(ThreadingHTTPServer):
+            daemon_threads = True
+
+            def handle_error(self, request: Any, client_address: Any) -> None:
+                # A client that hung up (e.g. a health probe's timeout) is not our error.
+                import sys
+
+                error = sys.exc_info()[1]
+                if not isinstance(error, (BrokenPipeError, ConnectionResetError)):
+                    gateway._note(f"request from {client_address[0]} failed: {type(error).__name__}: {error}")
+
         try:
-            self.server = ThreadingHTTPServer((host, port), Handler)
+            self.server = Server((host, port), Handler)
         except OSError as exc:
             raise GipError(f"port {port} on {host} is already in use "
                            f"(choose another with --port): {exc.strerror}") from exc
-        self.server.daemon_threads = True
         self.port = int(self.server.server_address[1])
         self.thread: threading.Thread | None = None
 

@@ -18,6 +18,7 @@ back while the endpoint and pollers still run), then stop the pollers and the en
 from __future__ import annotations
 
 import contextlib
+import faulthandler
 import json
 import logging
 import os
@@ -191,6 +192,7 @@ class Supervisor:
         self.threads.append(Scheduler(jobs, stop=self.halt))
         self.webhook = next(f for f in functions.values() if f.name == f"{o.prefix}-webhook")
         self._webhook_handler = self.webhook.load()
+        logging.getLogger("handlers.webhook").setLevel(logging.WARNING)  # the gateway prints each request
         for thread in self.threads:
             thread.start()
         parent = dict(os.environ)
@@ -366,6 +368,7 @@ def configure_logging() -> None:
 def run_local(opts: LocalOptions) -> int:
     """Run until Ctrl-C / SIGTERM; a second signal stops waiting for the workers."""
     configure_logging()
+    faulthandler.register(signal.SIGUSR1, all_threads=True)  # `kill -USR1 <pid>`: where is it stuck?
     router = StdoutRouter.install(opts.state_dir / "run" / "metrics.log")
     supervisor = Supervisor(opts, out=router.terminal)
     signals = {"count": 0}

@@ -8,6 +8,12 @@ every later one come back, as Lambda does for an ordered stream. A raised error 
 whole batch. https://docs.aws.amazon.com/lambda/latest/dg/services-ddb-batchfailurereporting.html
 
 Every stored event the publisher got through is also shown by the printer.
+
+Each poll asks for a fresh iterator after the last sequence number delivered
+(``AFTER_SEQUENCE_NUMBER``) instead of following ``NextShardIterator``: moto restores a table
+from a deep copy when a TransactWriteItems is cancelled (any condition failure, e.g. a
+duplicate delivery), and an old iterator keeps reading the discarded copy of the shard, so
+the stream would look silent from then on. A fresh iterator is looked up through the table.
 """
 
 from __future__ import annotations
@@ -66,13 +72,13 @@ class StreamPoller(threading.Thread):
 
     def __init__(self, *, client: Any, function: Function, handler: Handler, stream_arn: str,
                  region: str, batch_size: int, stop: threading.Event,
-                 on_event: Callable[[dict[str, Any]], None], idle_s: float = 0.25,
+                 on_event: Callable[[dict[str, Any]], None], idle_s: float = 0.3,
                  retry_s: float = 1.0) -> None:
         super().__init__(name="stream-poller", daemon=True)
         self.client, self.function, self.handler = client, function, handler
         self.stream_arn, self.region, self.batch_size = stream_arn, region, min(batch_size, 1000)
         self.stop, self.on_event, self.idle_s, self.retry_s = stop, on_event, idle_s, retry_s
-        self.iterators: dict[str, str] = {}
+        self.positions: dict[str, tuple[str, str | None]] = {}  # shard → (iterator type, sequence)
 
     def run(self) -> None:
         while not self.stop.is_set():
@@ -83,23 +89,23 @@ class StreamPoller(threading.Thread):
                     return
                 log.warning("stream poller: %s: %s", type(exc).__name__, exc)
                 busy = False
-                self.iterators.clear()
+                self.positions.clear()
             if not busy:
                 self.stop.wait(self.idle_s)
 
     def poll_once(self) -> bool:
         """Read and deliver one batch per shard; True if anything was delivered."""
-        if not self.iterators:
+        if not self.positions:
             shards = self.client.describe_stream(StreamArn=self.stream_arn)["StreamDescription"]["Shards"]
             for shard in shards:
-                self.iterators[shard["ShardId"]] = self._iterator(shard["ShardId"], "TRIM_HORIZON")
+                self.positions[shard["ShardId"]] = ("TRIM_HORIZON", None)
         busy = False
-        for shard_id, iterator in list(self.iterators.items()):
+        for shard_id, (kind, sequence) in list(self.positions.items()):
+            iterator = self._iterator(shard_id, kind, sequence)
             page = self.client.get_records(ShardIterator=iterator, Limit=self.batch_size)
             records = [lambda_record(r, source_arn=self.stream_arn, region=self.region)
                        for r in page.get("Records", [])]
             if not records:
-                self.iterators[shard_id] = page.get("NextShardIterator") or iterator
                 continue
             busy = True
             retry_at = self._deliver(records)
@@ -109,10 +115,11 @@ class StreamPoller(threading.Thread):
                 if event is not None:
                     self.on_event(event)
             if retry_at is None:
-                self.iterators[shard_id] = page["NextShardIterator"]
+                last = str(records[-1]["dynamodb"]["SequenceNumber"])
+                self.positions[shard_id] = ("AFTER_SEQUENCE_NUMBER", last)
             else:
-                sequence = str(records[retry_at]["dynamodb"]["SequenceNumber"])
-                self.iterators[shard_id] = self._iterator(shard_id, "AT_SEQUENCE_NUMBER", sequence)
+                first = str(records[retry_at]["dynamodb"]["SequenceNumber"])
+                self.positions[shard_id] = ("AT_SEQUENCE_NUMBER", first)
                 self.stop.wait(self.retry_s)
         return busy
 

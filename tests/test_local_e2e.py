@@ -1,0 +1,239 @@
+"""End to end: ``python bootstrap.py --org ... --local`` as a subprocess, a fake GitHub, signed
+webhooks for three labelled issues (fails with the quoted error / passes / no snippet), a
+duplicate delivery and a bad signature; then the verdicts, the one status comment per issue,
+the labels, ``replay --verify`` and the pool, all read from outside the stack.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+import requests
+
+from handlers import verdict_labels
+from handlers.comment import STATUS_MARKER, VERDICT_TEXT
+from ops.local import samples
+from tests.conftest import FAKE_ENV, free_port
+from tests.fakes.github_server import FakeGitHub
+
+pytestmark = [pytest.mark.e2e, pytest.mark.server, pytest.mark.timeout(240)]
+ROOT = Path(__file__).resolve().parent.parent
+SECRET = "e2e-webhook-secret"
+TOKEN = "test-token"
+REPO = samples.REPO
+BOOT_TIMEOUT_S = 150  # deploy + two reconcile passes, on a loaded 2-core box
+RUN_TIMEOUT_S = 120
+ISSUES = {
+    1: ("crashes on an empty config", samples.FAILS, "reproduced"),
+    2: ("listing fails", samples.PASSES, "not_reproduced"),
+    3: ("slow dashboard", samples.NO_SNIPPET, "no_repro_found"),
+}
+
+
+def _wait(predicate: Callable[[], Any], *, timeout: float, what: str, proc: subprocess.Popen[bytes] | None = None,
+          log: Path | None = None) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError(f"the local stack exited ({proc.returncode}) while waiting for {what}:\n"
+                                 + (log.read_text()[-4000:] if log else ""))
+        time.sleep(0.5)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}:\n"
+                         + (log.read_text()[-4000:] if log else ""))
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "GITHUB_", "GIP_"))}
+    return {**env, **FAKE_ENV, "PYTHONPATH": str(ROOT), **extra}
+
+
+def _cli(*args: str, endpoint: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "bootstrap.py", *args, "--endpoint-url", endpoint],
+                          cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=60)
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    """Terminate the whole process tree (the stack, its workers and their children)."""
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=45)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)  # stragglers of the group, if any
+    proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimpleNamespace]:
+    tmp = tmp_path_factory.mktemp("local")
+    log = tmp / "stack.log"
+    gh = FakeGitHub(token=TOKEN, login="gip-bot").start()
+    gh.set_permission(REPO, "maintainer", "write")
+    port, aws_port = free_port(), free_port()
+    proc = None
+    try:
+        with open(log, "wb") as out:
+            proc = subprocess.Popen(
+                [sys.executable, "bootstrap.py", "--org", "o-example0000", "--local", "--port", str(port),
+                 "--aws-port", str(aws_port), "--accounts", "3", "--state-dir", str(tmp / "state")],
+                cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                env=_env(GITHUB_API_URL=gh.url, GITHUB_TOKEN=TOKEN, GITHUB_WEBHOOK_SECRET=SECRET),
+            )
+        base = f"http://127.0.0.1:{port}"
+
+        def healthy() -> bool:
+            try:
+                return requests.get(f"{base}/healthz", timeout=10).status_code == 200
+            except requests.RequestException:
+                return False
+
+        _wait(healthy, timeout=BOOT_TIMEOUT_S, what="/healthz 200", proc=proc, log=log)
+        yield SimpleNamespace(proc=proc, gh=gh, webhook=f"{base}/webhook", base=base,
+                              endpoint=f"http://127.0.0.1:{aws_port}", log=log)
+    finally:
+        if proc is not None:
+            _stop(proc)
+        gh.stop()
+
+
+def _send(stack: SimpleNamespace, payload: dict[str, Any], *, delivery: str, secret: str = SECRET) -> requests.Response:
+    body = samples.encode(payload)
+    return requests.post(stack.webhook, data=body, timeout=30,
+                         headers=samples.headers(body, secret, delivery=delivery))
+
+
+def _events(stack: SimpleNamespace, number: int) -> list[dict[str, Any]]:
+    done = _cli("replay", "--stream", f"{REPO}#{number}", "--format", "jsonl", endpoint=stack.endpoint)
+    assert done.returncode == 0, done.stderr
+    return [json.loads(line) for line in done.stdout.splitlines() if line.strip()]
+
+
+def test_three_issues_reach_their_verdicts_with_one_comment_each(stack: SimpleNamespace) -> None:
+    gh: FakeGitHub = stack.gh
+    # GIVEN three labelled issues on GitHub
+    payloads = {n: samples.issue_payload(number=n, title=title, body=body) for n, (title, body, _) in ISSUES.items()}
+    for payload in payloads.values():
+        gh.add_issue_from_payload(payload)
+    # WHEN GitHub delivers them, once more for issue 1 (a redelivery), and a forged one
+    answers = {n: _send(stack, p, delivery=f"e2e-{n}") for n, p in payloads.items()}
+    duplicate = _send(stack, payloads[1], delivery="e2e-1")
+    forged = samples.issue_payload(number=4, title="forged", body=samples.FAILS)
+    gh.add_issue_from_payload(forged)
+    bad = _send(stack, forged, delivery="e2e-forged", secret="not-the-secret")
+
+    assert {n: a.status_code for n, a in answers.items()} == {1: 202, 2: 202, 3: 202}
+    assert all(a.json()["status"] == "accepted" for a in answers.values())
+    assert duplicate.status_code == 202 and duplicate.json()["status"] == "ignored"
+    assert bad.status_code == 401
+
+    # THEN each reaches its verdict (bounded) ...
+    def verdicts() -> dict[int, str] | None:
+        found = {}
+        for n in ISSUES:
+            processed = [e for e in _events(stack, n) if e["type"] == "IssueProcessed"]
+            if not processed:
+                return None
+            found[n] = processed[-1]["data"]["verdict"]
+        return found
+
+    got = _wait(verdicts, timeout=RUN_TIMEOUT_S, what="three verdicts", proc=stack.proc, log=stack.log)
+    assert got == {n: verdict for n, (_, _, verdict) in ISSUES.items()}
+
+    # ... the redelivery appended nothing: one IssueReceived for issue 1, run 1
+    received = [e for e in _events(stack, 1) if e["type"] == "IssueReceived"]
+    assert [e["data"]["run"] for e in received] == [1]
+    assert received[0]["correlation_id"] == "e2e-1"
+
+    # ... GitHub shows exactly one status comment per issue, edited to the verdict, and the labels
+    def github_done() -> bool:
+        return all(_comment_shows(gh, n, verdict) and _label_ok(gh, n, verdict)
+                   for n, (_, _, verdict) in ISSUES.items())
+
+    try:
+        _wait(github_done, timeout=60, what="the verdict comments and labels", proc=stack.proc, log=stack.log)
+    except AssertionError as exc:
+        calls = "\n".join(f"{r.method} {r.path}" for r in gh.requests)
+        raise AssertionError(f"{exc}\nGitHub calls:\n{calls}") from None
+    for n, (_, _, verdict) in ISSUES.items():
+        ours = [c for c in gh.comments(REPO, n) if c["body"].startswith(STATUS_MARKER)]
+        assert len(ours) == 1, [c["body"][:80] for c in gh.comments(REPO, n)]
+        assert ours[0]["user"]["login"] == "gip-bot"
+        # (created at "queued" and edited since, or created late with the verdict already:
+        # the notifier renders the issue's latest state, so both are right)
+        assert VERDICT_TEXT[verdict] in ours[0]["body"]
+        assert "eyes" in gh.reactions(REPO, n)
+    assert gh.labels(REPO, 1).count("reproduced") == 1 and "not-reproduced" not in gh.labels(REPO, 1)
+    edited = {r.path for r in gh.requests if r.method == "PATCH" and "/issues/comments/" in r.path}
+    created = [r for r in gh.requests if r.method == "POST" and r.path.endswith("/comments")]
+    assert len(created) == 3 and len(edited) <= 3  # one comment per issue, only ever edited
+
+    # ... the forged delivery was refused and appended nothing, and GitHub never heard of it
+    assert _events(stack, 4) == []
+    assert not [r for r in gh.requests if "/issues/4" in r.path]
+    assert "e2e-forged" not in _cli("replay", "--format", "jsonl", endpoint=stack.endpoint).stdout
+
+    # ... the projections match the log
+    verify = _cli("replay", "--verify", endpoint=stack.endpoint)
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+
+    # ... and every account is back to AVAILABLE (released and cleaned)
+    def pool() -> list[dict[str, Any]] | None:
+        done = _cli("accounts", "--format", "json", endpoint=stack.endpoint)
+        assert done.returncode == 0, done.stderr
+        rows = json.loads(done.stdout)
+        return rows if rows and all(r["status"] == "AVAILABLE" for r in rows) else None
+
+    rows = _wait(pool, timeout=60, what="every account AVAILABLE", proc=stack.proc, log=stack.log)
+    assert len(rows) == 3 and {r["source"] for r in rows} == {"reconcile"}
+
+
+def _comment_shows(gh: FakeGitHub, number: int, verdict: str) -> bool:
+    ours = [c for c in gh.comments(REPO, number) if c["body"].startswith(STATUS_MARKER)]
+    return len(ours) == 1 and VERDICT_TEXT[verdict] in ours[0]["body"]
+
+
+def _label_ok(gh: FakeGitHub, number: int, verdict: str) -> bool:
+    """Exactly one verdict label, the verdict's (and the trigger label is left alone)."""
+    labels = gh.labels(REPO, number)
+    return set(verdict_labels.ALL) & set(labels) == {verdict_labels.label_for(verdict)} \
+        and samples.LABEL in labels
+
+
+def test_a_busy_port_is_one_clear_line(stack: SimpleNamespace) -> None:
+    port = stack.webhook.rsplit(":", 1)[1].split("/")[0]
+    done = subprocess.run(
+        [sys.executable, "bootstrap.py", "--org", "o-example0000", "--local", "--port", port,
+         "--aws-port", str(free_port())], cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == [
+        f"error: port {port} on 127.0.0.1 is already in use (choose another with --port): Address already in use"]
+    assert "Traceback" not in done.stdout + done.stderr
+
+
+def test_sigterm_stops_everything_without_orphans_or_tracebacks(stack: SimpleNamespace) -> None:
+    children = subprocess.run(["pgrep", "-g", str(stack.proc.pid)], capture_output=True, text=True).stdout.split()
+    workers = [int(pid) for pid in children if int(pid) != stack.proc.pid]
+    assert len(workers) >= 1
+    stack.proc.send_signal(signal.SIGTERM)
+    assert stack.proc.wait(timeout=60) == 0
+    time.sleep(0.5)
+    alive = [pid for pid in workers if Path(f"/proc/{pid}").exists()
+             and "Z" not in Path(f"/proc/{pid}/stat").read_text().split()[2]]
+    assert alive == []
+    output = stack.log.read_text()
+    assert "Traceback" not in output
+    assert output.rstrip().endswith("stopped.")
