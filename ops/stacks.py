@@ -167,6 +167,10 @@ def plan(
     elif status and status.endswith("_IN_PROGRESS") and status != "REVIEW_IN_PROGRESS":
         raise AwsError(f"stack {stack_name} is busy ({status}); wait for it and retry")
     kind = "UPDATE" if status and status != "REVIEW_IN_PROGRESS" else "CREATE"
+    if status in ("CREATE_COMPLETE", "UPDATE_COMPLETE") and _unchanged(cfn, stack_name, template, parameters):
+        # Same template, same parameters: CloudFormation would answer "no changes" after a
+        # change set round trip of several seconds; answer it without one.
+        return Plan(stack_name=stack_name, kind=kind, no_changes=True)
     name = f"gip-{int(time.time())}"
     with aws_errors(f"cloudformation:CreateChangeSet {stack_name}"):
         created = cfn.create_change_set(
@@ -192,6 +196,16 @@ def plan(
     # empty, executable change set for a parameter-only update: execute it all the same.
     return Plan(stack_name=stack_name, kind=kind, change_set_id=cs_id, stack_id=stack_id,
                 changes=tuple(changes))
+
+
+def _unchanged(cfn: Any, stack_name: str, template: Template, parameters: dict[str, str]) -> bool:
+    if template.body is None:
+        return False
+    with aws_errors(f"cloudformation:GetTemplate {stack_name}"):
+        live_body = cfn.get_template(StackName=stack_name, TemplateStage="Original").get("TemplateBody")
+        stack = cfn.describe_stacks(StackName=stack_name)["Stacks"][0]
+    live = {p["ParameterKey"]: p.get("ParameterValue", "") for p in stack.get("Parameters", [])}
+    return isinstance(live_body, str) and live_body == template.body and live == parameters
 
 
 def _wait_change_set(cfn: Any, cs_id: str, *, sleep: Sleep, poll: float) -> dict[str, Any]:

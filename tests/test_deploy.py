@@ -294,17 +294,24 @@ def test_access_denied_names_the_action() -> None:
 class FakeCfn:
     """Just enough CloudFormation for plan/apply: canned change set, events and status."""
 
-    def __init__(self, *, change_set: dict[str, Any], events: list[dict[str, Any]], final: str) -> None:
+    def __init__(self, *, change_set: dict[str, Any], events: list[dict[str, Any]], final: str,
+                 live_template: str = "old") -> None:
         self.change_set, self.pending, self.final = change_set, events, final
+        self.live_template = live_template
         self.events: list[dict[str, Any]] = []
         self.deleted: list[str] = []
+        self.created = 0
         self.executed = False
+
+    def get_template(self, StackName: str, TemplateStage: str) -> dict[str, str]:
+        return {"TemplateBody": self.live_template}
 
     def describe_stacks(self, StackName: str) -> dict[str, Any]:
         status = self.final if self.executed else "UPDATE_COMPLETE"
-        return {"Stacks": [{"StackName": StackName, "StackId": "id", "StackStatus": status}]}
+        return {"Stacks": [{"StackName": StackName, "StackId": "id", "StackStatus": status, "Parameters": []}]}
 
     def create_change_set(self, **kwargs: Any) -> dict[str, str]:
+        self.created += 1
         return {"Id": "cs-1", "StackId": "id"}
 
     def describe_change_set(self, ChangeSetName: str) -> dict[str, Any]:
@@ -356,6 +363,13 @@ def test_no_changes_is_a_successful_plan_and_its_change_set_is_deleted() -> None
     assert plan.no_changes and cfn.deleted == ["cs-1"]
     stacks.apply(cfn, plan, reporter=RecordingReporter())
     assert not cfn.executed
+
+
+def test_same_template_and_parameters_plan_no_changes_without_a_change_set() -> None:
+    cfn = FakeCfn(change_set={}, events=[], final="UPDATE_COMPLETE", live_template="{}")
+    plan = stacks.plan(cfn, stack_name="gip", template=stacks.Template(body="{}"), parameters={},
+                       reporter=RecordingReporter(), sleep=lambda _s: None)
+    assert plan.no_changes and cfn.created == 0
 
 
 def test_replacements_and_removals_are_risky_and_rendered() -> None:
