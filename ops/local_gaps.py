@@ -32,7 +32,13 @@ def quiet_moto() -> None:
     import logging
     import warnings
 
-    logging.getLogger("moto.cloudformation.parsing").setLevel(logging.ERROR)
+    class _Unsupported(logging.Filter):
+        def filter(self, record: logging.LogRecord) -> bool:
+            return not str(record.msg).startswith("No Moto CloudFormation support")
+
+    moto_log = logging.getLogger("moto")  # moto's CloudFormation parser logs here
+    if not any(type(f).__name__ == "_Unsupported" for f in moto_log.filters):
+        moto_log.addFilter(_Unsupported())
     warnings.filterwarnings("ignore", message=r"Tried to parse .* not supported by moto", category=UserWarning)
 
 
