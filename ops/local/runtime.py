@@ -309,7 +309,7 @@ class Supervisor:
             "",
             "Other commands work against this stack:",
             f"  export AWS_ENDPOINT_URL={aws.url} AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local AWS_DEFAULT_REGION={o.region}",
-            "  python bootstrap.py accounts | status | replay [--verify] | subscribe NAME --pattern ... --target ARN",
+            "  .venv/bin/python bootstrap.py accounts | status | replay [--verify] | subscribe NAME --pattern ... --target ARN",
             f"  (or pass --endpoint-url {aws.url})",
             "",
             "Events, as they happen:",

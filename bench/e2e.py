@@ -1,0 +1,243 @@
+"""End-to-end figures over the local stack (prints them; not a timed test).
+Run: ``.venv/bin/python bench/e2e.py [--issues 20] [--accounts 3] [--workers 3]``.
+
+Starts ``bootstrap.py --local --count-aws-calls`` as a subprocess with a fake GitHub (in this
+process, recording every request), sends N signed labelled issues (a third fail with the
+quoted error, a third pass, a third carry no snippet), waits until every verdict is on
+GitHub and every account is AVAILABLE again, then prints:
+
+1. AWS API calls per issue lifecycle, by service and operation. They are counted by a WSGI
+   middleware around the embedded endpoint (``ops.local.counting``), so the calls of every
+   process are seen: the in-process functions, the pollers and the worker subprocesses.
+   Polls that came back empty are counted apart (idle cost, per second). The background
+   work that does not depend on issues (reconcile, sweeper and capacity on their compressed
+   schedules) is measured over an idle window first and subtracted at the same rate.
+2. GitHub API calls per issue (goal: <= 4), and the calls shared by all issues.
+3. Queue wait (IssueQueued -> IssueProcessingStarted) against processing time
+   (IssueProcessingStarted -> IssueProcessed), worst and median, from the event log.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from collections import Counter, defaultdict
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from ops.local import samples  # noqa: E402
+from tests.fakes.github_server import FakeGitHub  # noqa: E402
+
+SECRET = "bench-secret"
+TOKEN = "bench-token"
+FAKE = {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local", "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_REGION": "us-east-1"}
+BODIES = (samples.FAILS, samples.PASSES, samples.NO_SNIPPET)
+IDLE_WINDOW_S = 12.0
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def env(**extra: str) -> dict[str, str]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "GITHUB_", "GIP_"))}
+    return {**base, **FAKE, "PYTHONPATH": str(ROOT), **extra}
+
+
+def wait(predicate: Any, *, timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.5)
+    raise SystemExit(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+def stats(base: str) -> tuple[Counter[str], Counter[str]]:
+    doc = requests.get(f"{base}/stats", timeout=10).json()
+    return Counter(doc["calls"]), Counter(doc["empty_polls"])
+
+
+def replay(endpoint: str) -> list[dict[str, Any]]:
+    done = subprocess.run([sys.executable, "bootstrap.py", "replay", "--format", "jsonl", "--endpoint-url", endpoint],
+                          cwd=ROOT, env=env(), capture_output=True, text=True, timeout=120, check=True)
+    return [json.loads(line) for line in done.stdout.splitlines() if line.strip()]
+
+
+def github_per_issue(gh: FakeGitHub, repo: str, numbers: list[int]) -> tuple[dict[int, Counter[str]], Counter[str]]:
+    """Requests attributed to each issue (comment ids mapped back to their issue) and the rest."""
+    owner_of: dict[int, int] = {}
+    for n in numbers:
+        for comment in gh.comments(repo, n):
+            owner_of[int(comment["id"])] = n
+    per: dict[int, Counter[str]] = defaultdict(Counter)
+    shared: Counter[str] = Counter()
+    for r in gh.requests:
+        m = re.search(r"/issues/(\d+)(/\w+)?", r.path)
+        c = re.search(r"/issues/comments/(\d+)", r.path)
+        route = re.sub(r"/\d+", "/{n}", r.path.split(repo, 1)[-1])
+        key = f"{r.method} {route}"
+        if c and int(c[1]) in owner_of:
+            per[owner_of[int(c[1])]][key] += 1
+        elif m and not c:
+            per[int(m[1])][key] += 1
+        else:
+            shared[key] += 1
+    return per, shared
+
+
+def parse(ts: str) -> datetime:
+    return datetime.fromisoformat(ts.replace("Z", "+00:00"))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--issues", type=int, default=20)
+    parser.add_argument("--accounts", type=int, default=3)
+    parser.add_argument("--workers", type=int, default=3)
+    args = parser.parse_args()
+
+    gh = FakeGitHub(token=TOKEN, login="gip-bot").start()
+    gh.set_permission(samples.REPO, "maintainer", "write")
+    port, aws_port = free_port(), free_port()
+    base, endpoint = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{aws_port}"
+    state = ROOT / ".local" / "bench-e2e"
+    log = open(state.with_suffix(".log"), "wb")  # noqa: SIM115
+    proc = subprocess.Popen(
+        [sys.executable, "bootstrap.py", "--org", "o-example0000", "--local", "--port", str(port),
+         "--aws-port", str(aws_port), "--accounts", str(args.accounts), "--workers", str(args.workers),
+         "--bot-login", "gip-bot", "--count-aws-calls", "--state-dir", str(state)],
+        cwd=ROOT, env=env(GITHUB_API_URL=gh.url, GITHUB_TOKEN=TOKEN, GITHUB_WEBHOOK_SECRET=SECRET),
+        stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        def healthy() -> bool:
+            try:
+                return requests.get(f"{base}/healthz", timeout=10).status_code == 200
+            except requests.RequestException:
+                return False
+
+        print(f"starting the local stack ({args.accounts} accounts, {args.workers} workers) ...", flush=True)
+        wait(healthy, timeout=180, what="/healthz 200")
+        calls0, _ = stats(base)
+        time.sleep(IDLE_WINDOW_S)
+        calls1, empty1 = stats(base)
+        idle_rate = {k: (calls1[k] - calls0[k]) / IDLE_WINDOW_S for k in calls1}
+
+        numbers = list(range(1, args.issues + 1))
+        print(f"sending {len(numbers)} labelled issues ...", flush=True)
+        started = time.monotonic()
+        for n in numbers:
+            payload = samples.issue_payload(number=n, body=BODIES[n % 3], title=f"bench issue {n}")
+            gh.add_issue_from_payload(payload)
+            body = samples.encode(payload)
+            answer = requests.post(f"{base}/webhook", data=body, timeout=30,
+                                   headers=samples.headers(body, SECRET, delivery=f"bench-{n}"))
+            assert answer.status_code == 202, answer.text
+
+        from handlers import verdict_labels
+
+        def labelled() -> bool:  # read from the fake GitHub: no AWS call
+            return all(set(verdict_labels.ALL) & set(gh.labels(samples.REPO, n)) for n in numbers)
+
+        def settled() -> tuple[Counter[str], Counter[str], float] | None:
+            # Snapshot the counters *before* asking /healthz (its own queue and pool reads
+            # would count): the snapshot is kept only if the stack was already idle then.
+            wait(labelled, timeout=600, what="every verdict label on GitHub")
+            calls, empty, at = *stats(base), time.monotonic() - started
+            pool = requests.get(f"{base}/healthz", timeout=10).json()
+            busy = sum(q["visible"] + q["in_flight"] for name, q in pool["queues"].items() if name != "dlq_total")
+            return (calls, empty, at) if pool["accounts"] == {"AVAILABLE": args.accounts} and not busy else None
+
+        calls2, empty2, elapsed = wait(settled, timeout=600, what="every account AVAILABLE, queues empty")
+        events = replay(endpoint)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+        log.close()
+        gh.stop()
+
+    n_issues = len(numbers)
+    print(f"\n{n_issues} issues, {args.accounts} accounts, {args.workers} workers: all verdicts on GitHub "
+          f"and the pool AVAILABLE again after {elapsed:.1f}s")
+
+    # 1. AWS calls per issue lifecycle
+    print("\n1. AWS API calls per issue lifecycle (counted at the endpoint; idle background "
+          f"subtracted at its measured rate over {elapsed:.0f}s)")
+    per_issue: dict[str, float] = {}
+    for key in set(calls2) | set(calls1):
+        work = calls2[key] - calls1[key] - idle_rate.get(key, 0.0) * elapsed
+        if work / n_issues >= 0.05:
+            per_issue[key] = work / n_issues
+    by_service: dict[str, float] = defaultdict(float)
+    for key, value in per_issue.items():
+        by_service[key.split(":", 1)[0]] += value
+    print(f"   {'service:operation':<52} per issue")
+    for key in sorted(per_issue, key=lambda k: (k.split(':')[0], -per_issue[k])):
+        print(f"   {key:<52} {per_issue[key]:6.1f}")
+    print("   " + "-" * 60)
+    for service in sorted(by_service, key=lambda s: -by_service[s]):
+        print(f"   {service:<52} {by_service[service]:6.1f}")
+    print(f"   {'total':<52} {sum(per_issue.values()):6.1f}")
+    idle_total = sum(idle_rate.values())
+    empty_rate = sum(empty2[k] - empty1[k] for k in empty2) / elapsed
+    print(f"   idle background: {idle_total:.1f} working calls/s (schedules), "
+          f"{empty_rate:.1f} empty polls/s during the run ({', '.join(sorted(empty2))})")
+
+    # 2. GitHub calls per issue
+    per, shared = github_per_issue(gh, samples.REPO, numbers)
+    totals = [sum(per[n].values()) for n in numbers]
+    kinds: Counter[str] = Counter()
+    for n in numbers:
+        kinds.update(per[n])
+    print(f"\n2. GitHub API calls per issue (goal <= 4): min {min(totals)}, mean {statistics.mean(totals):.1f}, "
+          f"max {max(totals)}; writes per issue: "
+          f"{statistics.mean(sum(v for k, v in per[n].items() if not k.startswith('GET')) for n in numbers):.1f}")
+    for key, count in kinds.most_common():
+        print(f"   {key:<52} {count / n_issues:5.2f}")
+    print(f"   shared by all issues: {dict(shared) or 'none'}")
+
+    # 3. queue wait against processing time
+    by_stream: dict[str, dict[str, str]] = defaultdict(dict)
+    for e in events:
+        if e["stream"].startswith("issue-"):
+            by_stream[e["stream"]].setdefault(e["type"], e["occurred_at"])
+    waits, runs, totals_s, gates = [], [], [], []
+    for times in by_stream.values():
+        if {"IssueQueued", "IssueProcessingStarted", "IssueProcessed"} <= set(times):
+            waits.append((parse(times["IssueProcessingStarted"]) - parse(times["IssueQueued"])).total_seconds())
+            runs.append((parse(times["IssueProcessed"]) - parse(times["IssueProcessingStarted"])).total_seconds())
+            totals_s.append((parse(times["IssueProcessed"]) - parse(times["IssueReceived"])).total_seconds())
+            gates.append((parse(times["IssueQueued"]) - parse(times["IssueReceived"])).total_seconds())
+    print(f"\n3. queue wait vs processing ({len(waits)} runs): worst wait {max(waits):.1f}s "
+          f"(median {statistics.median(waits):.1f}s) against worst processing {max(runs):.1f}s "
+          f"(median {statistics.median(runs):.1f}s)")
+    print(f"   before the queue: IssueReceived -> IssueQueued worst {max(gates):.1f}s (median "
+          f"{statistics.median(gates):.1f}s: stream poll, bus, gatekeeper batches with two GitHub "
+          f"reads each); received -> verdict worst {max(totals_s):.1f}s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
