@@ -274,6 +274,8 @@ def member_parameters(options: DeployOptions, out: dict[str, str], external_id: 
     return {
         "Prefix": options.prefix, "OrgId": options.org_id, "ExternalId": external_id,
         "WorkerTaskRoleArn": out.get("WorkerTaskRoleArn", ""),
+        "OrgEventsRoleArn": out.get("OrgEventsRoleArn", ""),
+        "ReconcileRoleArn": out.get("ReconcileRoleArn", ""),
         "RegistrarTopicArn": out.get("RegistrarTopicArn", ""),
         "ManagedPolicyArns": ",".join(options.member_policy_arns),
     }

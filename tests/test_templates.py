@@ -154,16 +154,69 @@ def test_worker_task_env_and_entry_point(worker: dict[str, Any]) -> None:
     assert "python -m worker" in container["Command"]["Fn::If"][1][0]
 
 
-def test_member_role_trusts_only_worker_with_external_id_and_org(member: dict[str, Any]) -> None:
+def test_member_role_trusts_worker_and_lifecycle_lambdas_with_external_id_and_org(member: dict[str, Any]) -> None:
     role = member["Resources"]["ProcessingRole"]["Properties"]
     assert role["ManagedPolicyArns"] == {"Ref": "ManagedPolicyArns"}
-    statements = role["AssumeRolePolicyDocument"]["Statement"]
-    assert all(s["Principal"] == {"AWS": {"Ref": "WorkerTaskRoleArn"}} for s in statements)
-    assume = next(s for s in statements if s["Action"] == "sts:AssumeRole")
-    assert assume["Condition"]["StringEquals"] == {
-        "sts:ExternalId": {"Ref": "ExternalId"}, "aws:PrincipalOrgID": {"Ref": "OrgId"}}
+    statements = {s["Sid"]: s for s in role["AssumeRolePolicyDocument"]["Statement"]}
+    assert set(statements) == {"WorkerAssume", "LifecycleCheckAssume", "WorkerTagSession"}
+    conditions = {"sts:ExternalId": {"Ref": "ExternalId"}, "aws:PrincipalOrgID": {"Ref": "OrgId"}}
+    worker = statements["WorkerAssume"]
+    assert worker["Principal"] == {"AWS": {"Ref": "WorkerTaskRoleArn"}} and worker["Action"] == "sts:AssumeRole"
+    assert worker["Condition"]["StringEquals"] == conditions
+    # org-events and reconcile check "can the role be assumed" before registering an account.
+    lifecycle = statements["LifecycleCheckAssume"]
+    assert lifecycle["Principal"] == {"AWS": [{"Ref": "OrgEventsRoleArn"}, {"Ref": "ReconcileRoleArn"}]}
+    assert lifecycle["Action"] == "sts:AssumeRole"
+    assert lifecycle["Condition"]["StringEquals"] == conditions
+    tag = statements["WorkerTagSession"]  # only the worker tags sessions (with the lease id)
+    assert tag["Principal"] == {"AWS": {"Ref": "WorkerTaskRoleArn"}} and tag["Action"] == "sts:TagSession"
+    assert all(s["Effect"] == "Allow" for s in statements.values())
     registration = member["Resources"]["Registration"]
     assert registration["Properties"]["ServiceToken"] == {"Ref": "RegistrarTopicArn"}
+
+
+def test_member_lifecycle_principals_come_from_management_outputs(mgmt: dict[str, Any], member: dict[str, Any]) -> None:
+    from ops.deploy import DeployOptions, member_parameters
+
+    assert mgmt["Outputs"]["OrgEventsRoleArn"]["Value"] == {"Fn::GetAtt": ["OrgEventsRole", "Arn"]}
+    assert mgmt["Outputs"]["ReconcileRoleArn"]["Value"] == {"Fn::GetAtt": ["ReconcileRole", "Arn"]}
+    out = {"WorkerTaskRoleArn": "arn:w", "OrgEventsRoleArn": "arn:o", "ReconcileRoleArn": "arn:r",
+           "RegistrarTopicArn": "arn:t"}
+    params = member_parameters(DeployOptions(org_id="o-abcdefghij"), out, "ext")
+    assert params["OrgEventsRoleArn"] == "arn:o" and params["ReconcileRoleArn"] == "arn:r"
+    # Every member parameter without a default is supplied by the deploy.
+    required = {k for k, v in member["Parameters"].items() if "Default" not in v}
+    assert required <= set(params)
+
+
+def _statements(role: dict[str, Any]) -> list[dict[str, Any]]:
+    return [s for policy in role["Properties"].get("Policies", []) for s in policy["PolicyDocument"]["Statement"]]
+
+
+def _actions(statement: dict[str, Any]) -> set[str]:
+    action = statement["Action"]
+    return set(action if isinstance(action, list) else [action])
+
+
+def _allowed(role: dict[str, Any]) -> set[str]:
+    return {a for s in _statements(role) if s["Effect"] == "Allow" for a in _actions(s)}
+
+
+def test_member_role_can_run_the_built_in_cleaner_but_not_remove_its_own_stack(member: dict[str, Any]) -> None:
+    role = member["Resources"]["ProcessingRole"]
+    assert _allowed(role) >= {
+        "cloudformation:ListStacks", "cloudformation:DescribeStacks", "cloudformation:DeleteStack",
+        "s3:ListAllMyBuckets", "s3:GetBucketTagging", "s3:ListBucket", "s3:ListBucketVersions",
+        "s3:DeleteObject", "s3:DeleteObjectVersion", "s3:DeleteBucket"}
+    by_sid = {s["Sid"]: s for s in _statements(role)}
+    assert by_sid["DeleteObjects"]["Resource"] == {"Fn::Sub": "arn:${AWS::Partition}:s3:::*/*"}
+    assert by_sid["DeleteStacks"]["Resource"]["Fn::Sub"].endswith(":${AWS::AccountId}:stack/*/*")
+    deny = by_sid["KeepOwnStackSetInstance"]
+    assert deny["Effect"] == "Deny" and "cloudformation:DeleteStack" in _actions(deny)
+    assert "StackSet-${Prefix}-member-" in deny["Resource"]["Fn::Sub"]
+    # The cleaner's delete rights are the only write rights the inline policy adds.
+    writes = {a for a in _allowed(role) if a.split(":")[1].startswith(("Delete", "Put", "Create", "Update"))}
+    assert writes == {"cloudformation:DeleteStack", "s3:DeleteObject", "s3:DeleteObjectVersion", "s3:DeleteBucket"}
 
 
 def test_outputs_have_the_stable_keys(mgmt: dict[str, Any], worker: dict[str, Any]) -> None:
