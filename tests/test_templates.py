@@ -113,6 +113,23 @@ def test_rules_use_getatt_bus_name_and_target_queues_with_dlq(mgmt: dict[str, An
         "AccountReleased", "AccountTimedOut", "AccountReinstated"]
 
 
+def test_org_events_rule_matches_every_membership_event_the_handler_classifies(mgmt: dict[str, Any]) -> None:
+    from handlers import org_events
+
+    pattern = mgmt["Resources"]["OrgEventsRule"]["Properties"]["EventPattern"]
+    assert pattern["source"] == ["aws.organizations"]
+    assert set(pattern["detail-type"]) == {"AWS API Call via CloudTrail", "AWS Service Event via CloudTrail"}
+    names = pattern["detail"]["eventName"]
+    handled = {*org_events.JOIN_EVENTS, *org_events.LEAVE_EVENTS, "MoveAccount"}
+    assert set(names) == handled and len(names) == len(handled)
+    assert {"CloseAccountResult", "LeaveOrganization", "AccountJoinedOrganization",
+            "AccountDepartedOrganization"} <= set(names)
+    # Each name is one classify() acts on (not "not a membership event").
+    for name in names:
+        event = {"detail": {"eventName": name, "eventSource": org_events.ORG_SOURCE}}
+        assert org_events.classify(event).reason != "not a membership event", name
+
+
 def test_lambdas_each_have_their_own_role_and_the_fixed_handlers(mgmt: dict[str, Any]) -> None:
     functions = of_type(mgmt, "AWS::Lambda::Function")
     assert {f["Properties"]["Handler"] for f in functions.values()} == HANDLERS
