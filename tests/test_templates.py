@@ -9,6 +9,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -140,6 +141,82 @@ def test_lambdas_each_have_their_own_role_and_the_fixed_handlers(mgmt: dict[str,
             for statement in policy["PolicyDocument"]["Statement"]:
                 actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
                 assert "*" not in actions and not any(a.endswith(":*") for a in actions)
+
+
+def _env(template: dict[str, Any], function: str) -> dict[str, Any]:
+    return template["Resources"][function]["Properties"]["Environment"]["Variables"]
+
+
+def test_lifecycle_lambdas_get_the_env_they_read(mgmt: dict[str, Any]) -> None:
+    tables = {"EVENTS_TABLE": {"Ref": "EventsTable"}, "POOL_TABLE": {"Ref": "PoolTable"},
+              "ISSUES_TABLE": {"Ref": "IssuesTable"}, "PROCESSING_ROLE_NAME": {"Fn::Sub": "${Prefix}-processing"}}
+    for function in ("RegistrarFunction", "OrgEventsFunction", "ReconcileFunction"):
+        assert tables.items() <= _env(mgmt, function).items(), function
+    for function in ("OrgEventsFunction", "ReconcileFunction"):
+        env = _env(mgmt, function)
+        assert env["EXTERNAL_ID"] == {"Ref": "ExternalId"}  # the member trust requires it
+        assert env["TARGET_OU_IDS"] == {"Ref": "TargetOuIds"}
+    assert _env(mgmt, "ReconcileFunction")["RECONCILE_STRIKES"] == {"Ref": "ReconcileStrikes"}
+    assert mgmt["Parameters"]["ReconcileStrikes"]["Default"] == 2
+    assert mgmt["Parameters"]["TargetOuIds"]["Default"] == ""  # empty = the whole organization
+    from ops.deploy import DeployOptions, _parameters
+
+    opts = DeployOptions(org_id="o-abcdefghij", ou_ids=["ou-ab12-abcdefgh", "ou-ab12-ijklmnop"])
+    params = _parameters(opts, bucket="b", external_id="x", artifacts={
+        "lambda": SimpleNamespace(key="l.zip"), "worker": SimpleNamespace(key="w.zip")})
+    assert params["management.yaml"]["TargetOuIds"] == "ou-ab12-abcdefgh,ou-ab12-ijklmnop"
+
+
+def _role_of(template: dict[str, Any], function: str) -> dict[str, Any]:
+    return template["Resources"][template["Resources"][function]["Properties"]["Role"]["Fn::GetAtt"][0]]
+
+
+def _resources_for(role: dict[str, Any], action: str) -> list[Any]:
+    found: list[Any] = []
+    for statement in _statements(role):
+        if statement["Effect"] == "Allow" and action in _actions(statement):
+            resource = statement["Resource"]
+            found.extend(resource if isinstance(resource, list) else [resource])
+    return found
+
+
+ISSUE_WRITES = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:ConditionCheckItem"]
+
+
+@pytest.mark.parametrize("function", ["RegistrarFunction", "OrgEventsFunction", "ReconcileFunction"])
+def test_lifecycle_lambdas_can_fail_a_leased_run_and_write_the_pool(mgmt: dict[str, Any], function: str) -> None:
+    role = _role_of(mgmt, function)
+    for action in ISSUE_WRITES:
+        resources = _resources_for(role, action)
+        for table in ("EventsTable", "PoolTable", "IssuesTable"):
+            assert {"Fn::GetAtt": [table, "Arn"]} in resources, (action, table)
+
+
+PROCESSING_ROLES = {"Fn::Sub": "arn:${AWS::Partition}:iam::*:role/${Prefix}-processing"}
+
+
+def test_org_events_and_reconcile_may_assume_only_the_processing_role_in_the_org(mgmt: dict[str, Any]) -> None:
+    for function in ("OrgEventsFunction", "ReconcileFunction"):
+        role = _role_of(mgmt, function)
+        assume = [s for s in _statements(role) if "sts:AssumeRole" in _actions(s)]
+        assert len(assume) == 1 and _actions(assume[0]) == {"sts:AssumeRole"}
+        assert assume[0]["Resource"] == PROCESSING_ROLES
+        assert assume[0]["Condition"] == {"StringEquals": {"aws:ResourceOrgID": {"Ref": "OrgId"}}}
+    assert "sts:AssumeRole" not in _allowed(_role_of(mgmt, "RegistrarFunction"))
+
+
+def test_organizations_rights_are_exactly_the_calls_each_lambda_makes(mgmt: dict[str, Any]) -> None:
+    def orgs(function: str) -> set[str]:
+        return {a for a in _allowed(_role_of(mgmt, function)) if a.startswith("organizations:")}
+
+    # org_events.Organization: management_account_id, describe, parent_in_scope/account_in_scope.
+    assert orgs("OrgEventsFunction") == {"organizations:DescribeOrganization", "organizations:DescribeAccount",
+                                         "organizations:ListParents"}
+    # reconcile: management_account_id, scope_accounts (whole org or the OU tree), describe.
+    assert orgs("ReconcileFunction") == {
+        "organizations:DescribeOrganization", "organizations:ListAccounts", "organizations:ListAccountsForParent",
+        "organizations:ListOrganizationalUnitsForParent", "organizations:DescribeAccount"}
+    assert orgs("RegistrarFunction") == set()  # deregistration touches only the tables
 
 
 def test_queue_consumers_report_batch_item_failures_and_notifier_is_serial(mgmt: dict[str, Any]) -> None:
