@@ -213,14 +213,16 @@ def _label_ok(gh: FakeGitHub, number: int, verdict: str) -> bool:
         and samples.LABEL in labels
 
 
-def test_a_busy_port_is_one_clear_line(stack: SimpleNamespace) -> None:
-    port = stack.webhook.rsplit(":", 1)[1].split("/")[0]
+@pytest.mark.parametrize("which", ["--port", "--aws-port"])
+def test_a_busy_port_is_one_clear_line(stack: SimpleNamespace, which: str) -> None:
+    busy = (stack.webhook if which == "--port" else stack.endpoint).rsplit(":", 1)[1].split("/")[0]
+    ports = {"--port": str(free_port()), "--aws-port": str(free_port()), which: busy}
     done = subprocess.run(
-        [sys.executable, "bootstrap.py", "--org", "o-example0000", "--local", "--port", port,
-         "--aws-port", str(free_port())], cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=60)
+        [sys.executable, "bootstrap.py", "--org", "o-example0000", "--local", "--port", ports["--port"],
+         "--aws-port", ports["--aws-port"]], cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=60)
     assert done.returncode == 1
     assert done.stderr.strip().splitlines() == [
-        f"error: port {port} on 127.0.0.1 is already in use (choose another with --port): Address already in use"]
+        f"error: port {busy} on 127.0.0.1 is already in use (choose another with {which}): Address already in use"]
     assert "Traceback" not in done.stdout + done.stderr
 
 

@@ -61,7 +61,7 @@ def from_configuration(config: Mapping[str, Any]) -> Function:
         name=str(config["FunctionName"]), arn=str(config["FunctionArn"]),
         handler=str(config["Handler"]), timeout_s=int(config.get("Timeout") or 3),
         memory_mb=int(config.get("MemorySize") or 128),
-        env=dict((config.get("Environment") or {}).get("Variables") or {}),
+        env={str(k): str(v) for k, v in ((config.get("Environment") or {}).get("Variables") or {}).items()},
     )
 
 

@@ -23,8 +23,10 @@ import json
 import logging
 import os
 import signal
+import socket
 import threading
 import time
+import traceback
 import warnings
 from collections import Counter
 from collections.abc import Callable
@@ -128,6 +130,7 @@ class Supervisor:
         self.gateway = Gateway(o.host, o.port, invoke=self._invoke_webhook, health=self.health,
                                stats=self._stats if o.count_calls else None, on_request=self.say)
         wrap = self._wrap if o.count_calls else None
+        ensure_free(o.host, o.aws_port, flag="--aws-port")
         self.aws = EmbeddedAws(o.host, o.aws_port, wrap=wrap).start()
         endpoint = self.aws.url
         self._environment(endpoint)
@@ -354,6 +357,19 @@ class Supervisor:
             self.say("stopped.")
 
 
+def ensure_free(host: str, port: int, *, flag: str) -> None:
+    """One clear line for a busy port (werkzeug would print two and exit by itself)."""
+    if not port:
+        return
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise GipError(f"port {port} on {host} is already in use (choose another with {flag}): "
+                           f"{exc.strerror}") from exc
+
+
 def configure_logging() -> None:
     """Warnings and errors of the functions, one line each; moto/werkzeug chatter off."""
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -382,6 +398,13 @@ def run_local(opts: LocalOptions) -> int:
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         return supervisor.run()
+    except (GipError, KeyboardInterrupt):
+        raise
+    except Exception as exc:  # unexpected: one line here, the traceback in a file
+        crash = opts.state_dir / "run" / "crash.log"
+        crash.parent.mkdir(parents=True, exist_ok=True)
+        crash.write_text(traceback.format_exc())
+        raise GipError(f"the local stack failed: {type(exc).__name__}: {exc} (traceback in {crash})") from exc
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
