@@ -502,7 +502,8 @@ def test_stock_image_start_command_fetches_the_worker_bundle_and_runs_it(
     command = (command.replace("pip install --quiet --no-cache-dir --target /opt/boot boto3", "true")
                .replace("/opt/boot", boot).replace("/opt/app", str(app))
                .replace(" python -c ", f" {sys.executable} -c ")
-               .replace("exec python -m worker", f"exec {sys.executable} -c 'import worker; print(worker.__file__)'"))
+               .replace("exec python -m worker", f"exec {sys.executable} -c "
+                        "'import os, worker; print(worker.__file__); print(os.environ[\"RUN_AS_USER\"])'"))
     bucket = packaging.artifacts_bucket_name(PREFIX, ACCOUNT, "us-east-1")
     keys = [o["Key"] for o in client(deployed.url, "s3").list_objects_v2(Bucket=bucket)["Contents"]]
     env = {"PATH": "/usr/bin:/bin", "AWS_ENDPOINT_URL": deployed.url, "AWS_DEFAULT_REGION": "us-east-1",
@@ -510,7 +511,7 @@ def test_stock_image_start_command_fetches_the_worker_bundle_and_runs_it(
            "BUNDLE_BUCKET": bucket, "BUNDLE_KEY": next(k for k in keys if k.startswith("artifacts/worker-"))}
     done = subprocess.run(["sh", "-c", command], env=env, capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.strip() == str(app / "worker" / "__init__.py")
+    assert done.stdout.split() == [str(app / "worker" / "__init__.py"), "nobody"]
     assert (app / "fakedep" / "__init__.py").exists() and (app / "schemas" / "envelope.json").exists()
 
 

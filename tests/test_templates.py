@@ -248,6 +248,32 @@ def test_worker_task_env_and_entry_point(worker: dict[str, Any]) -> None:
     assert "python -m worker" in container["Command"]["Fn::If"][1][0]
 
 
+def test_worker_may_resend_only_to_the_issue_queue(worker: dict[str, Any]) -> None:
+    role = worker["Resources"]["WorkerTaskRole"]
+    send = [s for s in _statements(role) if "sqs:SendMessage" in _actions(s)]
+    assert len(send) == 1 and _actions(send[0]) == {"sqs:SendMessage"} and send[0]["Effect"] == "Allow"
+    assert send[0]["Resource"] == {"Fn::Sub": "arn:${AWS::Partition}:sqs:${AWS::Region}:${AWS::AccountId}:${Prefix}-issues"}
+
+
+def test_worker_stop_budget_fits_the_ecs_stop_timeout(worker: dict[str, Any]) -> None:
+    from worker.config import WorkerConfig
+
+    container = worker["Resources"]["WorkerTaskDefinition"]["Properties"]["ContainerDefinitions"][0]
+    env = {e["Name"]: e["Value"] for e in container["Environment"] if isinstance(e["Value"], str)}
+    assert env["STOP_BUDGET_SECONDS"] == "100" and container["StopTimeout"] == 120
+    cfg = WorkerConfig.from_env({**env, "WORKER_NAME": "w"})
+    assert cfg.stop_budget_s == 100 < container["StopTimeout"]
+
+
+def test_only_the_stock_image_runs_snippets_as_nobody(worker: dict[str, Any]) -> None:
+    container = worker["Resources"]["WorkerTaskDefinition"]["Properties"]["ContainerDefinitions"][0]
+    # Not in Environment: local mode reuses it, and its python may not be executable by nobody.
+    assert "RUN_AS_USER" not in {e["Name"] for e in container["Environment"]}
+    stock, own = container["Command"]["Fn::If"][1][0], container["Command"]["Fn::If"][2]
+    assert "RUN_AS_USER=nobody PYTHONPATH=/opt/app:/opt/boot exec python -m worker" in stock
+    assert own == ["python", "-m", "worker"]  # worker/Dockerfile already runs as a non-root USER
+
+
 def test_member_role_trusts_worker_and_lifecycle_lambdas_with_external_id_and_org(member: dict[str, Any]) -> None:
     role = member["Resources"]["ProcessingRole"]["Properties"]
     assert role["ManagedPolicyArns"] == {"Ref": "ManagedPolicyArns"}
