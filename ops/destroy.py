@@ -4,6 +4,10 @@ The event table and the results bucket have ``DeletionPolicy: Retain``, so delet
 stacks leaves them (and their data) in place. ``--delete-data`` removes them too, with the
 artifacts bucket: deletion protection is turned off first and buckets are emptied
 (every object version). The member StackSet's instances are deleted, not retained.
+
+AWS refuses to delete a custom bus while rules remain on it, so user subscriptions (rules
+tagged ``gip:owner=user``, see ``ops.subscribe``) block a destroy: without ``--yes`` it
+refuses with the ``unsubscribe`` commands to run; with ``--yes`` it removes them first.
 """
 
 from __future__ import annotations
@@ -16,10 +20,10 @@ from typing import Any
 
 import botocore.exceptions
 
-from handlers.core.errors import AwsError, GipError
-from ops import aws, packaging, stacks, stackset
+from handlers.core.errors import AwsError, GipError, NotFound
+from ops import aws, packaging, stacks, stackset, subscribe
 from ops.aws import aws_errors, error_code
-from ops.deploy import ConsoleReporter, stack_names
+from ops.deploy import DEFAULT_PREFIX, ConsoleReporter, stack_names
 from ops.local_gaps import Resolver, local_resolver
 
 
@@ -66,8 +70,14 @@ def destroy(options: DestroyOptions, reporter: stacks.Reporter) -> None:
     artifacts = packaging.artifacts_bucket_name(options.prefix, account, region)
     what = ", ".join(names) + (f", and the DATA: {events_table}, {results}, {artifacts}"
                                if options.delete_data else "")
+    user_rules = user_subscriptions(options)
+    if user_rules and not options.yes:
+        raise GipError(subscriptions_block(options.prefix, user_rules))
     if not reporter.confirm(f"Delete {what} in {account}/{region}?"):
         raise GipError("aborted: destroy not confirmed (use --yes)")
+    for rule in user_rules:
+        removed = subscribe.remove_subscription(options, rule)
+        reporter.info(f"removed subscription {rule} ({removed} target(s))")
     cfn = client("cloudformation")
     try:
         stackset.delete(cfn, name=f"{options.prefix}-member", region=region, reporter=reporter,
@@ -93,6 +103,24 @@ def destroy(options: DestroyOptions, reporter: stacks.Reporter) -> None:
     delete_table(client("dynamodb"), events_table, reporter)
     for bucket in (results, artifacts):
         delete_bucket(client("s3"), bucket, reporter)
+
+
+def user_subscriptions(options: DestroyOptions) -> list[str]:
+    """Rule names of the user subscriptions on ``<prefix>-bus`` ([] when there is no bus)."""
+    try:
+        rows = subscribe.list_rules(options)
+    except NotFound:
+        return []
+    return [row["rule"] for row in rows if row["owner"] == subscribe.USER]
+
+
+def subscriptions_block(prefix: str, rules: list[str]) -> str:
+    """Pure: the one-line refusal naming the ``unsubscribe`` command for each rule."""
+    flag = "" if prefix == DEFAULT_PREFIX else f" --prefix {prefix}"
+    commands = "; ".join(f"python bootstrap.py unsubscribe {rule.removeprefix(f'{prefix}-sub-')}{flag}"
+                         for rule in rules)
+    return (f"{len(rules)} subscription(s) keep {prefix}-bus from being deleted: run {commands} "
+            "(or destroy --yes removes them)")
 
 
 def _local_leftovers(cfn: Any, client: Callable[[str], Any], name: str, region: str, account: str) -> Any:

@@ -19,7 +19,7 @@ import boto3
 import botocore.exceptions
 import pytest
 
-from handlers.core.errors import UsageError
+from handlers.core.errors import GipError, UsageError
 from ops import aws, packaging, stacks
 from ops.deploy import deploy, render_outputs
 from ops.destroy import DestroyOptions, destroy
@@ -239,6 +239,50 @@ def test_destroy_keeps_the_audit_log_and_results_unless_asked(deployed: SimpleNa
     destroy(ask, RecordingReporter(answer=True))
     assert f"{prefix}-events" not in ddb.list_tables()["TableNames"]
     assert not [b for b in s3.list_buckets()["Buckets"] if b["Name"].startswith(prefix)]
+
+
+def test_destroy_refuses_while_user_subscriptions_remain_and_removes_them_with_yes(
+        deployed: SimpleNamespace) -> None:
+    prefix = "gip-subbed"
+    deploy(options(deployed.url, prefix=prefix, source_root=deployed.src), RecordingReporter())
+    events, sqs = client(deployed.url, "events"), client(deployed.url, "sqs")
+    queue_arn = sqs.get_queue_attributes(QueueUrl=sqs.create_queue(QueueName="mine")["QueueUrl"],
+                                         AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    bus = f"{prefix}-bus"
+    for name in ("audit", "ops"):
+        events.put_rule(Name=f"{prefix}-sub-{name}", EventBusName=bus,
+                        EventPattern=json.dumps({"source": [prefix]}), Tags=[{"Key": "gip:owner", "Value": "user"}])
+        events.put_targets(Rule=f"{prefix}-sub-{name}", EventBusName=bus, Targets=[{"Id": "t", "Arn": queue_arn}])
+    ask = DestroyOptions(prefix=prefix, region="us-east-1", endpoint_url=deployed.url, local=True,
+                         sleep=lambda _s: None, poll=0)
+    willing = RecordingReporter(answer=True)
+    with pytest.raises(GipError) as refused:
+        destroy(ask, willing)
+    message = str(refused.value)
+    assert "\n" not in message and f"{bus}" in message
+    assert f"python bootstrap.py unsubscribe audit --prefix {prefix}" in message
+    assert f"python bootstrap.py unsubscribe ops --prefix {prefix}" in message
+    assert willing.questions == []  # refused before asking, nothing deleted
+    cfn = client(deployed.url, "cloudformation")
+    assert stacks.stack_status(cfn, prefix) is not None
+    assert len(events.list_rules(EventBusName=bus, NamePrefix=f"{prefix}-sub-")["Rules"]) == 2
+
+    ask.yes = True
+    reporter = RecordingReporter(answer=True)
+    destroy(ask, reporter)
+    assert f"removed subscription {prefix}-sub-audit (1 target(s))" in reporter.infos
+    assert f"removed subscription {prefix}-sub-ops (1 target(s))" in reporter.infos
+    assert stacks.stack_status(cfn, prefix) is None
+    with pytest.raises(botocore.exceptions.ClientError):
+        events.list_rules(EventBusName=bus, NamePrefix=f"{prefix}-sub-")  # the bus went with the stack
+
+
+def test_destroy_refusal_names_plain_unsubscribe_for_the_default_prefix() -> None:
+    from ops.destroy import subscriptions_block
+
+    line = subscriptions_block(PREFIX, [f"{PREFIX}-sub-a"])
+    assert line.startswith(f"1 subscription(s) keep {PREFIX}-bus")
+    assert "run python bootstrap.py unsubscribe a (or destroy --yes" in line
 
 
 # ------------------------------------------------------------------ errors: one line, right exit code
