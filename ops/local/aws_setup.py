@@ -139,6 +139,18 @@ def stop_moto_lambda(lam: Any, endpoint: str, mappings: list[SourceMapping]) -> 
     detach_disabled_stream_mappings()
 
 
+def check_queue_keeps_messages(sqs: Any, queue_url: str) -> None:
+    """Send a probe to a mapped queue and make sure moto left it there (moto runs an enabled
+    mapping inside SendMessage), then take it back out."""
+    sqs.send_message(QueueUrl=queue_url, MessageBody='{"probe": "local mode"}')
+    got = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=0).get("Messages", [])
+    probes = [m for m in got if m.get("Body") == '{"probe": "local mode"}']
+    for message in got:
+        sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
+    if not probes:
+        raise AwsError(f"moto still consumes messages sent to {queue_url.rsplit('/', 1)[-1]}")
+
+
 def detach_disabled_stream_mappings() -> int:
     """moto invokes a table's stream mappings on every write whatever their state; keep only
     the enabled ones (none, here). Needs the moto server in this process (EmbeddedAws)."""

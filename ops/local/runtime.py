@@ -166,8 +166,10 @@ class Supervisor:
         account = client("sts").get_caller_identity()["Account"]
         wiring = aws_setup.read_wiring(client, outputs=out, account=account, region=o.region)
         aws_setup.stop_moto_lambda(client("lambda"), endpoint, wiring.mappings)
+        sqs = client("sqs")
+        aws_setup.check_queue_keeps_messages(sqs, out["GatekeeperQueueUrl"])
         self.say(f"moto's Lambda runtime off; {len(wiring.mappings)} event source mapping(s) disabled "
-                 f"and played here with the real handlers")
+                 f"(checked: a message sent stays in its queue) and played here with the real handlers")
         trust = aws_setup.processing_trust_policy(worker_role_arn=out["WorkerTaskRoleArn"],
                                                   external_id=out["ExternalId"], org_id=o.org)
         members = aws_setup.create_organization(
@@ -177,7 +179,6 @@ class Supervisor:
                  f"(reconcile registers them)")
         functions = wiring.functions
         os.environ.update(merged_environment(functions.values()))
-        sqs = client("sqs")
         for mapping in wiring.mappings:
             handler = mapping.function.load()
             if mapping.kind == "dynamodb":
