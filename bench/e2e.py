@@ -234,8 +234,8 @@ def main() -> int:
           f"(median {statistics.median(waits):.1f}s) against worst processing {max(runs):.1f}s "
           f"(median {statistics.median(runs):.1f}s)")
     print(f"   before the queue: IssueReceived -> IssueQueued worst {max(gates):.1f}s (median "
-          f"{statistics.median(gates):.1f}s: stream poll, bus, gatekeeper batches with two GitHub "
-          f"reads each); received -> verdict worst {max(totals_s):.1f}s")
+          f"{statistics.median(gates):.1f}s): the gatekeeper's GitHub client spaces writes (the 👀 "
+          f"reaction) 1 s apart; received -> verdict worst {max(totals_s):.1f}s")
     return 0
 
 

@@ -21,7 +21,7 @@ from urllib.parse import parse_qs
 Environ = dict[str, Any]
 SCOPE = re.compile(r"Credential=[^/]+/\d{8}/[^/]+/([^/]+)/aws4_request")
 EMPTY_POLLS = {("sqs", "ReceiveMessage"): (b'"Messages"', b"<Message>"),
-               ("dynamodbstreams", "GetRecords"): (b'"eventID"',)}
+               ("dynamodb", "GetRecords"): (b'"eventID"',)}  # streams sign as "dynamodb"
 
 
 def service_of(environ: Environ) -> str:
