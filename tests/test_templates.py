@@ -270,7 +270,9 @@ def test_only_the_stock_image_runs_snippets_as_nobody(worker: dict[str, Any]) ->
     # Not in Environment: local mode reuses it, and its python may not be executable by nobody.
     assert "RUN_AS_USER" not in {e["Name"] for e in container["Environment"]}
     stock, own = container["Command"]["Fn::If"][1][0], container["Command"]["Fn::If"][2]
-    assert "RUN_AS_USER=nobody PYTHONPATH=/opt/app:/opt/boot exec python -m worker" in stock
+    assert "RUN_AS_USER=nobody PYTHONPATH=/opt/app exec python -m worker" in stock
+    # boto3 in the image's site-packages: snippets (no PYTHONPATH, run as nobody) can import it.
+    assert "pip install --quiet --no-cache-dir boto3;" in stock and "--target" not in stock
     assert own == ["python", "-m", "worker"]  # worker/Dockerfile already runs as a non-root USER
 
 
