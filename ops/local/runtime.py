@@ -23,11 +23,9 @@ import json
 import logging
 import os
 import signal
-import socket
 import threading
 import time
 import traceback
-import warnings
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -40,6 +38,7 @@ from handlers.core.errors import GipError
 from ops.embedded_aws import EmbeddedAws
 from ops.local import aws_setup, samples
 from ops.local.apigw import Gateway
+from ops.local.console import QuietReporter, banner_lines, configure_logging, ensure_free
 from ops.local.counting import CountingApp
 from ops.local.lambdas import Function, merged_environment
 from ops.local.printer import Printer, StdoutRouter
@@ -69,29 +68,6 @@ class LocalOptions:
     count_calls: bool = False
     state_dir: Path = ROOT / ".local"
     ready_timeout_s: float = 90.0
-
-
-class QuietReporter:
-    """The deploy's reporter for local mode: notes and summaries, not every stack event."""
-
-    def __init__(self, say: Callable[[str], None]) -> None:
-        self.say = say
-
-    def info(self, message: str) -> None:
-        if message.strip() and not message.startswith("    "):  # change-set rows: all "Add" here
-            self.say(f"  {message}")
-
-    def notice(self, message: str) -> None:
-        self.say(f"  note: {message}")
-
-    def event(self, count: int, total: int, event: dict[str, Any]) -> None:
-        status = str(event.get("ResourceStatus", ""))
-        if status.endswith("FAILED") or count == total:
-            self.say(f"  [{count}/{total}] {status} {event.get('ResourceType', '')} "
-                     f"{event.get('LogicalResourceId', '')} {event.get('ResourceStatusReason', '')}".rstrip())
-
-    def confirm(self, question: str) -> bool:
-        return True  # a fresh embedded endpoint: nothing to replace
 
 
 class Supervisor:
@@ -294,31 +270,13 @@ class Supervisor:
         body = samples.encode(samples.issue_payload(number=1, body=samples.FAILS,
                                                     title="hello crashes on an empty config"))
         sample.write_bytes(body)
-        token = bool(os.environ.get("GITHUB_TOKEN"))
-        github = os.environ.get("GITHUB_API_URL", "https://api.github.com")
-        from_env = bool(os.environ.get("GITHUB_WEBHOOK_SECRET"))
-        lines = [
-            "",
-            f"Ready: {self._expected_accounts} account(s) AVAILABLE, {o.workers} worker(s). Ctrl-C stops everything.",
-            f"  webhook   {url}    health: http://{o.host}:{gateway.port}/healthz",
-            f"  secret    {secret}  ({'from GITHUB_WEBHOOK_SECRET' if from_env else 'generated; set GITHUB_WEBHOOK_SECRET to choose it'})",
-            f"  GitHub    {github} " + ("with GITHUB_TOKEN" if token else
-                                        "(no GITHUB_TOKEN: comments are printed here, and the labeller's "
-                                        "author_association stands in for the permission check)"),
-            "",
-            "Send a signed sample issue (a shell reproduction that fails):",
-            "  make demo",
-            "or paste:",
-            f"  {samples.curl_command(url, str(sample), body, secret)}",
-            "",
-            "Other commands work against this stack:",
-            f"  export AWS_ENDPOINT_URL={aws.url} AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local AWS_DEFAULT_REGION={o.region}",
-            "  .venv/bin/python bootstrap.py accounts | status | replay [--verify] | subscribe NAME --pattern ... --target ARN",
-            f"  (or pass --endpoint-url {aws.url})",
-            "",
-            "Events, as they happen:",
-        ]
-        return lines
+        return banner_lines(
+            accounts=self._expected_accounts, workers=o.workers, url=url,
+            health=f"http://{o.host}:{gateway.port}/healthz", secret=secret,
+            secret_from_env=bool(os.environ.get("GITHUB_WEBHOOK_SECRET")),
+            github=os.environ.get("GITHUB_API_URL", "https://api.github.com"),
+            token=bool(os.environ.get("GITHUB_TOKEN")), endpoint=aws.url, region=o.region,
+            curl=samples.curl_command(url, str(sample), body, secret))
 
     def _write_state(self, secret: str) -> None:
         assert self.gateway is not None and self.aws is not None
@@ -356,30 +314,6 @@ class Supervisor:
             with contextlib.suppress(FileNotFoundError):
                 self.state_file.unlink()
             self.say("stopped.")
-
-
-def ensure_free(host: str, port: int, *, flag: str) -> None:
-    """One clear line for a busy port (werkzeug would print two and exit by itself)."""
-    if not port:
-        return
-    with socket.socket() as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((host, port))
-        except OSError as exc:
-            raise GipError(f"port {port} on {host} is already in use (choose another with {flag}): "
-                           f"{exc.strerror}") from exc
-
-
-def configure_logging() -> None:
-    """Warnings and errors of the functions, one line each; moto/werkzeug chatter off."""
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for noisy in ("werkzeug", "botocore", "urllib3", "moto"):
-        logging.getLogger(noisy).setLevel(logging.ERROR)
-    # The webhook logs every delivery at INFO; the gateway prints its own line per request.
-    logging.getLogger("handlers.webhook").setLevel(logging.WARNING)
-    # moto warns for each resource type its CloudFormation skips; local_gaps reports those.
-    warnings.filterwarnings("ignore", category=UserWarning, module=r"moto\..*")
 
 
 def run_local(opts: LocalOptions) -> int:
