@@ -59,7 +59,7 @@ def moto_server() -> Iterator[str]:
         server.stop()
 
 
-def make_core(endpoint_url: str | None = None, prefix: str = "test") -> SimpleNamespace:
+def make_core(endpoint_url: str | None = None, prefix: str = "test", *, stream: bool = True) -> SimpleNamespace:
     from handlers.core.config import Settings
     from handlers.core.issue_service import Issues
     from handlers.core.models import Tables, create_tables
@@ -67,7 +67,7 @@ def make_core(endpoint_url: str | None = None, prefix: str = "test") -> SimpleNa
     from handlers.core.store import DynamoEventStore
 
     settings = Settings.for_prefix(prefix, endpoint_url=endpoint_url)
-    tables = Tables.from_settings(settings)
+    tables = Tables.from_settings(settings, stream=stream)
     create_tables(tables)
     store = DynamoEventStore(tables)
     return SimpleNamespace(settings=settings, tables=tables, store=store,

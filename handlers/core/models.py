@@ -152,9 +152,12 @@ class Tables:
     connection: Connection
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> Tables:
+    def from_settings(cls, settings: Settings, *, stream: bool = True) -> Tables:
+        """``stream=False`` only matters to :func:`create_tables` (tests that need no outbox:
+        moto deep-copies a table, stream records included, on every transaction)."""
+        meta = {"stream_view_type": "NEW_IMAGE"} if stream else {}
         tables = cls(
-            events=bind(EventItem, settings.events_table, settings, stream_view_type="NEW_IMAGE"),
+            events=bind(EventItem, settings.events_table, settings, **meta),
             pool=bind(AccountRow, settings.pool_table, settings),
             issues=bind(IssueRow, settings.issues_table, settings),
             connection=Connection(region=settings.region, host=settings.endpoint_url),
