@@ -1,7 +1,8 @@
 """End to end: ``python bootstrap.py --org ... --local`` as a subprocess, a fake GitHub, signed
 webhooks for three labelled issues (fails with the quoted error / passes / no snippet), a
 duplicate delivery and a bad signature; then the verdicts, the one status comment per issue,
-the labels, ``replay --verify`` and the pool, all read from outside the stack.
+the labels, a bus subscriber added with ``subscribe``, ``replay --verify`` and the pool, all
+read from outside the stack.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import boto3
 import pytest
 import requests
 
@@ -128,6 +130,13 @@ def test_three_issues_reach_their_verdicts_with_one_comment_each(stack: SimpleNa
     payloads = {n: samples.issue_payload(number=n, title=title, body=body) for n, (title, body, _) in ISSUES.items()}
     for payload in payloads.values():
         gh.add_issue_from_payload(payload)
+    # ... and a subscriber on the bus, added with the CLI against the running stack
+    sqs = boto3.client("sqs", region_name="us-east-1", endpoint_url=stack.endpoint)
+    inbox = sqs.create_queue(QueueName="e2e-subscriber")["QueueUrl"]
+    inbox_arn = sqs.get_queue_attributes(QueueUrl=inbox, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    subscribed = _cli("subscribe", "verdicts", "--pattern", '{"detail-type": ["IssueProcessed"]}',
+                      "--target", inbox_arn, endpoint=stack.endpoint)
+    assert subscribed.returncode == 0, subscribed.stdout + subscribed.stderr
     # WHEN GitHub delivers them, once more for issue 1 (a redelivery), and a forged one
     answers = {n: _send(stack, p, delivery=f"e2e-{n}") for n, p in payloads.items()}
     duplicate = _send(stack, payloads[1], delivery="e2e-1")
@@ -152,6 +161,16 @@ def test_three_issues_reach_their_verdicts_with_one_comment_each(stack: SimpleNa
 
     got = _wait(verdicts, timeout=RUN_TIMEOUT_S, what="three verdicts", proc=stack.proc, log=stack.log)
     assert got == {n: verdict for n, (_, _, verdict) in ISSUES.items()}
+
+    # ... the subscriber got the three verdicts from the bus
+    def delivered() -> list[dict[str, Any]]:
+        got = sqs.receive_message(QueueUrl=inbox, MaxNumberOfMessages=10, WaitTimeSeconds=1).get("Messages", [])
+        seen.extend(json.loads(m["Body"]) for m in got)
+        return seen if len(seen) >= 3 else []
+
+    seen: list[dict[str, Any]] = []
+    _wait(delivered, timeout=30, what="the subscriber's three IssueProcessed events")
+    assert sorted(e["detail"]["data"]["verdict"] for e in seen) == sorted(v for _, _, v in ISSUES.values())
 
     # ... the redelivery appended nothing: one IssueReceived for issue 1, run 1
     received = [e for e in _events(stack, 1) if e["type"] == "IssueReceived"]
