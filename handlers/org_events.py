@@ -244,8 +244,11 @@ class Organization:
 
     def can_assume(self, account_id: str) -> bool:
         """Whether our processing role in the account can be assumed now (the stack is there)."""
+        # The check only needs AssumeRole to succeed: a deny-all session policy makes the
+        # credentials it returns worthless, so the lifecycle Lambdas never hold member rights.
         kwargs: dict[str, Any] = {"RoleArn": self.role_arn(account_id),
-                                  "RoleSessionName": "gip-lifecycle-check", "DurationSeconds": 900}
+                                  "RoleSessionName": "gip-lifecycle-check", "DurationSeconds": 900,
+                                  "Policy": DENY_ALL_SESSION_POLICY}
         if self.external_id:
             kwargs["ExternalId"] = self.external_id
         try:
@@ -254,6 +257,11 @@ class Organization:
             log.info("cannot assume %s yet: %s", kwargs["RoleArn"], type(exc).__name__)
             return False
         return True
+
+
+DENY_ALL_SESSION_POLICY = (
+    '{"Version":"2012-10-17","Statement":[{"Effect":"Deny","Action":"*","Resource":"*"}]}'
+)
 
 
 def _org_account(raw: Mapping[str, Any]) -> OrgAccount:

@@ -299,3 +299,25 @@ def test_deregister_retries_a_lost_race_with_a_reserve() -> None:
     lifecycle = oe.Lifecycle(pool, None, None)
     event = lifecycle.deregister_account(SAMPLE_MEMBER, reason="closed", cause=Cause("c", "test"))
     assert event is not None and pool.calls == 2
+
+
+def test_the_assume_check_holds_no_member_rights() -> None:
+    """The lifecycle Lambdas only test that the role can be assumed: the session is deny-all."""
+    import json as _json
+
+    from handlers.org_events import Organization
+
+    calls: list[dict] = []
+
+    class RecordingSts:
+        def assume_role(self, **kwargs: object) -> dict:
+            calls.append(kwargs)
+            return {"Credentials": {}}
+
+    org = Organization(orgs=None, sts=RecordingSts(), role_name="gip-processing", external_id="ext-1")
+    assert org.can_assume("123456789012") is True
+    (call,) = calls
+    assert call["ExternalId"] == "ext-1"
+    assert call["RoleArn"].endswith(":role/gip-processing")
+    policy = _json.loads(call["Policy"])
+    assert policy["Statement"] == [{"Effect": "Deny", "Action": "*", "Resource": "*"}]
