@@ -249,6 +249,13 @@ def test_sigterm_stops_everything_without_orphans_or_tracebacks(stack: SimpleNam
     children = subprocess.run(["pgrep", "-g", str(stack.proc.pid)], capture_output=True, text=True).stdout.split()
     workers = [int(pid) for pid in children if int(pid) != stack.proc.pid]
     assert len(workers) >= 1
+    # the worker processes hold the management credentials only, never the GitHub token
+    for pid in workers:
+        with contextlib.suppress(OSError):  # a non-dumpable process may hide its environment
+            if b"-m\0worker" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                environ = Path(f"/proc/{pid}/environ").read_bytes()
+                assert b"GITHUB_TOKEN" not in environ and b"GITHUB_WEBHOOK_SECRET" not in environ
+                assert b"AWS_ACCESS_KEY_ID=" in environ
     stack.proc.send_signal(signal.SIGTERM)
     assert stack.proc.wait(timeout=60) == 0
     time.sleep(0.5)
