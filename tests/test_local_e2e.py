@@ -29,7 +29,7 @@ from ops.local import samples
 from tests.conftest import FAKE_ENV, free_port
 from tests.fakes.github_server import FakeGitHub
 
-pytestmark = [pytest.mark.e2e, pytest.mark.server, pytest.mark.timeout(240)]
+pytestmark = [pytest.mark.e2e, pytest.mark.server, pytest.mark.timeout(420)]
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = "e2e-webhook-secret"
 TOKEN = "test-token"
