@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import threading
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -42,6 +43,17 @@ class SerializedApp:
             return list(self.app(environ, start_response))
 
 
+def _check_port_free(host: str, port: int) -> None:
+    if port == 0:
+        return
+    with socket.socket() as probe:
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise GipError(f"port {port} on {host} is already in use "
+                           f"(choose another with --aws-port): {exc.strerror}") from exc
+
+
 class EmbeddedAws:
     """Start and stop a moto server on ``host:port`` (port 0 picks a free one)."""
 
@@ -70,6 +82,7 @@ class EmbeddedAws:
         app: Any = SerializedApp(DomainDispatcherApplication(create_backend_app))
         if self.wrap is not None:
             app = self.wrap(app)
+        _check_port_free(self.host, self.port)  # werkzeug would print and sys.exit() instead
         try:
             self._server = make_server(self.host, self.port, app, threaded=True,
                                        request_handler=MotoRequestHandler)

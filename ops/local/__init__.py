@@ -8,6 +8,7 @@ the stream and SQS event source mappings, the schedules, ECS. See docs/local.md.
 from __future__ import annotations
 
 import argparse
+import re
 from pathlib import Path
 
 from handlers.core.errors import UsageError
@@ -31,6 +32,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--state-dir", default=None, help=argparse.SUPPRESS)
 
 
+def local_org_id(org: str) -> str:
+    """Locally the org id is only a label for the templates, so DESIGN's short example
+    ``o-example`` is accepted: padded with zeros to the 10 characters AWS ids have."""
+    if re.fullmatch(r"o-[a-z0-9]{1,9}", org or ""):
+        padded = org + "0" * (12 - len(org))
+        print(f"notice: --org {org} is shorter than an AWS organization id; using {padded} locally")
+        return padded
+    return org
+
+
 def run(args: argparse.Namespace) -> int:
     from ops.deploy import DeployOptions, validate
     from ops.local.runtime import LocalOptions, run_local
@@ -43,6 +54,7 @@ def run(args: argparse.Namespace) -> int:
     if args.port and args.port == args.aws_port:
         raise UsageError("--port and --aws-port must differ")
     labels = tuple(label.strip() for label in args.labels.split(",") if label.strip())
+    args.org = local_org_id(args.org)
     validate(DeployOptions(org_id=args.org, prefix=args.prefix, labels=list(labels)))
     workers = args.workers if args.workers is not None else min(args.accounts, 3)
     if workers < 1:

@@ -1,0 +1,36 @@
+"""The embedded AWS endpoint used by --local and the moto-server tests."""
+
+from __future__ import annotations
+
+import socket
+
+import boto3
+import pytest
+
+from handlers.core.errors import GipError
+from ops.embedded_aws import EmbeddedAws
+from ops.local import local_org_id
+
+
+def test_busy_port_is_one_clear_error() -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        with pytest.raises(GipError, match=f"port {port} on 127.0.0.1 is already in use"):
+            EmbeddedAws(port=port).start()
+
+
+def test_serves_aws_apis_over_http_and_stops() -> None:
+    with EmbeddedAws(port=0) as aws:
+        s3 = boto3.client("s3", endpoint_url=aws.url, region_name="us-east-1")
+        s3.create_bucket(Bucket="gip-embedded-check")
+        assert [b["Name"] for b in s3.list_buckets()["Buckets"]] == ["gip-embedded-check"]
+        port = aws.port
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", port))  # released after stop
+
+
+def test_design_example_org_id_is_accepted_locally() -> None:
+    assert local_org_id("o-example") == "o-example000"
+    assert local_org_id("o-abcdefghij") == "o-abcdefghij"
