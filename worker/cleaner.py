@@ -20,7 +20,6 @@ thin shell around it. ``CLEANER=module:function`` swaps in another cleaner (an a
 
 from __future__ import annotations
 
-import importlib
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -29,7 +28,8 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from handlers.core.errors import AwsError, ConfigError
+from handlers.core.errors import AwsError
+from worker.plugins import load_plugin
 
 RUN_TAG = "gip:lease"
 KEEP_TAG = "gip:keep"
@@ -179,11 +179,4 @@ def load_cleaner(spec: str | None) -> Cleaner:
     """``None``/empty → the built-in :func:`clean`; ``module:function`` → that callable."""
     if not spec:
         return clean
-    module_name, _, attr = spec.partition(":")
-    if not module_name or not attr:
-        raise ConfigError(f"CLEANER must look like package.module:function, not {spec!r}")
-    try:
-        target = getattr(importlib.import_module(module_name), attr)
-    except (ImportError, AttributeError) as exc:
-        raise ConfigError(f"cannot load CLEANER {spec!r}: {exc}") from exc
-    return target  # type: ignore[no-any-return]
+    return load_plugin("CLEANER", spec)  # type: ignore[no-any-return]

@@ -17,15 +17,14 @@ a non-retryable ``processor_error``.
 
 from __future__ import annotations
 
-import importlib
 import platform
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from handlers.core.errors import ConfigError
 from worker.credserver import CredentialServer
+from worker.plugins import load_plugin
 from worker.repro import find_repro
 from worker.runner import Interpreters, Limits, Unavailable, run_snippet
 from worker.verdict import NO_REPRO_FOUND, VERDICTS, decide
@@ -123,16 +122,7 @@ def load_processor(spec: str | None) -> Processor:
     """``None``/empty → :func:`reproduce`; ``module:function`` → that callable."""
     if not spec:
         return reproduce
-    module_name, _, attr = spec.partition(":")
-    if not module_name or not attr:
-        raise ConfigError(f"PROCESSOR must look like package.module:function, not {spec!r}")
-    try:
-        target = getattr(importlib.import_module(module_name), attr)
-    except (ImportError, AttributeError) as exc:
-        raise ConfigError(f"cannot load PROCESSOR {spec!r}: {exc}") from exc
-    if not callable(target):
-        raise ConfigError(f"PROCESSOR {spec!r} is not callable")
-    return target  # type: ignore[no-any-return]
+    return load_plugin("PROCESSOR", spec)  # type: ignore[no-any-return]
 
 
 def _package_version() -> str:
