@@ -37,3 +37,19 @@ def changes(wanted: str, current: Iterable[str]) -> tuple[list[str], list[str]]:
     add = [] if wanted in have else [wanted]
     remove = [label for label in ALL if label != wanted and label in have]
     return add, remove
+
+
+def changes_since_trigger(wanted: str, trigger_labels: Iterable[str],
+                          applied: str | None = None) -> tuple[list[str], list[str]]:
+    """:func:`changes` without asking GitHub for the issue's labels.
+
+    ``trigger_labels`` are the issue's labels when the run was triggered (``IssueReceived``):
+    they include a verdict label left by an earlier run. ``applied`` is the verdict label we
+    already set during this run, if we know it: after that, it is the only verdict label left.
+    Trade-off: a verdict label a human adds or removes by hand *during* a run is not seen (it
+    may stay next to ours; removing one that is already gone is a harmless 404).
+    """
+    current = set(trigger_labels)
+    if applied is not None:
+        current = (current - set(ALL)) | {applied}
+    return changes(wanted, current)

@@ -83,9 +83,9 @@ def make_notifier(core, gh, t, *, token: str | None = "test-token", out=print, *
 class Run:
     """Drives one issue through the core, as the webhook, gatekeeper and worker would."""
 
-    def __init__(self, core, *, delivery: str = "d-1") -> None:
+    def __init__(self, core, *, delivery: str = "d-1", labels: list[str] | None = None) -> None:
         self.core, self.delivery = core, delivery
-        data = {"repo": REPO, "number": NUMBER, "title": "A bug", "labels": [LABEL],
+        data = {"repo": REPO, "number": NUMBER, "title": "A bug", "labels": labels or [LABEL],
                 "trigger": "labeled", "sender": "mia", "html_url": "https://github.com/x"}
         result = core.issues.receive(delivery_id=delivery, repo=REPO, number=NUMBER, data=data,
                                      cause=self.cause)
@@ -196,11 +196,26 @@ def test_a_comment_showing_a_newer_version_is_not_overwritten(core, gh, t):
     [comment] = status_comments(gh)
     newer = comment["body"].replace("version=2 run=1 -->", "version=9 run=1 -->")
     assert newer != comment["body"]
-    gh.comments(REPO, NUMBER)  # sanity: the fake holds it
     n.github.edit_comment(REPO, comment["id"], newer)  # as if a newer notifier had written
     run.started()
-    assert n.handle(queued) == "newer_shown"
+    cold = make_notifier(core, gh, t)  # another container: it lists and sees the newer one
+    assert cold.handle(queued) == "newer_shown"
     assert status_comments(gh)[0]["body"] == newer
+
+
+def test_the_remembered_comment_obeys_the_same_version_check():
+    status = plan_for(issue(version=3, status="RUNNING"), None)
+    body = notifier.render_status(status.status)
+    older = body.replace("version=3 run=1 -->", "version=2 run=1 -->")
+    newer = body.replace("version=3 run=1 -->", "version=9 run=1 -->")
+    assert older != body != newer
+    assert notifier.status_step(body, body, status) == "unchanged"
+    assert notifier.status_step(newer, body, status) == "newer_shown"
+    assert notifier.status_step(older, body, status) == "edit"
+    assert notifier.status_step(None, body, status) == "create"
+    other_run = plan_for(issue(version=3, run=2, status="SKIPPED", reason="closed"), None)
+    assert notifier.status_step(older, "x", other_run) == "other_run_shown"
+    assert notifier.status_step(None, "x", other_run) == "no_status_comment"
 
 
 def test_only_our_own_comment_with_the_marker_is_edited(core, gh, t):
@@ -243,11 +258,30 @@ def test_a_cancelled_run_edits_the_status_comment_to_skipped(core, gh, t):
 
 
 def test_a_verdict_label_replaces_the_other_verdict_labels(core, gh, t):
-    gh.set_labels(REPO, NUMBER, [LABEL, "repro-infra-error", "not-reproduced"])
-    n, run = make_notifier(core, gh, t), Run(core)
-    run.queued(), run.started()
-    n.handle(run.processed(verdict="broken_repro", exit_code=2))
+    earlier = [LABEL, "repro-infra-error", "not-reproduced"]
+    gh.set_labels(REPO, NUMBER, earlier)
+    n, run = make_notifier(core, gh, t), Run(core, labels=earlier)  # the labels at trigger time
+    n.handle(run.queued()), n.handle(run.started())
+    gh.reset_requests()
+    assert n.handle(run.processed(verdict="broken_repro", exit_code=2)) == "edited,labels+1-2"
     assert gh.labels(REPO, NUMBER) == [LABEL, "repro-broken"]
+    assert [r for r in gh.requests if r.method == "GET"] == []  # no GET issue, no listing
+
+
+def test_verdict_labels_come_from_the_trigger_time_labels_not_from_get_issue(core, gh, t):
+    # trade-off: verdict labels changed by hand during the run are not seen (the comment
+    # still shows the verdict)
+    n, run = make_notifier(core, gh, t), Run(core, labels=[LABEL, "reproduced"])
+    run.queued(), run.started()
+    gh.set_labels(REPO, NUMBER, [LABEL, "not-reproduced"])  # the earlier label went, one came
+    assert n.handle(run.processed()) == "created,labels+0-0"  # "reproduced" was there at trigger
+    assert gh.labels(REPO, NUMBER) == [LABEL, "not-reproduced"]
+    n2, second = make_notifier(core, gh, t), Run(core, delivery="d-2", labels=[LABEL, "reproduced"])
+    second.queued(), second.started()
+    gh.set_labels(REPO, NUMBER, [LABEL])  # removed by hand meanwhile: the DELETE 404 is fine
+    assert n2.handle(second.processed(verdict="not_reproduced", exit_code=0)) == "edited,labels+1-1"
+    assert gh.labels(REPO, NUMBER) == [LABEL, "not-reproduced"]
+    assert [r for r in gh.requests if r.method == "GET" and r.path.endswith(f"/issues/{NUMBER}")] == []
 
 
 def test_a_final_infra_error_gets_its_label_but_a_retryable_one_does_not(core, gh, t):
@@ -425,3 +459,93 @@ def test_lambda_mode_over_a_moto_server_reads_the_token_from_secrets_manager(mot
     monkeypatch.setattr(notifier, "_notifier", None)
     assert notifier.handler(sqs_batch([queued]), None) == {"batchItemFailures": []}
     assert len(status_comments(github_server)) == 1
+
+
+# ---------------------------------------------------------------- GitHub calls, counted
+
+
+def calls(gh) -> list[str]:
+    """The requests about our issue, as ``METHOD route`` (ids folded)."""
+    import re
+
+    return [f"{r.method} " + re.sub(r"/\d+", "/{n}", r.path.split(REPO, 1)[-1])
+            for r in gh.requests if REPO in r.path]
+
+
+def test_a_full_run_costs_one_list_one_create_the_edits_and_one_label(core, gh, t):
+    n, run = make_notifier(core, gh, t, bot_login="gip-bot"), Run(core)
+    for step in (run.queued, run.started, run.processed):
+        assert handle(n, [step()]) == {"batchItemFailures": []}
+    assert sorted(calls(gh)) == sorted([
+        "GET /issues/{n}/comments", "POST /issues/{n}/comments",
+        "PATCH /issues/comments/{n}", "PATCH /issues/comments/{n}",  # running, then the verdict
+        "POST /issues/{n}/labels"])
+    assert gh.requests == [r for r in gh.requests if REPO in r.path]  # no GET /user either
+    [comment] = status_comments(gh)
+    assert "Reproduced" in comment["body"] and gh.labels(REPO, NUMBER)[-1] == "reproduced"
+
+
+def test_a_batch_holding_the_whole_run_renders_it_once(core, gh, t):
+    n, run = make_notifier(core, gh, t, bot_login="gip-bot"), Run(core)
+    batch = [run.queued(), run.started(), run.processed()]
+    seen: list[str] = []
+    n_handle = n.handle
+    n.handle = lambda e: seen.append(n_handle(e)) or seen[-1]  # type: ignore[method-assign]
+    assert handle(n, batch) == {"batchItemFailures": []}
+    assert seen == ["created,labels+1-0", "rendered_in_batch", "rendered_in_batch"]
+    assert calls(gh) == ["GET /issues/{n}/comments", "POST /issues/{n}/comments", "POST /issues/{n}/labels"]
+    assert "Reproduced" in status_comments(gh)[0]["body"]
+
+
+def test_redelivering_the_final_event_costs_nothing_on_a_warm_container(core, gh, t):
+    n, run = make_notifier(core, gh, t, bot_login="gip-bot"), Run(core)
+    for step in (run.queued, run.started):
+        handle(n, [step()])
+    final = run.processed()
+    handle(n, [final])
+    gh.reset_requests()
+    assert handle(n, [final]) == {"batchItemFailures": []}
+    assert n.handle(final) == "unchanged,labels+0-0"  # outside a batch too
+    assert handle(n, [run.events[1]]) == {"batchItemFailures": []}  # an older one: no roll back
+    assert gh.requests == []
+    assert "Reproduced" in status_comments(gh)[0]["body"]
+
+
+def test_a_deleted_comment_falls_back_to_listing_and_is_recreated_once(core, gh, t):
+    n, run = make_notifier(core, gh, t, bot_login="gip-bot"), Run(core)
+    n.handle(run.queued())
+    [comment] = status_comments(gh)
+    n.github.delete_comment(REPO, comment["id"])  # by hand
+    gh.reset_requests()
+    assert n.handle(run.started()) == "created"
+    assert calls(gh) == ["PATCH /issues/comments/{n}", "GET /issues/{n}/comments",
+                         "POST /issues/{n}/comments"]
+    [again] = status_comments(gh)
+    assert "Running" in again["body"] and again["id"] != comment["id"]
+    gh.reset_requests()
+    assert n.handle(run.processed()).startswith("edited")  # remembered again: no listing
+    assert calls(gh) == ["PATCH /issues/comments/{n}", "POST /issues/{n}/labels"]
+    assert len(status_comments(gh)) == 1
+
+
+def test_a_failed_record_in_a_batch_leaves_the_next_one_to_render(core, gh, t):
+    n, run = make_notifier(core, gh, t, bot_login="gip-bot", attempts=1), Run(core)
+    batch = [run.queued(), run.started(), run.processed()]
+    gh.fail_next(500, 1, method="GET", path_contains="/comments")
+    assert handle(n, batch) == {"batchItemFailures": [{"itemIdentifier": "m0"}]}
+    [comment] = status_comments(gh)
+    assert "Reproduced" in comment["body"] and "reproduced" in gh.labels(REPO, NUMBER)
+    gh.reset_requests()
+    assert handle(n, batch[:1]) == {"batchItemFailures": []}  # SQS brings m0 back: nothing to do
+    assert gh.requests == []
+
+
+def test_a_failed_label_is_not_remembered(core, gh, t):
+    n, run = make_notifier(core, gh, t, bot_login="gip-bot", attempts=1), Run(core)
+    n.handle(run.queued()), n.handle(run.started())
+    final = run.processed()
+    gh.fail_next(500, 1, method="POST", path_contains="/labels")
+    assert handle(n, [final]) == {"batchItemFailures": [{"itemIdentifier": "m0"}]}
+    assert "reproduced" not in gh.labels(REPO, NUMBER)
+    assert handle(n, [final]) == {"batchItemFailures": []}
+    assert gh.labels(REPO, NUMBER)[-1] == "reproduced"

@@ -249,6 +249,7 @@ class GitHubClient:
         self._write_lock = threading.Lock()
         self._last_write = float("-inf")
         self._deadline: float | None = None
+        self._local = threading.local()  # attempts of this thread's last call
 
     def __repr__(self) -> str:
         return f"GitHubClient({self.base_url})"
@@ -260,6 +261,12 @@ class GitHubClient:
         instead of timing out the whole batch.
         """
         self._deadline = None if remaining_s is None else self._clock() + remaining_s
+
+    @property
+    def last_attempts(self) -> int:
+        """How many times this thread's last call was sent (more than 1: it was retried, so a
+        write whose first answer was lost may have been applied twice)."""
+        return int(getattr(self._local, "attempts", 0))
 
     @property
     def out_of_time(self) -> bool:
@@ -290,6 +297,7 @@ class GitHubClient:
     def _send_with_retries(self, req: Request) -> tuple[Any, Mapping[str, str]]:
         started = self._clock()
         for attempt in range(self.max_attempts):
+            self._local.attempts = attempt + 1
             try:
                 resp = self._transport(req)
                 return decode_response(resp.status, resp.headers, resp.body,
