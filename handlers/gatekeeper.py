@@ -7,7 +7,11 @@ still carries a required label, and that the sender has a trusted collaborator p
 ``IssueQueued`` (and add 👀) or ``IssueSkipped``.
 
 - Idempotent per event: a run that is no longer RECEIVED has been decided; nothing is appended
-  (a QUEUED run gets its 👀 again, which GitHub treats as a no-op, in case it was lost).
+  (a QUEUED run gets its 👀 again, which GitHub treats as a no-op, in case it was lost, unless
+  this container already added it).
+- GitHub reads per run: one ``GET issue`` (still open, still labelled: the design requires it
+  now, not from the payload); the permission is cached per (repo, sender) for
+  ``PERMISSION_TTL_S``.
 - GitHub 5xx/429 or an unreachable GitHub: the record fails and SQS retries it; nothing was
   appended, because GitHub is asked before anything is written.
 - Local mode without a token: the payload's ``author_association`` (OWNER, MEMBER,
@@ -34,6 +38,7 @@ log = logging.getLogger(__name__)
 
 TRUSTED_ASSOCIATIONS = frozenset({"OWNER", "MEMBER", "COLLABORATOR"})
 PERMISSION_TTL_S = 300.0
+REACTIONS_REMEMBERED = 4096
 ACTOR = "gatekeeper"
 
 
@@ -111,6 +116,7 @@ class Gatekeeper:
         self.github = github
         self.settings = settings
         self.permissions = permissions or PermissionCache()
+        self._reacted: dict[tuple[str, int], None] = {}  # (stream, run) whose 👀 is on GitHub
 
     @classmethod
     def from_env(cls) -> Gatekeeper:
@@ -135,8 +141,9 @@ class Gatekeeper:
             if issue is None:
                 raise GipError(f"no issue row for {envelope['stream']} yet")
             if issue.run != run or issue.status != RECEIVED:
-                if issue.run == run and issue.status == QUEUED:
+                if issue.run == run and issue.status == QUEUED and (issue.stream, run) not in self._reacted:
                     self._react(repo, number, data)
+                    self._remember_reaction(issue.stream, run)
                 return "already_decided"
             decision = self._check(repo, number, data)
             cause = Cause.from_event(envelope, actor=ACTOR)
@@ -149,6 +156,7 @@ class Gatekeeper:
                      decision.data.get("reason", ""))
             if decision.type == "IssueQueued":
                 self._react(repo, number, data)
+                self._remember_reaction(issue.stream, run)
             return decision.type
         return "already_decided"
 
@@ -173,6 +181,11 @@ class Gatekeeper:
         return decide(run=run, sender=sender, state=state, labels=labels, permission=permission,
                       required=self.settings.required_labels,
                       trusted=self.settings.trusted_permissions, checked_via=via)
+
+    def _remember_reaction(self, stream: str, run: int) -> None:
+        self._reacted[(stream, run)] = None
+        while len(self._reacted) > REACTIONS_REMEMBERED:
+            del self._reacted[next(iter(self._reacted))]  # oldest first
 
     def _react(self, repo: str, number: int, data: Mapping[str, Any]) -> None:
         """👀 on the command comment if there is one, else on the issue."""

@@ -296,3 +296,25 @@ def test_handler_builds_from_the_environment(core, github_server, monkeypatch):
     assert gatekeeper.handler(sqs_batch([event]), None) == {"batchItemFailures": []}
     assert stream_types(core) == ["IssueReceived", "IssueQueued"]
     assert all(r.headers["authorization"] == "Bearer test-token" for r in gh.requests)
+
+
+def test_github_calls_per_run_one_get_issue_and_a_redelivery_costs_nothing(core, github_server, t):
+    gh = github_server
+    for n in (1, 2):
+        gh.add_issue(REPO, n, labels=[LABEL])
+    gh.set_permission(REPO, "maintainer-mia", "write")
+    gk = make_gatekeeper(core, gh, t)
+    first = receive(core, number=1, delivery="d-1")
+    assert gk.handle(first) == "IssueQueued"
+    assert [(r.method, r.path.split(REPO, 1)[-1]) for r in gh.requests] == [
+        ("GET", "/issues/1"), ("GET", "/collaborators/maintainer-mia/permission"),
+        ("POST", "/issues/1/reactions")]
+    gh.reset_requests()
+    assert gk.handle(receive(core, number=2, delivery="d-2")) == "IssueQueued"  # permission cached
+    assert [(r.method, r.path.split(REPO, 1)[-1]) for r in gh.requests] == [
+        ("GET", "/issues/2"), ("POST", "/issues/2/reactions")]
+    gh.reset_requests()
+    assert gatekeeper_handle(gk, [first]) == {"batchItemFailures": []}  # redelivered, warm
+    assert gh.requests == []
+    assert make_gatekeeper(core, gh, t).handle(first) == "already_decided"  # cold: 👀 again, no-op
+    assert [r.method for r in gh.requests] == ["POST"] and gh.reactions(REPO, 1) == ["eyes"]

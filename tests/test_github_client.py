@@ -285,3 +285,16 @@ def test_the_fake_can_be_waited_on_from_another_thread(github_server):
     threading.Timer(0.05, lambda: client.create_comment("octo/repo", 5, "later")).start()
     assert gh.wait_until(lambda g: g.comments("octo/repo", 5)[0]["body"] == "later", timeout=5)
     assert not gh.wait_until(lambda g: len(g.comments("octo/repo", 5)) == 2, timeout=0.1)
+
+
+def test_last_attempts_tells_a_retried_write_from_a_first_time_one(github_server):
+    gh, t = github_server, FakeTime()
+    gh.add_issue("octo/repo", 7)
+    client = make_client(gh, t, max_attempts=3)
+    assert client.last_attempts == 0
+    client.create_comment("octo/repo", 7, "once")
+    assert client.last_attempts == 1
+    gh.fail_next(502, 1, method="POST", applied=True)  # applied, but the answer was lost
+    client.create_comment("octo/repo", 7, "twice")
+    assert client.last_attempts == 2
+    assert [c["body"] for c in gh.comments("octo/repo", 7)] == ["once", "twice", "twice"]
