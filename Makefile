@@ -18,6 +18,7 @@ venv: $(STAMP)
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/cfn-lint templates/*.yaml
+	$(BIN)/mypy
 
 test: venv lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
