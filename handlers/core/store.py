@@ -20,7 +20,7 @@ from typing import Any, Protocol
 from pynamodb.exceptions import PutError, TransactWriteError
 
 from handlers.core import schemas
-from handlers.core.envelope import Envelope, dumps, iso, loads, parse_iso
+from handlers.core.envelope import Envelope, dumps, iso, loads
 from handlers.core.errors import AwsError, ConcurrencyConflict, GipError
 from handlers.core.models import Tables
 
@@ -241,6 +241,3 @@ def _reasons(exc: Exception) -> list[str | None] | None:
         return [r.code if r is not None else None for r in exc.cancellation_reasons] or None
     return None
 
-
-def parse_when(value: str | datetime) -> datetime:
-    return value if isinstance(value, datetime) else parse_iso(value)
