@@ -48,7 +48,13 @@ def add_common(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="bootstrap.py", description=__doc__.split("\n")[0] if __doc__ else None)
+    parser = argparse.ArgumentParser(
+        prog="bootstrap.py",
+        description="github-issue-processor: reproduce GitHub bug reports in AWS sandbox accounts. "
+                    "`bootstrap.py --org o-xxxxxxxxxx` deploys to AWS; add --local to run it all "
+                    "on this machine.",
+        epilog="Exit codes: 0 ok, 1 the operation failed (or --verify found drift), 2 bad usage. "
+               "`bootstrap.py COMMAND --help` for a command's options.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module_name, help_text) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text)
