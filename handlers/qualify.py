@@ -142,6 +142,9 @@ def _command(payload: Mapping[str, Any], rules: Rules) -> Decision:
         return Ignore("issue carries no required label")
     receive = _receive(payload, issue, labels, trigger="command")
     receive.data["command"] = command
+    # The commenter is the sender: their association is the one the token-less local fallback
+    # should judge (the issue's own is its author's).
+    receive.data["author_association"] = _opt_str(comment, "author_association") or "NONE"
     comment_id = comment.get("id")
     if isinstance(comment_id, int) and not isinstance(comment_id, bool):
         receive.data["comment_id"] = comment_id

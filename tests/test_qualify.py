@@ -106,6 +106,8 @@ def test_reproduce_comment_qualifies_as_command() -> None:
     assert decision.data["command"] == "/reproduce"
     assert decision.data["comment_id"] == 2124455001
     assert decision.data["sender"] == "monalisa"
+    # the commenter's association (MEMBER), not the issue author's (CONTRIBUTOR)
+    assert decision.data["author_association"] == "MEMBER"
 
 
 @pytest.mark.parametrize(
