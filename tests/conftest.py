@@ -74,6 +74,29 @@ def make_core(endpoint_url: str | None = None, prefix: str = "test", *, stream: 
                            pool=Pool(store=store), issues=Issues(store=store))
 
 
+@pytest.fixture(scope="module")
+def shared_core() -> Iterator[SimpleNamespace]:
+    """One moto + tables per module (building the tables costs ~1 s on a busy machine);
+    pair it with :func:`empty_tables` in a function-scoped ``core`` fixture."""
+    from moto import mock_aws
+
+    for key, value in FAKE_ENV.items():
+        os.environ.setdefault(key, value)
+    with mock_aws():
+        yield make_core(prefix="test")
+
+
+def empty_tables(core: SimpleNamespace) -> SimpleNamespace:
+    """Delete every item of the events and issues tables, so each test starts clean."""
+    import boto3
+
+    ddb = boto3.client("dynamodb")
+    for table, keys in ((core.settings.events_table, "pk, sk"), (core.settings.issues_table, "pk")):
+        for item in ddb.scan(TableName=table, ProjectionExpression=keys)["Items"]:
+            ddb.delete_item(TableName=table, Key=item)
+    return core
+
+
 @pytest.fixture
 def core() -> Iterator[SimpleNamespace]:
     from moto import mock_aws

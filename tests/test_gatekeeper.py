@@ -4,15 +4,11 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-import boto3
 import pytest
-from moto import mock_aws
 
 from handlers import gatekeeper
 from handlers.core.config import Settings
@@ -20,9 +16,10 @@ from handlers.core.envelope import Cause
 from handlers.gatekeeper import Gatekeeper, PermissionCache, decide
 from handlers.github.client import GitHubClient, Permission
 from handlers.github.consumer import envelope_from_record
-from tests.conftest import FAKE_ENV, make_core
+from tests.conftest import empty_tables
 from tests.fakes import fixtures
 from tests.fakes.bus import sqs_batch
+from tests.fakes.clock import FakeTime
 
 github_server = fixtures.github_server
 EVENTS = Path(__file__).parent / "events"
@@ -30,35 +27,9 @@ REPO, NUMBER = "octo-org/hello-world", 42
 LABEL = "needs-reproduction"
 
 
-@pytest.fixture(scope="module")
-def shared_core() -> Iterator[SimpleNamespace]:
-    for key, value in FAKE_ENV.items():
-        os.environ.setdefault(key, value)
-    with mock_aws():
-        yield make_core(prefix="test")
-
-
 @pytest.fixture
 def core(shared_core: SimpleNamespace) -> SimpleNamespace:
-    ddb = boto3.client("dynamodb")
-    for table, keys in ((shared_core.settings.events_table, "pk, sk"),
-                        (shared_core.settings.issues_table, "pk")):
-        for item in ddb.scan(TableName=table, ProjectionExpression=keys)["Items"]:
-            ddb.delete_item(TableName=table, Key=item)
-    return shared_core
-
-
-class FakeTime:
-    def __init__(self) -> None:
-        self.now = 1_000.0
-        self.sleeps: list[float] = []
-
-    def clock(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
+    return empty_tables(shared_core)
 
 
 @pytest.fixture

@@ -20,25 +20,11 @@ from handlers.github.client import (
     retry_after,
 )
 from tests.fakes import fixtures
+from tests.fakes.clock import FakeTime
 from tests.fakes.github_server import FakeGitHub
 
 github_server = fixtures.github_server
 NOW = 1_700_000_000.0
-
-
-class FakeTime:
-    """Injected clock and sleep: sleeping advances the clock, nothing really waits."""
-
-    def __init__(self, start: float = NOW) -> None:
-        self.now = start
-        self.sleeps: list[float] = []
-
-    def clock(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
 
 
 def make_client(gh: FakeGitHub, t: FakeTime, **kw: object) -> GitHubClient:
@@ -147,7 +133,7 @@ def test_backoff_grows_exponentially_up_to_the_cap():
 
 
 def test_403_with_retry_after_then_success(github_server):
-    gh, t = github_server, FakeTime()
+    gh, t = github_server, FakeTime(NOW)
     gh.add_issue("octo/repo", 7)
     gh.fail_next(403, 1, {"Retry-After": "3"})
     issue = make_client(gh, t).get_issue("octo/repo", 7)
@@ -157,14 +143,14 @@ def test_403_with_retry_after_then_success(github_server):
 
 
 def test_429_with_reset_header_then_success(github_server):
-    gh, t = github_server, FakeTime()
+    gh, t = github_server, FakeTime(NOW)
     gh.fail_next(429, 1, {"x-ratelimit-remaining": "0", "x-ratelimit-reset": str(int(NOW) + 5)})
     assert make_client(gh, t).login() == "gip-bot"
     assert t.sleeps == [6.0]
 
 
 def test_a_500_storm_then_success_backs_off_exponentially(github_server):
-    gh, t = github_server, FakeTime()
+    gh, t = github_server, FakeTime(NOW)
     gh.add_issue("octo/repo", 7)
     gh.fail_next(500, 4)
     comment = make_client(gh, t, max_attempts=5).create_comment("octo/repo", 7, "hello")
@@ -175,7 +161,7 @@ def test_a_500_storm_then_success_backs_off_exponentially(github_server):
 
 
 def test_a_500_storm_longer_than_the_attempts_raises_server_error(github_server):
-    gh, t = github_server, FakeTime()
+    gh, t = github_server, FakeTime(NOW)
     gh.add_issue("octo/repo", 7)
     gh.fail_next(503, 10)
     with pytest.raises(errors.ServerError):
@@ -185,7 +171,7 @@ def test_a_500_storm_longer_than_the_attempts_raises_server_error(github_server)
 
 
 def test_a_long_rate_limit_is_not_slept_but_raised(github_server):
-    gh, t = github_server, FakeTime()
+    gh, t = github_server, FakeTime(NOW)
     gh.fail_next(403, 1, {"Retry-After": "600"})
     with pytest.raises(errors.RateLimited) as info:
         make_client(gh, t, max_wait_s=30).login()
@@ -194,7 +180,7 @@ def test_a_long_rate_limit_is_not_slept_but_raised(github_server):
 
 
 def test_retries_stop_when_the_time_budget_is_spent(github_server):
-    gh, t = github_server, FakeTime()
+    gh, t = github_server, FakeTime(NOW)
     gh.fail_next(403, 10, {"Retry-After": "20"})
     with pytest.raises(errors.RateLimited):
         make_client(gh, t, budget_s=45).login()
@@ -202,7 +188,7 @@ def test_retries_stop_when_the_time_budget_is_spent(github_server):
 
 
 def test_a_client_error_is_not_retried(github_server):
-    gh, t = github_server, FakeTime()
+    gh, t = github_server, FakeTime(NOW)
     gh.fail_next(422, 3)
     with pytest.raises(errors.Invalid):
         make_client(gh, t).login()
@@ -211,11 +197,11 @@ def test_a_client_error_is_not_retried(github_server):
 
 def test_wrong_token_is_unauthorized(github_server):
     with pytest.raises(errors.Unauthorized):
-        make_client(github_server, FakeTime(), token="wrong").login()
+        make_client(github_server, FakeTime(NOW), token="wrong").login()
 
 
 def test_ghes_base_url_with_api_v3_works(github_server):
-    gh, t = github_server, FakeTime()
+    gh, t = github_server, FakeTime(NOW)
     gh.add_issue("octo/repo", 1)
     client = make_client(gh, t, base_url=gh.url + "/api/v3")
     client.add_labels("octo/repo", 1, ["reproduced"])
@@ -223,7 +209,7 @@ def test_ghes_base_url_with_api_v3_works(github_server):
 
 
 def test_comments_are_read_across_pages(github_server):
-    gh, t = github_server, FakeTime()
+    gh, t = github_server, FakeTime(NOW)
     gh.add_issue("octo/repo", 3)
     for i in range(230):
         gh.add_comment("octo/repo", 3, f"c{i}")
@@ -233,7 +219,7 @@ def test_comments_are_read_across_pages(github_server):
 
 
 def test_writes_are_spaced_out_by_the_write_interval(github_server):
-    gh, t = github_server, FakeTime()
+    gh, t = github_server, FakeTime(NOW)
     gh.add_issue("octo/repo", 3)
     client = make_client(gh, t, write_interval_s=1.0)
     client.add_reaction("octo/repo", 3, "eyes")
@@ -243,7 +229,7 @@ def test_writes_are_spaced_out_by_the_write_interval(github_server):
 
 
 def test_remove_label_that_is_absent_is_fine(github_server):
-    gh, t = github_server, FakeTime()
+    gh, t = github_server, FakeTime(NOW)
     gh.add_issue("octo/repo", 3, labels=["bug", "repro-broken"])
     client = make_client(gh, t)
     client.remove_label("octo/repo", 3, "repro-broken")
@@ -252,7 +238,7 @@ def test_remove_label_that_is_absent_is_fine(github_server):
 
 
 def test_permission_reports_role_and_legacy_permission(github_server):
-    gh, t = github_server, FakeTime()
+    gh, t = github_server, FakeTime(NOW)
     gh.set_permission("octo/repo", "mia", "maintain")
     client = make_client(gh, t)
     assert client.permission("octo/repo", "mia") == Permission("write", "maintain")
@@ -263,7 +249,7 @@ def test_unreachable_host_is_retried_then_raised():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    t = FakeTime()
+    t = FakeTime(NOW)
     client = GitHubClient(base_url=f"http://127.0.0.1:{port}", token="t", sleep=t.sleep,
                           clock=t.clock, rand=lambda: 1.0, max_attempts=2)
     with pytest.raises(errors.Unreachable):
@@ -281,14 +267,14 @@ def test_the_fake_can_be_waited_on_from_another_thread(github_server):
 
     gh = github_server
     gh.add_issue("octo/repo", 5)
-    client = make_client(gh, FakeTime())
+    client = make_client(gh, FakeTime(NOW))
     threading.Timer(0.05, lambda: client.create_comment("octo/repo", 5, "later")).start()
     assert gh.wait_until(lambda g: g.comments("octo/repo", 5)[0]["body"] == "later", timeout=5)
     assert not gh.wait_until(lambda g: len(g.comments("octo/repo", 5)) == 2, timeout=0.1)
 
 
 def test_last_attempts_tells_a_retried_write_from_a_first_time_one(github_server):
-    gh, t = github_server, FakeTime()
+    gh, t = github_server, FakeTime(NOW)
     gh.add_issue("octo/repo", 7)
     client = make_client(gh, t, max_attempts=3)
     assert client.last_attempts == 0

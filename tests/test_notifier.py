@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
 from types import SimpleNamespace
 from typing import Any
 
 import boto3
 import pytest
-from moto import mock_aws
 
 from handlers import notifier
 from handlers.comment import GITHUB_LIMIT, STATUS_MARKER, UNTRUSTED_MARKER
@@ -19,9 +16,10 @@ from handlers.core.errors import ConfigError
 from handlers.core.issue import Issue
 from handlers.github.client import GitHubClient
 from handlers.notifier import Notifier, plan_for
-from tests.conftest import FAKE_ENV, make_core
+from tests.conftest import empty_tables
 from tests.fakes import fixtures
 from tests.fakes.bus import sqs_batch
+from tests.fakes.clock import FakeTime
 
 github_server = fixtures.github_server
 REPO, NUMBER = "octo-org/hello-world", 42
@@ -29,35 +27,9 @@ LABEL = "needs-reproduction"
 ACCOUNT = "111122223333"
 
 
-@pytest.fixture(scope="module")
-def shared_core() -> Iterator[SimpleNamespace]:
-    for key, value in FAKE_ENV.items():
-        os.environ.setdefault(key, value)
-    with mock_aws():
-        yield make_core(prefix="test")
-
-
 @pytest.fixture
 def core(shared_core: SimpleNamespace) -> SimpleNamespace:
-    ddb = boto3.client("dynamodb")
-    for table, keys in ((shared_core.settings.events_table, "pk, sk"),
-                        (shared_core.settings.issues_table, "pk")):
-        for item in ddb.scan(TableName=table, ProjectionExpression=keys)["Items"]:
-            ddb.delete_item(TableName=table, Key=item)
-    return shared_core
-
-
-class FakeTime:
-    def __init__(self) -> None:
-        self.now = 1_000.0
-        self.sleeps: list[float] = []
-
-    def clock(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
+    return empty_tables(shared_core)
 
 
 @pytest.fixture

@@ -6,8 +6,6 @@ import base64
 import copy
 import json
 import logging
-import os
-from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -16,13 +14,12 @@ import boto3
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from moto import mock_aws
 
 from handlers import webhook
 from handlers.core.envelope import Cause
 from handlers.delivery import signature_for
 from handlers.qualify import Rules
-from tests.conftest import FAKE_ENV, make_core
+from tests.conftest import empty_tables
 
 EVENTS = Path(__file__).parent / "events"
 SECRET = "test-webhook-secret"  # the secret tests/events/wh_*.json are signed with
@@ -40,22 +37,10 @@ def compact(payload: Any) -> bytes:
     return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-@pytest.fixture(scope="module")
-def shared_core() -> Iterator[SimpleNamespace]:
-    """One moto + tables per module: building the tables costs ~1 s on a busy machine."""
-    for key, value in FAKE_ENV.items():
-        os.environ.setdefault(key, value)
-    with mock_aws():
-        yield make_core(prefix="test")
-
-
 @pytest.fixture
 def core(shared_core: SimpleNamespace) -> SimpleNamespace:
     """The shared tables, emptied, and no secret in Secrets Manager."""
-    ddb = boto3.client("dynamodb")
-    for table in (shared_core.settings.events_table, shared_core.settings.issues_table):
-        for item in ddb.scan(TableName=table, ProjectionExpression="pk, sk" if "events" in table else "pk")["Items"]:
-            ddb.delete_item(TableName=table, Key=item)
+    empty_tables(shared_core)
     sm = boto3.client("secretsmanager")
     for secret in sm.list_secrets()["SecretList"]:
         sm.delete_secret(SecretId=secret["ARN"], ForceDeleteWithoutRecovery=True)
