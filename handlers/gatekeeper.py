@@ -121,13 +121,11 @@ class Gatekeeper:
     @classmethod
     def from_env(cls) -> Gatekeeper:
         from handlers.core.issue_service import Issues
-        from handlers.github.token import TokenSource
+        from handlers.github.token import client_from_settings
 
         settings = Settings.from_env()
-        source = TokenSource(secret_id=settings.github_token_secret_id)
-        # the client asks the source on every call: cached, and a rotated secret is picked up
-        github = GitHubClient(base_url=settings.github_api_url, token=source.get) if source.get() else None
-        return cls(issues=Issues.from_settings(settings), github=github, settings=settings)
+        return cls(issues=Issues.from_settings(settings), github=client_from_settings(settings),
+                   settings=settings)
 
     def handle(self, envelope: Envelope) -> str:
         """Decide one IssueReceived; returns what happened (for logs and tests)."""

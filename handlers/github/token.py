@@ -89,3 +89,13 @@ def _default_client() -> Any:
     import boto3
 
     return boto3.client("secretsmanager")
+
+
+def client_from_settings(settings: Any) -> Any:
+    """The GitHub client of the two token holders (gatekeeper, notifier), or None with no
+    token (local mode: print instead). The client asks the source on every call: cached, and
+    a rotated secret is picked up."""
+    from handlers.github.client import GitHubClient
+
+    source = TokenSource(secret_id=settings.github_token_secret_id)
+    return GitHubClient(base_url=settings.github_api_url, token=source.get) if source.get() else None
