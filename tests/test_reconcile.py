@@ -60,10 +60,15 @@ def test_a_changed_reason_starts_counting_again() -> None:
     assert plan.act == () and plan.strikes == {f"deregister:{A}:closed": 1}
 
 
-def test_deregistered_accounts_never_come_back_and_suspended_strangers_are_ignored() -> None:
-    plan = rc.plan_reconcile({A: "DEREGISTERED"}, org((A, "ACTIVE"), (B, "SUSPENDED")), {f"register:{A}:": 5})
-    assert plan.act == () and plan.pending == () and plan.strikes == {}
-    assert plan.unchanged == (A,)
+def test_a_deregistered_account_back_in_scope_rejoins_and_suspended_strangers_are_ignored() -> None:
+    plan = rc.plan_reconcile({A: "DEREGISTERED"}, org((A, "ACTIVE"), (B, "SUSPENDED")), {f"register:{A}:": 1})
+    assert plan.act == (rc.Mismatch("register", A),) and plan.pending == ()
+    assert plan.strikes == {f"register:{A}:": 2}
+
+
+def test_a_deregistered_account_that_is_closed_or_out_of_scope_stays_out() -> None:
+    plan = rc.plan_reconcile({A: "DEREGISTERED", B: "DEREGISTERED"}, org((A, "SUSPENDED")), {}, threshold=1)
+    assert plan.act == () and plan.unchanged == (A,)
 
 
 def test_the_management_account_is_never_a_member() -> None:
