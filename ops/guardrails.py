@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from handlers.core.errors import AwsError, UsageError
@@ -145,8 +145,8 @@ class Applied:
     policy_ids: tuple[str, ...] = ()
     created: bool = False
     updated: bool = False
-    attached: list[str] | None = None
-    detached: list[str] | None = None
+    attached: list[str] = field(default_factory=list)
+    detached: list[str] = field(default_factory=list)
 
 
 def apply(orgs: Any, *, name: str, choice: Choice, targets: list[str], content: str,
@@ -155,7 +155,7 @@ def apply(orgs: Any, *, name: str, choice: Choice, targets: list[str], content: 
     from any target it should no longer guard (``none``, own SCPs, or an OU dropped)."""
     _enable_scps(orgs)
     ours = _find(orgs, name)
-    result = Applied(attached=[], detached=[])
+    result = Applied()
     if choice.mode == "ours":
         if ours is None:
             with aws_errors(f"organizations:CreatePolicy {name}"):

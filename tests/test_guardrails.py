@@ -176,7 +176,7 @@ def test_apply_creates_attaches_and_is_idempotent(org: tuple[Any, list[str]]) ->
     first = g.apply(orgs, name="gip-guardrails", choice=g.Choice("ours"), targets=[a, b], content=content,
                     notice=notices.append)
     [policy] = first.policy_ids
-    assert first.created and sorted(first.attached or []) == sorted([f"{policy}@{a}", f"{policy}@{b}"])
+    assert first.created and sorted(first.attached) == sorted([f"{policy}@{a}", f"{policy}@{b}"])
     described = orgs.describe_policy(PolicyId=policy)["Policy"]
     assert described["PolicySummary"]["Name"] == "gip-guardrails"
     assert described["PolicySummary"]["Type"] == "SERVICE_CONTROL_POLICY"
