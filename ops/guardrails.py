@@ -138,6 +138,19 @@ def render(policy: dict[str, Any]) -> str:
 
 # --------------------------------------------------------------------------- the apply step
 
+def ensure(orgs: Any, *, prefix: str, choice: Choice, ou_ids: list[str], regions: list[str],
+           topic_arn: str, notice: Callable[[str], None], info: Callable[[str], None]) -> Applied:
+    """Deploy's one call: render our SCP for this deployment and apply the choice to the OUs."""
+    partition = topic_arn.split(":")[1] if topic_arn.count(":") >= 5 else "aws"
+    content = render(document(prefix=prefix, regions=regions, partition=partition,
+                              registrar_topic_arn=topic_arn or f"arn:{partition}:sns:*:*:{prefix}-registrar"))
+    done = apply(orgs, name=f"{prefix}-guardrails", choice=choice, targets=ou_ids, content=content, notice=notice)
+    what = {"ours": f"{prefix}-guardrails", "none": "none"}.get(choice.mode, ", ".join(choice.policy_ids))
+    changes = len(done.attached) + len(done.detached) + int(done.created or done.updated)
+    info(f"guardrails ({what}) on {', '.join(ou_ids)}: {f'{changes} change(s)' if changes else 'no changes'}")
+    return done
+
+
 @dataclass
 class Applied:
     """What ``apply`` did, for the progress line and the tests."""
