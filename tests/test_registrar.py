@@ -450,8 +450,10 @@ def test_only_the_stackset_execution_role_in_the_org_may_publish_to_the_registra
     for statement in allows:  # every Allow is narrowed by both conditions, none is org-wide
         condition = statement["Condition"]
         assert condition["StringEquals"]["aws:PrincipalOrgID"] == {"Ref": "OrgId"}
-        arn = condition["ArnLike"]["aws:PrincipalArn"]
-        assert arn == {"Fn::Sub": "arn:${AWS::Partition}:iam::*:role/stacksets-exec-*"}
+        arns = [a["Fn::Sub"] for a in condition["ArnLike"]["aws:PrincipalArn"]]
+        assert arns == ["arn:${AWS::Partition}:iam::*:role/stacksets-exec-*",
+                        "arn:${AWS::Partition}:iam::*:role/aws-service-role/stacksets.amazonaws.com/"
+                        "AWSServiceRoleForCloudFormationStackSetsOrgMember"]
         assert set(condition) == {"StringEquals", "ArnLike"}
 
 
