@@ -113,11 +113,7 @@ def validate(options: DeployOptions) -> None:
     bad = [ou for ou in options.ou_ids if not OU_ID.match(ou)]
     if bad:
         raise UsageError(f"--ou ids must look like ou-xxxx-xxxxxxxx or r-xxxx, got {bad[0]!r}")
-    if options.guardrails is not None:
-        guardrails.parse_choice(options.guardrails)
-    bad = [r for r in options.regions if not pool_scope.REGION.match(r)]
-    if bad:
-        raise UsageError(f"--regions takes region names like us-east-1, got {bad[0]!r}")
+    pool_scope.check_flags(regions=options.regions, guardrails=options.guardrails)
     if options.vpc_id and not options.subnet_ids:
         raise UsageError("--vpc-id needs --subnet-ids")
 
@@ -359,13 +355,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--labels", default="needs-reproduction", help="required labels, comma-separated")
     parser.add_argument("--dry-run", action="store_true", help="show the change sets, execute nothing")
     parser.add_argument("--yes", "-y", action="store_true", help="do not ask before replacements/removals")
-    parser.add_argument("--ou", action="append", default=[],
-                        help="OU ids whose accounts join the pool, comma-separated or repeated "
-                             "(required on the first deploy; later deploys reuse them)")
-    parser.add_argument("--regions", default="", help="regions the pool may use, comma-separated "
-                        "(default: the deploy region, or what the last deploy used)")
-    parser.add_argument("--guardrails", default=None, help="none, or your own SCP ids (comma-separated) "
-                        "instead of the <prefix>-guardrails SCP")
+    parser.add_argument("--ou", action="append", default=[], help="OUs whose accounts join the pool (required on the first deploy)")
+    parser.add_argument("--regions", default="", help="regions the pool may use (default: the deploy region)")
+    parser.add_argument("--guardrails", default=None, help="none, or your own SCP ids instead of <prefix>-guardrails")
     parser.add_argument("--worker-image", default="", help="your own worker image URI (worker/Dockerfile)")
     parser.add_argument("--external-id", default=None, help="sts:ExternalId for member roles (default: derived)")
     parser.add_argument("--vpc-id", default="", help="existing VPC for the worker (default: create one)")

@@ -35,6 +35,15 @@ def split(value: str | None) -> list[str]:
     return [v.strip() for v in (value or "").split(",") if v.strip()]
 
 
+def check_flags(*, regions: list[str], guardrails: str | None) -> None:
+    """Pure: the flags' shape, before any AWS call. UsageError (exit 2) with one line."""
+    if guardrails is not None:
+        parse_choice(guardrails)
+    bad = [r for r in regions if not REGION.match(r)]
+    if bad:
+        raise UsageError(f"--regions takes region names like us-east-1, got {bad[0]!r}")
+
+
 def resolve(*, ou_ids: list[str], regions: list[str], guardrails: str | None,
             remembered: dict[str, str], region: str, local: bool) -> Scope:
     """Pure: the flags, else the remembered parameters, else the defaults. UsageError (exit 2)."""
@@ -42,9 +51,7 @@ def resolve(*, ou_ids: list[str], regions: list[str], guardrails: str | None,
     if not ous and not local:  # local mode creates its own pool OU after the deploy
         raise UsageError(WHY_OU)
     allowed = regions or split(remembered.get("AllowedRegions")) or [region]
-    bad = [r for r in allowed if not REGION.match(r)]
-    if bad:
-        raise UsageError(f"--regions takes region names like us-east-1, got {bad[0]!r}")
+    check_flags(regions=allowed, guardrails=None)
     if region not in allowed:
         raise UsageError(f"--regions must include the deploy region {region}: the member stacks and "
                          f"the processing role live there")
