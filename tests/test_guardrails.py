@@ -221,3 +221,19 @@ def test_own_scps_replace_ours_and_none_warns_and_detaches(org: tuple[Any, list[
     assert none.policy_ids == () and targets_of(orgs, ours) == set()
     [line] = notices
     assert line.startswith("--guardrails none:") and "\n" not in line
+
+
+def test_ensure_renders_for_the_deployment_and_says_what_it_did(org: tuple[Any, list[str]]) -> None:
+    orgs, (a, _) = org
+    lines: list[str] = []
+    done = g.ensure(orgs, prefix="gip", choice=g.Choice("ours"), ou_ids=[a], regions=["us-east-1"],
+                    topic_arn="arn:aws-cn:sns:cn-north-1:111122223333:gip-registrar",
+                    notice=lines.append, info=lines.append)
+    [policy] = done.policy_ids
+    content = json.loads(orgs.describe_policy(PolicyId=policy)["Policy"]["Content"])
+    assert content == g.document(prefix="gip", regions=["us-east-1"], partition="aws-cn",
+                                 registrar_topic_arn="arn:aws-cn:sns:cn-north-1:111122223333:gip-registrar")
+    assert lines == [f"guardrails (gip-guardrails) on {a}: 2 change(s)"]
+    g.ensure(orgs, prefix="gip", choice=g.Choice("ours"), ou_ids=[a], regions=["us-east-1"],
+             topic_arn="arn:aws-cn:sns:cn-north-1:111122223333:gip-registrar", notice=lines.append, info=lines.append)
+    assert lines[-1] == f"guardrails (gip-guardrails) on {a}: no changes"

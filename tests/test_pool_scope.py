@@ -111,3 +111,14 @@ def test_bad_scope_flags_exit_2_before_any_aws_call(main: Any, capsys: pytest.Ca
                  "http://127.0.0.1:9", *flags]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith(message)
+
+
+def test_the_management_stack_keeps_the_three_remembered_parameters() -> None:
+    from pathlib import Path
+
+    from ops.local_gaps import load_template
+
+    template = load_template((Path(__file__).resolve().parent.parent / "templates" / "management.yaml").read_text())
+    for key in ("TargetOuIds", "AllowedRegions", "Guardrails"):
+        assert template["Parameters"][key]["Type"] == "String"
+        assert "${" + key + "}" in template["Outputs"]["PoolScope"]["Value"]["Fn::Sub"]
