@@ -219,6 +219,20 @@ def test_target_ous_limit_the_scope(world: SimpleNamespace) -> None:
     assert moved.deregistered == [inside] and world.pool.get(inside).reason == "removed"
 
 
+def test_an_account_moved_back_into_a_target_ou_rejoins(world: SimpleNamespace) -> None:
+    target = world.orgs.create_organizational_unit(ParentId=world.root, Name="sandboxes")["OrganizationalUnit"]["Id"]
+    account = world.new_account("back", target)
+    assert world.reconciler(targets=(target,), threshold=1).run_once().registered == [account]
+    world.orgs.move_account(AccountId=account, SourceParentId=target, DestinationParentId=world.root)
+    assert world.reconciler(targets=(target,), threshold=1).run_once().deregistered == [account]
+
+    world.orgs.move_account(AccountId=account, SourceParentId=world.root, DestinationParentId=target)
+    assert world.reconciler(targets=(target,), threshold=1).run_once().registered == [account]
+    assert status(world, account) == "AVAILABLE"
+    assert [e["type"] for e in world.pool.store.read(f"account-{account}")] == \
+        ["AccountRegistered", "AccountDeregistered", "AccountRegistered"]
+
+
 def test_strikes_live_in_the_pool_table_but_not_among_accounts(world: SimpleNamespace) -> None:
     world.new_account("alpha")
     world.reconciler().run_once()
