@@ -16,7 +16,8 @@ Pipeline, per SQS record (one EventBridge event each):
    A joined account found SUSPENDED / PENDING_CLOSURE / CLOSED by DescribeAccount is
    deregistered too.
 3. A deregistered account that was leased: the core ends the lease; here the run gets
-   ``IssueProcessingFailed`` (retryable). A deregistered account never rejoins (terminal).
+   ``IssueProcessingFailed`` (retryable). A deregistered account rejoins once it is back in
+   scope and its processing role can be assumed again.
 
 Organizations events are best-effort; ``handlers.reconcile`` repairs anything missed.
 Event shapes: https://docs.aws.amazon.com/organizations/latest/userguide/orgs_cloudtrail-integration.html
@@ -339,7 +340,7 @@ class Lifecycle:
         if not self.org.account_in_scope(account_id, self.target_ou_ids):
             return "needs attention: outside the target OUs, so no stack instance will be deployed"
         row = self.pool.get(account_id)
-        if row is not None:
+        if row is not None and row.status != "DEREGISTERED":  # a deregistered account may rejoin
             return f"already {row.status}"
         return self.register_if_assumable(account_id, cause=cause)
 

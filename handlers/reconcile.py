@@ -9,7 +9,8 @@ Pipeline:
 1. read — org accounts in scope, pool rows, stored strikes (no writes);
 2. ``plan_reconcile(pool_rows, org_accounts, strikes) -> Plan`` — pure;
 3. act — confirmed mismatches only: register (source ``reconcile``) when the processing role
-   can be assumed, else report; deregister gone / suspended / closed accounts;
+   can be assumed, else report (a DEREGISTERED account back in scope rejoins); deregister
+   gone / suspended / closed accounts;
 4. store the strikes, return a :class:`Summary`.
 
 Two-strike rule: a mismatch is acted on only when the same mismatch (action, account,
@@ -90,10 +91,12 @@ def plan_reconcile(
                 found.append(Mismatch("deregister", account_id, reason))
             elif status:
                 unchanged.append(account_id)
-        elif org.status == "ACTIVE" and status is None:
+        elif org.status == "ACTIVE" and status in (None, "DEREGISTERED"):
+            # A deregistered account back in scope rejoins; registering still needs its
+            # processing role to be assumable, i.e. the StackSet to have redeployed it.
             found.append(Mismatch("register", account_id))
         elif status is not None:
-            unchanged.append(account_id)  # includes DEREGISTERED: terminal, never re-registered
+            unchanged.append(account_id)
     counted = {m.key: int(strikes.get(m.key, 0)) + 1 for m in found}
     act = tuple(m for m in found if counted[m.key] >= max(1, threshold))
     pending = tuple(m for m in found if m not in act)

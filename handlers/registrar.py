@@ -1,18 +1,19 @@
 """Registrar: the SNS-backed custom resource in the member StackSet template.
 
-The member-account stack's ``Custom::PoolRegistration`` has a ServiceToken that is an SNS
-topic in the management account (its policy limited to the organization). This Lambda,
-subscribed to the topic, turns the request into a pool command and always answers the
-presigned ResponseURL, on every path, so that a stack never waits an hour:
+The member-account stack's ``Custom::AccountRegistration`` has a ServiceToken that is an SNS
+topic in the management account; its policy admits only the StackSet's execution role
+(``stacksets-exec-*``) of our organization. This Lambda, subscribed to the topic, turns the
+request into a pool command and always answers the presigned ResponseURL, on every path, so
+that a stack never waits an hour:
 
-- Create  → ``Pool.register(account, source="stackset")``; a repeat for a registered
-            account is a success and appends nothing (the core's register is idempotent).
+- Create  → ``Pool.register(account, source="stackset")``; a repeat is a success that appends
+            nothing; a deregistered account that comes back through the StackSet rejoins.
 - Update  → no-op, same PhysicalResourceId (a new id would make CloudFormation Delete the old).
-- Delete  → ``AccountDeregistered`` (reason ``removed``); the leased-run path is shared with
-            the Organizations events (:func:`handlers.org_events.deregister_account`).
+- Delete  → ``AccountDeregistered`` (reason ``removed``), shared with the Organizations events.
 
-Trust: the account comes from the StackId (written by CloudFormation), and a property naming
-another account is refused, so one member cannot register or deregister another.
+Trust: the body is not trusted. The account comes from the StackId, a property naming another
+account is refused, and before Create or Delete touches the pool, CloudFormation must confirm
+it (:mod:`handlers.stack_instance`): a forged request changes nothing and logs one line.
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ from typing import Any, Protocol
 
 from handlers import custom_resource as cr
 from handlers.core.envelope import ACCOUNT_RE, Cause
-from handlers.core.errors import AwsError, GipError, IllegalTransition
+from handlers.core.errors import AwsError, GipError
+from handlers.stack_instance import Verdict
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +41,14 @@ class PoolLike(Protocol):
     def register(self, account_id: str, *, role_arn: str, source: str, cause: Cause) -> Any: ...
     def deregister(self, account_id: str, *, reason: str, cause: Cause) -> Any: ...
     def get(self, account_id: str) -> Any: ...
+
+
+class InstanceCheck(Protocol):
+    def check(self, request_type: str, *, account: str, stack_id: str) -> Verdict: ...
+
+
+class Unconfirmed(cr.InvalidRequest):
+    """CloudFormation does not confirm the request: it is forged, stale or early."""
 
 
 @dataclass(frozen=True)
@@ -85,6 +95,7 @@ class Registrar:
         self,
         pool: PoolLike,
         *,
+        instances: InstanceCheck,
         role_name: str,
         management_account_id: str = "",
         deregister: Callable[..., Any] | None = None,
@@ -93,6 +104,7 @@ class Registrar:
         timeout: float = 10.0,
     ) -> None:
         self.pool = pool
+        self.instances = instances
         self.role_name = role_name
         self.management_account_id = management_account_id
         self._deregister = deregister or (
@@ -145,10 +157,7 @@ class Registrar:
                            data={"AccountId": reg.account_id, "Registered": "unchanged"})
         if reg.account_id == self.management_account_id:
             raise cr.InvalidRequest("the management account is never a pool member")
-        known = self.pool.get(reg.account_id)
-        if known is not None and known.status == "DEREGISTERED":
-            raise IllegalTransition(f"account-{reg.account_id}", known.status, "AccountRegistered",
-                                    "a deregistered account never rejoins the pool")
+        self._confirm(request, reg.account_id)
         event = self.pool.register(reg.account_id, role_arn=reg.role_arn, source="stackset", cause=cause)
         return Outcome("SUCCESS", physical_id(reg.account_id),
                        data={"AccountId": reg.account_id, "Registered": "new" if event else "already"})
@@ -161,8 +170,17 @@ class Registrar:
         account = pid.removeprefix(PHYSICAL_PREFIX)
         if account != request.stack_account_id:
             raise cr.InvalidRequest(f"stack of account {request.stack_account_id} cannot deregister {account}")
+        self._confirm(request, account)
         event = self._deregister(account, reason="removed", cause=cause)
         return Outcome("SUCCESS", pid, data={"AccountId": account, "Deregistered": "new" if event else "already"})
+
+    def _confirm(self, request: cr.CustomResourceRequest, account: str) -> None:
+        verdict = self.instances.check(request.request_type, account=account, stack_id=request.stack_id)
+        if not verdict.confirmed:
+            # One line an operator can alert on; the StackId is attacker-controlled, so %r.
+            log.warning("registrar refused %s for account %s (stack %r): %s; the pool is unchanged",
+                        request.request_type, account, request.stack_id[:300], verdict.reason)
+            raise Unconfirmed(f"not confirmed by the StackSet: {verdict.reason}")
 
     def answer(self, url: str, response: Mapping[str, Any]) -> None:
         """PUT the response. Raise on a transport failure so that Lambda retries the message."""
@@ -201,15 +219,20 @@ _REGISTRAR: Registrar | None = None
 def _registrar(context: Any) -> Registrar:
     global _REGISTRAR
     if _REGISTRAR is None:
+        import boto3
+
         from handlers.core.config import Settings
         from handlers.org_events import Lifecycle
+        from handlers.stack_instance import StackInstances
 
         settings = Settings.from_env()
         lifecycle = Lifecycle.from_settings(settings)
+        cfn = boto3.client("cloudformation", region_name=settings.region, endpoint_url=settings.endpoint_url)
         # The Lambda runs in the management account: its own ARN names it, no API call needed.
         arn = str(getattr(context, "invoked_function_arn", "") or "")
         _REGISTRAR = Registrar(
             lifecycle.pool,
+            instances=StackInstances(cfn, stack_set=os.environ.get("STACK_SET_NAME") or f"{settings.prefix}-member"),
             role_name=settings.processing_role_name,
             management_account_id=arn.split(":")[4] if arn.count(":") >= 5 else "",
             deregister=lifecycle.deregister_account,

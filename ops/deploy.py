@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from handlers.core.errors import ConfigError, GipError, UsageError
-from ops import aws, local_gaps, packaging, stacks, stackset
+from ops import aws, guardrails, local_gaps, packaging, pool_scope, stacks, stackset
 from ops.aws import aws_errors, error_code
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -57,6 +57,8 @@ class DeployOptions:
     yes: bool = False
     local: bool = False
     ou_ids: list[str] = field(default_factory=list)
+    regions: list[str] = field(default_factory=list)  # empty: remembered, else the deploy region
+    guardrails: str | None = None  # None: remembered, else ours; "none"; or SCP ids
     external_id: str | None = None
     worker_image: str = ""
     vpc_id: str = ""
@@ -111,6 +113,7 @@ def validate(options: DeployOptions) -> None:
     bad = [ou for ou in options.ou_ids if not OU_ID.match(ou)]
     if bad:
         raise UsageError(f"--ou ids must look like ou-xxxx-xxxxxxxx or r-xxxx, got {bad[0]!r}")
+    pool_scope.check_flags(regions=options.regions, guardrails=options.guardrails)
     if options.vpc_id and not options.subnet_ids:
         raise UsageError("--vpc-id needs --subnet-ids")
 
@@ -139,6 +142,11 @@ def deploy(options: DeployOptions, reporter: stacks.Reporter | None = None) -> d
         return aws.client(options, name, sess=sess)
 
     account = aws.check_credentials(options, sess=sess)["Account"]
+    scope = pool_scope.resolve(ou_ids=options.ou_ids, regions=options.regions, guardrails=options.guardrails,
+                               remembered=pool_scope.remembered(client("cloudformation"), options.prefix),
+                               region=region, local=options.local)
+    options = replace(options, ou_ids=list(scope.ou_ids), regions=list(scope.regions),
+                      guardrails=scope.guardrails.text)
     reporter.info(f"deploying {options.prefix} to account {account} in {region}"
                   f"{' (dry run)' if options.dry_run else ''}")
     external_id = options.external_id or default_external_id(options.org_id, account, options.prefix)
@@ -192,6 +200,10 @@ def deploy(options: DeployOptions, reporter: stacks.Reporter | None = None) -> d
             out.update(local_gaps.after_deploy(client, plan, stack_names(options.prefix)[plan.stack_name],
                                               params, region, account, reporter.notice))
     _store_secrets(client("secretsmanager"), out, reporter)
+    if not options.local:  # local mode guards the pool OU it creates (ops.local.aws_setup)
+        guardrails.ensure(client("organizations"), prefix=options.prefix, choice=scope.guardrails,
+                          ou_ids=options.ou_ids, regions=options.regions, topic_arn=out.get("RegistrarTopicArn", ""),
+                          notice=reporter.notice, info=reporter.info)
     if options.stackset:
         _deploy_stackset(options, cfn, client, out, external_id, region, reporter)
     if not options.local:
@@ -222,6 +234,8 @@ def _parameters(
             "TrustedPermissions": options.trusted_permissions,
             "BotLogin": options.bot_login,
             "TargetOuIds": ",".join(options.ou_ids),
+            "AllowedRegions": ",".join(options.regions),
+            "Guardrails": options.guardrails or "default",
         },
         "worker.yaml": {
             **common,
@@ -341,7 +355,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--labels", default="needs-reproduction", help="required labels, comma-separated")
     parser.add_argument("--dry-run", action="store_true", help="show the change sets, execute nothing")
     parser.add_argument("--yes", "-y", action="store_true", help="do not ask before replacements/removals")
-    parser.add_argument("--ou", action="append", default=[], help="target OU id for the member StackSet (repeatable; default: the org root)")
+    parser.add_argument("--ou", action="append", default=[], help="OUs whose accounts join the pool (required on the first deploy)")
+    parser.add_argument("--regions", default="", help="regions the pool may use (default: the deploy region)")
+    parser.add_argument("--guardrails", default=None, help="none, or your own SCP ids instead of <prefix>-guardrails")
     parser.add_argument("--worker-image", default="", help="your own worker image URI (worker/Dockerfile)")
     parser.add_argument("--external-id", default=None, help="sts:ExternalId for member roles (default: derived)")
     parser.add_argument("--vpc-id", default="", help="existing VPC for the worker (default: create one)")
@@ -365,7 +381,7 @@ def options_from_args(args: argparse.Namespace) -> DeployOptions:
         external_id=args.external_id, worker_image=args.worker_image, vpc_id=args.vpc_id,
         subnet_ids=split(args.subnet_ids), bot_login=args.bot_login,
         member_policy_arns=split(args.member_policy_arns), vendor_deps=not args.no_deps,
-        stackset=not args.no_stackset,
+        stackset=not args.no_stackset, regions=split(args.regions), guardrails=args.guardrails,
         # An endpoint on this machine is moto: fill its gaps as local mode does.
         local=aws.is_local_endpoint(args.endpoint_url or os.environ.get("AWS_ENDPOINT_URL")),
     )

@@ -233,7 +233,7 @@ def _leased(world: OrgWorld, account: str) -> tuple[str, Any]:
     return repo, lease
 
 
-def test_a_leased_account_that_leaves_fails_its_run_retryable_and_never_returns(world: OrgWorld) -> None:
+def test_a_leased_account_that_closes_fails_its_run_retryable_and_never_returns(world: OrgWorld) -> None:
     account = world.new_account("theta", ou=world.target)
     repo, lease = _leased(world, account)
 
@@ -249,10 +249,24 @@ def test_a_leased_account_that_leaves_fails_its_run_retryable_and_never_returns(
     [gone] = [e for e in world.pool.store.read(f"account-{account}") if e["type"] == "AccountDeregistered"]
     assert failed["causation_id"] == gone["event_id"]
 
-    # The account never comes back: not through a join event, not through reserve.
+    # A closed account never comes back: not through a join event, not through reserve.
+    world.orgs.close_account(AccountId=account)
     world.apply("org_create_account_result_succeeded.json", account)
     assert world.pool.get(account).status == "DEREGISTERED"  # type: ignore[union-attr]
     assert world.pool.reserve(issue="issue-octo/demo#8", worker="w2", cause=Cause("d2", "test")) is None
+
+
+def test_a_deregistered_account_moved_back_into_a_target_ou_rejoins(world: OrgWorld) -> None:
+    account = world.new_account("kappa", ou=world.target)
+    assert world.apply("org_create_account_result_succeeded.json", account) == "registered"
+    world.orgs.move_account(AccountId=account, SourceParentId=world.target, DestinationParentId=world.root)
+    assert world.apply("org_move_account.json", account, **{"r-examplerootid111": world.target, "ou-exampleroot111-exampleouid111": world.root}) \
+        == "deregistered (removed)"
+    world.orgs.move_account(AccountId=account, SourceParentId=world.root, DestinationParentId=world.target)
+    assert world.apply("org_move_account.json", account, **{"r-examplerootid111": world.root, "ou-exampleroot111-exampleouid111": world.target}) \
+        == "registered"
+    assert [e["type"] for e in world.pool.store.read(f"account-{account}")] == \
+        ["AccountRegistered", "AccountDeregistered", "AccountRegistered"]
 
 
 def test_batch_reports_only_the_failing_record(world: OrgWorld) -> None:

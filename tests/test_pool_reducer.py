@@ -82,6 +82,15 @@ def test_deregister_is_terminal_and_ends_the_lease() -> None:
         evolve(s, ev("AccountDeregistered", 4, reason="closed"))
 
 
+def test_a_deregistered_account_rejoins_as_a_fresh_available_account() -> None:
+    gone = evolve(reserved(), ev("AccountDeregistered", 3, reason="removed"))
+    back = evolve(gone, ev("AccountRegistered", 4, account_id=gone.account_id, role_arn="arn:new", source="stackset"))
+    assert (back.status, back.version, back.role_arn, back.source) == (AVAILABLE, 4, "arn:new", "stackset")
+    assert (back.reason, back.lease_id) == (None, None)
+    with pytest.raises(IllegalTransition):
+        evolve(back, ev("AccountRegistered", 5, **REG["data"]))
+
+
 ILLEGAL = [
     ("reserve twice", lambda: reserved(), ev("AccountReserved", 3, lease_id="L2", issue="issue-o/r#2",
                                               worker="w", expires_at="2026-01-01T00:15:00.000Z")),

@@ -60,10 +60,15 @@ def test_a_changed_reason_starts_counting_again() -> None:
     assert plan.act == () and plan.strikes == {f"deregister:{A}:closed": 1}
 
 
-def test_deregistered_accounts_never_come_back_and_suspended_strangers_are_ignored() -> None:
-    plan = rc.plan_reconcile({A: "DEREGISTERED"}, org((A, "ACTIVE"), (B, "SUSPENDED")), {f"register:{A}:": 5})
-    assert plan.act == () and plan.pending == () and plan.strikes == {}
-    assert plan.unchanged == (A,)
+def test_a_deregistered_account_back_in_scope_rejoins_and_suspended_strangers_are_ignored() -> None:
+    plan = rc.plan_reconcile({A: "DEREGISTERED"}, org((A, "ACTIVE"), (B, "SUSPENDED")), {f"register:{A}:": 1})
+    assert plan.act == (rc.Mismatch("register", A),) and plan.pending == ()
+    assert plan.strikes == {f"register:{A}:": 2}
+
+
+def test_a_deregistered_account_that_is_closed_or_out_of_scope_stays_out() -> None:
+    plan = rc.plan_reconcile({A: "DEREGISTERED", B: "DEREGISTERED"}, org((A, "SUSPENDED")), {}, threshold=1)
+    assert plan.act == () and plan.unchanged == (A,)
 
 
 def test_the_management_account_is_never_a_member() -> None:
@@ -212,6 +217,20 @@ def test_target_ous_limit_the_scope(world: SimpleNamespace) -> None:
     world.orgs.move_account(AccountId=inside, SourceParentId=target, DestinationParentId=world.root)
     moved = world.reconciler(targets=(target,), threshold=1).run_once()
     assert moved.deregistered == [inside] and world.pool.get(inside).reason == "removed"
+
+
+def test_an_account_moved_back_into_a_target_ou_rejoins(world: SimpleNamespace) -> None:
+    target = world.orgs.create_organizational_unit(ParentId=world.root, Name="sandboxes")["OrganizationalUnit"]["Id"]
+    account = world.new_account("back", target)
+    assert world.reconciler(targets=(target,), threshold=1).run_once().registered == [account]
+    world.orgs.move_account(AccountId=account, SourceParentId=target, DestinationParentId=world.root)
+    assert world.reconciler(targets=(target,), threshold=1).run_once().deregistered == [account]
+
+    world.orgs.move_account(AccountId=account, SourceParentId=world.root, DestinationParentId=target)
+    assert world.reconciler(targets=(target,), threshold=1).run_once().registered == [account]
+    assert status(world, account) == "AVAILABLE"
+    assert [e["type"] for e in world.pool.store.read(f"account-{account}")] == \
+        ["AccountRegistered", "AccountDeregistered", "AccountRegistered"]
 
 
 def test_strikes_live_in_the_pool_table_but_not_among_accounts(world: SimpleNamespace) -> None:

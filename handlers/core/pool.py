@@ -7,7 +7,7 @@ transition by evolving), by ``replay --as-of`` and by ``--verify``. Illegal tran
     (none) ─Registered─▶ AVAILABLE ─Reserved─▶ RESERVED ─LeaseRenewed─▶ RESERVED
     RESERVED ─Released / TimedOut─▶ CLEANING ─Cleaned─▶ AVAILABLE
     CLEANING ─Quarantined─▶ QUARANTINED ─Reinstated─▶ CLEANING
-    any ─Deregistered─▶ DEREGISTERED (terminal)
+    any ─Deregistered─▶ DEREGISTERED ─Registered─▶ AVAILABLE (rejoins via StackSet / reconcile)
 """
 
 from __future__ import annotations
@@ -93,7 +93,8 @@ def evolve(state: Account | None, event: Envelope) -> Account:
     """Apply one account event. Pure: returns a new state or raises IllegalTransition."""
     kind, data, at = event["type"], event["data"], event["occurred_at"]
     if kind == "AccountRegistered":
-        if state is not None:
+        # A deregistered account rejoins only through a confirmed path (issue 12 §1).
+        if state is not None and state.status != DEREGISTERED:
             raise _refuse(state, event, "already registered")
         return Account(
             account_id=data["account_id"], status=AVAILABLE, version=event["version"],

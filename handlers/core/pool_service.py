@@ -124,13 +124,15 @@ class Pool:
 
     # --- commands ------------------------------------------------------------------------
     def register(self, account_id: str, *, role_arn: str, source: str, cause: Cause) -> Envelope | None:
-        """Register an account as AVAILABLE. Idempotent: None if it is already known."""
-        if self.get(account_id) is not None:
+        """Register an account as AVAILABLE (a DEREGISTERED one rejoins). Idempotent: None if
+        it is already in the pool."""
+        known = self.get(account_id)
+        if known is not None and known.status != DEREGISTERED:
             return None
         try:
             return self._apply(account_id, "AccountRegistered",
                                {"account_id": account_id, "role_arn": role_arn, "source": source},
-                               cause, expected=None)
+                               cause, expected=known)
         except ConcurrencyConflict:
             return None  # registered concurrently by another path: same outcome
 

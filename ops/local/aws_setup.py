@@ -16,15 +16,18 @@ Order matters, and each step says why:
    then drops the shard's records (or fails the write with a 500 once Docker is off). The
    embedded server runs in this process, so the disabled mappings are detached from the
    tables' in-memory list: moto then keeps the stream for our poller, as AWS does.
-5. The Organization and ``--accounts`` member accounts, each with the processing role the
-   member StackSet would create (moto cannot run the StackSet's SNS-backed registration).
-   They are registered by ``handlers.reconcile`` on its schedule, the path a real account takes.
+5. The Organization, its pool OU ``<prefix>-pool`` carrying the ``<prefix>-guardrails`` SCP
+   (the same document a real deploy attaches; moto stores it but does not enforce it), and
+   ``--accounts`` member accounts in that OU, each with the processing role the member StackSet
+   would create (moto cannot run the StackSet's SNS-backed registration). They are registered
+   by ``handlers.reconcile`` on its schedule, the path a real account takes.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -33,7 +36,10 @@ from typing import Any
 import requests
 
 from handlers.core.errors import AwsError, GipError
+from ops import guardrails
 from ops.local.lambdas import Function, from_configuration
+
+log = logging.getLogger(__name__)
 
 RATE = re.compile(r"^rate\((\d+)\s+(minute|minutes|hour|hours|day|days)\)$")
 UNIT_SECONDS = {"minute": 60, "hour": 3600, "day": 86400}
@@ -180,10 +186,18 @@ def processing_trust_policy(*, worker_role_arn: str, external_id: str, org_id: s
 def create_organization(client: Callable[[str], Any], *, accounts: int, prefix: str,
                         member_client: Callable[[str, str], Any], trust_policy: str,
                         role_name: str) -> list[str]:
-    """Step 5: the Organization, ``accounts`` members, and the processing role in each."""
+    """Step 5: the Organization, the guarded pool OU, ``accounts`` members in it, and the
+    processing role in each."""
     orgs = client("organizations")
     with contextlib.suppress(orgs.exceptions.AlreadyInOrganizationException):
         orgs.create_organization(FeatureSet="ALL")
+    root = orgs.list_roots()["Roots"][0]["Id"]
+    pool_ou = ensure_pool_ou(orgs, root=root, name=f"{prefix}-pool")
+    sts = client("sts")  # Organizations is global: its client's region is not the deployment's
+    region, management = sts.meta.region_name, sts.get_caller_identity()["Account"]
+    guardrails.ensure(orgs, prefix=prefix, choice=guardrails.Choice("ours"), ou_ids=[pool_ou], regions=[region],
+                      topic_arn=f"arn:aws:sns:{region}:{management}:{prefix}-registrar",
+                      notice=log.warning, info=log.info)
     members = []
     for n in range(1, accounts + 1):
         status = orgs.create_account(AccountName=f"{prefix}-sandbox-{n}",
@@ -191,8 +205,18 @@ def create_organization(client: Callable[[str], Any], *, accounts: int, prefix: 
         if status.get("State") == "FAILED":
             raise GipError(f"creating member account {n} failed: {status.get('FailureReason')}")
         account_id = status["AccountId"]
+        orgs.move_account(AccountId=account_id, SourceParentId=root, DestinationParentId=pool_ou)
         iam = member_client(account_id, "iam")
         iam.create_role(RoleName=role_name, AssumeRolePolicyDocument=trust_policy,
                         Description="Assumed by the github-issue-processor worker (local mode)")
         members.append(account_id)
     return members
+
+
+def ensure_pool_ou(orgs: Any, *, root: str, name: str) -> str:
+    """The pool OU under the root, created once (a restart against the same endpoint reuses it)."""
+    for page in orgs.get_paginator("list_organizational_units_for_parent").paginate(ParentId=root):
+        for ou in page["OrganizationalUnits"]:
+            if ou["Name"] == name:
+                return str(ou["Id"])
+    return str(orgs.create_organizational_unit(ParentId=root, Name=name)["OrganizationalUnit"]["Id"])
