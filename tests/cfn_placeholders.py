@@ -8,6 +8,7 @@ AWS's, and parameter values shaped by the parameter's role.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from ops.local_gaps import Resolver, Unresolvable
@@ -102,10 +103,9 @@ def resolver(template: dict[str, Any], parameters: dict[str, str] | None = None)
         named = {}
         for key, value in props.items():
             if key.endswith("Name"):
-                try:
+                # A name made of another resource's (FunctionName: !Ref F) is not this one's.
+                with contextlib.suppress(Unresolvable, KeyError):
                     named[key] = res.value(value)
-                except (Unresolvable, KeyError):  # a name made of another resource's: not its own
-                    pass
         physical[logical_id] = physical_id(spec["Type"], _name(spec["Type"], named, logical_id))
     res.physical = physical
     return res
