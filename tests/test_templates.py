@@ -453,6 +453,8 @@ def test_every_alarm_expression_parses_and_fills_every_metric(name: str) -> None
     for alarm, metrics in alarms:
         metric_ids = {m["Id"] for m in metrics if "MetricStat" in m}
         expression_ids = {m["Id"] for m in metrics if "Expression" in m}
+        # PutMetricAlarm takes at most 10 MetricStat and 10 Expression queries.
+        assert len(metric_ids) <= 10 and len(expression_ids) <= 10, alarm
         assert [m["Id"] for m in metrics if m.get("ReturnData", True)] and sum(
             1 for m in metrics if m.get("ReturnData", True)) == 1, alarm
         for m in metrics:
