@@ -35,6 +35,7 @@ from ops.aws import aws_errors, error_code
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATES = ROOT / "templates"
+CREATABLE = (None, "ROLLBACK_COMPLETE", "ROLLBACK_FAILED", "REVIEW_IN_PROGRESS")  # the next change set creates
 SCHEMAS = ROOT / "schemas"
 DEFAULT_PREFIX = "github-issue-processor"
 ORG_ID = re.compile(r"^o-[a-z0-9]{10,32}$")
@@ -172,6 +173,9 @@ def deploy(options: DeployOptions, reporter: stacks.Reporter | None = None) -> d
             options = replace(options, vpc_id=vpc, subnet_ids=subnets)
     params = _parameters(options, bucket=bucket, external_id=external_id, artifacts=artifacts)
     cfn = client("cloudformation")
+    worker_status = stacks.stack_status(cfn, f"{options.prefix}-worker")
+    params["worker.yaml"]["CreatingStack"] = creating_stack(worker_status, local=options.local)
+    settle_worker = not options.local and worker_status in CREATABLE
     plans = []
     for name, template_file in stack_names(options.prefix).items():
         body = (TEMPLATES / template_file).read_text()
@@ -193,6 +197,15 @@ def deploy(options: DeployOptions, reporter: stacks.Reporter | None = None) -> d
         raise GipError("aborted: replacements or removals not confirmed (use --yes to accept)")
     for plan in plans:
         stacks.apply(cfn, plan, reporter=reporter, sleep=options.sleep, poll=options.poll)
+    if settle_worker:
+        # Drop DesiredCount from the template now, so no later update re-sends it and the
+        # capacity function and the autoscaler own it from here on.
+        params["worker.yaml"]["CreatingStack"] = "false"
+        body = (TEMPLATES / "worker.yaml").read_text()
+        settle = stacks.plan(cfn, stack_name=f"{options.prefix}-worker", template=stacks.Template(body=body),
+                             parameters=params["worker.yaml"], tags={"gip:prefix": options.prefix},
+                             reporter=reporter, sleep=options.sleep, poll=options.poll)
+        stacks.apply(cfn, settle, reporter=reporter, sleep=options.sleep, poll=options.poll)
     out: dict[str, str] = {"ArtifactsBucket": bucket}
     for plan in plans:
         out.update(stacks.outputs(cfn, plan.stack_name))
@@ -247,6 +260,16 @@ def _parameters(
     }
 
 
+def creating_stack(status: str | None, *, local: bool) -> str:
+    """worker.yaml's ``CreatingStack``: "true" when the next change set creates the stack.
+
+    Local mode keeps "true": moto runs no ECS tasks, and its CloudFormation reports defaulted,
+    re-formatted parameters after an update, so a settling update would make every rerun look
+    changed.
+    """
+    return "true" if local or status in CREATABLE else "false"
+
+
 def _store_secrets(sm: Any, out: dict[str, str], reporter: stacks.Reporter) -> None:
     """Fill the secrets from GITHUB_TOKEN / GITHUB_WEBHOOK_SECRET when set (never printed)."""
     for env, key in (("GITHUB_TOKEN", "GithubTokenSecretArn"), ("GITHUB_WEBHOOK_SECRET", "WebhookSecretArn")):
@@ -288,6 +311,7 @@ def member_parameters(options: DeployOptions, out: dict[str, str], external_id: 
     return {
         "Prefix": options.prefix, "OrgId": options.org_id, "ExternalId": external_id,
         "WorkerTaskRoleArn": out.get("WorkerTaskRoleArn", ""),
+        "WorkerTaskRoleId": out.get("WorkerTaskRoleId", ""),
         "OrgEventsRoleArn": out.get("OrgEventsRoleArn", ""),
         "ReconcileRoleArn": out.get("ReconcileRoleArn", ""),
         "RegistrarTopicArn": out.get("RegistrarTopicArn", ""),

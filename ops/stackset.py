@@ -46,8 +46,14 @@ def describe(cfn: Any, name: str) -> dict[str, Any] | None:
 
 def needs_update(current: dict[str, Any], *, template: str, parameters: dict[str, str]) -> bool:
     """Pure: does the live StackSet differ from what we would deploy?"""
+    return current.get("TemplateBody", "").strip() != template.strip() or bool(
+        changed_parameters(current, parameters))
+
+
+def changed_parameters(current: dict[str, Any], parameters: dict[str, str]) -> list[str]:
+    """Pure: the parameter keys whose live value differs from ``parameters`` (sorted)."""
     live = {p["ParameterKey"]: p.get("ParameterValue", "") for p in current.get("Parameters", [])}
-    return current.get("TemplateBody", "").strip() != template.strip() or live != parameters
+    return sorted(k for k in live.keys() | parameters.keys() if live.get(k) != parameters.get(k))
 
 
 def deploy(
@@ -97,7 +103,13 @@ def deploy(
                     AutoDeployment={"Enabled": True, "RetainStacksOnAccountRemoval": False},
                     OperationPreferences=PREFERENCES,
                 )["OperationId"]
-            reporter.info(f"StackSet {name}: updating existing instances")
+            changed_keys = changed_parameters(current, parameters)
+            if "WorkerTaskRoleId" in changed_keys:
+                # Trust policies hold the role's unique id: a re-created worker role is trusted
+                # again only once every instance's trust policy is re-written.
+                reporter.info(f"StackSet {name}: the worker role was re-created; re-trusting it in every account")
+            reporter.info(f"StackSet {name}: updating existing instances"
+                          + (f" (parameters: {', '.join(changed_keys)})" if changed_keys else ""))
             wait(cfn, name, op, reporter=reporter, sleep=sleep, poll=poll)
             changed = True
     missing = [ou for ou in ou_ids if ou not in covered]

@@ -29,6 +29,12 @@ ROOT = Path(__file__).resolve().parent.parent
 PREFIX = "github-issue-processor"
 ACCOUNT = "123456789012"
 QUEUES = ["gatekeeper", "issues", "notifier", "cleanup", "capacity", "org-events"]
+FIFO = {"notifier"}  # one message group: serial GitHub writes (docs/internals.md)
+
+
+def fifo(name: str) -> str:
+    """The queue name as deployed: FIFO queues end in .fifo."""
+    return f"{name}.fifo" if name.removesuffix("-dlq") in FIFO else name
 STABLE_OUTPUTS = {
     "WebhookUrl", "BusName", "BusArn", "EventsTable", "PoolTable", "IssuesTable", "ResultsBucket",
     "IssueQueueUrl", "CleanupQueueUrl", "GatekeeperQueueUrl", "NotifierQueueUrl", "CapacityQueueUrl",
@@ -80,10 +86,10 @@ def test_pool_table_has_status_expiry_and_reserved_indexes(deployed: SimpleNames
 @pytest.mark.parametrize("name", QUEUES)
 def test_consumer_queue_redrives_to_its_dlq_and_lets_only_our_rule_send(deployed: SimpleNamespace, name: str) -> None:
     sqs = client(deployed.url, "sqs")
-    url = sqs.get_queue_url(QueueName=f"{PREFIX}-{name}")["QueueUrl"]
+    url = sqs.get_queue_url(QueueName=f"{PREFIX}-{fifo(name)}")["QueueUrl"]
     attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
     redrive = json.loads(attrs["RedrivePolicy"])
-    assert redrive["deadLetterTargetArn"] == f"arn:aws:sqs:us-east-1:{ACCOUNT}:{PREFIX}-{name}-dlq"
+    assert redrive["deadLetterTargetArn"] == f"arn:aws:sqs:us-east-1:{ACCOUNT}:{PREFIX}-{fifo(name + '-dlq')}"
     assert int(redrive["maxReceiveCount"]) >= 3
     assert attrs["SqsManagedSseEnabled"] == "true"
     # QueuePolicy is skipped by moto's CloudFormation: local mode created it through the API.
@@ -112,8 +118,12 @@ def test_bus_rules_target_their_queues_with_a_dlq(deployed: SimpleNamespace) -> 
         described = events.describe_rule(Name=f"{PREFIX}-{rule}", EventBusName=bus)
         assert json.loads(described["EventPattern"])["source"] == [PREFIX]
         (target,) = events.list_targets_by_rule(Rule=f"{PREFIX}-{rule}", EventBusName=bus)["Targets"]
-        assert target["Arn"] == f"arn:aws:sqs:us-east-1:{ACCOUNT}:{PREFIX}-{queue}"
-        assert target["DeadLetterConfig"]["Arn"] == f"arn:aws:sqs:us-east-1:{ACCOUNT}:{PREFIX}-{queue}-dlq"
+        assert target["Arn"] == f"arn:aws:sqs:us-east-1:{ACCOUNT}:{PREFIX}-{fifo(queue)}"
+        # EventBridge takes no FIFO dead-letter queue: the notifier's rule has a standard one.
+        dlq = f"{queue}-rule-dlq" if queue in FIFO else f"{queue}-dlq"
+        assert target["DeadLetterConfig"]["Arn"] == f"arn:aws:sqs:us-east-1:{ACCOUNT}:{PREFIX}-{dlq}"
+        if queue in FIFO:
+            assert target["SqsParameters"]["MessageGroupId"]
 
 
 def test_lambdas_have_fixed_handlers_and_batch_failure_mappings(deployed: SimpleNamespace) -> None:
@@ -123,9 +133,10 @@ def test_lambdas_have_fixed_handlers_and_batch_failure_mappings(deployed: Simple
     mappings = lam.list_event_source_mappings()["EventSourceMappings"]
     assert len(mappings) == 5
     assert all(m["FunctionResponseTypes"] == ["ReportBatchItemFailures"] for m in mappings)
-    notifier = next(m for m in mappings if m["EventSourceArn"].endswith(f"{PREFIX}-notifier"))
-    assert notifier["ScalingConfig"] == {"MaximumConcurrency": 2}
-    assert lam.get_function_concurrency(FunctionName=f"{PREFIX}-notifier")["ReservedConcurrentExecutions"] == 1
+    assert any(m["EventSourceArn"].endswith(f"{PREFIX}-notifier.fifo") for m in mappings)
+    # Serial by its FIFO queue, not by throttling: no reserved concurrency on the notifier.
+    assert "ReservedConcurrentExecutions" not in lam.get_function_concurrency(FunctionName=f"{PREFIX}-notifier")
+    assert lam.get_function_concurrency(FunctionName=f"{PREFIX}-webhook")["ReservedConcurrentExecutions"] >= 1
 
 
 def test_worker_task_definition_carries_the_contract_env(deployed: SimpleNamespace) -> None:

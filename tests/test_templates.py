@@ -224,9 +224,28 @@ def test_queue_consumers_report_batch_item_failures_and_notifier_is_serial(mgmt:
     assert len(mappings) == 5  # publisher (stream), gatekeeper, notifier, capacity, org-events
     for m in mappings.values():
         assert m["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
-    assert mappings["NotifierMapping"]["Properties"]["ScalingConfig"] == {"MaximumConcurrency": 2}
-    assert mgmt["Resources"]["NotifierFunction"]["Properties"]["ReservedConcurrentExecutions"] == 1
     assert mappings["PublisherMapping"]["Properties"]["EventSourceArn"] == {"Fn::GetAtt": ["EventsTable", "StreamArn"]}
+    # Serial by design, not by throttling: a FIFO queue whose every message is in one group
+    # (EventBridge sets only a static MessageGroupId), so Lambda runs one batch at a time and two
+    # events of an issue are never rendered at once (handlers/notifier.py finds-or-creates the
+    # one status comment: concurrent renders could create two).
+    res = mgmt["Resources"]
+    source = mappings["NotifierMapping"]["Properties"]["EventSourceArn"]["Fn::GetAtt"][0]
+    queue = res[source]["Properties"]
+    assert queue["FifoQueue"] is True and queue["ContentBasedDeduplication"] is True
+    redrive_dlq = res[queue["RedrivePolicy"]["deadLetterTargetArn"]["Fn::GetAtt"][0]]["Properties"]
+    assert redrive_dlq["FifoQueue"] is True  # SQS: a FIFO queue's DLQ is FIFO
+    targets = [t for r in of_type(mgmt, "AWS::Events::Rule").values() for t in r["Properties"]["Targets"]
+               if t["Arn"] == {"Fn::GetAtt": [source, "Arn"]}]
+    assert targets and all(isinstance(t["SqsParameters"]["MessageGroupId"], str) for t in targets)
+    for target in targets:  # EventBridge takes no FIFO queue as a target's DLQ
+        rule_dlq = res[target["DeadLetterConfig"]["Arn"]["Fn::GetAtt"][0]]["Properties"]
+        assert not rule_dlq.get("FifoQueue")
+    # Nothing throttles the mapping: no reserved concurrency below what it may run.
+    assert "ReservedConcurrentExecutions" not in res["NotifierFunction"]["Properties"]
+    # Every FIFO queue has one group per rule target, i.e. one batch in flight at a time.
+    fifo = [k for k, v in of_type(mgmt, "AWS::SQS::Queue").items() if v["Properties"].get("FifoQueue")]
+    assert {k for k in fifo if "RedrivePolicy" in res[k]["Properties"]} == {source}
 
 
 def test_results_bucket_encrypted_private_and_tls_only(mgmt: dict[str, Any]) -> None:
@@ -349,3 +368,219 @@ def test_outputs_have_the_stable_keys(mgmt: dict[str, Any], worker: dict[str, An
         "OrgEventsQueueUrl", "GithubTokenSecretArn", "WebhookSecretArn", "ClusterName", "ServiceName",
         "WorkerTaskRoleArn", "RegistrarTopicArn",
     } <= keys
+
+
+# ------------------------------------------------------------------ public webhook (issue 12 §4)
+
+def test_webhook_stage_is_throttled_and_its_function_reserves_what_a_flood_may_use(mgmt: dict[str, Any]) -> None:
+    res, params = mgmt["Resources"], mgmt["Parameters"]
+    # Every public (unauthenticated) method is behind a throttled stage.
+    public = [m for m in of_type(mgmt, "AWS::ApiGateway::Method").values()
+              if m["Properties"]["AuthorizationType"] == "NONE"]
+    assert public
+    for method in public:
+        api = method["Properties"]["RestApiId"]["Ref"]
+        stages = [d["Properties"]["StageDescription"] for d in of_type(mgmt, "AWS::ApiGateway::Deployment").values()
+                  if d["Properties"]["RestApiId"] == {"Ref": api}]
+        assert stages, api
+        for stage in stages:
+            rate, burst = (params[stage[k]["Ref"]]["Default"] for k in ("ThrottlingRateLimit", "ThrottlingBurstLimit"))
+            assert 0 < rate <= burst
+    # The function behind it reserves a bounded share; no other function reserves any, so the
+    # rest of the account's pool stays for them (Lambda keeps 100 unreserved).
+    reserved = {k: f["Properties"]["ReservedConcurrentExecutions"] for k, f in of_type(mgmt, "AWS::Lambda::Function").items()
+                if "ReservedConcurrentExecutions" in f["Properties"]}
+    assert set(reserved) == {"WebhookFunction"}
+    webhook = params[reserved["WebhookFunction"]["Ref"]]
+    assert 1 <= webhook["Default"] <= 1000 - 100 - 100  # the default account limit leaves the others ≥ 100
+    integration = res["WebhookMethod"]["Properties"]["Integration"]["Uri"]["Fn::Sub"]
+    assert "${WebhookFunction.Arn}" in integration
+
+
+# ------------------------------------------------------------------ alarms (issue 20 §3, §4)
+
+# CloudWatch metric math functions (docs: "Using math expressions with CloudWatch metrics").
+METRIC_MATH_FUNCTIONS = {
+    "ABS", "ANOMALY_DETECTION_BAND", "AVG", "CEIL", "DATAPOINT_COUNT", "DIFF", "DIFF_TIME", "FILL",
+    "FIRST", "FLOOR", "IF", "INSIGHT_RULE_METRIC", "LAST", "LOG", "LOG10", "MAX", "METRICS", "MIN",
+    "MINUTE", "HOUR", "DAY", "DATE", "MONTH", "YEAR", "EPOCH", "PERIOD", "RATE", "REMOVE_EMPTY",
+    "RUNNING_SUM", "SEARCH", "SERVICE_QUOTA", "SLICE", "SORT", "STDDEV", "SUM", "TIME_SERIES",
+}
+
+
+def _alarm_metrics(template: dict[str, Any]) -> list[tuple[str, list[dict[str, Any]]]]:
+    return [(k, a["Properties"]["Metrics"]) for k, a in of_type(template, "AWS::CloudWatch::Alarm").items()
+            if "Metrics" in a["Properties"]]
+
+
+def check_expression(expression: str, *, metric_ids: set[str], expression_ids: set[str]) -> None:
+    """Parse a metric-math expression; raise AssertionError unless every metric id in it is
+    ``FILL(id, 0)``, every name is a known id, and no constant sits in a series array.
+
+    The forms we write (``IF(a > 0, 100 * b / a, 0)``, ``FILL(m, 0) + ...``) are also Python
+    expressions, so Python's own parser builds the tree; anything outside that subset fails.
+    """
+    import ast
+
+    tree = ast.parse(expression, mode="eval")
+    wrapped: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call):
+            assert isinstance(node.func, ast.Name) and node.func.id in METRIC_MATH_FUNCTIONS, ast.dump(node)
+            if node.func.id == "FILL":
+                target, value = node.args
+                assert isinstance(target, ast.Name) and target.id in metric_ids, expression
+                assert isinstance(value, ast.Constant) and value.value == 0, expression
+                wrapped.add(id(target))
+        elif isinstance(node, ast.List):  # MAX([a, 1]): a constant in a time-series array
+            assert not any(isinstance(e, ast.Constant) for e in node.elts), expression
+        elif isinstance(node, ast.Name) and not any(node is c.func for c in ast.walk(tree) if isinstance(c, ast.Call)):
+            assert node.id in metric_ids | expression_ids, f"unknown id {node.id} in {expression}"
+            if node.id in metric_ids:
+                assert id(node) in wrapped, f"{node.id} is not FILL({node.id}, 0) in {expression}"
+        else:
+            allowed = (ast.Expression, ast.BinOp, ast.Compare, ast.Constant, ast.Load, ast.UnaryOp,
+                       ast.Add, ast.Sub, ast.Mult, ast.Div, ast.Pow, ast.USub, ast.Gt, ast.GtE, ast.Lt,
+                       ast.LtE, ast.Eq, ast.NotEq, ast.Name)
+            assert isinstance(node, allowed), f"{type(node).__name__} in {expression}"
+
+
+@pytest.mark.parametrize("name", ["management.yaml", "worker.yaml"])
+def test_every_alarm_expression_parses_and_fills_every_metric(name: str) -> None:
+    template = load_template((TEMPLATES / name).read_text())
+    alarms = _alarm_metrics(template)
+    assert alarms
+    for alarm, metrics in alarms:
+        metric_ids = {m["Id"] for m in metrics if "MetricStat" in m}
+        expression_ids = {m["Id"] for m in metrics if "Expression" in m}
+        # PutMetricAlarm takes at most 10 MetricStat and 10 Expression queries.
+        assert len(metric_ids) <= 10 and len(expression_ids) <= 10, alarm
+        assert [m["Id"] for m in metrics if m.get("ReturnData", True)] and sum(
+            1 for m in metrics if m.get("ReturnData", True)) == 1, alarm
+        for m in metrics:
+            if "Expression" in m:
+                check_expression(m["Expression"], metric_ids=metric_ids, expression_ids=expression_ids - {m["Id"]})
+        # Every metric is used by some expression (a forgotten operand is a silent gap).
+        used = " ".join(m["Expression"] for m in metrics if "Expression" in m)
+        assert all(f"FILL({i}, 0)" in used for i in metric_ids), alarm
+
+
+def test_expression_check_rejects_what_cloudwatch_may_reject_or_leave_silent() -> None:
+    ids = {"e1", "i1"}
+    check_expression("IF(inv > 0, 100 * err / inv, 0)", metric_ids=ids, expression_ids={"inv", "err"})
+    for bad in ("e1 + FILL(i1, 0)",  # a bare operand: no datapoint when e1 is missing
+                "100 * FILL(e1, 0) / MAX([FILL(i1, 0), 1])",  # constant in a series array
+                "FILL(e1, 1) + FILL(i1, 0)",  # filled with something else than 0
+                "FILL(e2, 0)",  # unknown id
+                "FILL(e1, 0) if 1 else 0"):  # not metric math
+        with pytest.raises(AssertionError):
+            check_expression(bad, metric_ids=ids, expression_ids=set())
+
+
+def test_dlq_alarm_watches_every_dead_letter_queue(mgmt: dict[str, Any]) -> None:
+    res = mgmt["Resources"]
+    dlqs = {q["Properties"]["RedrivePolicy"]["deadLetterTargetArn"]["Fn::GetAtt"][0]
+            for q in of_type(mgmt, "AWS::SQS::Queue").values() if "RedrivePolicy" in q["Properties"]}
+    for rule in of_type(mgmt, "AWS::Events::Rule").values():
+        dlqs |= {t["DeadLetterConfig"]["Arn"]["Fn::GetAtt"][0] for t in rule["Properties"]["Targets"]
+                 if "DeadLetterConfig" in t}
+    dlqs.add(res["PublisherMapping"]["Properties"]["DestinationConfig"]["OnFailure"]["Destination"]["Fn::GetAtt"][0])
+    watched = {m["MetricStat"]["Metric"]["Dimensions"][0]["Value"]["Fn::GetAtt"][0]
+               for m in res["DlqNotEmptyAlarm"]["Properties"]["Metrics"] if "MetricStat" in m}
+    assert watched == dlqs
+
+
+def test_alarm_topic_uses_a_key_cloudwatch_may_use(mgmt: dict[str, Any]) -> None:
+    res = mgmt["Resources"]
+    topics = {k for a in of_type(mgmt, "AWS::CloudWatch::Alarm").values()
+              for act in a["Properties"].get("AlarmActions", []) if "Ref" in act
+              for k in [act["Ref"]] if res[k]["Type"] == "AWS::SNS::Topic"}
+    assert topics == {"AlarmTopic"}
+    key_ref = res["AlarmTopic"]["Properties"]["KmsMasterKeyId"]
+    assert isinstance(key_ref, dict), "an AWS-managed alias/aws/sns key does not let CloudWatch publish"
+    key = res[key_ref["Fn::GetAtt"][0]]
+    assert key["Type"] == "AWS::KMS::Key" and key["Properties"]["EnableKeyRotation"] is True
+    statements = key["Properties"]["KeyPolicy"]["Statement"]
+    cloudwatch = [s for s in statements if s["Principal"] == {"Service": "cloudwatch.amazonaws.com"}]
+    assert len(cloudwatch) == 1 and cloudwatch[0]["Effect"] == "Allow"
+    assert {"kms:Decrypt", "kms:GenerateDataKey*"} <= set(cloudwatch[0]["Action"])
+
+
+# ------------------------------------------------------------------ worker capacity (issue 20 §5)
+
+def _resolved(template: dict[str, Any], logical_id: str, **params: str) -> dict[str, Any]:
+    from tests.cfn_placeholders import resolver
+
+    res = resolver(template, params)
+    return dict(res.value(template["Resources"][logical_id]["Properties"]))
+
+
+def test_desired_count_is_sent_on_create_only_and_max_capacity_never_changes(worker: dict[str, Any]) -> None:
+    create = _resolved(worker, "WorkerService", CreatingStack="true")
+    update = _resolved(worker, "WorkerService", CreatingStack="false")
+    assert create["DesiredCount"] == 0  # no task before the pool has an account
+    assert "DesiredCount" not in update  # an update leaves the autoscaler's count alone
+    assert {k: v for k, v in create.items() if k != "DesiredCount"} == update
+    assert worker["Parameters"]["CreatingStack"]["Default"] == "false"  # forgetting it is safe
+    # MaxCapacity is required, so it stays constant: whatever the deploy passes, the scalable
+    # target resolves the same, and CloudFormation never re-sends it over the capacity function's.
+    variants = [{"CreatingStack": c, "WorkerImage": i, "WorkerBundleKey": b, "ExternalId": e}
+                for c, i, b, e in [("true", "", "a.zip", "x1"), ("false", "me/w:2", "b.zip", "x2")]]
+    targets = [_resolved(worker, "WorkerScalableTarget", **v) for v in variants]
+    assert targets[0] == targets[1] and targets[0]["MinCapacity"] == 0
+
+
+def test_deploy_marks_only_a_creating_change_set() -> None:
+    from ops.deploy import creating_stack
+
+    assert creating_stack(None, local=False) == "true"
+    assert creating_stack("ROLLBACK_COMPLETE", local=False) == "true"  # deleted, then created again
+    assert creating_stack("UPDATE_COMPLETE", local=False) == "false"
+    assert creating_stack("CREATE_COMPLETE", local=False) == "false"
+    assert creating_stack("UPDATE_COMPLETE", local=True) == "true"  # moto runs no tasks
+
+
+# ------------------------------------------------------------------ worker role id (issue 20 §6)
+
+def test_member_trust_names_the_worker_role_by_its_unique_id(worker: dict[str, Any], member: dict[str, Any]) -> None:
+    from ops.deploy import DeployOptions, member_parameters
+    from ops.stackset import changed_parameters, needs_update
+
+    assert worker["Outputs"]["WorkerTaskRoleId"]["Value"] == {"Fn::GetAtt": ["WorkerTaskRole", "RoleId"]}
+    assert "Default" not in member["Parameters"]["WorkerTaskRoleId"]
+    # Every statement that trusts the worker role depends on its id, so a new id re-writes the
+    # trust policy (and IAM re-resolves the ARN to the new role).
+    statements = member["Resources"]["ProcessingRole"]["Properties"]["AssumeRolePolicyDocument"]["Statement"]
+    worker_statements = [s for s in statements if s["Principal"] == {"AWS": {"Ref": "WorkerTaskRoleArn"}}]
+    assert worker_statements
+    for statement in worker_statements:
+        assert statement["Condition"]["StringLike"]["aws:userid"] == {"Fn::Sub": "${WorkerTaskRoleId}:*"}
+    out = {"WorkerTaskRoleArn": "arn:aws:iam::123456789012:role/p-worker", "WorkerTaskRoleId": "AROAOLDOLDOLDOLDOLD1"}
+    old = member_parameters(DeployOptions(org_id="o-abcdefghij"), out, "ext")
+    new = member_parameters(DeployOptions(org_id="o-abcdefghij"), {**out, "WorkerTaskRoleId": "AROANEWNEWNEWNEWNEW2"}, "ext")
+    assert old["WorkerTaskRoleId"] == "AROAOLDOLDOLDOLDOLD1"
+    live = {"TemplateBody": "T", "Parameters": [{"ParameterKey": k, "ParameterValue": v} for k, v in old.items()]}
+    assert not needs_update(live, template="T", parameters=old)
+    assert needs_update(live, template="T", parameters=new)  # same ARN, new role: every instance updates
+    assert changed_parameters(live, new) == ["WorkerTaskRoleId"]
+
+
+# ------------------------------------------------------------------ static checks (issue 12 §5)
+
+def test_every_checkov_skip_has_a_reason() -> None:
+    import re
+
+    import yaml
+
+    path = TEMPLATES.parent / ".checkov.yaml"
+    config = yaml.safe_load(path.read_text())
+    skipped = config["skip-check"]
+    lines = {m.group(1): m.group(2).strip() for m in
+             re.finditer(r"^\s*-\s*(CKV2?_[A-Z0-9_]+)\s*#\s*(.*)$", path.read_text(), re.MULTILINE)}
+    assert skipped and set(skipped) == set(lines)
+    assert all(len(reason) >= 20 for reason in lines.values()), lines
+    assert config["directory"] == ["templates"] and config["framework"] == ["cloudformation"]
+    # `make lint` (hence `make test` and .ci/run) runs checkov with this file.
+    makefile = (TEMPLATES.parent / "Makefile").read_text()
+    assert re.search(r"^lint:.*\bcheckov\b", makefile, re.MULTILINE)
+    assert "--config-file .checkov.yaml" in makefile
