@@ -6,9 +6,11 @@ Pipeline (build, plan, execute):
 2. build the Lambda and worker bundles (deterministic zips) and upload them to the
    artifacts bucket under content-hash keys (an unchanged build uploads nothing);
 3. plan the stacks ``<prefix>`` (management.yaml) and ``<prefix>-worker`` (worker.yaml) as
-   change sets, show them, ask before replacements/removals (unless ``--yes``);
-   ``--dry-run`` stops here and deletes the change sets;
-4. execute them, streaming stack events; then the member StackSet, the schema registry,
+   change sets (templates over 51,200 bytes go through the bucket), show them, ask before
+   replacements/removals (unless ``--yes``); ``--dry-run`` stops here and deletes them.
+   Before a create, leftovers of a failed one stop the deploy or are imported (``--adopt``);
+4. execute them, streaming stack events (after a create, an update turns on the event
+   table's deletion protection); then the member StackSet, the schema registry,
    and the secrets from ``GITHUB_TOKEN`` / ``GITHUB_WEBHOOK_SECRET`` when set;
 5. print the outputs, webhook URL first.
 
@@ -19,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import os
 import re
 import sys
@@ -30,12 +31,12 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from handlers.core.errors import ConfigError, GipError, UsageError
-from ops import aws, local_gaps, packaging, stacks, stackset
+from ops import aws, first_create, local_gaps, packaging, schema_registry, stacks, stackset
 from ops.aws import aws_errors, error_code
+from ops.template_source import template_for
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATES = ROOT / "templates"
-SCHEMAS = ROOT / "schemas"
 DEFAULT_PREFIX = "github-issue-processor"
 ORG_ID = re.compile(r"^o-[a-z0-9]{10,32}$")
 PREFIX = re.compile(r"^[a-z][a-z0-9-]{1,30}$")
@@ -68,6 +69,7 @@ class DeployOptions:
     installer: packaging.Installer | None = None  # None + vendor_deps: pip
     source_root: Path = ROOT  # where handlers/, schemas/, worker/ and setup.cfg live
     stackset: bool = True
+    adopt: bool = False  # import empty leftovers of an earlier failed create
     sleep: Callable[[float], None] = time.sleep
     poll: float = 3.0
 
@@ -164,11 +166,15 @@ def deploy(options: DeployOptions, reporter: stacks.Reporter | None = None) -> d
             options = replace(options, vpc_id=vpc, subnet_ids=subnets)
     params = _parameters(options, bucket=bucket, external_id=external_id, artifacts=artifacts)
     cfn = client("cloudformation")
-    plans = []
+    tags = {first_create.TAG: options.prefix}
+    status = _before_create(options, cfn, client, account, params["management.yaml"], tags, reporter)
+    params["management.yaml"][first_create.PROTECTION] = first_create.protection(status)
+    plans, templates = [], {}
     for name, template_file in stack_names(options.prefix).items():
-        body = (TEMPLATES / template_file).read_text()
-        plan = stacks.plan(cfn, stack_name=name, template=stacks.Template(body=body),
-                           parameters=params[template_file], tags={"gip:prefix": options.prefix},
+        templates[name] = template = template_for((TEMPLATES / template_file).read_text(), s3=s3, bucket=bucket,
+                                region=region, name=template_file, local=options.local)
+        plan = stacks.plan(cfn, stack_name=name, template=template,
+                           parameters=params[template_file], tags=tags,
                            reporter=reporter, sleep=options.sleep, poll=options.poll)
         plans.append(plan)
         for line in stacks.render_changes(plan):
@@ -185,6 +191,13 @@ def deploy(options: DeployOptions, reporter: stacks.Reporter | None = None) -> d
         raise GipError("aborted: replacements or removals not confirmed (use --yes to accept)")
     for plan in plans:
         stacks.apply(cfn, plan, reporter=reporter, sleep=options.sleep, poll=options.poll)
+    if plans[0].kind == "CREATE":  # created without deletion protection: turn it on now
+        params["management.yaml"][first_create.PROTECTION] = "true"
+        protect = stacks.plan(cfn, stack_name=options.prefix, template=templates[options.prefix],
+                              parameters=params["management.yaml"], tags=tags, reporter=reporter,
+                              sleep=options.sleep, poll=options.poll)
+        reporter.info(f"{options.prefix}: turning on the event table's deletion protection")
+        stacks.apply(cfn, protect, reporter=reporter, sleep=options.sleep, poll=options.poll)
     out: dict[str, str] = {"ArtifactsBucket": bucket}
     for plan in plans:
         out.update(stacks.outputs(cfn, plan.stack_name))
@@ -195,8 +208,28 @@ def deploy(options: DeployOptions, reporter: stacks.Reporter | None = None) -> d
     if options.stackset:
         _deploy_stackset(options, cfn, client, out, external_id, region, reporter)
     if not options.local:
-        register_schemas(client("schemas"), registry=f"{options.prefix}-events", reporter=reporter)
+        schema_registry.register(client("schemas"), registry=f"{options.prefix}-events",
+                                 source=options.prefix, reporter=reporter)
     return out
+
+
+def _before_create(options: DeployOptions, cfn: Any, client: Callable[[str], Any], account: str,
+                   params: dict[str, str], tags: dict[str, str], reporter: stacks.Reporter) -> str | None:
+    """Before the management stack's create: stop on (or, with --adopt, import) leftovers of
+    an earlier failed create. Returns the stack's status afterwards."""
+    status = stacks.stack_status(cfn, options.prefix)
+    if not first_create.creating(status):
+        return status
+    orphans = first_create.find_orphans(client("dynamodb"), client("s3"), prefix=options.prefix, account=account)
+    stop = first_create.verdict(orphans, prefix=options.prefix, adopt=options.adopt)
+    if stop:
+        raise GipError(stop)
+    if not orphans or options.dry_run:
+        return status
+    first_create.adopt(cfn, stack_name=options.prefix, body=(TEMPLATES / "management.yaml").read_text(),
+                       parameters={**params, first_create.PROTECTION: "false"}, orphans=orphans, tags=tags,
+                       reporter=reporter, sleep=options.sleep, poll=options.poll)
+    return stacks.stack_status(cfn, options.prefix)
 
 
 def _build(options: DeployOptions, reporter: stacks.Reporter) -> dict[str, packaging.Artifact]:
@@ -281,41 +314,6 @@ def member_parameters(options: DeployOptions, out: dict[str, str], external_id: 
     }
 
 
-def register_schemas(schemas_client: Any, *, registry: str, reporter: stacks.Reporter,
-                     directory: Path = SCHEMAS) -> int:
-    """Put every ``schemas/*.json`` into the EventBridge registry; returns how many changed."""
-    changed = 0
-    for path in sorted(directory.glob("*.json")):
-        name, content = path.stem, registry_content(path.read_text())
-        try:
-            try:
-                live = schemas_client.describe_schema(RegistryName=registry, SchemaName=name)["Content"]
-            except Exception as exc:
-                if error_code(exc) != "NotFoundException":
-                    raise
-                schemas_client.create_schema(RegistryName=registry, SchemaName=name,
-                                             Type="JSONSchemaDraft4", Content=content)
-                changed += 1
-                continue
-            if live.strip() != content.strip():
-                schemas_client.update_schema(RegistryName=registry, SchemaName=name,
-                                             Type="JSONSchemaDraft4", Content=content)
-                changed += 1
-        except Exception as exc:  # the registry is documentation: never fail a deploy on it
-            reporter.notice(f"schema {name} not registered: {aws.describe(exc)}")
-    if changed:
-        reporter.info(f"schema registry {registry}: {changed} schema(s) registered")
-    return changed
-
-
-def registry_content(text: str) -> str:
-    """Pure: a schema as EventBridge's registry takes it (Draft 4 declared; keywords of later
-    drafts are kept and ignored by Draft 4 readers)."""
-    schema = json.loads(text)
-    schema["$schema"] = "http://json-schema.org/draft-04/schema#"
-    return json.dumps(schema, indent=2, sort_keys=True)
-
-
 def render_outputs(out: dict[str, str]) -> list[str]:
     """Pure: the outputs, webhook URL first, then how to set the secrets."""
     first = ["WebhookUrl", "BusName", "BusArn", "EventsTable", "PoolTable", "IssuesTable", "ResultsBucket"]
@@ -351,6 +349,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="managed policies of the member processing role, comma-separated")
     parser.add_argument("--no-deps", action="store_true", help="do not vendor dependencies into the bundles")
     parser.add_argument("--no-stackset", action="store_true", help="skip the member StackSet")
+    parser.add_argument("--adopt", action="store_true",
+                        help="import the empty event table/results bucket left by an earlier failed create")
 
 
 def options_from_args(args: argparse.Namespace) -> DeployOptions:
@@ -365,7 +365,7 @@ def options_from_args(args: argparse.Namespace) -> DeployOptions:
         external_id=args.external_id, worker_image=args.worker_image, vpc_id=args.vpc_id,
         subnet_ids=split(args.subnet_ids), bot_login=args.bot_login,
         member_policy_arns=split(args.member_policy_arns), vendor_deps=not args.no_deps,
-        stackset=not args.no_stackset,
+        stackset=not args.no_stackset, adopt=args.adopt,
         # An endpoint on this machine is moto: fill its gaps as local mode does.
         local=aws.is_local_endpoint(args.endpoint_url or os.environ.get("AWS_ENDPOINT_URL")),
     )

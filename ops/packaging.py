@@ -181,12 +181,8 @@ def ensure_bucket(s3: Any, *, bucket: str, region: str, tls_only: bool = True) -
 
     ``tls_only=False`` is for a plain-HTTP local endpoint (moto enforces bucket policies).
     """
-    try:
-        s3.head_bucket(Bucket=bucket)
+    if bucket_exists(s3, bucket=bucket):
         return False
-    except botocore.exceptions.ClientError as exc:
-        if error_code(exc) not in ("404", "NoSuchBucket", "NotFound"):
-            raise AwsError(describe(exc, action=f"s3:HeadBucket {bucket}")) from exc
     with aws_errors(f"s3:CreateBucket {bucket}"):
         kwargs: dict[str, Any] = {"Bucket": bucket}
         if region != "us-east-1":
@@ -202,6 +198,17 @@ def ensure_bucket(s3: Any, *, bucket: str, region: str, tls_only: bool = True) -
         if tls_only:
             s3.put_bucket_policy(Bucket=bucket, Policy=tls_only_policy(bucket))
     return True
+
+
+def bucket_exists(s3: Any, *, bucket: str) -> bool:
+    """HeadBucket: True if it exists; a missing bucket is False, anything else raises."""
+    try:
+        s3.head_bucket(Bucket=bucket)
+        return True
+    except botocore.exceptions.ClientError as exc:
+        if error_code(exc) not in ("404", "NoSuchBucket", "NotFound"):
+            raise AwsError(describe(exc, action=f"s3:HeadBucket {bucket}")) from exc
+    return False
 
 
 def tls_only_policy(bucket: str) -> str:

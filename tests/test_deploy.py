@@ -350,6 +350,9 @@ class FakeCfn:
     def get_template(self, StackName: str, TemplateStage: str) -> dict[str, str]:
         return {"TemplateBody": self.live_template}
 
+    def get_template_summary(self, StackName: str) -> dict[str, Any]:
+        return {"Parameters": []}
+
     def describe_stacks(self, StackName: str) -> dict[str, Any]:
         status = self.final if self.executed else "UPDATE_COMPLETE"
         return {"Stacks": [{"StackName": StackName, "StackId": "id", "StackStatus": status, "Parameters": []}]}
@@ -455,33 +458,6 @@ def test_artifacts_bucket_name_fits_s3_limit() -> None:
     assert len(name) <= 63 and name.startswith("a-very-long")
     assert packaging.artifacts_bucket_name(PREFIX, ACCOUNT, "us-east-1") == (
         f"{PREFIX}-artifacts-{ACCOUNT}-us-east-1")
-
-
-def test_schemas_are_registered_once_and_updated_only_when_changed(tmp_path: Path) -> None:
-    from ops.deploy import register_schemas
-
-    class FakeSchemas:
-        def __init__(self) -> None:
-            self.stored: dict[str, str] = {}
-            self.writes = 0
-
-        def describe_schema(self, RegistryName: str, SchemaName: str) -> dict[str, str]:
-            if SchemaName not in self.stored:
-                raise botocore.exceptions.ClientError({"Error": {"Code": "NotFoundException"}}, "DescribeSchema")
-            return {"Content": self.stored[SchemaName]}
-
-        def create_schema(self, **kw: str) -> None:
-            self.stored[kw["SchemaName"]] = kw["Content"]
-            self.writes += 1
-
-        update_schema = create_schema
-
-    (tmp_path / "IssueQueued.json").write_text(json.dumps({"$schema": "https://json-schema.org/draft/2020-12/schema"}))
-    fake, reporter = FakeSchemas(), RecordingReporter()
-    assert register_schemas(fake, registry="r", reporter=reporter, directory=tmp_path) == 1
-    assert json.loads(fake.stored["IssueQueued"])["$schema"] == "http://json-schema.org/draft-04/schema#"
-    assert register_schemas(fake, registry="r", reporter=reporter, directory=tmp_path) == 0
-    assert fake.writes == 1 and reporter.notices == []
 
 
 def test_member_stackset_is_service_managed_and_targets_the_root(deployed: SimpleNamespace) -> None:

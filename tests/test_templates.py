@@ -69,8 +69,9 @@ def test_events_table_layout_stream_and_retention(mgmt: dict[str, Any]) -> None:
     assert props["StreamSpecification"] == {"StreamViewType": "NEW_IMAGE"}
     assert props["SSESpecification"] == {"SSEEnabled": True}
     assert props["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"] is True
-    assert props["DeletionProtectionEnabled"] is True
-    assert table["DeletionPolicy"] == "Retain"
+    # Protection comes on in the update after the create (tests/test_first_create.py).
+    assert props["DeletionProtectionEnabled"] == {"Fn::If": ["ProtectEventsTable", True, False]}
+    assert table["DeletionPolicy"] == "RetainExceptOnCreate"
     gsis = {g["IndexName"]: [k["AttributeName"] for k in g["KeySchema"]] for g in props["GlobalSecondaryIndexes"]}
     assert gsis == {"by-day": ["day", "ts"], "by-correlation": ["correlation_id", "ts"]}
 
@@ -232,7 +233,7 @@ def test_queue_consumers_report_batch_item_failures_and_notifier_is_serial(mgmt:
 def test_results_bucket_encrypted_private_and_tls_only(mgmt: dict[str, Any]) -> None:
     bucket = mgmt["Resources"]["ResultsBucket"]
     props = bucket["Properties"]
-    assert bucket["DeletionPolicy"] == "Retain"
+    assert bucket["DeletionPolicy"] == "RetainExceptOnCreate"
     assert props["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]["ServerSideEncryptionByDefault"]
     assert all(props["PublicAccessBlockConfiguration"].values()) and len(props["PublicAccessBlockConfiguration"]) == 4
     assert props["LifecycleConfiguration"]["Rules"][0]["Prefix"] == "logs/"
