@@ -16,6 +16,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import boto3
+import botocore.client
 import botocore.exceptions
 import pytest
 
@@ -177,12 +178,23 @@ def test_lambda_bundle_holds_handlers_schemas_and_vendored_deps_without_boto3(de
 
 # ------------------------------------------------------------------ re-run, dry run, destroy
 
-def test_rerun_changes_nothing_and_uploads_nothing(deployed: SimpleNamespace) -> None:
+def test_rerun_changes_nothing_and_uploads_nothing(deployed: SimpleNamespace, monkeypatch: pytest.MonkeyPatch) -> None:
     s3 = client(deployed.url, "s3")
     bucket = packaging.artifacts_bucket_name(PREFIX, ACCOUNT, "us-east-1")
     before = {o["Key"]: o["LastModified"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"]}
     reporter = RecordingReporter()
+    calls: list[str] = []
+    original = botocore.client.BaseClient._make_api_call
+
+    def counting(self: Any, name: str, params: Any) -> Any:
+        calls.append(name)
+        return original(self, name, params)
+
+    monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", counting)
     out = deploy(options(deployed.url, source_root=deployed.src), reporter)
+    # DescribeStacks shows defaulted parameters: compared with the defaults filled in, a
+    # no-op needs no change set round trip.
+    assert "CreateChangeSet" not in calls and "DescribeStacks" in calls
     after = {o["Key"]: o["LastModified"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"]}
     assert after == before
     assert not any("uploaded" in line for line in reporter.infos)
