@@ -174,6 +174,8 @@ def test_lambda_bundle_holds_handlers_schemas_and_vendored_deps_without_boto3(de
     assert any(n.startswith("handlers/core/") for n in names)
     assert not any("__pycache__" in n for n in names)
     assert all(not r.startswith(("boto3", "botocore")) for r in deployed.installer.calls[0])
+    # The worker bundle carries the SDK too: the stock image has none and installs nothing.
+    assert any(r.startswith("boto3") for r in deployed.installer.calls[1])
 
 
 # ------------------------------------------------------------------ re-run, dry run, destroy
@@ -518,23 +520,29 @@ def test_command_line_maps_to_options_and_a_loopback_endpoint_means_local() -> N
     assert not aws.is_local_endpoint("https://cloudformation.us-east-1.amazonaws.com")
 
 
-def test_stock_image_start_command_fetches_the_worker_bundle_and_runs_it(
-        deployed: SimpleNamespace, tmp_path: Path) -> None:
-    import subprocess
-    import sys
-
+def stock_command() -> str:
     from ops.local_gaps import load_template
 
     template = load_template((ROOT / "templates" / "worker.yaml").read_text())
     container = template["Resources"]["WorkerTaskDefinition"]["Properties"]["ContainerDefinitions"][0]
-    command = container["Command"]["Fn::If"][1][0]
-    # The image's own `pip install boto3` is replaced by this venv's boto3 (no network in tests).
-    app = tmp_path / "app"
-    command = (command.replace("pip install --quiet --no-cache-dir boto3", "true")
-               .replace("/opt/app", str(app))
-               .replace(" python -c ", f" {sys.executable} -c ")
-               .replace("exec python -m worker", f"exec {sys.executable} -c "
-                        "'import os, worker; print(worker.__file__); print(os.environ[\"RUN_AS_USER\"])'"))
+    return str(container["Command"]["Fn::If"][1][0])
+
+
+def test_stock_image_start_command_only_unpacks_the_bundle_and_runs_it(
+        deployed: SimpleNamespace, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    command = stock_command()
+    assert "pip" not in command  # nothing from PyPI at task start
+    app, site = tmp_path / "app", tmp_path / "site"
+    site.mkdir()
+    probe = (f"import os, site, worker; site.addsitedir({json.dumps(str(site))}); import fakedep; "
+             "print(worker.__file__); print(fakedep.__file__); print(os.environ[\"RUN_AS_USER\"])")
+    command = (command.replace("/opt/app", str(app))
+               .replace('sysconfig.get_paths()["purelib"]', json.dumps(str(site)))
+               .replace("python - <<", f"{sys.executable} - <<")
+               .replace("exec python -m worker", f"exec {sys.executable} -c '{probe}'"))
     bucket = packaging.artifacts_bucket_name(PREFIX, ACCOUNT, "us-east-1")
     keys = [o["Key"] for o in client(deployed.url, "s3").list_objects_v2(Bucket=bucket)["Contents"]]
     env = {"PATH": "/usr/bin:/bin", "AWS_ENDPOINT_URL": deployed.url, "AWS_DEFAULT_REGION": "us-east-1",
@@ -542,8 +550,40 @@ def test_stock_image_start_command_fetches_the_worker_bundle_and_runs_it(
            "BUNDLE_BUCKET": bucket, "BUNDLE_KEY": next(k for k in keys if k.startswith("artifacts/worker-"))}
     done = subprocess.run(["sh", "-c", command], env=env, capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.split() == [str(app / "worker" / "__init__.py"), "nobody"]
-    assert (app / "fakedep" / "__init__.py").exists() and (app / "schemas" / "envelope.json").exists()
+    # The worker from the bundle; its dependencies from deps/ through the .pth (as snippets see them).
+    assert done.stdout.split() == [str(app / "worker" / "__init__.py"), str(app / "deps" / "fakedep" / "__init__.py"),
+                                   "nobody"]
+    assert (site / "gip-bundle.pth").read_text() == f"{app}/deps\n"
+    assert (app / "schemas" / "envelope.json").exists()
+
+    env["BUNDLE_KEY"] = "artifacts/worker-missing.zip"
+    failed = subprocess.run(["sh", "-c", command], env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert failed.returncode != 0
+    (line,) = failed.stderr.strip().splitlines()  # one line, no traceback
+    assert line.startswith(f"cannot fetch the worker bundle s3://{bucket}/artifacts/worker-missing.zip: HTTP Error 404")
+
+
+def test_stock_image_fetch_signs_its_request_as_botocore_does() -> None:
+    from datetime import UTC, datetime
+
+    from botocore.auth import S3SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+    from freezegun import freeze_time
+
+    script = stock_command().split("<<'PY'\n", 1)[1].split("\nPY\n", 1)[0]
+    namespace: dict[str, Any] = {"__name__": "fetch"}
+    exec(compile(script, "start-command", "exec"), namespace)  # the template's own code, not input
+    url = "https://b.s3.eu-west-1.amazonaws.com/artifacts/worker-abc.zip"
+    now = datetime(2026, 11, 29, 20, 0, 0, tzinfo=UTC)
+    ours = namespace["signed_headers"](url, "eu-west-1", "AKID", "secret", "token", now)
+    request = AWSRequest(method="GET", url=url, headers={})
+    # An S3 client configured with payload_signing_enabled=False signs UNSIGNED-PAYLOAD too.
+    request.context["client_config"] = SimpleNamespace(s3={"payload_signing_enabled": False})
+    with freeze_time(now):
+        S3SigV4Auth(Credentials("AKID", "secret", "token"), "s3", "eu-west-1").add_auth(request)
+    assert request.headers["X-Amz-Content-SHA256"] == "UNSIGNED-PAYLOAD"
+    assert ours["authorization"] == request.headers["Authorization"]
 
 
 def test_removal_is_not_executed_without_confirmation(
