@@ -272,8 +272,10 @@ def test_only_the_stock_image_runs_snippets_as_nobody(worker: dict[str, Any]) ->
     assert "RUN_AS_USER" not in {e["Name"] for e in container["Environment"]}
     stock, own = container["Command"]["Fn::If"][1][0], container["Command"]["Fn::If"][2]
     assert "RUN_AS_USER=nobody PYTHONPATH=/opt/app exec python -m worker" in stock
-    # boto3 in the image's site-packages: snippets (no PYTHONPATH, run as nobody) can import it.
-    assert "pip install --quiet --no-cache-dir boto3;" in stock and "--target" not in stock
+    # The bundle's deps/ (boto3 included) on the image Python's path through a .pth: snippets
+    # (no PYTHONPATH, run as nobody) can import it; nothing is pip-installed at start.
+    assert 'sysconfig.get_paths()["purelib"], "gip-bundle.pth"' in stock and "/opt/app/deps" in stock
+    assert "pip install" not in stock
     assert own == ["python", "-m", "worker"]  # worker/Dockerfile already runs as a non-root USER
 
 
