@@ -171,9 +171,9 @@ def deploy(options: DeployOptions, reporter: stacks.Reporter | None = None) -> d
     params["management.yaml"][first_create.PROTECTION] = first_create.protection(status)
     plans, templates = [], {}
     for name, template_file in stack_names(options.prefix).items():
-        templates[name] = template = template_for((TEMPLATES / template_file).read_text(), s3=s3, bucket=bucket,
-                                region=region, name=template_file, local=options.local)
-        plan = stacks.plan(cfn, stack_name=name, template=template,
+        templates[name] = template_for((TEMPLATES / template_file).read_text(), s3=s3, bucket=bucket,
+                                       region=region, name=template_file, local=options.local)
+        plan = stacks.plan(cfn, stack_name=name, template=templates[name],
                            parameters=params[template_file], tags=tags,
                            reporter=reporter, sleep=options.sleep, poll=options.poll)
         plans.append(plan)
