@@ -31,7 +31,7 @@ SAMPLES: list[tuple[str, str, dict[str, Any]]] = [
     ("IssueReceived", ISSUE, {"repo": "octo/repo", "number": 7, "title": "boom", "labels": ["needs-reproduction"],
                               "trigger": "labeled", "sender": "alice", "html_url": "https://github.com/octo/repo/issues/7",
                               "run": 1}),
-    ("IssueProcessed", ISSUE, {"run": 1, "verdict": "reproduced", "exit_code": None, "duration_s": 1.5,
+    ("IssueProcessed", ISSUE, {"run": 1, "verdict": "reproduced", "exit_code": 1, "duration_s": 1.5,
                                "result_uri": "s3://b/k"}),
     ("IssueProcessingFailed", ISSUE, {"run": 1, "error": "boom", "retryable": True, "attempt": 2}),
     ("IssueSkipped", ISSUE, {"reason": "closed"}),
@@ -60,9 +60,10 @@ def bus_event(type_: str, stream: str, data: dict[str, Any], *, cause: Cause | N
             "detail": json.loads(entry["Detail"])}
 
 
-def validator(doc: dict[str, Any]) -> Any:
-    """An OpenAPI 3.0 validator (draft-04 plus ``nullable``) rooted at the AWSEvent schema."""
-    return OAS30Validator({"$ref": "#/components/schemas/AWSEvent", "components": doc["components"]})
+def validator(doc: dict[str, Any], cls: Any = OAS30Validator) -> Any:
+    """A validator rooted at the AWSEvent schema: OpenAPI 3.0's (draft-04 plus ``nullable``)
+    by default, or plain ``Draft4Validator``."""
+    return cls({"$ref": "#/components/schemas/AWSEvent", "components": doc["components"]})
 
 
 def test_every_event_type_is_registered_as_the_documented_awsevent_shape(docs: dict[str, dict[str, Any]]) -> None:
@@ -89,8 +90,17 @@ def test_every_rendered_schema_is_valid_draft_04_without_2020_12_keywords(docs: 
 def test_bus_events_validate_against_their_registered_schema(
         docs: dict[str, dict[str, Any]], type_: str, stream: str, data: dict[str, Any]) -> None:
     event = bus_event(type_, stream, data, cause=Cause("delivery-1", "worker", causation_id=str(uuid.uuid4())))
+    validator(docs[type_], Draft4Validator).validate(event)  # no nulls: draft-04 alone accepts it
     validator(docs[type_]).validate(event)
     validator(docs[type_]).validate(bus_event(type_, stream, data))  # causation_id null: nullable
+
+
+def test_null_values_validate_through_nullable(docs: dict[str, dict[str, Any]]) -> None:
+    event = bus_event("IssueProcessed", ISSUE, {**SAMPLES[1][2], "exit_code": None})
+    assert event["detail"]["causation_id"] is None
+    validator(docs["IssueProcessed"]).validate(event)
+    assert not validator(docs["IssueProcessed"]).is_valid(
+        bus_event("IssueProcessed", ISSUE, {**SAMPLES[1][2], "exit_code": "1"}))
 
 
 def test_what_the_store_refuses_the_registered_schema_refuses_too(docs: dict[str, dict[str, Any]]) -> None:
