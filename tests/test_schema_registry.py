@@ -99,8 +99,8 @@ def test_null_values_validate_through_nullable(docs: dict[str, dict[str, Any]]) 
     event = bus_event("IssueProcessed", ISSUE, {**SAMPLES[1][2], "exit_code": None})
     assert event["detail"]["causation_id"] is None
     validator(docs["IssueProcessed"]).validate(event)
-    assert not validator(docs["IssueProcessed"]).is_valid(
-        bus_event("IssueProcessed", ISSUE, {**SAMPLES[1][2], "exit_code": "1"}))
+    event["detail"]["data"]["exit_code"] = "1"  # nullable widens the type by null only
+    assert not validator(docs["IssueProcessed"]).is_valid(event)
 
 
 def test_what_the_store_refuses_the_registered_schema_refuses_too(docs: dict[str, dict[str, Any]]) -> None:
