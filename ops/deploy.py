@@ -6,9 +6,11 @@ Pipeline (build, plan, execute):
 2. build the Lambda and worker bundles (deterministic zips) and upload them to the
    artifacts bucket under content-hash keys (an unchanged build uploads nothing);
 3. plan the stacks ``<prefix>`` (management.yaml) and ``<prefix>-worker`` (worker.yaml) as
-   change sets, show them, ask before replacements/removals (unless ``--yes``);
-   ``--dry-run`` stops here and deletes the change sets;
-4. execute them, streaming stack events; then the member StackSet, the schema registry,
+   change sets (templates over 51,200 bytes go through the bucket), show them, ask before
+   replacements/removals (unless ``--yes``); ``--dry-run`` stops here and deletes them.
+   Before a create, leftovers of a failed one stop the deploy or are imported (``--adopt``);
+4. execute them, streaming stack events (after a create, an update turns on the event
+   table's deletion protection); then the member StackSet, the schema registry,
    and the secrets from ``GITHUB_TOKEN`` / ``GITHUB_WEBHOOK_SECRET`` when set;
 5. print the outputs, webhook URL first.
 
@@ -19,24 +21,32 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import os
 import re
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 from handlers.core.errors import ConfigError, GipError, UsageError
-from ops import aws, guardrails, local_gaps, packaging, pool_scope, stacks, stackset
+from ops import (
+    aws,
+    first_create,
+    guardrails,
+    local_gaps,
+    packaging,
+    pool_scope,
+    schema_registry,
+    stacks,
+    stackset,
+)
 from ops.aws import aws_errors, error_code
+from ops.console_reporter import ConsoleReporter
+from ops.template_source import template_for
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATES = ROOT / "templates"
-CREATABLE = (None, "ROLLBACK_COMPLETE", "ROLLBACK_FAILED", "REVIEW_IN_PROGRESS")  # the next change set creates
-SCHEMAS = ROOT / "schemas"
 DEFAULT_PREFIX = "github-issue-processor"
 ORG_ID = re.compile(r"^o-[a-z0-9]{10,32}$")
 PREFIX = re.compile(r"^[a-z][a-z0-9-]{1,30}$")
@@ -71,36 +81,9 @@ class DeployOptions:
     installer: packaging.Installer | None = None  # None + vendor_deps: pip
     source_root: Path = ROOT  # where handlers/, schemas/, worker/ and setup.cfg live
     stackset: bool = True
+    adopt: bool = False  # import empty leftovers of an earlier failed create
     sleep: Callable[[float], None] = time.sleep
     poll: float = 3.0
-
-
-class ConsoleReporter:
-    """Prints progress the way ``cdk deploy`` does: one line per stack event."""
-
-    def __init__(self, out: TextIO | None = None, *, yes: bool = False) -> None:
-        self.out = out or sys.stdout
-        self.yes = yes
-
-    def info(self, message: str) -> None:
-        print(message, file=self.out, flush=True)
-
-    def notice(self, message: str) -> None:
-        print(f"note: {message}", file=self.out, flush=True)
-
-    def event(self, count: int, total: int, event: dict[str, Any]) -> None:
-        reason = event.get("ResourceStatusReason", "")
-        width = len(str(total))
-        print(f"  [{count:>{width}}/{total}] {event.get('ResourceStatus', ''):<20} "
-              f"{event.get('ResourceType', ''):<40} {event.get('LogicalResourceId', '')}"
-              f"{'  ' + reason if reason else ''}", file=self.out, flush=True)
-
-    def confirm(self, question: str) -> bool:
-        if self.yes:
-            return True
-        if not sys.stdin.isatty():
-            return False
-        return input(f"{question} [y/N] ").strip().lower() in ("y", "yes")
 
 
 def validate(options: DeployOptions) -> None:
@@ -175,12 +158,24 @@ def deploy(options: DeployOptions, reporter: stacks.Reporter | None = None) -> d
     cfn = client("cloudformation")
     worker_status = stacks.stack_status(cfn, f"{options.prefix}-worker")
     params["worker.yaml"]["CreatingStack"] = creating_stack(worker_status, local=options.local)
-    settle_worker = not options.local and worker_status in CREATABLE
-    plans = []
+    tags = {first_create.TAG: options.prefix}
+    status = first_create.prepare(cfn, client, account=account, prefix=options.prefix, adopt=options.adopt,
+                                  dry_run=options.dry_run, body=(TEMPLATES / "management.yaml").read_text(),
+                                  params=params["management.yaml"], tags=tags, reporter=reporter,
+                                  sleep=options.sleep, poll=options.poll)
+    params["management.yaml"][first_create.PROTECTION] = first_create.protection(status)
+    # Create-only values, flipped by one follow-up update so that no later update re-sends them.
+    settle = [(options.prefix, "management.yaml", first_create.PROTECTION, "true",
+               "turning on the event table's deletion protection")] if first_create.creating(status) else []
+    if not options.local and first_create.creating(worker_status):
+        settle.append((f"{options.prefix}-worker", "worker.yaml", "CreatingStack", "false",
+                       "handing DesiredCount to the capacity function and the autoscaler"))
+    plans, templates = [], {}
     for name, template_file in stack_names(options.prefix).items():
-        body = (TEMPLATES / template_file).read_text()
-        plan = stacks.plan(cfn, stack_name=name, template=stacks.Template(body=body),
-                           parameters=params[template_file], tags={"gip:prefix": options.prefix},
+        templates[name] = template_for((TEMPLATES / template_file).read_text(), s3=s3, bucket=bucket,
+                                       region=region, name=template_file, local=options.local)
+        plan = stacks.plan(cfn, stack_name=name, template=templates[name],
+                           parameters=params[template_file], tags=tags,
                            reporter=reporter, sleep=options.sleep, poll=options.poll)
         plans.append(plan)
         for line in stacks.render_changes(plan):
@@ -197,15 +192,13 @@ def deploy(options: DeployOptions, reporter: stacks.Reporter | None = None) -> d
         raise GipError("aborted: replacements or removals not confirmed (use --yes to accept)")
     for plan in plans:
         stacks.apply(cfn, plan, reporter=reporter, sleep=options.sleep, poll=options.poll)
-    if settle_worker:
-        # Drop DesiredCount from the template now, so no later update re-sends it and the
-        # capacity function and the autoscaler own it from here on.
-        params["worker.yaml"]["CreatingStack"] = "false"
-        body = (TEMPLATES / "worker.yaml").read_text()
-        settle = stacks.plan(cfn, stack_name=f"{options.prefix}-worker", template=stacks.Template(body=body),
-                             parameters=params["worker.yaml"], tags={"gip:prefix": options.prefix},
-                             reporter=reporter, sleep=options.sleep, poll=options.poll)
-        stacks.apply(cfn, settle, reporter=reporter, sleep=options.sleep, poll=options.poll)
+    for stack_name, template_file, key, value, why in settle:
+        params[template_file][key] = value
+        reporter.info(f"{stack_name}: {why}")
+        follow = stacks.plan(cfn, stack_name=stack_name, template=templates[stack_name],
+                             parameters=params[template_file], tags=tags, reporter=reporter,
+                             sleep=options.sleep, poll=options.poll)
+        stacks.apply(cfn, follow, reporter=reporter, sleep=options.sleep, poll=options.poll)
     out: dict[str, str] = {"ArtifactsBucket": bucket}
     for plan in plans:
         out.update(stacks.outputs(cfn, plan.stack_name))
@@ -220,7 +213,8 @@ def deploy(options: DeployOptions, reporter: stacks.Reporter | None = None) -> d
     if options.stackset:
         _deploy_stackset(options, cfn, client, out, external_id, region, reporter)
     if not options.local:
-        register_schemas(client("schemas"), registry=f"{options.prefix}-events", reporter=reporter)
+        schema_registry.register(client("schemas"), registry=f"{options.prefix}-events",
+                                 source=options.prefix, reporter=reporter)
     return out
 
 
@@ -267,7 +261,7 @@ def creating_stack(status: str | None, *, local: bool) -> str:
     re-formatted parameters after an update, so a settling update would make every rerun look
     changed.
     """
-    return "true" if local or status in CREATABLE else "false"
+    return "true" if local or first_create.creating(status) else "false"
 
 
 def _store_secrets(sm: Any, out: dict[str, str], reporter: stacks.Reporter) -> None:
@@ -319,41 +313,6 @@ def member_parameters(options: DeployOptions, out: dict[str, str], external_id: 
     }
 
 
-def register_schemas(schemas_client: Any, *, registry: str, reporter: stacks.Reporter,
-                     directory: Path = SCHEMAS) -> int:
-    """Put every ``schemas/*.json`` into the EventBridge registry; returns how many changed."""
-    changed = 0
-    for path in sorted(directory.glob("*.json")):
-        name, content = path.stem, registry_content(path.read_text())
-        try:
-            try:
-                live = schemas_client.describe_schema(RegistryName=registry, SchemaName=name)["Content"]
-            except Exception as exc:
-                if error_code(exc) != "NotFoundException":
-                    raise
-                schemas_client.create_schema(RegistryName=registry, SchemaName=name,
-                                             Type="JSONSchemaDraft4", Content=content)
-                changed += 1
-                continue
-            if live.strip() != content.strip():
-                schemas_client.update_schema(RegistryName=registry, SchemaName=name,
-                                             Type="JSONSchemaDraft4", Content=content)
-                changed += 1
-        except Exception as exc:  # the registry is documentation: never fail a deploy on it
-            reporter.notice(f"schema {name} not registered: {aws.describe(exc)}")
-    if changed:
-        reporter.info(f"schema registry {registry}: {changed} schema(s) registered")
-    return changed
-
-
-def registry_content(text: str) -> str:
-    """Pure: a schema as EventBridge's registry takes it (Draft 4 declared; keywords of later
-    drafts are kept and ignored by Draft 4 readers)."""
-    schema = json.loads(text)
-    schema["$schema"] = "http://json-schema.org/draft-04/schema#"
-    return json.dumps(schema, indent=2, sort_keys=True)
-
-
 def render_outputs(out: dict[str, str]) -> list[str]:
     """Pure: the outputs, webhook URL first, then how to set the secrets."""
     first = ["WebhookUrl", "BusName", "BusArn", "EventsTable", "PoolTable", "IssuesTable", "ResultsBucket"]
@@ -391,6 +350,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="managed policies of the member processing role, comma-separated")
     parser.add_argument("--no-deps", action="store_true", help="do not vendor dependencies into the bundles")
     parser.add_argument("--no-stackset", action="store_true", help="skip the member StackSet")
+    parser.add_argument("--adopt", action="store_true",
+                        help="import the empty event table/results bucket left by an earlier failed create")
 
 
 def options_from_args(args: argparse.Namespace) -> DeployOptions:
@@ -406,6 +367,7 @@ def options_from_args(args: argparse.Namespace) -> DeployOptions:
         subnet_ids=split(args.subnet_ids), bot_login=args.bot_login,
         member_policy_arns=split(args.member_policy_arns), vendor_deps=not args.no_deps,
         stackset=not args.no_stackset, regions=split(args.regions), guardrails=args.guardrails,
+        adopt=args.adopt,
         # An endpoint on this machine is moto: fill its gaps as local mode does.
         local=aws.is_local_endpoint(args.endpoint_url or os.environ.get("AWS_ENDPOINT_URL")),
     )

@@ -1,6 +1,6 @@
 """``bootstrap.py destroy``: remove the stacks; keep the audit log and results by default.
 
-The event table and the results bucket have ``DeletionPolicy: Retain``, so deleting the
+The event table and the results bucket have ``DeletionPolicy: RetainExceptOnCreate``, so deleting the
 stacks leaves them (and their data) in place. ``--delete-data`` removes them too, with the
 artifacts bucket: deletion protection is turned off first and buckets are emptied
 (every object version). The member StackSet's instances are deleted, not retained.
@@ -23,7 +23,8 @@ import botocore.exceptions
 from handlers.core.errors import AwsError, GipError, NotFound
 from ops import aws, packaging, stacks, stackset, subscribe
 from ops.aws import aws_errors, error_code
-from ops.deploy import DEFAULT_PREFIX, ConsoleReporter, stack_names
+from ops.console_reporter import ConsoleReporter
+from ops.deploy import DEFAULT_PREFIX, stack_names
 from ops.local_gaps import Resolver, local_resolver
 
 
@@ -100,7 +101,7 @@ def destroy(options: DestroyOptions, reporter: stacks.Reporter) -> None:
         reporter.info(f"kept {events_table} (the audit log) and s3://{results}; "
                       "destroy --delete-data removes them")
         return
-    delete_table(client("dynamodb"), events_table, reporter)
+    delete_table(client("dynamodb"), events_table, reporter, sleep=options.sleep, poll=options.poll)
     for bucket in (results, artifacts):
         delete_bucket(client("s3"), bucket, reporter)
 
@@ -134,16 +135,28 @@ def _local_leftovers(cfn: Any, client: Callable[[str], Any], name: str, region: 
     return plan_leftovers(resolver)
 
 
-def delete_table(ddb: Any, table: str, reporter: stacks.Reporter) -> None:
-    """Turn deletion protection off and delete the table (absent is fine)."""
+def delete_table(ddb: Any, table: str, reporter: stacks.Reporter, *,
+                 sleep: Callable[[float], None] = time.sleep, poll: float = 3.0, attempts: int = 100) -> None:
+    """Turn deletion protection off, wait until the table is ACTIVE again, delete it
+    (absent is fine). DeleteTable on an UPDATING table fails with ResourceInUseException."""
     try:
         ddb.update_table(TableName=table, DeletionProtectionEnabled=False)
+        wait_active(ddb, table, sleep=sleep, poll=poll, attempts=attempts)
         ddb.delete_table(TableName=table)
     except botocore.exceptions.ClientError as exc:
         if error_code(exc) == "ResourceNotFoundException":
             return
         raise AwsError(aws.describe(exc, action=f"dynamodb:DeleteTable {table}")) from exc
     reporter.info(f"deleted table {table}")
+
+
+def wait_active(ddb: Any, table: str, *, sleep: Callable[[float], None], poll: float, attempts: int) -> None:
+    """Poll DescribeTable until the table is ACTIVE; AwsError after ``attempts`` polls."""
+    for _ in range(attempts):
+        if ddb.describe_table(TableName=table)["Table"]["TableStatus"] == "ACTIVE":
+            return
+        sleep(poll)
+    raise AwsError(f"table {table} did not become ACTIVE after {attempts} checks; run destroy again later")
 
 
 def delete_bucket(s3: Any, bucket: str, reporter: stacks.Reporter) -> None:
@@ -211,6 +224,7 @@ DELETERS: dict[str, tuple[int, Callable[[Callable[[str], Any], str, dict[str, An
 }
 
 
+RETAINED = {"Retain", "RetainExceptOnCreate"}  # kept by a delete of a created stack
 NEEDS_PROPS = {"AWS::Events::Rule", "AWS::Events::Archive", "AWS::SecretsManager::Secret",
                "AWS::Events::EventBus", "AWS::ECS::Service"}
 
@@ -219,7 +233,7 @@ def plan_leftovers(resolver: Resolver) -> list[tuple[str, str, str, dict[str, An
     """Before DeleteStack: (logical id, type, physical id, properties) of what to delete
     afterwards, in order. Properties are resolved now, while what they refer to exists."""
     todo = [lid for lid, spec in resolver.resources.items()
-            if spec.get("DeletionPolicy") != "Retain" and spec["Type"] in DELETERS
+            if spec.get("DeletionPolicy") not in RETAINED and spec["Type"] in DELETERS
             and resolver.active(lid)]
     todo.sort(key=lambda lid: DELETERS[resolver.resources[lid]["Type"]][0])
     planned = []

@@ -3,7 +3,9 @@
 - The Lambda bundle is ``handlers/`` + ``schemas/`` + the runtime dependencies, installed
   for the Lambda platform (manylinux2014_x86_64 wheels, CPython 3.11) and without
   boto3/botocore/s3transfer, which the Lambda runtime provides.
-- The worker bundle is ``worker/`` + ``handlers/`` + ``schemas/`` + the same dependencies.
+- The worker bundle is ``worker/`` + ``handlers/`` + ``schemas/`` + *all* the dependencies,
+  boto3 included, under ``deps/``: the stock python:3.11 image only unpacks it and runs it,
+  with no ``pip install`` (and no PyPI) at task start.
 - Zips are deterministic (sorted entries, fixed timestamps and modes), so the same sources
   give the same bytes, the same key (``artifacts/<kind>-<sha256>.zip``) and no upload.
 
@@ -41,6 +43,9 @@ PROVIDED_BY_RUNTIME = re.compile(r"^(boto3|botocore|s3transfer)([-_.].*)?$", re.
 EXCLUDED_PARTS = {"__pycache__", ".pytest_cache", ".mypy_cache", "tests"}
 FIXED_TIME = (1980, 1, 1, 0, 0, 0)
 BUNDLES = {"lambda": ("handlers", "schemas"), "worker": ("worker", "handlers", "schemas")}
+# Where the dependencies go in each bundle: the Lambda runtime puts the zip root on sys.path;
+# the worker's start command puts deps/ there through a .pth (snippets import boto3 too).
+DEPS_PREFIX = {"lambda": "", "worker": "deps/"}
 
 Installer = Callable[[list[str], Path], None]
 
@@ -62,13 +67,19 @@ class Artifact:
         return f"artifacts/{self.kind}-{self.sha256[:32]}.zip"
 
 
-def requirements(setup_cfg: Path = ROOT / "setup.cfg") -> list[str]:
-    """``install_requires`` from setup.cfg, minus what the Lambda runtime provides."""
+def requirements(setup_cfg: Path = ROOT / "setup.cfg", *, kind: str = "lambda") -> list[str]:
+    """``install_requires`` from setup.cfg; for the Lambda bundle, minus what its runtime provides."""
     parser = configparser.ConfigParser()
     parser.read(setup_cfg)
     raw = parser.get("options", "install_requires", fallback="")
     reqs = [line.strip() for line in raw.splitlines() if line.strip()]
-    return sorted(r for r in reqs if not PROVIDED_BY_RUNTIME.match(re.split(r"[<>=!~ \[]", r)[0]))
+    if kind != "lambda":
+        return sorted(reqs)
+    return sorted(r for r in reqs if not _provided(r))
+
+
+def _provided(requirement: str) -> bool:
+    return bool(PROVIDED_BY_RUNTIME.match(re.split(r"[<>=!~ \[]", requirement)[0]))
 
 
 def pip_installer(*, cache: Path = CACHE) -> Installer:
@@ -90,17 +101,18 @@ def pip_installer(*, cache: Path = CACHE) -> Installer:
             if proc.returncode != 0:
                 last = (proc.stderr.strip().splitlines() or ["pip failed"])[-1]
                 raise PackagingError(f"pip could not vendor the dependencies: {last}")
-            prune_runtime_provided(tmp)
+            prune_runtime_provided(tmp, keep_sdk=any(_provided(r) for r in reqs))
             tmp.rename(cached)
         shutil.copytree(cached, target, dirs_exist_ok=True)
 
     return install
 
 
-def prune_runtime_provided(target: Path) -> None:
-    """Remove boto3/botocore/s3transfer (and their dist-info) pulled in transitively."""
+def prune_runtime_provided(target: Path, *, keep_sdk: bool = False) -> None:
+    """Remove ``bin/`` and, unless ``keep_sdk``, boto3/botocore/s3transfer (and their
+    dist-info) pulled in transitively."""
     for entry in target.iterdir():
-        if PROVIDED_BY_RUNTIME.match(entry.name):
+        if not keep_sdk and PROVIDED_BY_RUNTIME.match(entry.name):
             shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
     bin_dir = target / "bin"
     if bin_dir.is_dir():
@@ -147,8 +159,8 @@ def build(
         shutil.rmtree(deps, ignore_errors=True)
         deps.mkdir(parents=True)
         try:
-            installer(requirements(root / "setup.cfg"), deps)
-            for name, path in _files(deps):
+            installer(requirements(root / "setup.cfg", kind=kind), deps)
+            for name, path in _files(deps, DEPS_PREFIX[kind]):
                 entries.setdefault(name, path.read_bytes())
         finally:
             shutil.rmtree(deps, ignore_errors=True)
@@ -181,12 +193,8 @@ def ensure_bucket(s3: Any, *, bucket: str, region: str, tls_only: bool = True) -
 
     ``tls_only=False`` is for a plain-HTTP local endpoint (moto enforces bucket policies).
     """
-    try:
-        s3.head_bucket(Bucket=bucket)
+    if bucket_exists(s3, bucket=bucket):
         return False
-    except botocore.exceptions.ClientError as exc:
-        if error_code(exc) not in ("404", "NoSuchBucket", "NotFound"):
-            raise AwsError(describe(exc, action=f"s3:HeadBucket {bucket}")) from exc
     with aws_errors(f"s3:CreateBucket {bucket}"):
         kwargs: dict[str, Any] = {"Bucket": bucket}
         if region != "us-east-1":
@@ -202,6 +210,17 @@ def ensure_bucket(s3: Any, *, bucket: str, region: str, tls_only: bool = True) -
         if tls_only:
             s3.put_bucket_policy(Bucket=bucket, Policy=tls_only_policy(bucket))
     return True
+
+
+def bucket_exists(s3: Any, *, bucket: str) -> bool:
+    """HeadBucket: True if it exists; a missing bucket is False, anything else raises."""
+    try:
+        s3.head_bucket(Bucket=bucket)
+        return True
+    except botocore.exceptions.ClientError as exc:
+        if error_code(exc) not in ("404", "NoSuchBucket", "NotFound"):
+            raise AwsError(describe(exc, action=f"s3:HeadBucket {bucket}")) from exc
+    return False
 
 
 def tls_only_policy(bucket: str) -> str:

@@ -47,7 +47,7 @@ class DeployFailed(AwsError):
 
 
 class Reporter(Protocol):
-    """Where progress goes. ``ops.deploy.ConsoleReporter`` prints; tests record."""
+    """Where progress goes. ``ops.console_reporter.ConsoleReporter`` prints; tests record."""
 
     def info(self, message: str) -> None: ...
     def notice(self, message: str) -> None: ...
@@ -183,7 +183,7 @@ def plan(
             **template.api_args(),
         )
     cs_id, stack_id = created["Id"], created.get("StackId", "")
-    described = _wait_change_set(cfn, cs_id, sleep=sleep, poll=poll)
+    described = wait_change_set(cfn, cs_id, sleep=sleep, poll=poll)
     if described["Status"] == "FAILED":
         reason = described.get("StatusReason", "")
         if any(marker in reason for marker in NO_CHANGES):
@@ -203,12 +203,42 @@ def _unchanged(cfn: Any, stack_name: str, template: Template, parameters: dict[s
         return False
     with aws_errors(f"cloudformation:GetTemplate {stack_name}"):
         live_body = cfn.get_template(StackName=stack_name, TemplateStage="Original").get("TemplateBody")
+        if not isinstance(live_body, str) or live_body != template.body:
+            return False
         stack = cfn.describe_stacks(StackName=stack_name)["Stacks"][0]
+        # Same body, so the live template's declarations are ours: take the defaults from it.
+        declared = cfn.get_template_summary(StackName=stack_name).get("Parameters", [])
     live = {p["ParameterKey"]: p.get("ParameterValue", "") for p in stack.get("Parameters", [])}
-    return isinstance(live_body, str) and live_body == template.body and live == parameters
+    wanted = effective_parameters(parameters, declared)
+    lists = {d["ParameterKey"] for d in declared if _is_list(d.get("ParameterType", ""))}
+    return wanted is not None and _normal(live, lists) == _normal(wanted, lists)
 
 
-def _wait_change_set(cfn: Any, cs_id: str, *, sleep: Sleep, poll: float) -> dict[str, Any]:
+def effective_parameters(given: dict[str, str], declared: Iterable[dict[str, Any]]) -> dict[str, str] | None:
+    """Pure: the parameters DescribeStacks would show for ``given``: every declared parameter,
+    its default filled in where not given. None when a NoEcho value (shown as ``****``) would
+    take part, since it cannot be compared."""
+    out = dict(given)
+    for decl in declared:
+        key = decl["ParameterKey"]
+        if decl.get("NoEcho"):
+            return None
+        if key not in out and decl.get("DefaultValue") is not None:
+            out[key] = str(decl["DefaultValue"])
+    return out
+
+
+def _is_list(parameter_type: str) -> bool:
+    return parameter_type.startswith("List<") or parameter_type == "CommaDelimitedList"
+
+
+def _normal(values: dict[str, str], lists: set[str]) -> dict[str, Any]:
+    """List parameters as item tuples: AWS shows ``a,b``, moto shows ``['a', 'b']``."""
+    return {k: tuple(i.strip().strip("'\"") for i in v.strip("[]").split(",") if i.strip()) if k in lists else v
+            for k, v in values.items()}
+
+
+def wait_change_set(cfn: Any, cs_id: str, *, sleep: Sleep, poll: float) -> dict[str, Any]:
     changes: list[dict[str, Any]] = []
     while True:
         with aws_errors("cloudformation:DescribeChangeSet"):

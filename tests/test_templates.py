@@ -69,8 +69,9 @@ def test_events_table_layout_stream_and_retention(mgmt: dict[str, Any]) -> None:
     assert props["StreamSpecification"] == {"StreamViewType": "NEW_IMAGE"}
     assert props["SSESpecification"] == {"SSEEnabled": True}
     assert props["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"] is True
-    assert props["DeletionProtectionEnabled"] is True
-    assert table["DeletionPolicy"] == "Retain"
+    # Protection comes on in the update after the create (tests/test_first_create.py).
+    assert props["DeletionProtectionEnabled"] == {"Fn::If": ["ProtectEventsTable", True, False]}
+    assert table["DeletionPolicy"] == "RetainExceptOnCreate"
     gsis = {g["IndexName"]: [k["AttributeName"] for k in g["KeySchema"]] for g in props["GlobalSecondaryIndexes"]}
     assert gsis == {"by-day": ["day", "ts"], "by-correlation": ["correlation_id", "ts"]}
 
@@ -251,7 +252,7 @@ def test_queue_consumers_report_batch_item_failures_and_notifier_is_serial(mgmt:
 def test_results_bucket_encrypted_private_and_tls_only(mgmt: dict[str, Any]) -> None:
     bucket = mgmt["Resources"]["ResultsBucket"]
     props = bucket["Properties"]
-    assert bucket["DeletionPolicy"] == "Retain"
+    assert bucket["DeletionPolicy"] == "RetainExceptOnCreate"
     assert props["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]["ServerSideEncryptionByDefault"]
     assert all(props["PublicAccessBlockConfiguration"].values()) and len(props["PublicAccessBlockConfiguration"]) == 4
     assert props["LifecycleConfiguration"]["Rules"][0]["Prefix"] == "logs/"
@@ -290,8 +291,10 @@ def test_only_the_stock_image_runs_snippets_as_nobody(worker: dict[str, Any]) ->
     assert "RUN_AS_USER" not in {e["Name"] for e in container["Environment"]}
     stock, own = container["Command"]["Fn::If"][1][0], container["Command"]["Fn::If"][2]
     assert "RUN_AS_USER=nobody PYTHONPATH=/opt/app exec python -m worker" in stock
-    # boto3 in the image's site-packages: snippets (no PYTHONPATH, run as nobody) can import it.
-    assert "pip install --quiet --no-cache-dir boto3;" in stock and "--target" not in stock
+    # The bundle's deps/ (boto3 included) on the image Python's path through a .pth: snippets
+    # (no PYTHONPATH, run as nobody) can import it; nothing is pip-installed at start.
+    assert 'sysconfig.get_paths()["purelib"], "gip-bundle.pth"' in stock and "/opt/app/deps" in stock
+    assert "pip install" not in stock
     assert own == ["python", "-m", "worker"]  # worker/Dockerfile already runs as a non-root USER
 
 
