@@ -22,8 +22,8 @@ GitHub reads are kept down by what this container already knows (:class:`Memory`
   one edit by id; a 404 (deleted by hand) drops the entry and falls back to listing. The first
   event of an issue in a container still lists, which finds an existing comment and removes the
   duplicate a lost create answer may have left (a create that was retried is not remembered,
-  so the next event lists again). The notifier runs with a reserved concurrency of 1 and reads
-  the issue row consistently, so the state it renders is never older than a version another
+  so the next event lists again). The notifier runs one batch at a time (a FIFO queue with one
+  message group, docs/internals.md) and reads the issue row consistently, so the state it renders is never older than a version another
   container already showed: the remembered body cannot roll a comment back.
 - the verdict label set during this run; the labels come from the issue's labels at trigger
   time (``Issue.labels``), not from ``GET issue`` (see ``verdict_labels.changes_since_trigger``).
