@@ -1,5 +1,5 @@
 """Storage trouble is a 5xx, never a conflict or a duplicate: DynamoDB faults injected in front
-of moto (tests/fakes/dynamo_faults.py), through the store, the services and the webhook."""
+of moto (tests/fakes/aws_faults.py), through the store, the services and the webhook."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from handlers.core.envelope import Cause, new_event
 from handlers.core.errors import ConcurrencyConflict, StoreUnavailable
 from handlers.core.store import DuplicateDelivery
 from tests.conftest import empty_tables
-from tests.fakes.dynamo_faults import DynamoFaults, Fault
+from tests.fakes.aws_faults import AwsFaults, Fault
 from tests.test_webhook import NUMBER, REPO, RULES, SECRET, STREAM, delivery
 
 THROTTLED = Fault("ProvisionedThroughputExceededException", "The level of configured provisioned "
@@ -31,7 +31,7 @@ def core(shared_core: SimpleNamespace) -> Iterator[SimpleNamespace]:
     ddb = boto3.client("dynamodb")
     for item in ddb.scan(TableName=shared_core.settings.pool_table, ProjectionExpression="pk")["Items"]:
         ddb.delete_item(TableName=shared_core.settings.pool_table, Key=item)
-    faults = DynamoFaults(shared_core.tables.connection.client)
+    faults = AwsFaults(shared_core.tables.connection.client)
     yield SimpleNamespace(**vars(shared_core), faults=faults)
     faults.close()
 

@@ -1,6 +1,6 @@
-"""DynamoDB faults injected in front of moto, at botocore's ``before-call`` hook.
+"""AWS faults injected in front of moto, at botocore's ``before-call`` hook.
 
-A handler for ``before-call.dynamodb.<Operation>`` that returns ``(http, parsed)`` replaces
+A handler for ``before-call.<service>.<Operation>`` that returns ``(http, parsed)`` replaces
 the request: botocore raises the error class for ``parsed["Error"]["Code"]`` exactly as it
 would for an answer from DynamoDB, and pynamodb wraps it as it would in production. Calls
 with no fault planned go on to moto untouched.
@@ -26,19 +26,20 @@ class Fault:
 
 
 @dataclass
-class DynamoFaults:
+class AwsFaults:
     """Plan faults per operation (``PutItem``, ``TransactWriteItems``, …); each is used once."""
 
     client: Any
+    service: str = "dynamodb"
     planned: dict[str, list[Fault]] = field(default_factory=lambda: defaultdict(list))
     calls: Counter[str] = field(default_factory=Counter)
     injected: Counter[str] = field(default_factory=Counter)
 
     def __post_init__(self) -> None:
-        self.client.meta.events.register_first("before-call.dynamodb", self._before)
+        self.client.meta.events.register_first(f"before-call.{self.service}", self._before)
 
     def close(self) -> None:
-        self.client.meta.events.unregister("before-call.dynamodb", self._before)
+        self.client.meta.events.unregister(f"before-call.{self.service}", self._before)
 
     def fail(self, operation: str, fault: Fault, *, times: int = 1) -> None:
         self.planned[operation].extend([fault] * times)
@@ -59,4 +60,4 @@ class DynamoFaults:
                 {"Code": code, **({"Message": fault.message} if code != "None" else {})}
                 for code in fault.reasons
             ]
-        return AWSResponse("https://dynamodb.invalid/", fault.status, {}, None), parsed
+        return AWSResponse(f"https://{self.service}.invalid/", fault.status, {}, None), parsed
