@@ -451,6 +451,23 @@ def test_repair_refuses_a_row_that_moved_since_it_was_read(moto_server: str) -> 
 
 
 @pytest.mark.server
+def test_repair_refuses_counts_that_moved_since_they_were_read(moto_server: str) -> None:
+    from handlers.core.projection import Projections
+
+    core = leasing_history(moto_server, "racecounts")
+    counts = core.tables.pool.get("counts")
+    counts.usable = 7  # GIVEN drifted counts
+    counts.save()
+    # AND a registration that commits while the repair folds the account streams
+    live = lambda: core.pool.register("333333333333", role_arn="arn:aws:iam::333333333333:role/p",  # noqa: E731
+                                      source="manual", cause=Cause("live", "reconcile"))
+    racing = RacingStore(core.tables, stream="account-111111111111", live=live)
+    done = Projections(racing).repair()
+    assert (done.written, done.refused) == (0, ["counts"])
+    assert core.tables.pool.get("counts").usable == 8  # the live ADD stands, not overwritten
+
+
+@pytest.mark.server
 def test_repair_writes_rows_conditioned_on_the_version_read(moto_server: str) -> None:
     from handlers.core.projection import Projections
 
