@@ -11,6 +11,10 @@ Order of checks, cheapest and least trusting first:
 3. media type other than JSON             -> :class:`UnsupportedMediaType` (415)
 4. signature not valid for any secret     -> :class:`InvalidSignature` (401)
 5. body not a UTF-8 JSON object           -> :class:`BadRequest` (400)
+6. a string that UTF-8 cannot carry        -> :class:`BadRequest` (400)
+
+Check 6 exists because JSON's ``\\udfff`` escape decodes to a lone surrogate: valid JSON, yet
+no UTF-8 text (hence no DynamoDB item or bus event) can hold it, so redelivery never helps.
 
 The signature is checked over the raw bytes before anything is parsed, so nothing an unsigned
 sender controls reaches ``json.loads``.
@@ -168,9 +172,50 @@ def _require_json_media_type(content_type: str) -> None:
 
 def _decode_object(body: bytes) -> Mapping[str, Any]:
     try:
-        payload = json.loads(body.decode("utf-8"))
+        payload = json.loads(body.decode("utf-8"), parse_constant=_refuse_constant)
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise BadRequest("body is not valid JSON") from exc
     if not isinstance(payload, dict):
         raise BadRequest("body is not a JSON object")
+    require_representable(payload)
     return payload
+
+
+def _refuse_constant(name: str) -> Any:
+    # NaN / Infinity are Python extensions, not JSON: nothing downstream could re-encode them.
+    raise ValueError(f"{name} is not JSON")
+
+
+def require_representable(payload: Any) -> None:
+    """Raise BadRequest, naming the JSON path, if a key or string is not valid UTF-8 text.
+
+    Iterative, so a deeply nested body cannot exhaust the stack here.
+    """
+    stack: list[tuple[str, Any]] = [("", payload)]
+    while stack:
+        path, value = stack.pop()
+        if isinstance(value, str):
+            _require_utf8(value, path)
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                _require_utf8(key, f"{path}.<key>" if path else "<key>")
+                stack.append((f"{path}.{key}" if path else key, item))
+        elif isinstance(value, list):
+            stack.extend((f"{path}[{i}]", item) for i, item in enumerate(value))
+
+
+def _require_utf8(text: str, path: str) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        where = _safe_path(path)
+        raise BadRequest(
+            f"body is not representable: {where} holds a lone surrogate "
+            f"(U+{ord(text[exc.start]):04X}), which UTF-8 cannot encode"
+        ) from exc
+
+
+def _safe_path(path: str) -> str:
+    # The path is built from hostile keys: keep the reason short, printable and encodable.
+    shown = "".join(c if c.isascii() and c.isprintable() else "?" for c in path)
+    return shown[:80] or "the body"

@@ -31,6 +31,9 @@ COMMANDS = ("/reproduce", "/retry")
 # (256 KB entries); cap its JSON-encoded size so the worst case still fits with room to spare.
 MAX_BODY_JSON_BYTES = 64 * 1024
 MAX_TITLE_CHARS = 256
+# Everything IssueReceived carries, body included: far below DynamoDB's 400 KB item and
+# EventBridge's 256 KB entry, so a payload that passes here can always be stored and published.
+MAX_DATA_JSON_BYTES = 96 * 1024
 
 _REPO = re.compile(r"[A-Za-z0-9_.-]{1,100}/[A-Za-z0-9_.-]{1,100}")
 
@@ -89,16 +92,19 @@ Decision = Pong | Ignore | Receive | Cancel
 
 
 def qualify(delivery: Delivery, rules: Rules) -> Decision:
-    """Decide what a verified delivery asks for. Raises BadRequest on a malformed payload."""
+    """Decide what a verified delivery asks for. Raises BadRequest on a malformed payload.
+
+    ``delivery`` comes from ``parse_delivery``, so every string in it is valid UTF-8 text.
+    """
     event, action, payload = delivery.event, delivery.action, delivery.payload
     if event == "ping":
         return Pong()
     if event == "issues" and action in ("labeled", "opened", "reopened"):
-        return _trigger(payload, rules, action)
+        return _recordable(_trigger(payload, rules, action))
     if event == "issues" and action in ("closed", "unlabeled"):
         return _cancel(payload, rules, action)
     if event == "issue_comment" and action == "created":
-        return _command(payload, rules)
+        return _recordable(_command(payload, rules))
     if event in ("issues", "issue_comment"):
         return Ignore(f"{event}.{action or '?'} is not handled")
     return Ignore(f"event {event!r} is not handled")
@@ -164,6 +170,16 @@ def _cancel(payload: Mapping[str, Any], rules: Rules, action: str) -> Decision:
             return Ignore("issue still carries a required label")
     repo, number = _repo(payload), _number(issue)
     return Cancel(repo=repo, number=number, reason="closed" if action == "closed" else "label_removed")
+
+
+def _recordable(decision: Decision) -> Decision:
+    """Refuse (400) a Receive whose data could never be stored: redelivery would not help."""
+    if isinstance(decision, Receive):
+        size = len(json.dumps(decision.data, ensure_ascii=False).encode("utf-8"))
+        if size > MAX_DATA_JSON_BYTES:
+            raise BadRequest(f"issue fields are too large to record ({size} bytes of JSON, "
+                             f"the limit is {MAX_DATA_JSON_BYTES})")
+    return decision
 
 
 def first_line_command(body: str) -> str | None:

@@ -8,9 +8,10 @@ becomes ``Issues.cancel``. The webhook never calls GitHub, SQS or EventBridge: t
 publisher does, from the table's stream.
 
 Answers: 200 ping; 202 accepted / ignored (with the reason); 400 / 401 / 413 / 415 for bad
-requests (nothing appended); 500 when no secret is configured (it never accepts) or storage
-fails (GitHub shows the failed delivery, which can be redelivered: the delivery id makes that
-safe).
+requests, including payloads that could never be stored (nothing appended); 500 when no secret
+is configured (it never accepts) or storage fails, throttling included (GitHub shows the failed
+delivery, which can be redelivered: the delivery id makes that safe). A 202 "duplicate" or
+"already active" is only ever answered on a condition that DynamoDB itself evaluated.
 
 Imports stay light: the event store (pynamodb, botocore) is imported on the first delivery
 that needs it, boto3 only when the secret comes from Secrets Manager.
@@ -28,7 +29,13 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from handlers.core.envelope import Cause
-from handlers.core.errors import ConcurrencyConflict, ConfigError, GipError, IllegalTransition
+from handlers.core.errors import (
+    ConcurrencyConflict,
+    ConfigError,
+    GipError,
+    IllegalTransition,
+    InvalidEvent,
+)
 from handlers.delivery import BadRequest, WebhookRejected, parse_delivery, parse_secrets
 from handlers.qualify import Cancel, Ignore, Pong, Receive, Rules, qualify
 
@@ -72,6 +79,9 @@ def handle(
     except ConfigError as exc:
         log.error("webhook: %s; every delivery is refused until it is configured", exc)
         response = answer(500, "error", "webhook is not configured")
+    except InvalidEvent as exc:  # the payload's data breaks the schema: redelivery cannot help
+        log.error("webhook: delivery %s not recordable: %s", delivery_id, exc)
+        response = answer(400, "rejected", f"payload cannot be recorded: field '{exc.field}'")
     except GipError as exc:
         log.error("webhook: delivery %s not stored: %s", delivery_id, exc)
         response = answer(500, "error", "could not store the delivery; redeliver it")

@@ -345,7 +345,8 @@ DRIFT_COLUMNS = [("KIND", "kind"), ("KEY", "key"), ("FIELD", "field"), ("STORED"
 def verify(core: Core, *, repair: bool, out: TextIO, now: datetime) -> int:
     """Exit 0 when the stored rows equal the fold of the log, else print the diff and exit 1.
 
-    With ``repair``, drifted rows are rewritten from the log and the check runs again.
+    With ``repair``, drifted rows are rewritten from the log, each conditioned on the version
+    read; a row that moved in between is refused and named (exit 1). Then the check runs again.
     """
     from handlers.core.projection import Projections
 
@@ -363,11 +364,13 @@ def verify(core: Core, *, repair: bool, out: TextIO, now: datetime) -> int:
     if not repair:
         print("run with --verify --repair to rewrite these rows from the log", file=out)
         return 1
-    written = projections.repair(events)
-    left = projections.verify(events)
-    print(f"repaired: {written} row(s) rewritten from the log; "
-          f"{'no drift left' if not left else f'{len(left)} field(s) still differ'}", file=out)
-    return 0 if not left else 1
+    done = projections.repair(events)
+    left = [] if done.refused else projections.verify()
+    status = (f"refused {len(done.refused)} row(s) changed since they were read, left as they are: "
+              f"{', '.join(done.refused)} (run --verify again)" if done.refused
+              else "no drift left" if not left else f"{len(left)} field(s) still differ")
+    print(f"repaired: {done.written} row(s) rewritten from the log; {status}", file=out)
+    return 0 if not (left or done.refused) else 1
 
 
 def to_bus(core: Core, events: Iterable[Envelope], *, args: argparse.Namespace, out: TextIO,

@@ -7,9 +7,10 @@ target, tagged ``gip:owner=user`` so deploys and ``destroy`` leave it alone. Sub
    against ``schemas/`` (pure: :func:`check_pattern`);
 2. asks EventBridge ``TestEventPattern`` whether a sample event of each named type matches
    (skipped with a notice where the API is missing, as on moto);
-3. puts the rule and the target, then grants the target's resource policy so that delivery
-   works: SQS queue policy, SNS topic policy or Lambda permission, one statement with Sid
-   ``<prefix>-sub-NAME`` conditioned on the rule ARN. ``unsubscribe`` removes that statement.
+3. checks that the target exists and that no subscription of that name does;
+4. puts the rule and the target, then grants delivery on the target
+   (:mod:`ops.subscription_target`). If any step fails, what was created is removed, so a
+   failed ``subscribe`` leaves the subscriptions as they were. ``unsubscribe`` removes it all.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from handlers.core import schemas
 from handlers.core.errors import GipError, NotFound, UsageError
 from ops import aws
 from ops.render import table
+from ops.subscription_target import check_target, grant, revoke, target_kind
 
 OWNER_TAG = "gip:owner"
 USER = "user"
@@ -131,50 +133,6 @@ def _placeholder(schema: Mapping[str, Any]) -> Any:
     return {"integer": 1, "number": 1, "boolean": False, "array": [], "null": None}.get(str(kind), "sample")
 
 
-def add_statement(policy: str | None, statement: Mapping[str, Any]) -> str:
-    """A resource policy (JSON text) with ``statement`` added, replacing one with the same Sid."""
-    doc: dict[str, Any] = json.loads(policy) if policy else {"Version": "2012-10-17", "Statement": []}
-    stmts = doc.get("Statement") or []
-    stmts = [stmts] if isinstance(stmts, dict) else stmts
-    doc["Statement"] = [s for s in stmts if s.get("Sid") != statement["Sid"]] + [dict(statement)]
-    return json.dumps(doc, sort_keys=True)
-
-
-def remove_statement(policy: str | None, sid: str) -> str | None:
-    """The policy without the statement ``sid``; None when nothing is left (remove the policy)."""
-    if not policy:
-        return None
-    doc = json.loads(policy)
-    stmts = doc.get("Statement") or []
-    stmts = [stmts] if isinstance(stmts, dict) else stmts
-    doc["Statement"] = [s for s in stmts if s.get("Sid") != sid]
-    return json.dumps(doc, sort_keys=True) if doc["Statement"] else None
-
-
-def grant_statement(*, kind: str, sid: str, target_arn: str, rule_arn: str) -> dict[str, Any]:
-    """Let EventBridge deliver from this one rule (aws:SourceArn) to an SQS queue or SNS topic."""
-    action = {"sqs": "sqs:SendMessage", "sns": "sns:Publish"}[kind]
-    return {
-        "Sid": sid, "Effect": "Allow", "Principal": {"Service": "events.amazonaws.com"},
-        "Action": action, "Resource": target_arn,
-        "Condition": {"ArnEquals": {"aws:SourceArn": rule_arn}},
-    }
-
-
-def target_kind(arn: str) -> str:
-    """``sqs``, ``sns``, ``lambda`` or another service name, read from the ARN."""
-    parts = arn.split(":")
-    if len(parts) < 6 or parts[0] != "arn":
-        raise UsageError(f"--target must be an ARN (arn:aws:sqs:…, arn:aws:sns:…, arn:aws:lambda:…): {arn}")
-    return parts[2]
-
-
-def queue_name_from_arn(arn: str) -> tuple[str, str]:
-    """(queue name, account) from ``arn:aws:sqs:region:account:name``."""
-    parts = arn.split(":")
-    return parts[5], parts[4]
-
-
 # ---------------------------------------------------------------- shell
 
 
@@ -206,16 +164,48 @@ def _schema(detail_type: str) -> Mapping[str, Any] | None:
 
 
 def run_subscribe(args: argparse.Namespace) -> int:
+    """Check everything first; then create, and on any failure remove what was created."""
     pattern = load_pattern(args.pattern)
     notices = check_pattern(pattern, known=known_types(), prefix=args.prefix)
-    kind = target_kind(args.target)
+    target_kind(args.target)  # the ARN's shape, before any call
     name = rule_name(args.prefix, args.name)
     events = aws.client(args, "events")
-    bus = _bus(events, args.prefix)
-    notices += _test_pattern(events, pattern, bus=bus, prefix=args.prefix)
+    bus_info = _bus(events, args.prefix)
+    bus = bus_info["Name"]
+    notices += _test_pattern(events, pattern, bus=bus_info, prefix=args.prefix)
+    kind = check_target(args, args.target)
+    _refuse_existing(events, name, bus=bus, sub_name=args.name)
+    done: list[str] = []
+    try:
+        _create(args, events, pattern, name=name, bus=bus, kind=kind, done=done)
+    except BaseException:
+        _undo(args, events, done, name=name, bus=bus, kind=kind)
+        raise
+    for notice in notices:
+        print(notice, file=sys.stderr)
+    print(f"subscribed {name} → {args.target}")
+    return 0
+
+
+def _refuse_existing(events: Any, rule: str, *, bus: str, sub_name: str) -> None:
+    # Replacing a rule in place could not be undone on failure: refuse, and keep it as it is.
+    try:
+        events.describe_rule(Name=rule, EventBusName=bus)
+    except botocore.exceptions.ClientError as exc:
+        if aws.error_code(exc) == "ResourceNotFoundException":
+            return
+        raise GipError(aws.describe(exc, action="events:DescribeRule")) from exc
+    raise GipError(f"subscription '{sub_name}' already exists (rule {rule}): unsubscribe it first")
+
+
+def _create(args: argparse.Namespace, events: Any, pattern: Mapping[str, Any], *, name: str,
+            bus: str, kind: str, done: list[str]) -> None:
+    """Rule, target, grant; each step is noted in ``done`` before its call (a timeout may
+    still have created it), so that :func:`_undo` knows what to remove."""
     with aws.aws_errors("events:PutRule"):
+        done.append("rule")
         rule_arn = events.put_rule(
-            Name=name, EventBusName=bus["Name"], EventPattern=json.dumps(pattern), State="ENABLED",
+            Name=name, EventBusName=bus, EventPattern=json.dumps(pattern), State="ENABLED",
             Description=f"user subscription {args.name} (bootstrap.py subscribe)",
             Tags=[{"Key": OWNER_TAG, "Value": USER}, {"Key": "gip:subscription", "Value": args.name}],
         )["RuleArn"]
@@ -224,14 +214,29 @@ def run_subscribe(args: argparse.Namespace) -> int:
     if args.input_path:
         target["InputPath"] = args.input_path
     with aws.aws_errors("events:PutTargets"):
-        failed = events.put_targets(Rule=name, EventBusName=bus["Name"], Targets=[target])
+        done.append("target")
+        failed = events.put_targets(Rule=name, EventBusName=bus, Targets=[target])
     if failed.get("FailedEntryCount"):
         raise GipError(f"could not add target: {failed['FailedEntries'][0].get('ErrorMessage')}")
-    _grant(args, kind, sid=statement_id(args.name), target_arn=args.target, rule_arn=rule_arn)
-    for notice in notices:
-        print(notice, file=sys.stderr)
-    print(f"subscribed {name} → {args.target}")
-    return 0
+    done.append("grant")
+    grant(args, kind, sid=statement_id(args.name), target_arn=args.target, rule_arn=rule_arn)
+
+
+def _undo(args: argparse.Namespace, events: Any, done: list[str], *, name: str, bus: str,
+          kind: str) -> None:
+    """Remove what a failed subscribe created, newest first; a step that fails says so."""
+    steps = {
+        "grant": lambda: revoke(args, kind, sid=statement_id(args.name), target_arn=args.target),
+        "target": lambda: events.remove_targets(Rule=name, EventBusName=bus, Ids=["target"]),
+        "rule": lambda: events.delete_rule(Name=name, EventBusName=bus),
+    }
+    for step in reversed(done):
+        try:
+            steps[step]()
+        except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as exc:
+            if aws.error_code(exc) != "ResourceNotFoundException":
+                print(f"notice: could not remove the {step} of {name}: {aws.describe(exc)}",
+                      file=sys.stderr)
 
 
 def run_unsubscribe(args: argparse.Namespace) -> int:
@@ -256,7 +261,7 @@ def remove_subscription(args: Any, rule: str) -> int:
             raise NotFound(f"no subscription '{sub_name}' (rule {rule}) on bus {bus}") from exc
         raise GipError(aws.describe(exc, action="events:ListTargetsByRule")) from exc
     for target in targets:
-        _revoke(args, target_kind(target["Arn"]), sid=statement_id(sub_name), target_arn=target["Arn"])
+        revoke(args, target_kind(target["Arn"]), sid=statement_id(sub_name), target_arn=target["Arn"])
     with aws.aws_errors("events:DeleteRule"):
         if targets:
             events.remove_targets(Rule=rule, EventBusName=bus, Ids=[t["Id"] for t in targets])
@@ -346,61 +351,3 @@ def pattern_notices(results: Mapping[str, bool], *, named: bool) -> list[str]:
     return []
 
 
-def _grant(args: argparse.Namespace, kind: str, *, sid: str, target_arn: str, rule_arn: str) -> None:
-    if kind == "sqs":
-        sqs = aws.client(args, "sqs")
-        url = _queue_url(sqs, target_arn)
-        with aws.aws_errors("sqs:SetQueueAttributes"):
-            current = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["Policy"]).get("Attributes", {}).get("Policy")
-            stmt = grant_statement(kind=kind, sid=sid, target_arn=target_arn, rule_arn=rule_arn)
-            sqs.set_queue_attributes(QueueUrl=url, Attributes={"Policy": add_statement(current, stmt)})
-    elif kind == "sns":
-        sns = aws.client(args, "sns")
-        with aws.aws_errors("sns:SetTopicAttributes"):
-            current = sns.get_topic_attributes(TopicArn=target_arn)["Attributes"].get("Policy")
-            stmt = grant_statement(kind=kind, sid=sid, target_arn=target_arn, rule_arn=rule_arn)
-            sns.set_topic_attributes(TopicArn=target_arn, AttributeName="Policy", AttributeValue=add_statement(current, stmt))
-    elif kind == "lambda":
-        lam = aws.client(args, "lambda")
-        with aws.aws_errors("lambda:AddPermission"):
-            _remove_lambda_permission(lam, target_arn, sid)
-            lam.add_permission(FunctionName=target_arn, StatementId=sid, Action="lambda:InvokeFunction",
-                               Principal="events.amazonaws.com", SourceArn=rule_arn)
-    else:
-        print(f"notice: no resource policy granted for a {kind} target; grant EventBridge access yourself",
-              file=sys.stderr)
-
-
-def _revoke(args: argparse.Namespace, kind: str, *, sid: str, target_arn: str) -> None:
-    try:
-        if kind == "sqs":
-            sqs = aws.client(args, "sqs")
-            url = _queue_url(sqs, target_arn)
-            current = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["Policy"]).get("Attributes", {}).get("Policy")
-            sqs.set_queue_attributes(QueueUrl=url, Attributes={"Policy": remove_statement(current, sid) or ""})
-        elif kind == "sns":
-            sns = aws.client(args, "sns")
-            current = sns.get_topic_attributes(TopicArn=target_arn)["Attributes"].get("Policy")
-            sns.set_topic_attributes(TopicArn=target_arn, AttributeName="Policy",
-                                     AttributeValue=remove_statement(current, sid) or json.dumps({"Version": "2012-10-17", "Statement": []}))
-        elif kind == "lambda":
-            _remove_lambda_permission(aws.client(args, "lambda"), target_arn, sid)
-    except (GipError, botocore.exceptions.ClientError) as exc:
-        # The target may be gone already; the rule must still go.
-        print(f"notice: could not remove policy statement {sid} from {target_arn}: {exc}", file=sys.stderr)
-
-
-def _remove_lambda_permission(lam: Any, function_arn: str, sid: str) -> None:
-    try:
-        lam.remove_permission(FunctionName=function_arn, StatementId=sid)
-    except botocore.exceptions.ClientError as exc:
-        if aws.error_code(exc) != "ResourceNotFoundException":
-            raise
-
-
-def _queue_url(sqs: Any, arn: str) -> str:
-    name, account = queue_name_from_arn(arn)
-    try:
-        return str(sqs.get_queue_url(QueueName=name, QueueOwnerAWSAccountId=account)["QueueUrl"])
-    except botocore.exceptions.ClientError as exc:
-        raise NotFound(f"target queue {arn} not found") from exc

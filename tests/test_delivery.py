@@ -172,3 +172,44 @@ def test_unsigned_garbage_is_rejected_by_signature_before_parsing() -> None:
 def test_rejections_are_gip_errors() -> None:
     for cls in (BadRequest, InvalidSignature, PayloadTooLarge, UnsupportedMediaType):
         assert issubclass(cls, GipError)
+
+
+# --- bodies that no UTF-8 store could hold: JSON's \udfff escape -----------------------------
+
+
+@pytest.mark.parametrize(("body", "where"), [
+    (b'{"issue": {"title": "a\\udfff"}}', "issue.title"),
+    (b'{"issue": {"labels": [{"name": "ok"}, {"name": "\\ud800x"}]}}', "issue.labels[1].name"),
+    (b'{"sender": {"login": "\\udc00"}}', "sender.login"),
+    (b'{"comment": {"body": "/reproduce\\n\\udfff"}}', "comment.body"),
+    (b'{"repository": {"full_name": "o/\\udfff"}}', "repository.full_name"),
+    (b'{"\\udfff": 1}', "<key>"),
+    (b'{"a": [[[{"b\\udfff": true}]]]}', "a[0][0][0].<key>"),
+])
+def test_lone_surrogate_anywhere_is_bad_request_naming_where(body: bytes, where: str) -> None:
+    with pytest.raises(BadRequest) as info:
+        parse_delivery(headers_for(body), body, secrets=[TEST_SECRET], max_bytes=1024)
+    assert info.value.status == 400
+    assert info.value.reason.startswith(f"body is not representable: {where} holds a lone surrogate")
+    info.value.reason.encode("utf-8")  # the reason itself is always encodable
+
+
+def test_surrogate_pair_escape_is_valid_text() -> None:
+    body = b'{"issue": {"title": "\\ud83d\\ude00"}}'  # U+1F600, escaped as JSON does
+    delivery = parse_delivery(headers_for(body), body, secrets=[TEST_SECRET], max_bytes=1024)
+    assert delivery.payload["issue"]["title"] == "\N{GRINNING FACE}"
+
+
+@pytest.mark.parametrize("body", [b'{"a": NaN}', b'{"a": -Infinity}', b'{"a": [Infinity]}'])
+def test_non_json_constants_are_bad_request(body: bytes) -> None:
+    with pytest.raises(BadRequest, match="not valid JSON"):
+        parse_delivery(headers_for(body), body, secrets=[TEST_SECRET], max_bytes=1024)
+
+
+@pytest.mark.parametrize("depth", [500, 5000])
+def test_deeply_nested_surrogate_is_bad_request_not_a_crash(depth: int) -> None:
+    body = b'{"a": ' + b"[" * depth + b'"\\udfff"' + b"]" * depth + b"}"
+    with pytest.raises(BadRequest) as info:  # JSON's own depth limit, or the surrogate
+        parse_delivery(headers_for(body), body, secrets=[TEST_SECRET], max_bytes=1 << 20)
+    if depth == 500:
+        assert "lone surrogate" in info.value.reason

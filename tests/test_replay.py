@@ -406,6 +406,84 @@ def test_verify_clean_then_corrupted_then_repaired(moto_server: str) -> None:
     assert run_cli(moto_server, "drift", "--verify")[0] == 0
 
 
+class RacingStore(DynamoEventStore):
+    """A store whose read of ``stream`` lets a live command commit right after it: the window
+    between repair's read of the log and its write."""
+
+    def __init__(self, tables: Any, *, stream: str, live: Any) -> None:
+        super().__init__(tables)
+        self.stream, self.live = stream, live
+
+    def read(self, stream: str, *, after: int = 0, raw: bool = False) -> list[Envelope]:
+        events = super().read(stream, after=after, raw=raw)
+        if stream == self.stream and self.live is not None:
+            live, self.live = self.live, None
+            live()
+        return events
+
+
+@pytest.mark.server
+def test_repair_refuses_a_row_that_moved_since_it_was_read(moto_server: str) -> None:
+    core = leasing_history(moto_server, "race")
+    other = ({"111111111111", "222222222222"} - {core.lease.account_id}).pop()
+    # GIVEN a drifted row (corrupted behind the log's back, version unchanged)
+    row = core.tables.pool.get(f"account-{other}")
+    row.status, version = "QUARANTINED", row.version
+    row.save()
+    # AND a live command that moves that row while the repair is between its read and its write
+    live = lambda: core.pool.deregister(other, reason="manual", cause=Cause("live", "operator"))  # noqa: E731
+    racing = RacingStore(core.tables, stream=f"account-{other}", live=live)
+    out = io.StringIO()
+    # WHEN repairing
+    code = replay.verify(replay.Core(core.settings, racing, Pool(store=racing), replay.ReadMeter()),
+                         repair=True, out=out, now=datetime.now(UTC))
+    # THEN the live write stands (not rolled back to the log as read), and the refusal is one line
+    after = core.tables.pool.get(f"account-{other}")
+    assert (after.status, after.version) == ("DEREGISTERED", version + 1)
+    last = out.getvalue().splitlines()[-1]
+    assert code == 1
+    assert last == (f"repaired: 0 row(s) rewritten from the log; refused 1 row(s) changed since they "
+                    f"were read, left as they are: account {other} (run --verify again)")
+    # and a second run no longer finds that row drifted (the live write followed the log)
+    code, out_again, _ = run_cli(moto_server, "race", "--verify")
+    assert out_again.startswith("drift: ")  # the counts the live command moved from a corrupt row
+    assert not any(line.split()[:2] == ["account", other] for line in out_again.splitlines())
+
+
+@pytest.mark.server
+def test_repair_refuses_counts_that_moved_since_they_were_read(moto_server: str) -> None:
+    from handlers.core.projection import Projections
+
+    core = leasing_history(moto_server, "racecounts")
+    counts = core.tables.pool.get("counts")
+    counts.usable = 7  # GIVEN drifted counts
+    counts.save()
+    # AND a registration that commits while the repair folds the account streams
+    live = lambda: core.pool.register("333333333333", role_arn="arn:aws:iam::333333333333:role/p",  # noqa: E731
+                                      source="manual", cause=Cause("live", "reconcile"))
+    racing = RacingStore(core.tables, stream="account-111111111111", live=live)
+    done = Projections(racing).repair()
+    assert (done.written, done.refused) == (0, ["counts"])
+    assert core.tables.pool.get("counts").usable == 8  # the live ADD stands, not overwritten
+
+
+@pytest.mark.server
+def test_repair_writes_rows_conditioned_on_the_version_read(moto_server: str) -> None:
+    from handlers.core.projection import Projections
+
+    core = leasing_history(moto_server, "cond")
+    row = core.tables.pool.get(f"account-{core.lease.account_id}")
+    row.worker = "ghost"
+    row.save()
+    stale_issue = core.tables.issues.get("issue-octo/demo#9")
+    core.tables.issues.get("issue-octo/demo#9").delete()  # a row missing from the projection
+    done = Projections(core.store).repair()
+    assert (done.written, done.refused) == (2, [])
+    assert core.tables.pool.get(row.pk).worker is None
+    assert core.tables.issues.get("issue-octo/demo#9").state == stale_issue.state
+    assert Projections(core.store).verify() == []
+
+
 @pytest.mark.server
 def test_repair_without_verify_is_bad_usage(moto_server: str) -> None:
     code, _, err = run_cli(moto_server, "hist", "--repair")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 from typing import Any
 
@@ -10,6 +11,7 @@ import pytest
 
 from handlers.core.errors import UsageError
 from ops import subscribe as sub
+from ops import subscription_target as tgt
 from ops.cli import main
 
 KNOWN = {"IssueProcessed", "IssueQueued", "AccountReserved"}
@@ -58,12 +60,12 @@ def test_rule_name_is_prefixed_and_checked() -> None:
 def test_add_statement_replaces_same_sid_and_remove_leaves_others() -> None:
     other = {"Sid": "keep", "Effect": "Allow", "Principal": "*", "Action": "sqs:*", "Resource": "*"}
     base = json.dumps({"Version": "2012-10-17", "Statement": [other]})
-    stmt = sub.grant_statement(kind="sqs", sid="gip-sub-a", target_arn="arn:q", rule_arn="arn:r")
-    twice = sub.add_statement(sub.add_statement(base, stmt), stmt)
+    stmt = tgt.grant_statement(kind="sqs", sid="gip-sub-a", target_arn="arn:q", rule_arn="arn:r")
+    twice = tgt.add_statement(tgt.add_statement(base, stmt), stmt)
     assert [s["Sid"] for s in json.loads(twice)["Statement"]] == ["keep", "gip-sub-a"]
-    left = sub.remove_statement(twice, "gip-sub-a")
+    left = tgt.remove_statement(twice, "gip-sub-a")
     assert left is not None and [s["Sid"] for s in json.loads(left)["Statement"]] == ["keep"]
-    assert sub.remove_statement(sub.add_statement(None, stmt), "gip-sub-a") is None
+    assert tgt.remove_statement(tgt.add_statement(None, stmt), "gip-sub-a") is None
 
 
 def test_sample_event_fills_required_data_from_the_schema() -> None:
@@ -77,10 +79,10 @@ def test_sample_event_fills_required_data_from_the_schema() -> None:
 
 
 def test_target_kind_reads_the_service_from_the_arn() -> None:
-    assert sub.target_kind("arn:aws:sqs:us-east-1:123456789012:q") == "sqs"
-    assert sub.target_kind("arn:aws:lambda:us-east-1:123456789012:function:f") == "lambda"
+    assert tgt.target_kind("arn:aws:sqs:us-east-1:123456789012:q") == "sqs"
+    assert tgt.target_kind("arn:aws:lambda:us-east-1:123456789012:function:f") == "lambda"
     with pytest.raises(UsageError):
-        sub.target_kind("my-queue")
+        tgt.target_kind("my-queue")
 
 
 class FakeEvents:
@@ -299,3 +301,105 @@ def test_lambda_target_gets_an_invoke_permission_and_loses_it(endpoint: str) -> 
     except lam.exceptions.ResourceNotFoundException:
         left = []
     assert left == []
+
+
+# ---------------------------------------------------------------- a failed subscribe changes nothing
+
+
+def _snapshot(endpoint: str) -> list[dict[str, Any]]:
+    args = argparse.Namespace(prefix=PREFIX, endpoint_url=endpoint, region="us-east-1", profile=None)
+    return sub.list_rules(args)
+
+
+def _statements(endpoint: str, url: str) -> list[dict[str, Any]]:
+    attrs = boto3.client("sqs", endpoint_url=endpoint).get_queue_attributes(
+        QueueUrl=url, AttributeNames=["Policy"]).get("Attributes", {})
+    return json.loads(attrs["Policy"])["Statement"] if attrs.get("Policy") else []
+
+
+@pytest.mark.server
+@pytest.mark.parametrize("target", [
+    "arn:aws:sqs:us-east-1:123456789012:no-such-queue",
+    "arn:aws:sns:us-east-1:123456789012:no-such-topic",
+    "arn:aws:lambda:us-east-1:123456789012:function:no-such-function",
+])
+def test_subscribe_to_a_missing_target_creates_nothing(endpoint: str, target: str,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    before = _snapshot(endpoint)
+    capsys.readouterr()
+    code = cli(endpoint, "subscribe", "missing", "--pattern", '{"detail-type": ["IssueQueued"]}',
+               "--target", target)
+    err = capsys.readouterr().err
+    assert code == 1
+    assert err.splitlines()[-1] == f"error: target {target} not found: create it first (or check the ARN)"
+    assert _snapshot(endpoint) == before
+
+
+@pytest.mark.server
+def test_target_refused_after_the_rule_was_created_leaves_no_rule(
+        endpoint: str, capsys: pytest.CaptureFixture[str]) -> None:
+    # A FIFO queue needs SqsParameters: PutTargets fails after PutRule succeeded.
+    sqs = boto3.client("sqs", endpoint_url=endpoint)
+    url = sqs.create_queue(QueueName="ordered.fifo", Attributes={"FifoQueue": "true"})["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    before = _snapshot(endpoint)
+    capsys.readouterr()
+    code = cli(endpoint, "subscribe", "ordered", "--pattern", '{"detail-type": ["IssueQueued"]}',
+               "--target", arn)
+    err = capsys.readouterr().err
+    assert code == 1 and "SqsParameters" in err.splitlines()[-1]
+    assert _snapshot(endpoint) == before
+    assert _statements(endpoint, url) == []
+
+
+@pytest.mark.server
+def test_grant_that_fails_after_the_target_was_added_removes_rule_and_target(
+        endpoint: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from ops import aws
+    from tests.fakes.aws_faults import AwsFaults, Fault
+
+    url, arn = _queue(endpoint, "denied")
+    theirs = {"Sid": "theirs", "Effect": "Allow", "Principal": "*", "Action": "sqs:SendMessage",
+              "Resource": arn}
+    boto3.client("sqs", endpoint_url=endpoint).set_queue_attributes(
+        QueueUrl=url, Attributes={"Policy": json.dumps({"Version": "2012-10-17", "Statement": [theirs]})})
+    real_client = aws.client
+    planned: dict[str, list[Fault]] = {"SetQueueAttributes": [Fault("AccessDenied", status=403)]}
+
+    def client_denying_policy_changes(args: Any, name: str, **kw: Any) -> Any:
+        made = real_client(args, name, **kw)
+        if name == "sqs":  # one fault shared by every client: the grant's call fails, the undo's works
+            AwsFaults(made, service="sqs", planned=planned)
+        return made
+
+    monkeypatch.setattr(aws, "client", client_denying_policy_changes)
+    before = _snapshot(endpoint)
+    capsys.readouterr()
+    code = cli(endpoint, "subscribe", "denied", "--pattern", '{"detail-type": ["IssueQueued"]}',
+               "--target", arn)
+    err = capsys.readouterr().err
+    assert code == 1 and err.splitlines()[-1].startswith("error: permission denied (sqs:SetQueueAttributes)")
+    assert "notice: could not" not in err and planned["SetQueueAttributes"] == []
+    assert _snapshot(endpoint) == before
+    assert _statements(endpoint, url) == [theirs]
+    _put(endpoint, "IssueQueued", "after-failed-subscribe")
+    assert _drain(endpoint, url) == []
+
+
+@pytest.mark.server
+def test_existing_subscription_is_refused_and_kept_as_it_was(
+        endpoint: str, capsys: pytest.CaptureFixture[str]) -> None:
+    url, arn = _queue(endpoint, "kept")
+    assert cli(endpoint, "subscribe", "kept", "--pattern", '{"detail-type": ["IssueQueued"]}',
+               "--target", arn) == 0
+    before, statements = _snapshot(endpoint), _statements(endpoint, url)
+    capsys.readouterr()
+    _, other = _queue(endpoint, "kept-other")
+    code = cli(endpoint, "subscribe", "kept", "--pattern", '{"detail-type": ["IssueProcessed"]}',
+               "--target", other)
+    err = capsys.readouterr().err
+    assert code == 1
+    assert err.splitlines()[-1] == (f"error: subscription 'kept' already exists (rule {PREFIX}-sub-kept): "
+                                    "unsubscribe it first")
+    assert _snapshot(endpoint) == before and _statements(endpoint, url) == statements
+    assert cli(endpoint, "unsubscribe", "kept") == 0

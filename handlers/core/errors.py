@@ -55,3 +55,14 @@ class NotFound(GipError):
 
 class AwsError(GipError):
     """An AWS call failed in a way the caller cannot fix by retrying at once."""
+
+
+class StoreUnavailable(AwsError):
+    """A DynamoDB call failed for a reason other than a condition: throttling, validation,
+    an internal error. Nothing can be concluded about the stream; the caller may retry."""
+
+    def __init__(self, action: str, code: str, message: str = "") -> None:
+        self.action = action
+        self.code = code
+        extra = f": {message}" if message else ""
+        super().__init__(f"storage unavailable: {action} failed with {code}{extra}")

@@ -19,7 +19,7 @@ from handlers.core.envelope import Cause, Envelope, iso, issue_stream, new_event
 from handlers.core.errors import ConcurrencyConflict
 from handlers.core.issue import QUEUED, RECEIVED, Issue, evolve
 from handlers.core.models import Tables
-from handlers.core.store import DuplicateDelivery, DynamoEventStore, RowWrite
+from handlers.core.store import DuplicateDelivery, DynamoEventStore, RowWrite, storage_errors
 
 
 @dataclass(frozen=True)
@@ -53,7 +53,8 @@ class Issues:
     def get_stream(self, stream: str) -> Issue | None:
         """The issue's projection row (consistent read), or None."""
         try:
-            row = self.model.get(stream, consistent_read=True)
+            with storage_errors(f"read {stream}"):
+                row = self.model.get(stream, consistent_read=True)
         except self.model.DoesNotExist:
             return None
         return Issue.from_dict(json.loads(row.state))
@@ -68,7 +69,7 @@ class Issues:
         state, seen = self._read_with_marker(issue_stream(repo, number), delivery_id)
         if seen:
             return ReceiveResult(False, "duplicate_delivery", state)
-        for _ in range(2):  # a lost race (opened + labeled at once) is re-decided once
+        for attempt in (1, 2):  # a lost race (opened + labeled at once) is re-decided once
             if state is not None and state.active:
                 return ReceiveResult(False, "already_active", state)
             run_data = {**data, "run": (state.run if state else 0) + 1}
@@ -79,6 +80,8 @@ class Issues:
                 return ReceiveResult(False, "duplicate_delivery", state)
             except ConcurrencyConflict:
                 state = self.get(repo, number)
+                if attempt == 2 and not (state is not None and state.active):
+                    raise  # "already active" only when the row says so: never a guess
                 continue
             return ReceiveResult(True, "received", evolve(state, event), event)
         return ReceiveResult(False, "already_active", state)
@@ -87,7 +90,8 @@ class Issues:
         from pynamodb.transactions import TransactGet
 
         events = self.store.tables.events
-        with TransactGet(connection=self.store.tables.connection) as tx:
+        with storage_errors(f"read {stream} and delivery {delivery_id}"), \
+                TransactGet(connection=self.store.tables.connection) as tx:
             row = tx.get(self.model, stream)
             marker = tx.get(events, f"delivery-{delivery_id}", 0)
         try:

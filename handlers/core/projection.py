@@ -11,14 +11,17 @@ from __future__ import annotations
 import json
 import random
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from dataclasses import field as dc_field
 from datetime import datetime
 from typing import Any
 
+from pynamodb.exceptions import DeleteError, PutError
+
 from handlers.core import issue as issue_mod
 from handlers.core import pool as pool_mod
-from handlers.core.envelope import Envelope, parse_iso, utcnow
+from handlers.core.envelope import Envelope, account_stream, parse_iso, utcnow
 from handlers.core.issue import Issue
 from handlers.core.pool import Account, Counts
 from handlers.core.pool_service import COUNTS_PK, Pool, account_from_row, row_from_account
@@ -132,30 +135,101 @@ class Projections:
         return (diff_accounts(folded.accounts, accounts) + diff_issues(folded.issues, issues)
                 + diff_counts(folded.counts, counts))
 
-    def repair(self, events: list[Envelope] | None = None) -> int:
-        """Rewrite every drifted row from the log. Returns the number of rows written."""
-        folded = fold_log(self.read_all() if events is None else events)
+    def repair(self, events: list[Envelope] | None = None) -> Repair:
+        """Rewrite every drifted row from its stream, conditioned on the row as read here.
+
+        Rows are read first; each drifted stream is then re-read by key (consistent) and folded,
+        and the write is conditioned on the version read (or the counts as read). A row that a
+        live command moved in between is refused and listed, never rolled back.
+        """
         accounts, issues, counts = self.stored()
-        written = 0
+        counts_row = self._counts_row()
+        folded = fold_log(self.read_all() if events is None else events)
+        fresh: dict[str, Folded] = {}
+
+        def fold_stream(stream: str) -> Folded:
+            if stream not in fresh:
+                fresh[stream] = fold_log(self.store.read(stream))
+            return fresh[stream]
+
         pool_model, issue_model = self.store.tables.pool, self.store.tables.issues
-        for key in {d.key for d in diff_accounts(folded.accounts, accounts)}:
-            if key in folded.accounts:
-                row_from_account(pool_model, folded.accounts[key], rand=random.random()).save()
-            else:
-                pool_model(f"account-{key}").delete()
-            written += 1
-        for key in {d.key for d in diff_issues(folded.issues, issues)}:
-            if key in folded.issues:
-                st = folded.issues[key]
-                issue_model(key, version=st.version, status=st.status, run=st.run,
-                            state=json.dumps(st.as_dict(), sort_keys=True)).save()
-            else:
-                issue_model(key).delete()
-            written += 1
+        result = Repair()
+        for key in sorted({d.key for d in diff_accounts(folded.accounts, accounts)}):
+            read, want = accounts.get(key), fold_stream(account_stream(key)).accounts.get(key)
+            if want is not None and read is not None and want.as_dict() == read.as_dict():
+                continue  # the log had moved on, and so had the row: nothing to repair
+            row = None if want is None else row_from_account(pool_model, want, rand=random.random())
+            result.note(f"account {key}", _write(pool_model, account_stream(key), row,
+                                                 read.version if read else None))
+        for key in sorted({d.key for d in diff_issues(folded.issues, issues)}):
+            read_issue, want_issue = issues.get(key), fold_stream(key).issues.get(key)
+            if want_issue is not None and read_issue is not None and want_issue.as_dict() == read_issue.as_dict():
+                continue
+            row = None if want_issue is None else issue_model(
+                key, version=want_issue.version, status=want_issue.status, run=want_issue.run,
+                state=json.dumps(want_issue.as_dict(), sort_keys=True))
+            result.note(f"issue {key}", _write(issue_model, key, row,
+                                               read_issue.version if read_issue else None))
         if diff_counts(folded.counts, counts):
-            c = folded.counts
-            first = self.pool.first_day()
-            pool_model(COUNTS_PK, usable=c.usable, registered=c.registered,
-                       quarantined=c.quarantined, deregistered=c.deregistered, first_day=first).save()
-            written += 1
-        return written
+            streams = sorted({account_stream(k) for k in set(accounts) | set(folded.accounts)})
+            want_counts = pool_mod.count(a for s in streams for a in fold_stream(s).accounts.values())
+            if want_counts != counts:
+                result.note("counts", self._write_counts(want_counts, counts_row))
+        return result
+
+    def _counts_row(self) -> Any:
+        try:
+            return self.store.tables.pool.get(COUNTS_PK, consistent_read=True)
+        except self.store.tables.pool.DoesNotExist:
+            return None
+
+    def _write_counts(self, counts: Counts, read: Any) -> bool:
+        """Put the counts row only if every count is still what was read."""
+        m = self.store.tables.pool
+        condition: Any = m.pk.does_not_exist()
+        if read is not None:
+            condition = m.pk.exists()
+            for name in _COUNT_FIELDS:
+                value, attr = getattr(read, name), getattr(m, name)
+                condition &= attr.does_not_exist() if value is None else (attr == value)
+        row = m(COUNTS_PK, first_day=read.first_day if read is not None else None,
+                **{name: getattr(counts, name) for name in _COUNT_FIELDS})
+        return _conditional(lambda: row.save(condition=condition))
+
+
+_COUNT_FIELDS = ("usable", "registered", "quarantined", "deregistered")
+
+
+@dataclass
+class Repair:
+    """What ``repair`` did: rows rewritten, and rows refused because they moved since read."""
+
+    written: int = 0
+    refused: list[str] = dc_field(default_factory=list)
+
+    def note(self, what: str, ok: bool) -> None:
+        if ok:
+            self.written += 1
+        else:
+            self.refused.append(what)
+
+
+def _write(model: Any, pk: str, row: Any, read_version: int | None) -> bool:
+    """Put ``row`` (or delete the row when None) only if its version is still ``read_version``."""
+    condition = model.pk.does_not_exist() if read_version is None else (model.version == read_version)
+    if row is None:
+        if read_version is None:
+            return True
+        return _conditional(lambda: model(pk).delete(condition=condition))
+    return _conditional(lambda: row.save(condition=condition))
+
+
+def _conditional(write: Callable[[], Any]) -> bool:
+    """True if the write went through, False if its condition failed; other errors propagate."""
+    try:
+        write()
+    except (PutError, DeleteError) as exc:
+        if exc.cause_response_code == "ConditionalCheckFailedException":
+            return False
+        raise
+    return True

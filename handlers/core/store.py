@@ -11,17 +11,18 @@ Two implementations share one contract (tests/test_store.py): :class:`DynamoEven
 
 from __future__ import annotations
 
+import contextlib
 import copy
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from pynamodb.exceptions import PutError, TransactWriteError
+from pynamodb.exceptions import DoesNotExist, PutError, PynamoDBException, TransactWriteError
 
 from handlers.core import schemas
 from handlers.core.envelope import Envelope, dumps, iso, loads
-from handlers.core.errors import AwsError, ConcurrencyConflict, GipError
+from handlers.core.errors import ConcurrencyConflict, GipError, StoreUnavailable
 from handlers.core.models import Tables
 
 
@@ -168,20 +169,16 @@ class DynamoEventStore:
         self, exc: PutError | TransactWriteError, stream: str, expected_version: int,
         prepared: list[Envelope], rows: Sequence[RowWrite],
     ) -> list[Envelope]:
-        """Turn a failed write into the right error, or into an idempotent no-op."""
-        if exc.cause_response_code not in (
-            "ConditionalCheckFailedException", "TransactionCanceledException"
-        ):
-            raise AwsError(f"DynamoDB write failed for {stream}: {exc.cause_response_message}") from exc
+        """Turn a failed write into the right error, or into an idempotent no-op.
+
+        Only a ConditionalCheckFailed on an item we conditioned means conflict or duplicate;
+        any other failure (throttling, validation, internal) is StoreUnavailable.
+        """
         # TransactWriteItems reports one reason per item, in pynamodb's order: puts, then updates.
         ordered: list[tuple[str, RowWrite | None]] = [("event", None)] * len(prepared)
         ordered += [(r.tag, r) for r in rows if r.kind == "put"]
         ordered += [(r.tag, r) for r in rows if r.kind == "update"]
-        reasons = _reasons(exc)
-        failed = (
-            [entry for entry, code in zip(ordered, reasons, strict=False) if code == "ConditionalCheckFailed"]
-            if reasons is not None else [("event", None)]
-        )
+        failed = _condition_failures(exc, ordered, stream=stream, expected_version=expected_version)
         for tag, row in failed:
             if tag == "delivery" and row is not None:
                 raise DuplicateDelivery(row.delivery_id) from exc
@@ -191,7 +188,12 @@ class DynamoEventStore:
                 return stored[: len(prepared)]  # the same events are already there: a no-op
             at = expected_version + len(stored)
             raise ConcurrencyConflict(stream, expected_version, f"stream is at version {at}") from exc
-        detail = "projection row changed" if failed else "concurrent transaction"
+        unconditioned = sorted({tag for tag, row in failed if row is None or row.condition is None})
+        if unconditioned or not failed:  # a failure we cannot attribute is not a conflict
+            raise StoreUnavailable(f"append to {stream}", _code(exc),
+                                   f"cancelled on {', '.join(unconditioned) or 'no item'}") from exc
+        tag = failed[0][0]
+        detail = "projection row changed" if tag == "row" else f"{tag} condition failed"
         raise ConcurrencyConflict(stream, expected_version, detail) from exc
 
     def _transact(self, items: list[Any], rows: Sequence[RowWrite]) -> None:
@@ -217,7 +219,8 @@ class DynamoEventStore:
     def read(self, stream: str, *, after: int = 0, raw: bool = False) -> list[Envelope]:
         """Every event of ``stream`` with version > ``after``, in order (consistent read)."""
         model = self.tables.events
-        return list(self._events(model.query(stream, model.sk > after, consistent_read=True), raw))
+        with storage_errors(f"read {stream}"):
+            return list(self._events(model.query(stream, model.sk > after, consistent_read=True), raw))
 
     def read_window(
         self, since: datetime, until: datetime, *, raw: bool = False
@@ -229,15 +232,56 @@ class DynamoEventStore:
         lo, hi = iso(since), iso(until) + "~"
         index = self.tables.events.by_day
         for day in _days(since, until):
-            yield from self._events(index.query(day, self.tables.events.ts.between(lo, hi)), raw)
+            with storage_errors(f"read the time index for {day}"):
+                yield from self._events(index.query(day, self.tables.events.ts.between(lo, hi)), raw)
 
     def read_correlation(self, correlation_id: str, *, raw: bool = False) -> Iterator[Envelope]:
         """Every event of one delivery, across streams, in time order."""
-        yield from self._events(self.tables.events.by_correlation.query(correlation_id), raw)
+        with storage_errors(f"read correlation {correlation_id}"):
+            yield from self._events(self.tables.events.by_correlation.query(correlation_id), raw)
 
 
-def _reasons(exc: Exception) -> list[str | None] | None:
-    if isinstance(exc, TransactWriteError) and exc.cause_response_code == "TransactionCanceledException":
-        return [r.code if r is not None else None for r in exc.cancellation_reasons] or None
-    return None
+_CONDITION = "ConditionalCheckFailed"
+# A cancellation reason meaning another transaction was on the same item at the same moment:
+# contention, so re-read and re-decide (ConcurrencyConflict), never "duplicate".
+# https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_TransactWriteItems.html
+_CONTENTION = "TransactionConflict"
 
+
+def _code(exc: PynamoDBException) -> str:
+    return exc.cause_response_code or type(exc.cause or exc).__name__
+
+
+def _condition_failures(
+    exc: PutError | TransactWriteError, ordered: list[tuple[str, RowWrite | None]], *, stream: str,
+    expected_version: int,
+) -> list[tuple[str, RowWrite | None]]:
+    """The (tag, row) entries whose condition failed; ConcurrencyConflict for contention;
+    StoreUnavailable for anything else."""
+    code = _code(exc)
+    if code == "ConditionalCheckFailedException" and len(ordered) == 1:
+        return list(ordered)  # a single put: its only condition is the event's
+    if code != "TransactionCanceledException" or not isinstance(exc, TransactWriteError):
+        raise StoreUnavailable(f"append to {stream}", code, exc.cause_response_message or "") from exc
+    reasons = [r.code if r is not None else None for r in exc.cancellation_reasons]
+    if len(reasons) != len(ordered):
+        raise StoreUnavailable(f"append to {stream}", code,
+                               f"{len(reasons)} cancellation reasons for {len(ordered)} items") from exc
+    other = sorted({r for r in reasons if r not in (None, "None", _CONDITION, _CONTENTION)})
+    if other:
+        raise StoreUnavailable(f"append to {stream}", code, ", ".join(other)) from exc
+    failed = [entry for entry, reason in zip(ordered, reasons, strict=True) if reason == _CONDITION]
+    if not failed and _CONTENTION in reasons:
+        raise ConcurrencyConflict(stream, expected_version, "transaction conflict") from exc
+    return failed
+
+
+@contextlib.contextmanager
+def storage_errors(action: str) -> Iterator[None]:
+    """A failed DynamoDB read → StoreUnavailable (one line, the AWS code), ``from`` the cause."""
+    try:
+        yield
+    except DoesNotExist:
+        raise  # an answer, not a failure
+    except PynamoDBException as exc:
+        raise StoreUnavailable(action, _code(exc), exc.cause_response_message or "") from exc
