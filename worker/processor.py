@@ -95,7 +95,7 @@ def reproduce(job: Job, *, interpreters: Interpreters | None = None) -> Outcome:
                 result = run_snippet(snippet.language, snippet.code, credentials={},
                                      region=job.region, limits=job.limits, interpreters=interpreters,
                                      cancel=job.cancel, endpoint_url=job.endpoint_url,
-                                     container=(server.uri, server.token))
+                                     credserver=server)
             details["credentials"] = f"refreshing endpoint, served {server.served} time(s)"
     except Unavailable as exc:
         return Outcome(NO_REPRO_FOUND, str(exc), details=details)
