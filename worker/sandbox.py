@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
+import logging
 import os
 import random
 import secrets
@@ -74,6 +76,28 @@ def status_uids(status: str) -> tuple[set[int], bool]:
 def carries_marker(environ: bytes, marker: str) -> bool:
     """True when a NUL-separated environment block holds ``GIP_RUN=<marker>`` exactly."""
     return f"{MARKER_VAR}={marker}".encode() in environ.split(b"\0")
+
+
+def reachable_by_others(path: str) -> bool:
+    """True when a uid with no groups can execute ``path`` (every parent o+x, the file o+rx)."""
+    real = os.path.realpath(path)
+    try:
+        if os.stat(real).st_mode & 0o005 != 0o005:
+            return False
+        parent = os.path.dirname(real)
+        while True:
+            if not os.stat(parent).st_mode & stat.S_IXOTH:
+                return False
+            if parent == os.path.dirname(parent):
+                return True
+            parent = os.path.dirname(parent)
+    except OSError:
+        return False
+
+
+@functools.cache
+def _warn_once(message: str) -> None:
+    logging.getLogger(__name__).warning(message)
 
 
 # --- /proc --------------------------------------------------------------------------------------
@@ -136,13 +160,21 @@ class Isolation:
 
     @classmethod
     def detect(cls, uid_range: str = "") -> Isolation:
-        """``uid`` when the worker is root, else ``marker``. Raises ConfigError on a bad range."""
+        """``uid`` when the worker is root, else ``marker``. Raises ConfigError on a bad range.
+
+        Root whose python another uid cannot execute (a pyenv under a 0700 ``/root``) cannot
+        run python snippets as a run uid: ``marker``, with one warning saying so."""
         if os.geteuid() != 0:
             return cls(MARKER)
         try:
-            return cls(UID, uids=parse_uid_range(uid_range))
+            uids = parse_uid_range(uid_range)
         except ValueError as exc:
             raise ConfigError(str(exc)) from exc
+        if not reachable_by_others(sys.executable):
+            _warn_once(f"{os.path.realpath(sys.executable)} cannot be executed by another uid (a parent "
+                       "directory is not o+x): runs are NOT given their own uid; local mode is not a sandbox")
+            return cls(MARKER)
+        return cls(UID, uids=uids)
 
     def open(self) -> Box:
         """A fresh identity and a directory that belongs to it alone."""
