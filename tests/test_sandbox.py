@@ -30,13 +30,14 @@ ROOT_ONLY = pytest.mark.skipif(os.geteuid() != 0, reason="a per-run uid needs ro
 MODES = [pytest.param(UID, marks=ROOT_ONLY, id="uid"), pytest.param(MARKER, id="marker")]
 MEMBER = {"AWS_ACCESS_KEY_ID": "ASIAFIRST", "AWS_SECRET_ACCESS_KEY": "first-secret", "AWS_SESSION_TOKEN": "first-token"}
 
-# Three ways out of a process group, each ignoring SIGTERM/SIGHUP: a double fork into a new
-# session, a plain setsid, and nohup. Each writes its pid; the snippet prints them and who it is.
+# Four ways out of a process group, each ignoring SIGTERM/SIGHUP: a double fork into a new
+# session, a plain setsid, nohup, and a re-exec with an empty environment (drops the marker). Each writes its pid; the snippet prints them and who it is.
 HOSTILE = """
 ( trap '' TERM HUP; setsid sh -c 'trap "" TERM HUP; echo $$ >> pids; while :; do sleep 1; done' & ) &
 setsid sh -c 'trap "" TERM HUP; echo $$ >> pids; exec sleep 300' &
 nohup sh -c 'trap "" TERM HUP; echo $$ >> pids; sleep 300' > /dev/null 2>&1 &
-for i in $(seq 50); do [ "$(wc -l < pids 2>/dev/null || echo 0)" -ge 3 ] && break; sleep 0.05; done
+setsid env -i sh -c 'trap "" TERM HUP; echo $$ >> '"$PWD"'/pids; exec sleep 300' > /dev/null 2>&1 &
+for i in $(seq 50); do [ "$(wc -l < pids 2>/dev/null || echo 0)" -ge 4 ] && break; sleep 0.05; done
 echo "who $(id -u) $GIP_RUN"
 echo "pids $(cat pids | tr '\\n' ' ')"
 """
@@ -116,7 +117,7 @@ def test_a_snippet_that_double_forks_setsids_and_ignores_sigterm_leaves_nothing_
     assert result.timed_out == (ending == "timeout") and result.interrupted == (ending == "cancel")
     uid, marker = _line(result.output, "who")
     pids = [int(p) for p in _line(result.output, "pids")]
-    assert len(pids) == 3, result.output
+    assert len(pids) == 4, result.output
     assert not [pid for pid in pids if _alive(pid)]
     if mode == UID:
         assert int(uid) in Isolation(UID).uids and sandbox.pids_of_uid(int(uid)) == []

@@ -39,6 +39,7 @@ DEFAULT_UID_RANGE = "200000-200999"
 # World-writable places a run can leave files in outside its own directory.
 SHARED_TMP = ("/tmp", "/var/tmp", "/dev/shm")
 _PR_SET_NO_NEW_PRIVS = 38
+_PR_SET_CHILD_SUBREAPER = 36
 
 
 class Leftover(AwsError):
@@ -159,7 +160,7 @@ class Isolation:
     verify_s: float = 5.0
 
     @classmethod
-    def detect(cls, uid_range: str = "") -> Isolation:
+    def detect(cls, uid_range: str = "", *, warn: bool = True) -> Isolation:
         """``uid`` when the worker is root, else ``marker``. Raises ConfigError on a bad range.
 
         Root whose python another uid cannot execute (a pyenv under a 0700 ``/root``) cannot
@@ -171,8 +172,9 @@ class Isolation:
         except ValueError as exc:
             raise ConfigError(str(exc)) from exc
         if not reachable_by_others(sys.executable):
-            _warn_once(f"{os.path.realpath(sys.executable)} cannot be executed by another uid (a parent "
-                       "directory is not o+x): runs are NOT given their own uid; local mode is not a sandbox")
+            if warn:
+                _warn_once(f"{os.path.realpath(sys.executable)} cannot be executed by another uid (a parent "
+                           "directory is not o+x): runs are NOT given their own uid")
             return cls(MARKER)
         return cls(UID, uids=uids)
 
@@ -180,7 +182,9 @@ class Isolation:
         """A fresh identity and a directory that belongs to it alone."""
         if self.mode == UID:
             return _open_uid_box(self)
-        return Box(self, uid=None, gid=None, marker=_new_marker(), workdir=_workdir(None), lock_fd=None)
+        _become_subreaper()
+        return Box(self, uid=None, gid=None, marker=_new_marker(), workdir=_workdir(None), lock_fd=None,
+                   before=frozenset(_children_of(os.getpid())))
 
     def leftovers(self) -> list[int]:
         """Processes of ended runs still alive: in ``uid`` mode, of any idle uid of the range;
@@ -212,6 +216,7 @@ class Box:
     marker: str
     workdir: str
     lock_fd: int | None
+    before: frozenset[int] = frozenset()  # marker mode: the worker's children before the run
 
     @property
     def identity(self) -> str:
@@ -238,15 +243,24 @@ class Box:
                 _kill_as(self.uid, self.gid or self.uid)
                 left = pids_of_uid(self.uid)
             else:
-                left = pids_with_marker(self.marker)
+                left = self._marked_or_adopted()
                 _signal_all(left, signal.SIGSTOP)  # stopped first, so none forks while the rest die
             _signal_all(left, signal.SIGKILL)
             if not left:
                 return []
             if time.monotonic() >= deadline:
                 time.sleep(0.05)
-                return pids_of_uid(self.uid) if self.uid is not None else pids_with_marker(self.marker)
+                return pids_of_uid(self.uid) if self.uid is not None else self._marked_or_adopted()
             time.sleep(0.01)
+
+    def _marked_or_adopted(self) -> list[int]:
+        """Marker mode: the marked processes, and the orphans the worker adopted as subreaper
+        during the run (they are found even after dropping the marker); adopted zombies are reaped."""
+        adopted = _adopted(os.getpid(), self.before)
+        for pid in adopted["zombies"]:
+            with contextlib.suppress(ChildProcessError, OSError):
+                os.waitpid(pid, os.WNOHANG)
+        return sorted(set(pids_with_marker(self.marker)) | set(adopted["live"]))
 
     def close(self) -> None:
         """Kill and verify, remove the run's files, free the uid. Raises :class:`Leftover`."""
@@ -259,6 +273,43 @@ class Box:
             self.lock_fd = None
         if left:
             raise Leftover(self.identity, left)
+
+
+def _ppids() -> dict[int, tuple[int, bool]]:
+    """pid → (parent pid, zombie), from ``/proc/<pid>/stat``."""
+    table = {}
+    for pid in _pids():
+        text = _read(f"/proc/{pid}/stat")
+        if text:
+            fields = text.rsplit(")", 1)[1].split()  # the name in parentheses may hold spaces
+            table[pid] = (int(fields[1]), fields[0] in ("Z", "X"))
+    return table
+
+
+def _children_of(parent: int) -> list[int]:
+    return [pid for pid, (ppid, _) in _ppids().items() if ppid == parent]
+
+
+def _adopted(me: int, before: frozenset[int]) -> dict[str, list[int]]:
+    """Descendants of ``me`` outside the subtrees of the children it had before the run."""
+    table = _ppids()
+    children: dict[int, list[int]] = {}
+    for pid, (ppid, _) in table.items():
+        children.setdefault(ppid, []).append(pid)
+    found: dict[str, list[int]] = {"live": [], "zombies": []}
+    queue = [pid for pid in children.get(me, []) if pid not in before]
+    while queue:
+        pid = queue.pop()
+        found["zombies" if table[pid][1] else "live"].append(pid)
+        queue += children.get(pid, [])
+    return found
+
+
+def _become_subreaper() -> None:
+    """Orphans of a run are re-parented to the worker, not to init, so the kill finds them
+    even when they dropped the marker (PR_SET_CHILD_SUBREAPER)."""
+    if _PRCTL is not None:
+        _PRCTL(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
 
 
 def _new_marker() -> str:
