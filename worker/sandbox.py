@@ -180,9 +180,9 @@ class Isolation:
 
     def open(self) -> Box:
         """A fresh identity and a directory that belongs to it alone."""
+        _become_subreaper()
         if self.mode == UID:
             return _open_uid_box(self)
-        _become_subreaper()
         return Box(self, uid=None, gid=None, marker=_new_marker(), workdir=_workdir(None), lock_fd=None,
                    before=frozenset(_children_of(os.getpid())))
 
@@ -216,7 +216,7 @@ class Box:
     marker: str
     workdir: str
     lock_fd: int | None
-    before: frozenset[int] = frozenset()  # marker mode: the worker's children before the run
+    before: frozenset[int] = frozenset()  # the worker's children before the run
 
     @property
     def identity(self) -> str:
@@ -241,6 +241,7 @@ class Box:
         while True:
             if self.uid is not None:
                 _kill_as(self.uid, self.gid or self.uid)
+                self._reap_adopted()
                 left = pids_of_uid(self.uid)
             else:
                 left = self._marked_or_adopted()
@@ -253,14 +254,18 @@ class Box:
                 return pids_of_uid(self.uid) if self.uid is not None else self._marked_or_adopted()
             time.sleep(0.01)
 
-    def _marked_or_adopted(self) -> list[int]:
-        """Marker mode: the marked processes, and the orphans the worker adopted as subreaper
-        during the run (they are found even after dropping the marker); adopted zombies are reaped."""
+    def _reap_adopted(self) -> list[int]:
+        """Reap the run's orphans the worker adopted that are dead; return those still alive."""
         adopted = _adopted(os.getpid(), self.before)
         for pid in adopted["zombies"]:
             with contextlib.suppress(ChildProcessError, OSError):
                 os.waitpid(pid, os.WNOHANG)
-        return sorted(set(pids_with_marker(self.marker)) | set(adopted["live"]))
+        return adopted["live"]
+
+    def _marked_or_adopted(self) -> list[int]:
+        """Marker mode: the marked processes, and the orphans adopted during the run (found even
+        after they dropped the marker)."""
+        return sorted(set(pids_with_marker(self.marker)) | set(self._reap_adopted()))
 
     def close(self) -> None:
         """Kill and verify, remove the run's files, free the uid. Raises :class:`Leftover`."""
@@ -306,8 +311,9 @@ def _adopted(me: int, before: frozenset[int]) -> dict[str, list[int]]:
 
 
 def _become_subreaper() -> None:
-    """Orphans of a run are re-parented to the worker, not to init, so the kill finds them
-    even when they dropped the marker (PR_SET_CHILD_SUBREAPER)."""
+    """Orphans of a run are re-parented to the worker, not to init (PR_SET_CHILD_SUBREAPER):
+    the kill finds them even when they dropped the marker, and the worker reaps them (as the
+    container's pid 1 it would get them anyway, and unreaped zombies would use up pids)."""
     if _PRCTL is not None:
         _PRCTL(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
 
@@ -371,7 +377,8 @@ def _open_uid_box(isolation: Isolation) -> Box:
         fd = _lock(isolation, uid)
         if fd is None:
             continue
-        box = Box(isolation, uid=uid, gid=uid, marker=_new_marker(), workdir=_workdir(uid), lock_fd=fd)
+        box = Box(isolation, uid=uid, gid=uid, marker=_new_marker(), workdir=_workdir(uid), lock_fd=fd,
+                  before=frozenset(_children_of(os.getpid())))
         box.own(box.workdir)
         return box
     raise AwsError(f"no free uid in RUN_UID_RANGE {isolation.uids.start}-{isolation.uids.stop - 1}")
