@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import contextlib
 
-from worker import sandbox
+from worker import procs
 from worker.repro import SHELL
 from worker.runner import Limits, run_snippet
 from worker.sandbox import MARKER, UID, Isolation, Leftover
@@ -44,7 +44,7 @@ ENDINGS = ("exit", "timeout", "cancel")
 def _alive(pid: int) -> bool:
     try:
         with open(f"/proc/{pid}/status") as handle:
-            return not sandbox.status_uids(handle.read())[1]
+            return not procs.status_uids(handle.read())[1]
     except FileNotFoundError:
         return False
 
@@ -71,7 +71,7 @@ def hostile_runs(mode: str, runs: int) -> tuple[int, int, list[int]]:
         pids = [int(p) for p in lines.get("pids", [])]
         alive = [pid for pid in pids if _alive(pid)]
         if mode == UID and lines.get("who"):
-            alive += [pid for pid in sandbox.pids_of_uid(int(lines["who"][0])) if pid not in alive]
+            alive += [pid for pid in procs.pids_of_uid(int(lines["who"][0])) if pid not in alive]
         escaped += alive
     return len(set(escaped)), leftovers, sorted(set(escaped))
 

@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from worker import sandbox
+from worker import procs, sandbox
 from worker.credserver import CredentialServer, socket_owner
+from worker.procs import carries_marker, status_uids
 from worker.repro import SHELL
 from worker.runner import Limits, run_snippet
 from worker.sandbox import (
@@ -21,9 +22,7 @@ from worker.sandbox import (
     UID,
     Isolation,
     Leftover,
-    carries_marker,
     parse_uid_range,
-    status_uids,
 )
 
 ROOT_ONLY = pytest.mark.skipif(os.geteuid() != 0, reason="a per-run uid needs root")
@@ -120,10 +119,10 @@ def test_a_snippet_that_double_forks_setsids_and_ignores_sigterm_leaves_nothing_
     assert len(pids) == 4, result.output
     assert not [pid for pid in pids if _alive(pid)]
     if mode == UID:
-        assert int(uid) in Isolation(UID).uids and sandbox.pids_of_uid(int(uid)) == []
+        assert int(uid) in Isolation(UID).uids and procs.pids_of_uid(int(uid)) == []
     else:
         assert uid == str(os.geteuid()) and marker.startswith(f"{os.getpid()}.")
-        assert sandbox.pids_with_marker(marker) == []
+        assert procs.pids_with_marker(marker) == []
 
 
 @ROOT_ONLY
@@ -162,8 +161,8 @@ def test_a_concurrent_run_cannot_read_the_other_runs_credentials_from_proc():
     try:
         time.sleep(1)
         # the scan itself can find it: root sees it (so the assertion below could fail)
-        assert any(secret.encode() in (sandbox._read(f"/proc/{p}/environ", binary=True) or b"")
-                   for p in sandbox._pids())
+        assert any(secret.encode() in (procs.read(f"/proc/{p}/environ", binary=True) or b"")
+                   for p in procs.all_pids())
         spy = _run(UID, f"cat /proc/[0-9]*/environ 2>/dev/null | tr '\\0' '\\n' | grep -c {secret} || true\n")
     finally:
         second.join()

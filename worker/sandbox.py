@@ -27,14 +27,22 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from handlers.core.errors import AwsError, ConfigError
+from worker.procs import (
+    MARKER_VAR,
+    adopted,
+    all_pids,
+    children_of,
+    pids_of_uid,
+    pids_with_marker,
+    read,
+    status_uids,
+)
 
 UID, MARKER = "uid", "marker"
-MARKER_VAR = "GIP_RUN"
 DEFAULT_UID_RANGE = "200000-200999"
 # World-writable places a run can leave files in outside its own directory.
 SHARED_TMP = ("/tmp", "/var/tmp", "/dev/shm")
@@ -62,23 +70,6 @@ def parse_uid_range(spec: str) -> range:
     return range(lo, hi + 1)
 
 
-def status_uids(status: str) -> tuple[set[int], bool]:
-    """Real/effective/saved/fs uids of a ``/proc/<pid>/status`` text, and whether it is a zombie."""
-    uids: set[int] = set()
-    zombie = False
-    for line in status.splitlines():
-        if line.startswith("Uid:"):
-            uids = {int(part) for part in line.split()[1:5]}
-        elif line.startswith("State:"):
-            zombie = line.split()[1] in ("Z", "X")
-    return uids, zombie
-
-
-def carries_marker(environ: bytes, marker: str) -> bool:
-    """True when a NUL-separated environment block holds ``GIP_RUN=<marker>`` exactly."""
-    return f"{MARKER_VAR}={marker}".encode() in environ.split(b"\0")
-
-
 def reachable_by_others(path: str) -> bool:
     """True when a uid with no groups can execute ``path`` (every parent o+x, the file o+rx)."""
     real = os.path.realpath(path)
@@ -99,48 +90,6 @@ def reachable_by_others(path: str) -> bool:
 @functools.cache
 def _warn_once(message: str) -> None:
     logging.getLogger(__name__).warning(message)
-
-
-# --- /proc --------------------------------------------------------------------------------------
-def _pids() -> Iterator[int]:
-    for name in os.listdir("/proc"):
-        if name.isdigit():
-            yield int(name)
-
-
-def _read(path: str, *, binary: bool = False) -> Any:
-    try:
-        with open(path, "rb" if binary else "r") as handle:
-            return handle.read()
-    except (FileNotFoundError, ProcessLookupError, PermissionError, OSError):
-        return None
-
-
-def pids_of_uid(uid: int) -> list[int]:
-    """Live (not zombie) processes that hold ``uid`` as any of their uids."""
-    found = []
-    for pid in _pids():
-        text = _read(f"/proc/{pid}/status")
-        if text:
-            uids, zombie = status_uids(text)
-            if uid in uids and not zombie:
-                found.append(pid)
-    return found
-
-
-def pids_with_marker(marker: str) -> list[int]:
-    """Live processes whose environment we can read and that carry the run's marker."""
-    me = os.getpid()
-    found = []
-    for pid in _pids():
-        if pid == me:
-            continue
-        environ = _read(f"/proc/{pid}/environ", binary=True)
-        if environ and carries_marker(environ, marker):
-            text = _read(f"/proc/{pid}/status") or ""
-            if not status_uids(text)[1]:
-                found.append(pid)
-    return found
 
 
 def _signal_all(pids: list[int], sig: int) -> None:
@@ -184,15 +133,15 @@ class Isolation:
         if self.mode == UID:
             return _open_uid_box(self)
         return Box(self, uid=None, gid=None, marker=_new_marker(), workdir=_workdir(None), lock_fd=None,
-                   before=frozenset(_children_of(os.getpid())))
+                   before=frozenset(children_of(os.getpid())))
 
     def leftovers(self) -> list[int]:
         """Processes of ended runs still alive: in ``uid`` mode, of any idle uid of the range;
         in ``marker`` mode, of this worker's markers (call it between runs)."""
         if self.mode == MARKER:
             prefix = f"{MARKER_VAR}={os.getpid()}.".encode()
-            return [pid for pid in _pids() if pid != os.getpid()
-                    and any(v.startswith(prefix) for v in (_read(f"/proc/{pid}/environ", binary=True) or b"").split(b"\0"))]
+            return [pid for pid in all_pids() if pid != os.getpid()
+                    and any(v.startswith(prefix) for v in (read(f"/proc/{pid}/environ", binary=True) or b"").split(b"\0"))]
         return [pid for uid in _busy_uids(self.uids) if _idle(self, uid) for pid in pids_of_uid(uid)]
 
     def clean(self) -> bool:
@@ -256,11 +205,11 @@ class Box:
 
     def _reap_adopted(self) -> list[int]:
         """Reap the run's orphans the worker adopted that are dead; return those still alive."""
-        adopted = _adopted(os.getpid(), self.before)
-        for pid in adopted["zombies"]:
+        found = adopted(os.getpid(), self.before)
+        for pid in found["zombies"]:
             with contextlib.suppress(ChildProcessError, OSError):
                 os.waitpid(pid, os.WNOHANG)
-        return adopted["live"]
+        return found["live"]
 
     def _marked_or_adopted(self) -> list[int]:
         """Marker mode: the marked processes, and the orphans adopted during the run (found even
@@ -278,36 +227,6 @@ class Box:
             self.lock_fd = None
         if left:
             raise Leftover(self.identity, left)
-
-
-def _ppids() -> dict[int, tuple[int, bool]]:
-    """pid → (parent pid, zombie), from ``/proc/<pid>/stat``."""
-    table = {}
-    for pid in _pids():
-        text = _read(f"/proc/{pid}/stat")
-        if text:
-            fields = text.rsplit(")", 1)[1].split()  # the name in parentheses may hold spaces
-            table[pid] = (int(fields[1]), fields[0] in ("Z", "X"))
-    return table
-
-
-def _children_of(parent: int) -> list[int]:
-    return [pid for pid, (ppid, _) in _ppids().items() if ppid == parent]
-
-
-def _adopted(me: int, before: frozenset[int]) -> dict[str, list[int]]:
-    """Descendants of ``me`` outside the subtrees of the children it had before the run."""
-    table = _ppids()
-    children: dict[int, list[int]] = {}
-    for pid, (ppid, _) in table.items():
-        children.setdefault(ppid, []).append(pid)
-    found: dict[str, list[int]] = {"live": [], "zombies": []}
-    queue = [pid for pid in children.get(me, []) if pid not in before]
-    while queue:
-        pid = queue.pop()
-        found["zombies" if table[pid][1] else "live"].append(pid)
-        queue += children.get(pid, [])
-    return found
 
 
 def _become_subreaper() -> None:
@@ -359,8 +278,8 @@ def _idle(isolation: Isolation, uid: int) -> bool:
 
 def _busy_uids(uids: range) -> set[int]:
     busy: set[int] = set()
-    for pid in _pids():
-        text = _read(f"/proc/{pid}/status")
+    for pid in all_pids():
+        text = read(f"/proc/{pid}/status")
         if text:
             found, zombie = status_uids(text)
             busy |= {uid for uid in found if uid in uids} if not zombie else set()
@@ -378,7 +297,7 @@ def _open_uid_box(isolation: Isolation) -> Box:
         if fd is None:
             continue
         box = Box(isolation, uid=uid, gid=uid, marker=_new_marker(), workdir=_workdir(uid), lock_fd=fd,
-                  before=frozenset(_children_of(os.getpid())))
+                  before=frozenset(children_of(os.getpid())))
         box.own(box.workdir)
         return box
     raise AwsError(f"no free uid in RUN_UID_RANGE {isolation.uids.start}-{isolation.uids.stop - 1}")
