@@ -9,8 +9,9 @@ Interface (see docs/processor.md)::
 never the worker's own), the region, the run limits and a ``cancel`` event that is set when
 the worker is stopping. Return an :class:`Outcome` with one of the four verdicts. Raise
 :class:`handlers.core.errors.AwsError` for an infrastructure failure: the worker then records
-``IssueProcessingFailed`` (retryable) instead of a verdict. Any other exception is recorded as
-a non-retryable ``processor_error``.
+``IssueProcessingFailed`` (retryable) instead of a verdict; :class:`worker.sandbox.Leftover`
+(a run's process survived the kill) is one. Any other exception is recorded as a non-retryable
+``processor_error``.
 
 ``PROCESSOR=package.module:function`` swaps the default :func:`reproduce` for another one.
 """
