@@ -279,3 +279,16 @@ def test_a_leftover_fails_the_run_retryably_sends_the_account_to_cleanup_and_blo
         monkeypatch.undo()
         assert worker.poll_once() not in ("unclean", "idle")
         assert isolation.leftovers() == []
+
+
+def test_adopted_orphans_are_the_subtrees_of_new_children_only():
+    from worker.procs import Proc, adopted, parse_status
+
+    status = "Name:\tsh\nUmask:\t0022\nState:\tS (sleeping)\nTgid:\t7\nPid:\t7\nPPid:\t1\nUid:\t5\t5\t5\t5\n"
+    assert parse_status(7, "\n" + status) == Proc(7, 1, frozenset({5}), False)
+    table = [Proc(10, 1, frozenset({0}), False),   # the worker
+             Proc(11, 10, frozenset({0}), False),  # a child it had before the run (moto server)
+             Proc(12, 11, frozenset({0}), False),  # ... and its child
+             Proc(20, 10, frozenset({5}), False),  # an orphan adopted during the run
+             Proc(21, 20, frozenset({5}), True)]   # its dead child
+    assert adopted(10, frozenset({11}), table) == ([20], [21])

@@ -1,28 +1,49 @@
-"""Reading ``/proc``: who is running, as which uid, with which environment, under which parent.
+"""Reading ``/proc``: who is running, as which uid, under which parent, with which environment.
 
-Parsing is pure (``status_uids``, ``carries_marker``); the readers skip processes that vanish
-or that we may not read, which is the normal case on a busy host.
+One pass reads ``/proc/<pid>/status`` (world-readable: no ptrace right needed) into
+:class:`Proc` rows; parsing is pure. Processes that vanish or that we may not read are skipped,
+which is the normal case on a busy host.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 MARKER_VAR = "GIP_RUN"
 
 
+@dataclass(frozen=True)
+class Proc:
+    pid: int
+    ppid: int
+    uids: frozenset[int]  # real, effective, saved, filesystem
+    zombie: bool
+
+
+def _field(status: str, name: str) -> str:
+    start = status.find("\n" + name + ":")
+    if start < 0:
+        return ""
+    end = status.find("\n", start + 1)
+    return status[start + len(name) + 2:end if end >= 0 else None]
+
+
+def parse_status(pid: int, status: str) -> Proc | None:
+    """PURE: a ``/proc/<pid>/status`` text as a :class:`Proc` (None if it is not one)."""
+    state, ppid, uids = _field(status, "State").split(), _field(status, "PPid").strip(), _field(status, "Uid").split()
+    if not state or not ppid.isdigit() or len(uids) < 4:
+        return None
+    return Proc(pid, int(ppid), frozenset(int(u) for u in uids[:4]), state[0] in ("Z", "X"))
+
+
 def status_uids(status: str) -> tuple[set[int], bool]:
-    """Real/effective/saved/fs uids of a ``/proc/<pid>/status`` text, and whether it is a zombie."""
-    uids: set[int] = set()
-    zombie = False
-    for line in status.splitlines():
-        if line.startswith("Uid:"):
-            uids = {int(part) for part in line.split()[1:5]}
-        elif line.startswith("State:"):
-            zombie = line.split()[1] in ("Z", "X")
-    return uids, zombie
+    """PURE: the uids of a status text, and whether it is a zombie."""
+    text = "\n" + status
+    state, uids = _field(text, "State").split(), _field(text, "Uid").split()
+    return {int(u) for u in uids[:4]}, bool(state) and state[0] in ("Z", "X")
 
 
 def carries_marker(environ: bytes, marker: str) -> bool:
@@ -40,20 +61,24 @@ def read(path: str, *, binary: bool = False) -> Any:
     try:
         with open(path, "rb" if binary else "r") as handle:
             return handle.read()
-    except (FileNotFoundError, ProcessLookupError, PermissionError, OSError):
+    except OSError:  # gone, or not ours to read
         return None
 
 
-def pids_of_uid(uid: int) -> list[int]:
-    """Live (not zombie) processes that hold ``uid`` as any of their uids."""
+def snapshot() -> list[Proc]:
+    """Every process we can see, once."""
     found = []
     for pid in all_pids():
         text = read(f"/proc/{pid}/status")
-        if text:
-            uids, zombie = status_uids(text)
-            if uid in uids and not zombie:
-                found.append(pid)
+        proc = parse_status(pid, "\n" + text) if text else None
+        if proc:
+            found.append(proc)
     return found
+
+
+def pids_of_uid(uid: int, procs: Iterable[Proc] | None = None) -> list[int]:
+    """Live (not zombie) processes that hold ``uid`` as any of their uids."""
+    return [p.pid for p in (snapshot() if procs is None else procs) if uid in p.uids and not p.zombie]
 
 
 def pids_with_marker(marker: str) -> list[int]:
@@ -61,41 +86,30 @@ def pids_with_marker(marker: str) -> list[int]:
     me = os.getpid()
     found = []
     for pid in all_pids():
-        if pid == me:
-            continue
-        environ = read(f"/proc/{pid}/environ", binary=True)
+        environ = read(f"/proc/{pid}/environ", binary=True) if pid != me else None
         if environ and carries_marker(environ, marker):
-            text = read(f"/proc/{pid}/status") or ""
-            if not status_uids(text)[1]:
+            proc = parse_status(pid, "\n" + (read(f"/proc/{pid}/status") or ""))
+            if proc and not proc.zombie:
                 found.append(pid)
     return found
 
 
-def parents() -> dict[int, tuple[int, bool]]:
-    """pid → (parent pid, zombie), from ``/proc/<pid>/stat``."""
-    table = {}
-    for pid in all_pids():
-        text = read(f"/proc/{pid}/stat")
-        if text:
-            fields = text.rsplit(")", 1)[1].split()  # the name in parentheses may hold spaces
-            table[pid] = (int(fields[1]), fields[0] in ("Z", "X"))
-    return table
+def children_of(parent: int, procs: Iterable[Proc] | None = None) -> list[int]:
+    return [p.pid for p in (snapshot() if procs is None else procs) if p.ppid == parent]
 
 
-def children_of(parent: int) -> list[int]:
-    return [pid for pid, (ppid, _) in parents().items() if ppid == parent]
-
-
-def adopted(me: int, before: frozenset[int]) -> dict[str, list[int]]:
-    """Descendants of ``me`` outside the subtrees of the children it had before the run."""
-    table = parents()
+def adopted(me: int, before: frozenset[int], procs: Iterable[Proc] | None = None) -> tuple[list[int], list[int]]:
+    """(live, zombie) descendants of ``me`` outside the subtrees of its ``before`` children. PURE
+    given ``procs``."""
+    table = {p.pid: p for p in (snapshot() if procs is None else procs)}
     children: dict[int, list[int]] = {}
-    for pid, (ppid, _) in table.items():
-        children.setdefault(ppid, []).append(pid)
-    found: dict[str, list[int]] = {"live": [], "zombies": []}
+    for proc in table.values():
+        children.setdefault(proc.ppid, []).append(proc.pid)
+    live: list[int] = []
+    zombies: list[int] = []
     queue = [pid for pid in children.get(me, []) if pid not in before]
     while queue:
         pid = queue.pop()
-        found["zombies" if table[pid][1] else "live"].append(pid)
+        (zombies if table[pid].zombie else live).append(pid)
         queue += children.get(pid, [])
-    return found
+    return live, zombies

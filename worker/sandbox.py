@@ -33,13 +33,14 @@ from typing import Any
 from handlers.core.errors import AwsError, ConfigError
 from worker.procs import (
     MARKER_VAR,
+    Proc,
     adopted,
     all_pids,
     children_of,
     pids_of_uid,
     pids_with_marker,
     read,
-    status_uids,
+    snapshot,
 )
 
 UID, MARKER = "uid", "marker"
@@ -142,7 +143,8 @@ class Isolation:
             prefix = f"{MARKER_VAR}={os.getpid()}.".encode()
             return [pid for pid in all_pids() if pid != os.getpid()
                     and any(v.startswith(prefix) for v in (read(f"/proc/{pid}/environ", binary=True) or b"").split(b"\0"))]
-        return [pid for uid in _busy_uids(self.uids) if _idle(self, uid) for pid in pids_of_uid(uid)]
+        procs = snapshot()
+        return [pid for uid in _busy_uids(self.uids, procs) if _idle(self, uid) for pid in pids_of_uid(uid, procs)]
 
     def clean(self) -> bool:
         """Kill what :meth:`leftovers` finds; True when nothing is left."""
@@ -190,8 +192,9 @@ class Box:
         while True:
             if self.uid is not None:
                 _kill_as(self.uid, self.gid or self.uid)
-                self._reap_adopted()
-                left = pids_of_uid(self.uid)
+                procs = snapshot()
+                self._reap_adopted(procs)
+                left = pids_of_uid(self.uid, procs)
             else:
                 left = self._marked_or_adopted()
                 _signal_all(left, signal.SIGSTOP)  # stopped first, so none forks while the rest die
@@ -203,13 +206,13 @@ class Box:
                 return pids_of_uid(self.uid) if self.uid is not None else self._marked_or_adopted()
             time.sleep(0.01)
 
-    def _reap_adopted(self) -> list[int]:
+    def _reap_adopted(self, procs: list[Proc] | None = None) -> list[int]:
         """Reap the run's orphans the worker adopted that are dead; return those still alive."""
-        found = adopted(os.getpid(), self.before)
-        for pid in found["zombies"]:
+        live, zombies = adopted(os.getpid(), self.before, procs)
+        for pid in zombies:
             with contextlib.suppress(ChildProcessError, OSError):
                 os.waitpid(pid, os.WNOHANG)
-        return found["live"]
+        return live
 
     def _marked_or_adopted(self) -> list[int]:
         """Marker mode: the marked processes, and the orphans adopted during the run (found even
@@ -276,18 +279,13 @@ def _idle(isolation: Isolation, uid: int) -> bool:
     return True
 
 
-def _busy_uids(uids: range) -> set[int]:
-    busy: set[int] = set()
-    for pid in all_pids():
-        text = read(f"/proc/{pid}/status")
-        if text:
-            found, zombie = status_uids(text)
-            busy |= {uid for uid in found if uid in uids} if not zombie else set()
-    return busy
+def _busy_uids(uids: range, procs: list[Proc] | None = None) -> set[int]:
+    return {uid for p in (snapshot() if procs is None else procs) if not p.zombie for uid in p.uids if uid in uids}
 
 
 def _open_uid_box(isolation: Isolation) -> Box:
-    busy = _busy_uids(isolation.uids)
+    procs = snapshot()
+    busy = _busy_uids(isolation.uids, procs)
     start = random.randrange(len(isolation.uids))
     for offset in range(len(isolation.uids)):
         uid = isolation.uids[(start + offset) % len(isolation.uids)]
@@ -297,7 +295,7 @@ def _open_uid_box(isolation: Isolation) -> Box:
         if fd is None:
             continue
         box = Box(isolation, uid=uid, gid=uid, marker=_new_marker(), workdir=_workdir(uid), lock_fd=fd,
-                  before=frozenset(children_of(os.getpid())))
+                  before=frozenset(children_of(os.getpid(), procs)))
         box.own(box.workdir)
         return box
     raise AwsError(f"no free uid in RUN_UID_RANGE {isolation.uids.start}-{isolation.uids.stop - 1}")
