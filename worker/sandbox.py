@@ -220,8 +220,10 @@ class Box:
         return sorted(set(pids_with_marker(self.marker)) | set(self._reap_adopted()))
 
     def close(self) -> None:
-        """Kill and verify, remove the run's files, free the uid. Raises :class:`Leftover`."""
-        left = self.kill_all()
+        """Verify (killing again whatever a scan still finds), remove the run's files, free the
+        uid. Raises :class:`Leftover`."""
+        found = pids_of_uid(self.uid) if self.uid is not None else self._marked_or_adopted()
+        left = self.kill_all() if found else []  # nothing of the run left: nothing can start again
         shutil.rmtree(self.workdir, ignore_errors=True)
         if self.uid is not None and not left:
             _remove_files_of(self.uid)
