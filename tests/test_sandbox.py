@@ -292,3 +292,26 @@ def test_adopted_orphans_are_the_subtrees_of_new_children_only():
              Proc(20, 10, frozenset({5}), False),  # an orphan adopted during the run
              Proc(21, 20, frozenset({5}), True)]   # its dead child
     assert adopted(10, frozenset({11}), table) == ([20], [21])
+
+
+def test_a_root_worker_whose_python_no_run_uid_can_execute_falls_back_with_a_note(monkeypatch):
+    from worker.sandbox import reachable_by_others
+
+    base = Path(tempfile.mkdtemp(prefix="gip-reach-"))  # 0700, like /root
+    try:
+        program = base / "python"
+        program.write_text("")
+        program.chmod(0o755)
+        assert not reachable_by_others(str(program))
+        base.chmod(0o755)
+        assert reachable_by_others(str(program))
+        if os.geteuid() == 0:
+            monkeypatch.setattr(sandbox.sys, "executable", str(program))
+            assert Isolation.detect() == Isolation(UID)
+            base.chmod(0o700)
+            fallback = Isolation.detect()
+            assert fallback.mode == MARKER and "cannot be executed by another uid" in fallback.note
+    finally:
+        base.chmod(0o700)
+        program.unlink()
+        base.rmdir()

@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import functools
-import logging
 import os
 import random
 import secrets
@@ -88,11 +86,6 @@ def reachable_by_others(path: str) -> bool:
         return False
 
 
-@functools.cache
-def _warn_once(message: str) -> None:
-    logging.getLogger(__name__).warning(message)
-
-
 def _signal_all(pids: list[int], sig: int) -> None:
     for pid in pids:
         with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -108,13 +101,14 @@ class Isolation:
     uids: range = field(default_factory=lambda: parse_uid_range(DEFAULT_UID_RANGE))
     lock_dir: str = ""
     verify_s: float = 5.0
+    note: str = ""  # why a root worker fell back to ``marker``
 
     @classmethod
-    def detect(cls, uid_range: str = "", *, warn: bool = True) -> Isolation:
+    def detect(cls, uid_range: str = "") -> Isolation:
         """``uid`` when the worker is root, else ``marker``. Raises ConfigError on a bad range.
 
         Root whose python another uid cannot execute (a pyenv under a 0700 ``/root``) cannot
-        run python snippets as a run uid: ``marker``, with one warning saying so."""
+        run python snippets as a run uid: ``marker``, with a ``note`` saying why."""
         if os.geteuid() != 0:
             return cls(MARKER)
         try:
@@ -122,10 +116,8 @@ class Isolation:
         except ValueError as exc:
             raise ConfigError(str(exc)) from exc
         if not reachable_by_others(sys.executable):
-            if warn:
-                _warn_once(f"{os.path.realpath(sys.executable)} cannot be executed by another uid (a parent "
-                           "directory is not o+x): runs are NOT given their own uid")
-            return cls(MARKER)
+            return cls(MARKER, note=f"{os.path.realpath(sys.executable)} cannot be executed by another uid "
+                                    "(a parent directory is not o+x): runs are NOT given their own uid")
         return cls(UID, uids=uids)
 
     def open(self) -> Box:

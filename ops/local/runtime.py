@@ -113,7 +113,7 @@ class Supervisor:
         self.gateway = Gateway(o.host, o.port, invoke=self._invoke_webhook, health=self.health,
                                stats=self._stats if o.count_calls else None, on_request=self.say)
         wrap = self._wrap if o.count_calls else None
-        notice = isolation_notice(Isolation.detect(warn=False).mode)  # the workers decide the same way
+        notice = isolation_notice(Isolation.detect().mode)  # the workers decide the same way
         if notice:
             self.say(notice)
         ensure_free(o.host, o.aws_port, flag="--aws-port")
