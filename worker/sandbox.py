@@ -151,7 +151,10 @@ class Isolation:
 
 @dataclass
 class Box:
-    """One run's identity: uid/gid (``uid`` mode), marker, directory and the uid's lock."""
+    """One run's identity: uid/gid (``uid`` mode), marker, directory and the uid's lock.
+
+    In ``marker`` mode a worker process runs one box at a time: a box's kill also takes the
+    worker's children started after it opened."""
 
     isolation: Isolation
     uid: int | None
@@ -199,7 +202,10 @@ class Box:
             time.sleep(0.01)
 
     def _reap_adopted(self, procs: list[Proc] | None = None) -> list[int]:
-        """Reap the run's orphans the worker adopted that are dead; return those still alive."""
+        """Reap the run's orphans the worker adopted that are dead; return those still alive.
+        With a uid, only that uid's (another run's child may be waiting for its own wait())."""
+        if self.uid is not None:
+            procs = [p for p in (snapshot() if procs is None else procs) if self.uid in p.uids or p.ppid != os.getpid()]
         live, zombies = adopted(os.getpid(), self.before, procs)
         for pid in zombies:
             with contextlib.suppress(ChildProcessError, OSError):
