@@ -118,7 +118,9 @@ class Isolation:
         if not reachable_by_others(sys.executable):
             return cls(MARKER, note=f"{os.path.realpath(sys.executable)} cannot be executed by another uid "
                                     "(a parent directory is not o+x): runs are NOT given their own uid")
-        return cls(UID, uids=uids)
+        isolation = cls(UID, uids=uids)
+        _lock_dir(isolation)  # a bad lock directory is a start-up error, not a failed run
+        return isolation
 
     def open(self) -> Box:
         """A fresh identity and a directory that belongs to it alone."""
