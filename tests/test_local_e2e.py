@@ -256,6 +256,11 @@ def test_sigterm_stops_everything_without_orphans_or_tracebacks(stack: SimpleNam
                 environ = Path(f"/proc/{pid}/environ").read_bytes()
                 assert b"GITHUB_TOKEN" not in environ and b"GITHUB_WEBHOOK_SECRET" not in environ
                 assert b"AWS_ACCESS_KEY_ID=" in environ
+    # the supervisor holds the GitHub secrets in memory only, never in its environment block
+    if os.geteuid() == 0:  # root reads even a non-dumpable process's environ
+        supervisor = Path(f"/proc/{stack.proc.pid}/environ").read_bytes()
+        assert b"PYTHONPATH=" in supervisor
+        assert TOKEN.encode() not in supervisor and SECRET.encode() not in supervisor
     stack.proc.send_signal(signal.SIGTERM)
     assert stack.proc.wait(timeout=60) == 0
     time.sleep(0.5)

@@ -41,7 +41,7 @@ def test_child_sees_only_member_credentials_region_and_basics(monkeypatch):
     assert "GITHUB_TOKEN" not in seen
     assert "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI" not in seen
     assert not any("managementsecret" in v or "AKIAMANAGEMENT" in v or "ghp_" in v for v in seen.values())
-    assert set(seen) <= set(child_env(MEMBER, region="x", home="/h")) | {"PWD", "SHLVL", "_", "LC_CTYPE"}
+    assert set(seen) <= set(child_env(MEMBER, region="x", home="/h", marker="m")) | {"PWD", "SHLVL", "_", "LC_CTYPE"}
     # and it ran in its own directory, which is removed afterwards
     assert seen["HOME"].startswith("/tmp") or "gip-run-" in seen["HOME"]
     assert not os.path.exists(seen["HOME"])
@@ -155,20 +155,21 @@ def test_processor_runs_a_javascript_repro_with_node_and_records_versions():
     assert outcome.command.split()[0].endswith("node")
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="dropping to another user needs root")
-def test_run_as_user_cannot_read_the_workers_environ_or_root_files():
-    # GIVEN a worker running as root (the container default) and RUN_AS_USER=nobody
-    from worker.runner import resolve_user
+@pytest.mark.skipif(os.geteuid() != 0, reason="a per-run uid needs root")
+def test_a_run_uid_cannot_read_the_workers_environ_or_root_files():
+    # GIVEN a worker running as root (the container default) with per-run uids
+    from worker.sandbox import UID, Isolation
 
-    nobody = resolve_user("nobody")
-    assert nobody is not None and nobody[0] != 0
     code = ("id -u\n"
             "cat /proc/$PPID/environ > /dev/null 2>&1 && echo ENVIRON-READABLE || echo environ-denied\n"
+            "cat /etc/shadow > /dev/null 2>&1 && echo SHADOW-READABLE || echo shadow-denied\n"
             "touch probe && echo can-write-workdir\n")
-    result = run_snippet(SHELL, code, credentials=MEMBER, region="us-east-1", limits=Limits(run_as=nobody))
+    isolation = Isolation(UID)
+    result = run_snippet(SHELL, code, credentials=MEMBER, region="us-east-1", limits=Limits(isolation=isolation))
     lines = result.output.split()
-    assert lines[0] == str(nobody[0])
+    assert int(lines[0]) in isolation.uids
     assert "environ-denied" in lines and "ENVIRON-READABLE" not in lines
+    assert "shadow-denied" in lines and "SHADOW-READABLE" not in lines
     assert "can-write-workdir" in lines
     assert result.exit_code == 0
 

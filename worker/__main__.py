@@ -61,6 +61,9 @@ def main() -> int:
     except GipError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    isolation = worker.cfg.limits.isolation
+    if isolation is not None and isolation.note:
+        logging.getLogger("worker.sandbox").warning(isolation.note)
     signal.signal(signal.SIGTERM, lambda *_: worker.request_stop())
     signal.signal(signal.SIGINT, lambda *_: worker.request_stop())
     return worker.run()

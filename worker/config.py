@@ -11,7 +11,8 @@
 | ``HEARTBEAT_SECONDS`` | lease/3, ≤ visibility/3 | heartbeat period |
 | ``BACKOFF_BASE_SECONDS`` / ``BACKOFF_CAP_SECONDS`` | ``15`` / ``900`` | empty-pool backoff |
 | ``MAX_ATTEMPTS`` | ``3`` | processing attempts per run; cleanup attempts before quarantine |
-| ``RUN_AS_USER`` | (none) | when the worker is root: run snippets as this user (``nobody``, ``65534[:65534]``) |
+| ``RUN_UID_RANGE`` | ``200000-200999`` | when the worker is root: each run gets its own uid/gid from this range |
+| ``RUN_AS_USER`` | (ignored) | obsolete: one shared user let runs read each other; per-run uids replace it |
 | ``STOP_BUDGET_SECONDS`` | ``25`` | time allowed for cleanup after SIGTERM (ECS stop timeout 30 s) |
 | ``PROCESSOR`` / ``CLEANER`` | built-in | ``module:function`` plug-ins |
 """
@@ -24,15 +25,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from handlers.core.config import Settings
-from handlers.core.errors import ConfigError
-from worker.runner import Limits, resolve_user
-
-
-def _run_as(spec: str) -> tuple[int, int] | None:
-    try:
-        return resolve_user(spec)
-    except (KeyError, ValueError) as exc:
-        raise ConfigError(f"RUN_AS_USER={spec!r} is not a user on this host: {exc}") from exc
+from worker.runner import Limits
+from worker.sandbox import Isolation
 
 
 @dataclass(frozen=True)
@@ -62,7 +56,7 @@ class WorkerConfig:
             name=e.get("WORKER_NAME") or f"{socket.gethostname()}-{os.getpid()}",
             limits=Limits(timeout_s=float(e.get("RUN_TIMEOUT_SECONDS") or 900),
                           output_cap=int(e.get("OUTPUT_CAP_BYTES") or 1_000_000),
-                          run_as=_run_as(e.get("RUN_AS_USER", ""))),
+                          isolation=Isolation.detect(e.get("RUN_UID_RANGE", ""))),
             pool_wait_s=float(e.get("POOL_WAIT_SECONDS") or 3600),
             poll_wait_s=int(e.get("WORKER_POLL_SECONDS") or 10),
             visibility_s=visibility,

@@ -100,6 +100,12 @@ class Worker:
             msgs = self._receive(s.cleanup_queue_url, wait=0)
             if msgs:
                 return self.handle_cleanup(msgs[0])
+        isolation = self.cfg.limits.isolation
+        if isolation is not None and not isolation.clean():
+            # A run's leftover is still alive: no new run on this worker until it is gone.
+            log.error("processes of an ended run survive on this worker; taking no issue until they are gone")
+            self.stop.wait(self.cfg.poll_wait_s or 1)
+            return "unclean"
         msgs = self._receive(s.issue_queue_url, wait=self.cfg.poll_wait_s)
         if not msgs:
             return "idle"

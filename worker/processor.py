@@ -9,8 +9,9 @@ Interface (see docs/processor.md)::
 never the worker's own), the region, the run limits and a ``cancel`` event that is set when
 the worker is stopping. Return an :class:`Outcome` with one of the four verdicts. Raise
 :class:`handlers.core.errors.AwsError` for an infrastructure failure: the worker then records
-``IssueProcessingFailed`` (retryable) instead of a verdict. Any other exception is recorded as
-a non-retryable ``processor_error``.
+``IssueProcessingFailed`` (retryable) instead of a verdict; :class:`worker.sandbox.Leftover`
+(a run's process survived the kill) is one. Any other exception is recorded as a non-retryable
+``processor_error``.
 
 ``PROCESSOR=package.module:function`` swaps the default :func:`reproduce` for another one.
 """
@@ -95,7 +96,7 @@ def reproduce(job: Job, *, interpreters: Interpreters | None = None) -> Outcome:
                 result = run_snippet(snippet.language, snippet.code, credentials={},
                                      region=job.region, limits=job.limits, interpreters=interpreters,
                                      cancel=job.cancel, endpoint_url=job.endpoint_url,
-                                     container=(server.uri, server.token))
+                                     credserver=server)
             details["credentials"] = f"refreshing endpoint, served {server.served} time(s)"
     except Unavailable as exc:
         return Outcome(NO_REPRO_FOUND, str(exc), details=details)

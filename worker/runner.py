@@ -1,13 +1,13 @@
-"""Run one snippet in a subprocess: clean environment, own directory, timeout, output cap.
+"""Run one snippet in a subprocess: clean environment, own identity, timeout, output cap.
 
-The child gets ONLY the member-account credentials, the region, and PATH/HOME/LANG basics
-(plus ``AWS_ENDPOINT_URL`` when the worker itself runs against a local endpoint: it is an
-address, not a secret). It never sees the worker's own credentials, the ECS credential URI or
-the GitHub token: the environment is built from an allow-list, never by copying ``os.environ``.
+The child gets ONLY the member-account credentials, the region, the run's marker and
+PATH/HOME/LANG basics (plus ``AWS_ENDPOINT_URL`` when the worker itself runs against a local
+endpoint: it is an address, not a secret). It never sees the worker's own credentials, the ECS
+credential URI or the GitHub token: the environment is built from an allow-list, never by
+copying ``os.environ``.
 
-The child starts in a new session (its own process group); on timeout, cancel (SIGTERM of
-the worker) or normal exit the whole group is killed, so a background grandchild cannot
-outlive the run or keep the output pipe open.
+Who the child runs as, and how everything it started is killed and the kill verified when the
+run ends (exit, timeout, cancel), is :mod:`worker.sandbox`. A survivor is :class:`Leftover`.
 """
 
 from __future__ import annotations
@@ -20,14 +20,18 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from worker.repro import JAVASCRIPT, PYTHON, SHELL, TYPESCRIPT
+from worker.sandbox import MARKER_VAR, Box, Isolation
+
+if TYPE_CHECKING:
+    from worker.credserver import CredentialServer
 
 SAFE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 _CREDENTIAL_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
@@ -37,13 +41,13 @@ _POLL_S = 0.05
 
 @dataclass(frozen=True)
 class Limits:
-    """Wall-clock timeout, output cap (bytes kept; the rest is counted and dropped), and the
-    (uid, gid) the child runs as when the worker is root (``RUN_AS_USER``; None: the worker's)."""
+    """Wall-clock timeout, output cap (bytes kept; the rest is counted and dropped), and how
+    runs are isolated (None: :meth:`Isolation.detect`, per-run uids when the worker is root)."""
 
     timeout_s: float = 900.0
     output_cap: int = 1_000_000
     kill_grace_s: float = 2.0
-    run_as: tuple[int, int] | None = None
+    isolation: Isolation | None = None
 
 
 @dataclass(frozen=True)
@@ -85,9 +89,10 @@ class Unavailable(Exception):
     """No interpreter on this worker can run the snippet's language (not the author's fault)."""
 
 
-def child_env(credentials: Mapping[str, str], *, region: str, home: str,
+def child_env(credentials: Mapping[str, str], *, region: str, home: str, marker: str = "",
               endpoint_url: str | None = None, container: tuple[str, str] | None = None) -> dict[str, str]:
-    """The child's whole environment: member credentials, region and the basics. PURE.
+    """The child's whole environment: member credentials, region, the run's marker and the
+    basics. PURE.
 
     ``container`` = (uri, token) of a :class:`worker.credserver.CredentialServer`: the member
     credentials then come from there (refreshable) instead of static keys."""
@@ -107,6 +112,8 @@ def child_env(credentials: Mapping[str, str], *, region: str, home: str,
         "LC_ALL": "C.UTF-8",
         "PYTHONUNBUFFERED": "1",
     })
+    if marker:
+        env[MARKER_VAR] = marker
     if endpoint_url:
         env["AWS_ENDPOINT_URL"] = endpoint_url
     return env
@@ -135,7 +142,7 @@ def command_for(language: str, path: str, interpreters: Interpreters) -> list[st
 
 
 def syntax_check(language: str, path: str, code: str, interpreters: Interpreters,
-                 env: Mapping[str, str], cwd: str) -> str | None:
+                 env: Mapping[str, str], cwd: str, box: Box | None = None) -> str | None:
     """Return why the snippet cannot even be parsed, or None. Nothing of it is executed."""
     if language == PYTHON:
         try:
@@ -150,8 +157,9 @@ def syntax_check(language: str, path: str, code: str, interpreters: Interpreters
     else:
         return None
     try:
-        done = subprocess.run(argv, env=dict(env), cwd=cwd, capture_output=True, text=True,
-                              timeout=30, stdin=subprocess.DEVNULL, check=False)
+        done = subprocess.run(argv, env=dict(env), cwd=cwd, capture_output=True, text=True,  # type: ignore[call-overload]
+                              timeout=30, stdin=subprocess.DEVNULL, check=False,
+                              **(box.popen_kwargs() if box else {}))
     except (OSError, subprocess.TimeoutExpired) as exc:
         return f"syntax check failed to run: {exc}"
     if done.returncode != 0:
@@ -169,41 +177,43 @@ def run_snippet(
     interpreters: Interpreters | None = None,
     cancel: threading.Event | None = None,
     endpoint_url: str | None = None,
-    container: tuple[str, str] | None = None,
+    credserver: CredentialServer | None = None,
     clock: Callable[[], float] = time.monotonic,
 ) -> RunResult:
-    """Write the snippet to a fresh temp dir and run it there; always remove the dir."""
+    """Run the snippet in a fresh directory under the run's own identity; afterwards kill
+    everything of that identity and verify it. Raises :class:`worker.sandbox.Leftover`."""
     interpreters = interpreters or Interpreters.discover()
-    workdir = tempfile.mkdtemp(prefix="gip-run-")
+    box = (limits.isolation or Isolation.detect()).open()
     try:
-        os.makedirs(os.path.join(workdir, "tmp"))
-        path = os.path.join(workdir, "snippet" + _SUFFIX.get(language, ""))
-        with open(path, "w", encoding="utf-8") as handle:
+        tmp = os.path.join(box.workdir, "tmp")
+        os.mkdir(tmp)
+        box.own(tmp)
+        path = os.path.join(box.workdir, "snippet" + _SUFFIX.get(language, ""))
+        with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w", encoding="utf-8") as handle:
             handle.write(code if code.endswith("\n") else code + "\n")
-        env = child_env(credentials, region=region, home=workdir, endpoint_url=endpoint_url,
-                        container=container)
+        box.own(path)
+        container = None
+        if credserver is not None:
+            credserver.allow_uid(box.uid)  # another run's uid is refused even with the token
+            container = (credserver.uri, credserver.token)
+        env = child_env(credentials, region=region, home=box.workdir, marker=box.marker,
+                        endpoint_url=endpoint_url, container=container)
         argv = command_for(language, path, interpreters)
-        if limits.run_as is not None:
-            for entry in (workdir, os.path.join(workdir, "tmp"), path):
-                os.chown(entry, *limits.run_as)
-        broken = syntax_check(language, path, code, interpreters, env, workdir)
+        broken = syntax_check(language, path, code, interpreters, env, box.workdir, box)
         if broken:
             return RunResult(tuple(argv), None, "", 0.0, could_not_start=broken)
-        return _run(argv, env=env, cwd=workdir, limits=limits, cancel=cancel, clock=clock)
+        return _run(argv, env=env, box=box, limits=limits, cancel=cancel, clock=clock)
     finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+        box.close()
 
 
-def _run(argv: list[str], *, env: dict[str, str], cwd: str, limits: Limits,
+def _run(argv: list[str], *, env: dict[str, str], box: Box, limits: Limits,
          cancel: threading.Event | None, clock: Callable[[], float]) -> RunResult:
     started = clock()
     try:
-        drop: dict[str, object] = {}
-        if limits.run_as is not None:
-            drop = {"user": limits.run_as[0], "group": limits.run_as[1], "extra_groups": []}
-        child = subprocess.Popen(argv, env=env, cwd=cwd, stdin=subprocess.DEVNULL,  # type: ignore[call-overload]
+        child = subprocess.Popen(argv, env=env, cwd=box.workdir, stdin=subprocess.DEVNULL,  # type: ignore[call-overload]
                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                 start_new_session=True, **drop)
+                                 start_new_session=True, **box.popen_kwargs())
     except OSError as exc:
         return RunResult(tuple(argv), None, "", 0.0, could_not_start=f"{argv[0]}: {exc.strerror or exc}")
     capture = _Capture(limits.output_cap)
@@ -219,10 +229,11 @@ def _run(argv: list[str], *, env: dict[str, str], cwd: str, limits: Limits,
             with contextlib.suppress(subprocess.TimeoutExpired):
                 child.wait(timeout=_POLL_S)
             continue
-        kill_group(child, grace_s=limits.kill_grace_s)
+        kill_group(child, grace_s=limits.kill_grace_s)  # the snippet's own group may exit cleanly
         break
     duration = clock() - started
-    kill_group(child, grace_s=0)  # strays: a background grandchild must not outlive the run
+    kill_group(child, grace_s=0)
+    box.kill_all()  # strays (setsid, double fork) hold the output pipe; verified in box.close()
     reader.join(timeout=5)
     code = child.returncode
     exit_code = 124 if timed_out else (128 - code if code is not None and code < 0 else code)
@@ -236,8 +247,8 @@ def protect_worker_process() -> None:
     The worker's environment holds what the snippet must never see (the ECS credentials URI,
     in local mode the management keys). A same-user child could otherwise read them from
     ``/proc/<ppid>/environ``; with PR_SET_DUMPABLE=0 only a process with CAP_SYS_PTRACE can
-    (ECS/Fargate grant it to no one by default). Running the child as another user
-    (``RUN_AS_USER``) closes it entirely. Linux only; a no-op elsewhere.
+    (ECS/Fargate grant it to no one by default). Per-run uids (:mod:`worker.sandbox`) close it
+    entirely. Linux only; a no-op elsewhere.
     """
     if not sys.platform.startswith("linux"):
         return
@@ -247,17 +258,6 @@ def protect_worker_process() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE = 4
     except (OSError, AttributeError):
         pass
-
-
-def resolve_user(spec: str) -> tuple[int, int] | None:
-    """``RUN_AS_USER``: ``name``, ``uid`` or ``uid:gid``; None when empty or not running as root."""
-    if not spec or os.geteuid() != 0:
-        return None
-    import pwd
-
-    name, _, group = spec.partition(":")
-    entry = pwd.getpwuid(int(name)) if name.isdigit() else pwd.getpwnam(name)
-    return entry.pw_uid, int(group) if group else entry.pw_gid
 
 
 def kill_group(child: subprocess.Popen, *, grace_s: float) -> None:

@@ -12,6 +12,7 @@ import re
 from pathlib import Path
 
 from handlers.core.errors import UsageError
+from ops.local import handoff
 
 MAX_ACCOUNTS = 50
 
@@ -54,6 +55,8 @@ def run(args: argparse.Namespace) -> int:
     if args.port and args.port == args.aws_port:
         raise UsageError("--port and --aws-port must differ")
     labels = tuple(label.strip() for label in args.labels.split(",") if label.strip())
+    handoff.hand_over()  # re-executes without the GitHub secrets in the environment block
+    handoff.take_over()
     args.org = local_org_id(args.org)
     validate(DeployOptions(org_id=args.org, prefix=args.prefix, labels=list(labels)))
     workers = args.workers if args.workers is not None else min(args.accounts, 3)

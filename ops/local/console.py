@@ -9,6 +9,9 @@ from collections.abc import Callable
 from typing import Any
 
 from handlers.core.errors import GipError
+from worker.sandbox import MARKER
+
+NOT_A_SANDBOX = "local mode runs reproductions as you; it is not a sandbox"
 
 
 class QuietReporter:
@@ -32,6 +35,11 @@ class QuietReporter:
 
     def confirm(self, question: str) -> bool:
         return True  # a fresh embedded endpoint: nothing to replace
+
+
+def isolation_notice(mode: str) -> str | None:
+    """Pure: the start-up line when runs do not get their own uid (docs/processor.md)."""
+    return f"notice: {NOT_A_SANDBOX}" if mode == MARKER else None
 
 
 def banner_lines(*, accounts: int, workers: int, url: str, health: str, secret: str,

@@ -38,7 +38,13 @@ from handlers.core.errors import GipError
 from ops.embedded_aws import EmbeddedAws
 from ops.local import aws_setup, samples
 from ops.local.apigw import Gateway
-from ops.local.console import QuietReporter, banner_lines, configure_logging, ensure_free
+from ops.local.console import (
+    QuietReporter,
+    banner_lines,
+    configure_logging,
+    ensure_free,
+    isolation_notice,
+)
 from ops.local.counting import CountingApp
 from ops.local.lambdas import Function, merged_environment
 from ops.local.printer import Printer, StdoutRouter
@@ -46,6 +52,7 @@ from ops.local.schedules import Scheduler, build_jobs
 from ops.local.sqs_mappings import QueuePoller, queue_url
 from ops.local.streams import StreamPoller
 from ops.local.workers import Workers, parent_credentials, worker_environment
+from worker.sandbox import Isolation
 
 log = logging.getLogger("local")
 ROOT = Path(__file__).resolve().parents[2]
@@ -106,6 +113,9 @@ class Supervisor:
         self.gateway = Gateway(o.host, o.port, invoke=self._invoke_webhook, health=self.health,
                                stats=self._stats if o.count_calls else None, on_request=self.say)
         wrap = self._wrap if o.count_calls else None
+        notice = isolation_notice(Isolation.detect().mode)  # the workers decide the same way
+        if notice:
+            self.say(notice)
         ensure_free(o.host, o.aws_port, flag="--aws-port")
         self.aws = EmbeddedAws(o.host, o.aws_port, wrap=wrap).start()
         endpoint = self.aws.url
