@@ -25,7 +25,7 @@ from typing import Any, TextIO
 
 from handlers.core import schemas
 from handlers.core.envelope import Envelope, dumps, iso, normalize_stream, parse_iso, utcnow
-from handlers.core.errors import AwsError, GipError, NotFound, UsageError
+from handlers.core.errors import AwsError, GipError, NotFound, StoreUnavailable, UsageError
 from ops import aws
 from ops.render import table
 from ops.timeparse import parse_instant
@@ -195,6 +195,11 @@ def open_core(args: argparse.Namespace, *, meter: ReadMeter | None = None) -> Co
     return Core(settings, store, Pool(store=store), meter)
 
 
+def _tables_missing(settings: Any, detail: str) -> NotFound:
+    return NotFound(f"the {getattr(settings, 'prefix', '?')}-* tables are not there: deploy first, "
+                    f"or check --prefix/--region ({detail})")
+
+
 @contextlib.contextmanager
 def dynamo_errors(settings: Any = None) -> Iterator[None]:
     """pynamodb failures → one line: a missing table names the prefix to check."""
@@ -202,12 +207,14 @@ def dynamo_errors(settings: Any = None) -> Iterator[None]:
 
     try:
         yield
+    except StoreUnavailable as exc:  # the store's own reads translate already
+        if exc.code == "ResourceNotFoundException":
+            raise _tables_missing(settings, str(exc)) from exc
+        raise
     except PynamoDBException as exc:
         code = exc.cause_response_code or ""
         if code == "ResourceNotFoundException":
-            prefix = getattr(settings, "prefix", "?")
-            raise NotFound(f"the {prefix}-* tables are not there: deploy first, or check --prefix/--region "
-                           f"({exc.cause_response_message or code})") from exc
+            raise _tables_missing(settings, exc.cause_response_message or code) from exc
         if exc.cause is not None and not code:
             raise AwsError(aws.describe(exc.cause, action="dynamodb")) from exc
         raise AwsError(f"DynamoDB error: {code}: {exc.cause_response_message or exc.msg}") from exc
