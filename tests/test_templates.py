@@ -285,17 +285,18 @@ def test_worker_stop_budget_fits_the_ecs_stop_timeout(worker: dict[str, Any]) ->
     assert cfg.stop_budget_s == 100 < container["StopTimeout"]
 
 
-def test_only_the_stock_image_runs_snippets_as_nobody(worker: dict[str, Any]) -> None:
+def test_the_stock_image_runs_the_worker_as_root_so_each_run_gets_its_own_uid(worker: dict[str, Any]) -> None:
     container = worker["Resources"]["WorkerTaskDefinition"]["Properties"]["ContainerDefinitions"][0]
-    # Not in Environment: local mode reuses it, and its python may not be executable by nobody.
+    # One shared snippet user let runs read each other (issue 11): no RUN_AS_USER anywhere.
     assert "RUN_AS_USER" not in {e["Name"] for e in container["Environment"]}
+    assert "User" not in container  # root in the container: worker/sandbox.py hands out per-run uids
     stock, own = container["Command"]["Fn::If"][1][0], container["Command"]["Fn::If"][2]
-    assert "RUN_AS_USER=nobody PYTHONPATH=/opt/app exec python -m worker" in stock
+    assert "RUN_AS_USER" not in stock and stock.rstrip().endswith("PYTHONPATH=/opt/app exec python -m worker")
     # The bundle's deps/ (boto3 included) on the image Python's path through a .pth: snippets
-    # (no PYTHONPATH, run as nobody) can import it; nothing is pip-installed at start.
+    # (no PYTHONPATH, run under their own uid) can import it; nothing is pip-installed at start.
     assert 'sysconfig.get_paths()["purelib"], "gip-bundle.pth"' in stock and "/opt/app/deps" in stock
     assert "pip install" not in stock
-    assert own == ["python", "-m", "worker"]  # worker/Dockerfile already runs as a non-root USER
+    assert own == ["python", "-m", "worker"]
 
 
 def test_member_role_trusts_worker_and_lifecycle_lambdas_with_external_id_and_org(member: dict[str, Any]) -> None:

@@ -71,7 +71,7 @@ def run_start(bundle: SimpleNamespace, tmp_path: Path, key: str) -> tuple[subpro
     app, site = tmp_path / "app", tmp_path / "site"
     site.mkdir(exist_ok=True)
     probe = (f"import os, site, worker; site.addsitedir({json.dumps(str(site))}); import fakedep; "
-             "print(worker.__file__); print(fakedep.__file__); print(os.environ[\"RUN_AS_USER\"])")
+             "print(worker.__file__); print(fakedep.__file__); print(os.environ[\"PYTHONPATH\"])")
     command = (stock_command().replace("/opt/app", str(app))
                .replace('sysconfig.get_paths()["purelib"]', json.dumps(str(site)))
                .replace("python - <<", f"{sys.executable} - <<")
@@ -90,7 +90,7 @@ def test_stock_image_start_command_only_unpacks_the_bundle_and_runs_it(bundle: S
     assert done.returncode == 0, done.stderr[-2000:]
     # The worker from the bundle; its dependencies from deps/ through the .pth (as snippets see them).
     assert done.stdout.split() == [str(app / "worker" / "__init__.py"), str(app / "deps" / "fakedep" / "__init__.py"),
-                                   "nobody"]
+                                   str(app)]
     assert (site / "gip-bundle.pth").read_text() == f"{app}/deps\n"
     assert (app / "schemas" / "envelope.json").exists()
 
