@@ -29,9 +29,14 @@ def _delete_classic(elb: Any, names: list[str], _: CleanupJob) -> None:
         elb.delete_load_balancer(LoadBalancerName=name)
 
 
-def _ecs_services(ecs: Any, _: CleanupJob) -> list[str]:
-    return [arn for cluster in pages(ecs, "list_clusters", "clusterArns")
-            for arn in pages(ecs, "list_services", "serviceArns", cluster=cluster)]
+def _ecs_services(ecs: Any, job: CleanupJob) -> list[str]:
+    out = []
+    for cluster in _ecs_clusters(ecs, job):
+        arns = pages(ecs, "list_services", "serviceArns", cluster=cluster)
+        for start in range(0, len(arns), 10):  # a deleted service stays listed a while as INACTIVE
+            described = ecs.describe_services(cluster=cluster, services=arns[start:start + 10])["services"]
+            out += [s["serviceArn"] for s in described if s.get("status") == "ACTIVE"]
+    return out
 
 
 def _delete_ecs_services(ecs: Any, arns: list[str], _: CleanupJob) -> None:
@@ -43,7 +48,12 @@ def _delete_ecs_services(ecs: Any, arns: list[str], _: CleanupJob) -> None:
 
 
 def _ecs_clusters(ecs: Any, _: CleanupJob) -> list[str]:
-    return pages(ecs, "list_clusters", "clusterArns")
+    arns = pages(ecs, "list_clusters", "clusterArns")
+    out = []
+    for start in range(0, len(arns), 100):  # a deleted cluster stays listed a while as INACTIVE
+        described = ecs.describe_clusters(clusters=arns[start:start + 100])["clusters"]
+        out += [c["clusterArn"] for c in described if c.get("status") == "ACTIVE"]
+    return out
 
 
 def _delete_ecs_clusters(ecs: Any, arns: list[str], _: CleanupJob) -> None:

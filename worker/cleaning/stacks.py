@@ -29,7 +29,8 @@ def _stacks(cfn: Any, job: CleanupJob) -> list[str]:
 
 def _delete_stacks(cfn: Any, names: list[str], job: CleanupJob) -> None:
     for name in names:
-        cfn.update_termination_protection(StackName=name, EnableTerminationProtection=False)
+        if cfn.describe_stacks(StackName=name)["Stacks"][0].get("EnableTerminationProtection"):
+            cfn.update_termination_protection(StackName=name, EnableTerminationProtection=False)
         cfn.delete_stack(StackName=name)
     deadline = time.monotonic() + job.wait_s
     pending = list(names)
