@@ -204,3 +204,18 @@ def test_outcome_needs_the_claim_still_held(core: SimpleNamespace) -> None:
     with pytest.raises(ConcurrencyConflict):
         core.pool.mark_cleaned(aid, lease_id=lease_id, removed=[], cause=C, claim=claim)
     assert core.pool.get(aid).status == CLEANING
+
+
+def test_cleanup_failed_schema_names_a_bad_field(core: SimpleNamespace) -> None:
+    from handlers.core import schemas
+    from handlers.core.envelope import new_event
+
+    def failed(**data: object) -> dict:
+        return {**new_event("AccountCleanupFailed", stream="account-123456789012", data=dict(data), cause=C),
+                "version": 2}
+
+    schemas.validate(failed(lease_id="L", attempt=1, error="boom", residue=["s3:bucket/b"]))
+    with pytest.raises(InvalidEvent, match="data/attempt"):
+        schemas.validate(failed(lease_id="L", attempt=0, error="boom", residue=[]))
+    with pytest.raises(InvalidEvent, match="data/residue"):
+        schemas.validate(failed(lease_id="L", attempt=1, error="boom", residue="s3"))
