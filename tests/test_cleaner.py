@@ -260,3 +260,16 @@ def _make_visible(stack):
     for queue in sqs_backends["123456789012"]["us-east-1"].queues.values():
         for message in queue._messages:
             message.change_visibility(0)
+
+
+def test_allowed_regions_start_with_the_home_region_and_bad_names_are_one_line():
+    from handlers.core.config import Settings
+    from handlers.core.errors import ConfigError
+    from worker.config import WorkerConfig
+
+    settings = Settings.for_prefix("x")
+    assert WorkerConfig.from_env({}, settings=settings).allowed_regions == (settings.region,)
+    cfg = WorkerConfig.from_env({"ALLOWED_REGIONS": " eu-west-1,us-east-1 ,"}, settings=settings)
+    assert cfg.allowed_regions == tuple(dict.fromkeys([settings.region, "eu-west-1", "us-east-1"]))
+    with pytest.raises(ConfigError, match="ALLOWED_REGIONS has 'eu-west-1; rm -rf'"):
+        WorkerConfig.from_env({"ALLOWED_REGIONS": "eu-west-1; rm -rf"}, settings=settings)
