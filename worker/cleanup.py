@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 
 from handlers.core.envelope import Cause, Envelope, account_stream, parse_iso, utcnow
@@ -69,7 +69,6 @@ class Cleanup:
     residue: Callable[[CleanupJob], list[str]] = find_residue
     clock: Callable[[], datetime] = utcnow
     wait_s: float = 600.0
-    stats: dict[str, int] = field(default_factory=dict)
 
     def attempt(self, account_id: str, *, lease_id: str | None, since: datetime | None,
                 cause: Cause, wait_s: float | None = None) -> str:
@@ -95,7 +94,6 @@ class Cleanup:
             error = f"{len(residue)} billable resource(s) left after cleaning" if residue else ""
         except Exception as exc:  # any cleaner failure is a failed attempt
             error = short_error(exc)
-        self.stats["cleanings"] = self.stats.get("cleanings", 0) + 1
         if error:
             return self._failed(claim, error, residue, cause)
         try:
