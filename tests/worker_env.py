@@ -75,14 +75,6 @@ def send_event(stack: SimpleNamespace, url: str, envelope: Envelope) -> None:
     stack.sqs.send_message(QueueUrl=url, MessageBody=json.dumps(event))
 
 
-def member_clients(stack: SimpleNamespace):
-    def factory(account_id: str, lease_id: str | None):
-        creds = MemberCredentials(stack.sts, account_id=account_id, role_name=ROLE,
-                                  external_id="ext-123", lease_id=lease_id or "cleanup")
-        return lambda service: boto3.client(service, **stack.kw, **creds.boto3_kwargs())
-    return factory
-
-
 def member_credentials(stack: SimpleNamespace):
     """(account, lease) → the member role's AWS_* getter, as the worker builds it."""
     def factory(account_id: str, lease_id: str | None):
