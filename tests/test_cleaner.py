@@ -273,3 +273,28 @@ def test_allowed_regions_start_with_the_home_region_and_bad_names_are_one_line()
     assert cfg.allowed_regions == tuple(dict.fromkeys([settings.region, "eu-west-1", "us-east-1"]))
     with pytest.raises(ConfigError, match="ALLOWED_REGIONS has 'eu-west-1; rm -rf'"):
         WorkerConfig.from_env({"ALLOWED_REGIONS": "eu-west-1; rm -rf"}, settings=settings)
+
+
+def test_the_claim_is_renewed_while_a_long_cleaning_runs(stack):
+    # GIVEN a 1-second claim and a cleaner that works for 2.5 seconds
+    member = member_ids(1)[0]
+    register(stack, [member])
+    cause = Cause("c", "t")
+    lease = stack.pool.reserve(issue="issue-octo/demo#1", worker="w", cause=cause)
+    stack.pool.release(member, lease_id=lease.lease_id, cause=cause)
+    cleanup = make_worker(stack).cleanup
+    cleanup.claim_s = 1
+    rivals = []
+
+    def slow(job):
+        import time
+
+        for _ in range(5):  # meanwhile a second cleaner keeps trying to take the account
+            time.sleep(0.5)
+            rivals.append(stack.pool.claim_cleaning(stack.pool.get(member), owner="rival", seconds=1))
+        return []
+
+    cleanup.cleaner = slow
+    # WHEN it cleans, THEN the heartbeat kept the rival out the whole time, and the outcome counts
+    assert cleanup.attempt(member, lease_id=lease.lease_id, since=None, cause=cause) == CLEANED
+    assert rivals == [None] * 5

@@ -33,7 +33,7 @@ def _start_worker(stack, endpoint: str, name: str, count_file: Path) -> subproce
         "RESULTS_BUCKET": s.results_bucket, "PROCESSING_ROLE_NAME": ROLE, "EXTERNAL_ID": "ext-123",
         "WORKER_NAME": name, "WORKER_POLL_SECONDS": "1", "PYTHONPATH": str(ROOT),
         "CLEANER": "tests.fakes.counting_cleaner:clean", "COUNT_FILE": str(count_file), "CLEAN_DELAY": "4",
-        "CLEANUP_CLAIM_SECONDS": "45", "NUKE": "off",
+        "CLEANUP_CLAIM_SECONDS": "10", "NUKE": "off",
     }
     return subprocess.Popen([sys.executable, "-m", "worker"], cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)

@@ -219,3 +219,17 @@ def test_cleanup_failed_schema_names_a_bad_field(core: SimpleNamespace) -> None:
         schemas.validate(failed(lease_id="L", attempt=0, error="boom", residue=[]))
     with pytest.raises(InvalidEvent, match="data/residue"):
         schemas.validate(failed(lease_id="L", attempt=1, error="boom", residue="s3"))
+
+
+def test_a_renewed_claim_keeps_others_out_and_a_lost_one_cannot_be_renewed(core: SimpleNamespace) -> None:
+    aid, _ = _cleaning(core)
+    start = datetime.now(UTC)
+    core.pool.clock = lambda: start
+    claim = core.pool.claim_cleaning(core.pool.get(aid), owner="a", seconds=60)
+    core.pool.clock = lambda: start + timedelta(seconds=50)
+    assert core.pool.renew_claim(claim, seconds=60)
+    core.pool.clock = lambda: start + timedelta(seconds=70)  # past the first expiry, not the renewed one
+    assert core.pool.claim_cleaning(core.pool.get(aid), owner="b", seconds=60) is None
+    core.pool.clock = lambda: start + timedelta(seconds=111)
+    assert core.pool.claim_cleaning(core.pool.get(aid), owner="b", seconds=60) is not None
+    assert not core.pool.renew_claim(claim, seconds=60)

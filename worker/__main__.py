@@ -46,7 +46,7 @@ def build(cfg: WorkerConfig) -> Worker:
 
     # aws-nuke ignores AWS_ENDPOINT_URL: against a local endpoint it would reach for real AWS
     nuke = cfg.nuke or ("off" if s.endpoint_url else "")
-    cleanup = Cleanup(pool=pool, cleaner=load_cleaner(cfg.cleaner, nuke=nuke, timeout_s=cfg.cleanup_claim_s - 120),
+    cleanup = Cleanup(pool=pool, cleaner=load_cleaner(cfg.cleaner, nuke=nuke),
                       member_credentials=member_credentials, regions=cfg.allowed_regions or (s.region,),
                       protection=Protection(prefix=s.prefix, role_name=s.processing_role_name),
                       max_attempts=cfg.max_attempts, claim_s=cfg.cleanup_claim_s, endpoint_url=s.endpoint_url,

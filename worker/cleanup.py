@@ -11,14 +11,18 @@ cleaner holds it, the attempt backs off (:class:`CleanupBusy`) and counts for no
 claim: run the cleaner, then the residue check. Clean → ``AccountCleaned``. Otherwise →
 ``AccountCleanupFailed`` (its attempt number is folded from the log), and on the
 ``max_attempts``-th failure in a row ``AccountQuarantined`` in the same transaction. Recording
-the outcome also ends the claim; a crashed cleaner's claim expires.
+the outcome also ends the claim. While the cleaner works, a heartbeat renews the claim every
+third of its length, so a short claim covers a long aws-nuke run and a crashed cleaner's claim
+lapses soon.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -63,7 +67,7 @@ class Cleanup:
     regions: tuple[str, ...]
     protection: Protection
     max_attempts: int = 3
-    claim_s: int = 2400
+    claim_s: int = 300
     endpoint_url: str | None = None
     management_account: str = ""
     residue: Callable[[CleanupJob], list[str]] = find_residue
@@ -89,8 +93,9 @@ class Cleanup:
         removed: list[str] = []
         residue: list[str] = []
         try:
-            removed = list(self.cleaner(job))
-            residue = list(self.residue(job))
+            with self._held(claim):
+                removed = list(self.cleaner(job))
+                residue = list(self.residue(job))
             error = f"{len(residue)} billable resource(s) left after cleaning" if residue else ""
         except Exception as exc:  # any cleaner failure is a failed attempt
             error = short_error(exc)
@@ -102,6 +107,28 @@ class Cleanup:
             return NOT_NEEDED  # our claim lapsed and another cleaner finished first
         log.info("account %s cleaned: removed %d resource(s)", account_id, len(removed))
         return CLEANED
+
+    @contextmanager
+    def _held(self, claim: Claim) -> Iterator[None]:
+        """Renew ``claim`` every third of its length until the block ends (a daemon thread)."""
+        done = threading.Event()
+
+        def beat() -> None:
+            while not done.wait(self.claim_s / 3):
+                try:
+                    if not self.pool.renew_claim(claim, seconds=self.claim_s):
+                        log.warning("cleaning claim on %s was taken over", claim.account_id)
+                        return
+                except GipError as exc:  # keep cleaning; the outcome write checks the claim anyway
+                    log.warning("cleaning claim renewal failed: %s", exc)
+
+        keeper = threading.Thread(target=beat, daemon=True, name="claim")
+        keeper.start()
+        try:
+            yield
+        finally:
+            done.set()
+            keeper.join(timeout=5)
 
     def _busy(self, account_id: str, lease_id: str | None) -> str:
         if not _wanted(self.pool.get(account_id), lease_id):

@@ -16,7 +16,7 @@
 | ``PROCESSOR`` / ``CLEANER`` | built-in | ``module:function`` plug-ins; ``CLEANER``: also ``builtin`` / ``aws-nuke`` |
 | ``ALLOWED_REGIONS`` | the worker's region | regions the cleaner sweeps (comma-separated) |
 | ``NUKE`` | ``aws-nuke`` on PATH | the aws-nuke binary, or ``off`` (then the built-in cleaner) |
-| ``CLEANUP_CLAIM_SECONDS`` | ``2400`` | how long a cleaner's claim on an account lasts (a crashed one's lapses) |
+| ``CLEANUP_CLAIM_SECONDS`` | ``300`` | a cleaner's claim on an account: renewed while it works, lapses if it crashed |
 """
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ class WorkerConfig:
     cleaner: str = ""
     allowed_regions: tuple[str, ...] = ()
     nuke: str = ""
-    cleanup_claim_s: int = 2400
+    cleanup_claim_s: int = 300
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, settings: Settings | None = None) -> WorkerConfig:
@@ -93,5 +93,5 @@ class WorkerConfig:
             cleaner=e.get("CLEANER", ""),
             allowed_regions=_regions(e.get("ALLOWED_REGIONS", ""), settings.region),
             nuke=e.get("NUKE", ""),
-            cleanup_claim_s=int(e.get("CLEANUP_CLAIM_SECONDS") or 2400),
+            cleanup_claim_s=int(e.get("CLEANUP_CLAIM_SECONDS") or 300),
         )

@@ -222,6 +222,21 @@ class Pool:
             raise AwsError(f"cleaning claim on {expected.account_id} failed: {exc.cause_response_message}") from exc
         return Claim(expected.account_id, owner, expires, expected)
 
+    def renew_claim(self, claim: Claim, *, seconds: int) -> bool:
+        """Push a held claim's expiry out (the cleaner's heartbeat). False if it is no longer ours."""
+        m = self.model
+        condition = (m.cleaning_by == claim.owner) & (m.version == claim.state.version)
+        try:
+            m(account_stream(claim.account_id)).update(
+                actions=[m.claim_expires_at.set(iso(self.clock() + timedelta(seconds=seconds)))],
+                condition=condition)
+        except UpdateError as exc:
+            if exc.cause_response_code == "ConditionalCheckFailedException":
+                return False
+            raise AwsError(f"renewing the cleaning claim on {claim.account_id} failed: "
+                           f"{exc.cause_response_message}") from exc
+        return True
+
     def claim_holder(self, account_id: str) -> tuple[str | None, str | None]:
         """``(cleaning_by, claim_expires_at)`` of the row: for logs and back-off timing."""
         try:
