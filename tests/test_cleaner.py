@@ -298,3 +298,21 @@ def test_the_claim_is_renewed_while_a_long_cleaning_runs(stack):
     # WHEN it cleans, THEN the heartbeat kept the rival out the whole time, and the outcome counts
     assert cleanup.attempt(member, lease_id=lease.lease_id, since=None, cause=cause) == CLEANED
     assert rivals == [None] * 5
+
+
+def test_a_busy_cleanup_message_comes_back_later_without_spending_a_receive(stack):
+    # GIVEN an account whose cleaning another worker has claimed
+    member = member_ids(1)[0]
+    register(stack, [member])
+    cause = Cause("c", "t")
+    lease = stack.pool.reserve(issue="issue-octo/demo#1", worker="w", cause=cause)
+    released = stack.pool.release(member, lease_id=lease.lease_id, cause=cause)
+    assert stack.pool.claim_cleaning(stack.pool.get(member), owner="other", seconds=120)
+    send_event(stack, stack.settings.cleanup_queue_url, released)
+    # WHEN a worker takes the cleanup message
+    assert make_worker(stack).poll_once() == "cleanup_busy"
+    # THEN the message is back on the queue as a fresh, delayed copy: no receive was spent
+    attrs = stack.sqs.get_queue_attributes(QueueUrl=stack.settings.cleanup_queue_url, AttributeNames=["All"])
+    assert attrs["Attributes"]["ApproximateNumberOfMessagesDelayed"] == "1"
+    assert attrs["Attributes"]["ApproximateNumberOfMessagesNotVisible"] == "0"
+    assert types(stack, f"account-{member}")[-1] == "AccountReleased"  # and nothing was recorded

@@ -56,9 +56,10 @@ class Bus(threading.Thread):
 
 
 def _queue_empty(stack) -> bool:
-    attrs = stack.sqs.get_queue_attributes(QueueUrl=stack.settings.cleanup_queue_url, AttributeNames=[
-        "ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"])["Attributes"]
-    return attrs["ApproximateNumberOfMessages"] == "0" and attrs["ApproximateNumberOfMessagesNotVisible"] == "0"
+    names = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible",
+             "ApproximateNumberOfMessagesDelayed"]
+    attrs = stack.sqs.get_queue_attributes(QueueUrl=stack.settings.cleanup_queue_url, AttributeNames=names)
+    return all(attrs["Attributes"].get(name, "0") == "0" for name in names)
 
 
 def test_one_lease_gets_exactly_one_cleaning_with_two_worker_processes(moto_server, tmp_path):

@@ -129,13 +129,26 @@ class Worker:
             return "cleanup_retry"
         except CleanupBusy as exc:  # another cleaner owns it: look again once its claim is over
             log.info("%s", exc)
-            self._visibility(url, msg, min(exc.retry_after_s, backoff_seconds(receives, base=60, cap=900, rng=self.rng)))
+            self._requeue_cleanup(msg, exc.retry_after_s)
             return "cleanup_busy"
         except (ValueError, KeyError) as exc:
             log.error("dropping malformed cleanup message: %s", exc)
             outcome = "malformed"
         self._delete(url, msg)
         return f"cleanup_{outcome}"
+
+    def _requeue_cleanup(self, msg: dict[str, Any], delay: int) -> None:
+        """Back off without spending a receive (a busy account is not a failure, and the cleanup
+        queue's maxReceiveCount is small): a delayed copy, then delete this one. A failed delete
+        leaves a duplicate, which the claim and the account's state make harmless."""
+        url = self.cfg.settings.cleanup_queue_url
+        try:
+            self.sqs.send_message(QueueUrl=url, MessageBody=msg["Body"], DelaySeconds=min(SQS_MAX_DELAY, delay))
+        except (ClientError, BotoCoreError) as exc:
+            log.warning("cleanup requeue failed, backing off in place: %s", exc)
+            self._visibility(url, msg, delay)
+            return
+        self._delete(url, msg)
 
     # --- issue messages -------------------------------------------------------------------------
     def handle_issue(self, msg: dict[str, Any]) -> str:
