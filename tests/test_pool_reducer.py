@@ -136,3 +136,39 @@ def test_fold_and_count_agree_with_step_by_step() -> None:
     accounts = fold(events)
     assert accounts[ACCT] == reserved()
     assert count(accounts.values()) == Counts(usable=1, registered=1)
+
+
+def cleaning(lease: str = "L1") -> Account:
+    return evolve(reserved(lease), ev("AccountReleased", 3, lease_id=lease, issue="issue-o/r#1"))
+
+
+def test_failed_cleanups_stay_cleaning_and_are_counted_until_cleaned() -> None:
+    s = evolve(cleaning(), ev("AccountCleanupFailed", 4, lease_id="L1", attempt=1, error="x", residue=[]))
+    s = evolve(s, ev("AccountCleanupFailed", 5, lease_id="L1", attempt=2, error="x", residue=["s3:bucket/b"]))
+    assert (s.status, s.cleanup_failures, s.cleaning_lease) == (CLEANING, 2, "L1")
+    assert s.usable
+    s = evolve(s, ev("AccountCleaned", 6, lease_id="L1", removed=[]))
+    assert (s.status, s.cleanup_failures) == (AVAILABLE, 0)
+
+
+def test_quarantine_keeps_the_count_and_reinstate_starts_afresh() -> None:
+    s = cleaning()
+    for version in (4, 5, 6):
+        s = evolve(s, ev("AccountCleanupFailed", version, lease_id="L1", attempt=version - 3, error="x", residue=[]))
+    s = evolve(s, ev("AccountQuarantined", 7, reason="cleanup failed 3 times", attempts=3))
+    assert (s.status, s.cleanup_failures) == (QUARANTINED, 3)
+    s = evolve(s, ev("AccountReinstated", 8, reason="fixed", operator="alice"))
+    assert (s.status, s.cleanup_failures) == (CLEANING, 0)
+
+
+@pytest.mark.parametrize(("name", "state", "event"), [
+    ("failed cleanup when available", lambda: evolve(None, REG),
+     ev("AccountCleanupFailed", 2, lease_id=None, attempt=1, error="x", residue=[])),
+    ("failed cleanup when reserved", lambda: reserved(),
+     ev("AccountCleanupFailed", 3, lease_id="L1", attempt=1, error="x", residue=[])),
+    ("failed cleanup for another lease", lambda: cleaning(),
+     ev("AccountCleanupFailed", 4, lease_id="OLD", attempt=1, error="x", residue=[])),
+], ids=["available", "reserved", "other lease"])
+def test_failed_cleanup_is_refused_outside_this_cleaning(name: str, state: Any, event: Envelope) -> None:
+    with pytest.raises(IllegalTransition):
+        evolve(state(), event)

@@ -10,7 +10,7 @@ import boto3
 import pytest
 
 from handlers.core.envelope import Cause
-from handlers.core.errors import IllegalTransition, InvalidEvent, NotFound
+from handlers.core.errors import ConcurrencyConflict, IllegalTransition, InvalidEvent, NotFound
 from handlers.core.pool import AVAILABLE, CLEANING, DEREGISTERED, QUARANTINED, RESERVED, Counts
 from handlers.core.projection import Projections
 
@@ -150,3 +150,86 @@ def test_receive_is_once_per_delivery_and_per_active_run(core: SimpleNamespace) 
     assert second.appended and second.issue.run == 2
     assert [e["type"] for e in core.store.read("issue-o/r#5")] == ["IssueReceived", "IssueSkipped", "IssueReceived"]
     assert Projections(core.store).verify() == []
+
+
+def _cleaning(core: SimpleNamespace) -> tuple[str, str]:
+    (aid,) = register(core, 1)
+    lease = core.pool.reserve(issue="issue-o/r#1", worker="w", cause=C)
+    core.pool.release(aid, lease_id=lease.lease_id, cause=C)
+    return aid, lease.lease_id
+
+
+def test_only_one_cleaning_claim_at_a_time_and_it_lapses(core: SimpleNamespace) -> None:
+    aid, _ = _cleaning(core)
+    state = core.pool.get(aid)
+    first = core.pool.claim_cleaning(state, owner="a", seconds=60)
+    assert first is not None and core.pool.claim_holder(aid) == ("a", first.expires_at)
+    assert core.pool.claim_cleaning(state, owner="b", seconds=60) is None
+    later = datetime.now(UTC) + timedelta(seconds=61)
+    core.pool.clock = lambda: later
+    assert core.pool.claim_cleaning(state, owner="b", seconds=60) is not None
+    assert core.pool.claim_holder(aid)[0] == "b"
+
+
+def test_claims_are_refused_outside_cleaning(core: SimpleNamespace) -> None:
+    (aid,) = register(core, 1)
+    assert core.pool.claim_cleaning(core.pool.get(aid), owner="a", seconds=60) is None
+
+
+def test_third_failure_quarantines_in_the_same_transaction(core: SimpleNamespace, monkeypatch: pytest.MonkeyPatch) -> None:
+    aid, lease_id = _cleaning(core)
+    for attempt in (1, 2, 3):
+        claim = core.pool.claim_cleaning(core.pool.get(aid), owner=f"w{attempt}", seconds=60)
+        calls = transact_calls(monkeypatch, core)
+        events = core.pool.cleanup_failed(claim, error="boom", residue=["s3:bucket/b"], cause=C, quarantine_after=3)
+        assert [c for c in calls if c not in ("Query", "GetItem")] == ["TransactWriteItems"]
+        assert events[0]["data"] == {"lease_id": lease_id, "attempt": attempt, "error": "boom",
+                                     "residue": ["s3:bucket/b"]}
+        monkeypatch.undo()
+    assert [e["type"] for e in events] == ["AccountCleanupFailed", "AccountQuarantined"]
+    assert events[1]["data"]["attempts"] == 3
+    state = core.pool.get(aid)
+    assert (state.status, state.cleanup_failures) == (QUARANTINED, 3)
+    assert core.pool.counts() == Counts(usable=0, registered=1, quarantined=1)
+    assert core.pool.claim_holder(aid) == (None, None)  # the outcome's row write ended the claim
+    assert Projections(core.store).verify() == []
+
+
+def test_outcome_needs_the_claim_still_held(core: SimpleNamespace) -> None:
+    aid, lease_id = _cleaning(core)
+    claim = core.pool.claim_cleaning(core.pool.get(aid), owner="a", seconds=60)
+    later = datetime.now(UTC) + timedelta(seconds=61)
+    core.pool.clock = lambda: later
+    assert core.pool.claim_cleaning(core.pool.get(aid), owner="b", seconds=60) is not None
+    with pytest.raises(ConcurrencyConflict):
+        core.pool.mark_cleaned(aid, lease_id=lease_id, removed=[], cause=C, claim=claim)
+    assert core.pool.get(aid).status == CLEANING
+
+
+def test_cleanup_failed_schema_names_a_bad_field(core: SimpleNamespace) -> None:
+    from handlers.core import schemas
+    from handlers.core.envelope import new_event
+
+    def failed(**data: object) -> dict:
+        return {**new_event("AccountCleanupFailed", stream="account-123456789012", data=dict(data), cause=C),
+                "version": 2}
+
+    schemas.validate(failed(lease_id="L", attempt=1, error="boom", residue=["s3:bucket/b"]))
+    with pytest.raises(InvalidEvent, match="data/attempt"):
+        schemas.validate(failed(lease_id="L", attempt=0, error="boom", residue=[]))
+    with pytest.raises(InvalidEvent, match="data/residue"):
+        schemas.validate(failed(lease_id="L", attempt=1, error="boom", residue="s3"))
+
+
+def test_a_renewed_claim_keeps_others_out_and_a_lost_one_cannot_be_renewed(core: SimpleNamespace) -> None:
+    aid, _ = _cleaning(core)
+    start = datetime.now(UTC)
+    core.pool.clock = lambda: start
+    claim = core.pool.claim_cleaning(core.pool.get(aid), owner="a", seconds=60)
+    core.pool.clock = lambda: start + timedelta(seconds=50)
+    assert core.pool.renew_claim(claim, seconds=60)
+    core.pool.clock = lambda: start + timedelta(seconds=70)  # past the first expiry, not the renewed one
+    assert core.pool.claim_cleaning(core.pool.get(aid), owner="b", seconds=60) is None
+    core.pool.clock = lambda: start + timedelta(seconds=111)
+    assert core.pool.claim_cleaning(core.pool.get(aid), owner="b", seconds=60) is not None
+    assert not core.pool.renew_claim(claim, seconds=60)

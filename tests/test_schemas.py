@@ -14,7 +14,7 @@ from handlers.core.errors import InvalidEvent
 CATALOG = {
     "IssueReceived", "IssueQueued", "IssueSkipped", "IssueProcessingStarted", "IssueProcessed",
     "IssueProcessingFailed", "AccountRegistered", "AccountReserved", "AccountLeaseRenewed",
-    "AccountReleased", "AccountTimedOut", "AccountCleaned", "AccountQuarantined",
+    "AccountReleased", "AccountTimedOut", "AccountCleaned", "AccountCleanupFailed", "AccountQuarantined",
     "AccountDeregistered", "AccountReinstated",
 }
 

@@ -12,7 +12,7 @@ import boto3
 
 from handlers.core.envelope import Cause, Envelope, issue_stream
 from tests.conftest import make_core
-from worker.cleaner import clean
+from worker.cleaner import Protection, clean
 from worker.cleanup import Cleanup
 from worker.config import WorkerConfig
 from worker.credentials import MemberCredentials
@@ -75,11 +75,11 @@ def send_event(stack: SimpleNamespace, url: str, envelope: Envelope) -> None:
     stack.sqs.send_message(QueueUrl=url, MessageBody=json.dumps(event))
 
 
-def member_clients(stack: SimpleNamespace):
+def member_credentials(stack: SimpleNamespace):
+    """(account, lease) → the member role's AWS_* getter, as the worker builds it."""
     def factory(account_id: str, lease_id: str | None):
-        creds = MemberCredentials(stack.sts, account_id=account_id, role_name=ROLE,
-                                  external_id="ext-123", lease_id=lease_id or "cleanup")
-        return lambda service: boto3.client(service, **stack.kw, **creds.boto3_kwargs())
+        return MemberCredentials(stack.sts, account_id=account_id, role_name=ROLE,
+                                 external_id="ext-123", lease_id=lease_id or "cleanup").get
     return factory
 
 
@@ -88,8 +88,10 @@ def make_worker(stack: SimpleNamespace, *, processor=reproduce, cleaner=clean, c
     defaults: dict[str, Any] = {"name": "w1", "poll_wait_s": 0, "heartbeat_s": 30, "visibility_s": 60,
                                 "limits": Limits(timeout_s=20, output_cap=100_000)}
     config = WorkerConfig(settings=stack.settings, **{**defaults, **cfg})
-    cleanup = Cleanup(pool=stack.pool, cleaner=cleaner, member_clients=member_clients(stack),
-                      region=REGION, max_attempts=config.max_attempts)
+    cleanup = Cleanup(pool=stack.pool, cleaner=cleaner, member_credentials=member_credentials(stack),
+                      regions=(REGION,), protection=Protection(prefix=stack.settings.prefix, role_name=ROLE),
+                      max_attempts=config.max_attempts, endpoint_url=stack.kw["endpoint_url"],
+                      management_account="123456789012")
     kw: dict[str, Any] = {"clock": clock} if clock else {}
     return Worker(config, sqs=stack.sqs, s3=stack.s3, sts=stack.sts, pool=stack.pool,
                   issues=stack.issues, processor=processor, cleanup=cleanup,

@@ -15,7 +15,7 @@ from handlers.core.errors import ConfigError, GipError
 from handlers.core.issue_service import Issues
 from handlers.core.models import Tables
 from handlers.core.pool_service import Pool
-from worker.cleaner import load_cleaner
+from worker.cleaner import Protection, load_cleaner
 from worker.cleanup import Cleanup
 from worker.config import WorkerConfig
 from worker.credentials import MemberCredentials
@@ -39,18 +39,30 @@ def build(cfg: WorkerConfig) -> Worker:
     tables = Tables.from_settings(s)
     pool = Pool.from_settings(s, tables)
 
-    def member_clients(account_id: str, lease_id: str | None) -> Any:
-        creds = MemberCredentials(sts, account_id=account_id, role_name=s.processing_role_name,
-                                  external_id=s.external_id, lease_id=lease_id or "cleanup",
-                                  worker=cfg.name)
-        return lambda service: boto3.client(service, region_name=s.region, **creds.boto3_kwargs())
+    def member_credentials(account_id: str, lease_id: str | None) -> Any:
+        return MemberCredentials(sts, account_id=account_id, role_name=s.processing_role_name,
+                                 external_id=s.external_id, lease_id=lease_id or "cleanup",
+                                 worker=cfg.name).get
 
-    cleanup = Cleanup(pool=pool, cleaner=load_cleaner(cfg.cleaner), member_clients=member_clients,
-                      region=s.region, max_attempts=cfg.max_attempts)
+    # aws-nuke ignores AWS_ENDPOINT_URL: against a local endpoint it would reach for real AWS
+    nuke = cfg.nuke or ("off" if s.endpoint_url else "")
+    cleanup = Cleanup(pool=pool, cleaner=load_cleaner(cfg.cleaner, nuke=nuke),
+                      member_credentials=member_credentials, regions=cfg.allowed_regions or (s.region,),
+                      protection=Protection(prefix=s.prefix, role_name=s.processing_role_name),
+                      max_attempts=cfg.max_attempts, claim_s=cfg.cleanup_claim_s, endpoint_url=s.endpoint_url,
+                      management_account=_own_account(sts))
     return Worker(cfg, sqs=boto3.client("sqs", region_name=s.region),
                   s3=boto3.client("s3", region_name=s.region), sts=sts, pool=pool,
                   issues=Issues.from_settings(s, tables), processor=load_processor(cfg.processor),
                   cleanup=cleanup)
+
+
+def _own_account(sts: Any) -> str:
+    """The management account (where the worker runs): aws-nuke's blocklist."""
+    try:
+        return str(sts.get_caller_identity()["Account"])
+    except (BotoCoreError, ClientError) as exc:
+        raise ConfigError(f"cannot tell the worker's own account: {exc}") from exc
 
 
 def main() -> int:

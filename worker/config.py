@@ -14,19 +14,35 @@
 | ``RUN_UID_RANGE`` | ``200000-200999`` | when the worker is root: each run gets its own uid/gid from this range |
 | ``RUN_AS_USER`` | (ignored) | obsolete: one shared user let runs read each other; per-run uids replace it |
 | ``STOP_BUDGET_SECONDS`` | ``25`` | time allowed for cleanup after SIGTERM (ECS stop timeout 30 s) |
-| ``PROCESSOR`` / ``CLEANER`` | built-in | ``module:function`` plug-ins |
+| ``PROCESSOR`` / ``CLEANER`` | built-in | ``module:function`` plug-ins; ``CLEANER``: also ``builtin`` / ``aws-nuke`` |
+| ``ALLOWED_REGIONS`` | the worker's region | regions the cleaner sweeps (comma-separated) |
+| ``NUKE`` | ``aws-nuke`` on PATH | the aws-nuke binary, or ``off`` (then the built-in cleaner) |
+| ``CLEANUP_CLAIM_SECONDS`` | ``300`` | a cleaner's claim on an account: renewed while it works, lapses if it crashed |
 """
 
 from __future__ import annotations
 
 import os
+import re
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from handlers.core.config import Settings
+from handlers.core.errors import ConfigError
 from worker.runner import Limits
 from worker.sandbox import Isolation
+
+_REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d{1,2}$")
+
+
+def _regions(spec: str, home: str) -> tuple[str, ...]:
+    """The home region first (global services are called there), then the others."""
+    names = [r.strip() for r in spec.split(",") if r.strip()]
+    bad = [r for r in names if not _REGION.match(r)]
+    if bad:
+        raise ConfigError(f"ALLOWED_REGIONS has {bad[0]!r}, which is not a region name like us-east-1")
+    return tuple(dict.fromkeys([home, *names])) if names else (home,)
 
 
 @dataclass(frozen=True)
@@ -44,6 +60,9 @@ class WorkerConfig:
     stop_budget_s: float = 25
     processor: str = ""
     cleaner: str = ""
+    allowed_regions: tuple[str, ...] = ()
+    nuke: str = ""
+    cleanup_claim_s: int = 300
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, settings: Settings | None = None) -> WorkerConfig:
@@ -67,4 +86,7 @@ class WorkerConfig:
             stop_budget_s=float(e.get("STOP_BUDGET_SECONDS") or 25),
             processor=e.get("PROCESSOR", ""),
             cleaner=e.get("CLEANER", ""),
+            allowed_regions=_regions(e.get("ALLOWED_REGIONS", ""), settings.region),
+            nuke=e.get("NUKE", ""),
+            cleanup_claim_s=int(e.get("CLEANUP_CLAIM_SECONDS") or 300),
         )

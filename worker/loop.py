@@ -28,7 +28,7 @@ from handlers.core.issue import FAILED, RUNNING, Issue
 from handlers.core.issue_service import Issues
 from handlers.core.pool_service import Lease, Pool
 from worker import results
-from worker.cleanup import Cleanup, CleanupFailed
+from worker.cleanup import Cleanup, CleanupBusy, CleanupFailed
 from worker.config import WorkerConfig
 from worker.credentials import MemberCredentials, session_seconds
 from worker.messages import DROP, WAIT, backoff_seconds, envelope_of, message_action
@@ -129,15 +129,32 @@ class Worker:
         receives = int(msg.get("Attributes", {}).get("ApproximateReceiveCount", 1))
         try:
             event = envelope_of(msg["Body"])
-            outcome = self.cleanup.from_event(event, receive_count=receives, actor=self.actor)
+            outcome = self.cleanup.from_event(event, actor=self.actor)
         except CleanupFailed:
             self._visibility(url, msg, backoff_seconds(receives, base=30, cap=900, rng=self.rng))
             return "cleanup_retry"
+        except CleanupBusy as exc:  # another cleaner owns it: look again once its claim is over
+            log.info("%s", exc)
+            self._requeue_cleanup(msg, exc.retry_after_s)
+            return "cleanup_busy"
         except (ValueError, KeyError) as exc:
             log.error("dropping malformed cleanup message: %s", exc)
             outcome = "malformed"
         self._delete(url, msg)
         return f"cleanup_{outcome}"
+
+    def _requeue_cleanup(self, msg: dict[str, Any], delay: int) -> None:
+        """Back off without spending a receive (a busy account is not a failure, and the cleanup
+        queue's maxReceiveCount is small): a delayed copy, then delete this one. A failed delete
+        leaves a duplicate, which the claim and the account's state make harmless."""
+        url = self.cfg.settings.cleanup_queue_url
+        try:
+            self.sqs.send_message(QueueUrl=url, MessageBody=msg["Body"], DelaySeconds=min(SQS_MAX_DELAY, delay))
+        except (ClientError, BotoCoreError) as exc:
+            log.warning("cleanup requeue failed, backing off in place: %s", exc)
+            self._visibility(url, msg, delay)
+            return
+        self._delete(url, msg)
 
     # --- issue messages -------------------------------------------------------------------------
     def handle_issue(self, msg: dict[str, Any]) -> str:
@@ -329,10 +346,11 @@ class Worker:
         settle()
         try:
             self.cleanup.attempt(lease.account_id, lease_id=lease.lease_id, since=parse_iso(lease.reserved_at),
-                                 attempt=1, cause=cause,
-                                 wait_s=self.cfg.stop_budget_s if self.stop.is_set() else None)
+                                 cause=cause, wait_s=self.cfg.stop_budget_s if self.stop.is_set() else None)
         except CleanupFailed as exc:
             log.warning("%s; the cleanup queue retries it", exc)
+        except CleanupBusy as exc:
+            log.info("%s; leaving it to that cleaner", exc)
 
     def _fail_if_still_ours(self, repo: str, number: int, lease: Lease, attempt: int, cause: Cause) -> None:
         """The lease was taken away. The sweeper (or deregistration) normally failed the run

@@ -108,6 +108,11 @@ class AccountRow(Model):
     reason = UnicodeAttribute(null=True)
     registered_at = UnicodeAttribute(null=True)
     updated_at = UnicodeAttribute(null=True)
+    cleanup_failures = NumberAttribute(null=True)
+    # The single-owner cleaning claim: operational, not folded from the log (verify ignores it;
+    # every event's row put clears it, so an attempt's outcome event also ends its claim).
+    cleaning_by = UnicodeAttribute(null=True)
+    claim_expires_at = UnicodeAttribute(null=True)
     # counts row only
     usable = NumberAttribute(null=True)
     registered = NumberAttribute(null=True)

@@ -6,6 +6,7 @@ transition by evolving), by ``replay --as-of`` and by ``--verify``. Illegal tran
 
     (none) ─Registered─▶ AVAILABLE ─Reserved─▶ RESERVED ─LeaseRenewed─▶ RESERVED
     RESERVED ─Released / TimedOut─▶ CLEANING ─Cleaned─▶ AVAILABLE
+    CLEANING ─CleanupFailed─▶ CLEANING (``cleanup_failures`` + 1; Cleaned resets it)
     CLEANING ─Quarantined─▶ QUARANTINED ─Reinstated─▶ CLEANING
     any ─Deregistered─▶ DEREGISTERED ─Registered─▶ AVAILABLE (rejoins via StackSet / reconcile)
 """
@@ -46,6 +47,7 @@ class Account:
     expires_at: str | None = None
     cleaning_lease: str | None = None
     reason: str | None = None
+    cleanup_failures: int = 0  # consecutive failed cleanup attempts, folded from AccountCleanupFailed
 
     @property
     def usable(self) -> bool:
@@ -129,7 +131,14 @@ def evolve(state: Account | None, event: Envelope) -> Account:
             raise _refuse(state, event)
         if data.get("lease_id") != state.cleaning_lease:
             raise _refuse(state, event, f"cleanup is for lease {state.cleaning_lease}")
-        return _with(state, {**base, "status": AVAILABLE, "cleaning_lease": None, "reason": None})
+        return _with(state, {**base, "status": AVAILABLE, "cleaning_lease": None, "reason": None,
+                             "cleanup_failures": 0})
+    if kind == "AccountCleanupFailed":
+        if state.status != CLEANING:
+            raise _refuse(state, event)
+        if data.get("lease_id") != state.cleaning_lease:
+            raise _refuse(state, event, f"cleanup is for lease {state.cleaning_lease}")
+        return _with(state, {**base, "cleanup_failures": state.cleanup_failures + 1})
     if kind == "AccountQuarantined":
         if state.status != CLEANING:
             raise _refuse(state, event)
@@ -137,7 +146,8 @@ def evolve(state: Account | None, event: Envelope) -> Account:
     if kind == "AccountReinstated":
         if state.status != QUARANTINED:
             raise _refuse(state, event)
-        return _with(state, {**base, "status": CLEANING, "cleaning_lease": None, "reason": None})
+        return _with(state, {**base, "status": CLEANING, "cleaning_lease": None, "reason": None,
+                             "cleanup_failures": 0})
     if kind == "AccountDeregistered":
         return _with(state, {**base, **_LEASE_CLEARED, "status": DEREGISTERED,
                              "reason": data["reason"], "cleaning_lease": None})

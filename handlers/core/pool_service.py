@@ -16,12 +16,15 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from pynamodb.exceptions import UpdateError
+
 from handlers.core.config import Settings
 from handlers.core.envelope import Cause, Envelope, account_stream, iso, new_event, utcnow
-from handlers.core.errors import ConcurrencyConflict, IllegalTransition, NotFound
+from handlers.core.errors import AwsError, ConcurrencyConflict, IllegalTransition, NotFound
 from handlers.core.models import Tables
 from handlers.core.pool import (
     AVAILABLE,
+    CLEANING,
     DEREGISTERED,
     Account,
     Counts,
@@ -45,6 +48,16 @@ class Lease:
     reserved_at: str
     expires_at: str
     event: Envelope
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A held cleaning claim: ``owner`` alone may record this cleanup's outcome until ``expires_at``."""
+
+    account_id: str
+    owner: str
+    expires_at: str
+    state: Account  # the state the claim was taken on (a claim does not change the version)
 
 
 @dataclass
@@ -194,10 +207,69 @@ class Pool:
         data = {"lease_id": lease_id, "issue": state.issue or "", "reserved_at": state.reserved_at or ""}
         return self._apply(account_id, "AccountTimedOut", data, cause, expected=state)
 
+    def claim_cleaning(self, expected: Account, *, owner: str, seconds: int) -> Claim | None:
+        """Take the single-owner cleaning claim on a CLEANING account (a conditional update of
+        its row, no event). None when another cleaner holds an unexpired claim or the row moved
+        past ``expected``. The claim expires so that a crashed cleaner never wedges the account."""
+        m, now = self.model, self.clock()
+        expires = iso(now + timedelta(seconds=seconds))
+        condition = ((m.version == expected.version) & (m.status == CLEANING)
+                     & (m.cleaning_by.does_not_exist() | (m.claim_expires_at < iso(now))))
+        try:
+            m(account_stream(expected.account_id)).update(
+                actions=[m.cleaning_by.set(owner), m.claim_expires_at.set(expires)], condition=condition)
+        except UpdateError as exc:
+            if exc.cause_response_code == "ConditionalCheckFailedException":
+                return None
+            raise AwsError(f"cleaning claim on {expected.account_id} failed: {exc.cause_response_message}") from exc
+        return Claim(expected.account_id, owner, expires, expected)
+
+    def renew_claim(self, claim: Claim, *, seconds: int) -> bool:
+        """Push a held claim's expiry out (the cleaner's heartbeat). False if it is no longer ours."""
+        m = self.model
+        condition = (m.cleaning_by == claim.owner) & (m.version == claim.state.version)
+        try:
+            m(account_stream(claim.account_id)).update(
+                actions=[m.claim_expires_at.set(iso(self.clock() + timedelta(seconds=seconds)))],
+                condition=condition)
+        except UpdateError as exc:
+            if exc.cause_response_code == "ConditionalCheckFailedException":
+                return False
+            raise AwsError(f"renewing the cleaning claim on {claim.account_id} failed: "
+                           f"{exc.cause_response_message}") from exc
+        return True
+
+    def claim_holder(self, account_id: str) -> tuple[str | None, str | None]:
+        """``(cleaning_by, claim_expires_at)`` of the row: for logs and back-off timing."""
+        try:
+            row = self.model.get(account_stream(account_id), consistent_read=True)
+        except self.model.DoesNotExist:
+            return None, None
+        return row.cleaning_by, row.claim_expires_at
+
     def mark_cleaned(self, account_id: str, *, lease_id: str | None, removed: list[str],
-                     cause: Cause) -> Envelope:
-        return self._apply(account_id, "AccountCleaned",
-                           {"lease_id": lease_id, "removed": list(removed)}, cause)
+                     cause: Cause, claim: Claim | None = None) -> Envelope:
+        """CLEANING → AVAILABLE. With ``claim``, only while that claim is still ours."""
+        data = {"lease_id": lease_id, "removed": list(removed)}
+        if claim is None:
+            return self._apply(account_id, "AccountCleaned", data, cause)
+        return self._apply_all(account_id, [("AccountCleaned", data)], cause, expected=claim.state,
+                               owner=claim.owner)[0]
+
+    def cleanup_failed(self, claim: Claim, *, error: str, residue: list[str], cause: Cause,
+                       quarantine_after: int) -> list[Envelope]:
+        """Record one failed attempt (``AccountCleanupFailed``; its number is folded from the log)
+        and, on the ``quarantine_after``-th in a row, ``AccountQuarantined`` in the same transaction."""
+        state = claim.state
+        attempt = state.cleanup_failures + 1
+        changes: list[tuple[str, dict[str, Any]]] = [("AccountCleanupFailed", {
+            "lease_id": state.cleaning_lease, "attempt": attempt, "error": error[:1000] or "failed",
+            "residue": [r[:300] for r in residue[:200]]})]
+        if attempt >= quarantine_after:
+            changes.append(("AccountQuarantined", {
+                "reason": f"cleanup failed {attempt} times in a row: {error}"[:1000], "attempts": attempt,
+                "lease_id": state.cleaning_lease}))
+        return self._apply_all(claim.account_id, changes, cause, expected=state, owner=claim.owner)
 
     def quarantine(self, account_id: str, *, reason: str, attempts: int, cause: Cause) -> Envelope:
         state = self._require(account_id)
@@ -226,24 +298,36 @@ class Pool:
 
     def _apply(self, account_id: str, type_: str, data: dict[str, Any], cause: Cause, *,
                expected: Account | str | None = "read") -> Envelope:
+        return self._apply_all(account_id, [(type_, data)], cause, expected=expected)[0]
+
+    def _apply_all(self, account_id: str, changes: list[tuple[str, dict[str, Any]]], cause: Cause, *,
+                   expected: Account | str | None = "read", owner: str | None = None) -> list[Envelope]:
+        """Append ``changes`` as consecutive events with the row (and counts) in ONE transaction.
+        ``owner``: the row's cleaning claim must still be held by that owner."""
         state = self.get(account_id) if expected == "read" else expected
         assert not isinstance(state, str)
         stream = account_stream(account_id)
         version = state.version if state else 0
-        event = new_event(type_, stream=stream, data=data, cause=cause, occurred_at=self.clock())
-        after = evolve(state, {**event, "version": version + 1})  # type: ignore[typeddict-item]
-        rows = [self._row_write(state, after)]
+        events, after = [], state
+        for offset, (type_, data) in enumerate(changes, start=1):
+            event = new_event(type_, stream=stream, data=data, cause=cause, occurred_at=self.clock())
+            after = evolve(after, {**event, "version": version + offset})  # type: ignore[typeddict-item]
+            events.append(event)
+        assert after is not None
+        rows = [self._row_write(state, after, owner=owner)]
         delta = counts_delta(state, after)
         if any(delta.as_dict().values()):
-            rows.append(self._counts_write(delta, event["occurred_at"][:10]))
-        return self.store.append(stream, version, [event], rows=rows)[0]
+            rows.append(self._counts_write(delta, events[0]["occurred_at"][:10]))
+        return self.store.append(stream, version, events, rows=rows)
 
-    def _row_write(self, before: Account | None, after: Account) -> RowWrite:
+    def _row_write(self, before: Account | None, after: Account, *, owner: str | None = None) -> RowWrite:
         # Every transition leaves or enters AVAILABLE, so a fresh random key each time keeps the
         # status index's order random without ever reading the old key.
         row = row_from_account(self.model, after, rand=self.rng.random())
         m = self.model
         condition = m.pk.does_not_exist() if before is None else (m.version == before.version)
+        if owner is not None:
+            condition = condition & (m.cleaning_by == owner)
         return RowWrite(row, condition=condition, tag="row")
 
     def _counts_write(self, delta: Counts, day: str) -> RowWrite:
@@ -260,7 +344,7 @@ def account_from_row(row: Any) -> Account:
         role_arn=row.role_arn or "", source=row.source or "", registered_at=row.registered_at or "",
         updated_at=row.updated_at or "", lease_id=row.lease_id, issue=row.issue, worker=row.worker,
         reserved_at=row.reserved_at, expires_at=row.expires_at, cleaning_lease=row.cleaning_lease,
-        reason=row.reason,
+        reason=row.reason, cleanup_failures=int(row.cleanup_failures or 0),
     )
 
 
@@ -273,4 +357,5 @@ def row_from_account(model: Any, account: Account, *, rand: float) -> Any:
         lease_id=account.lease_id, cleaning_lease=account.cleaning_lease, issue=account.issue,
         worker=account.worker, role_arn=account.role_arn, source=account.source,
         reason=account.reason, registered_at=account.registered_at, updated_at=account.updated_at,
+        cleanup_failures=account.cleanup_failures or None,
     )

@@ -27,6 +27,7 @@ KEYS: dict[str, tuple[str, ...]] = {
     "AccountReleased": ("issue", "lease_id"),
     "AccountTimedOut": ("issue", "lease_id"),
     "AccountCleaned": ("lease_id", "removed"),
+    "AccountCleanupFailed": ("attempt", "error", "residue"),
     "AccountQuarantined": ("reason", "attempts"),
     "AccountReinstated": ("reason", "operator"),
     "AccountDeregistered": ("reason",),
