@@ -231,8 +231,9 @@ def _build(options: DeployOptions, reporter: stacks.Reporter) -> dict[str, packa
 def _parameters(
     options: DeployOptions, *, bucket: str, external_id: str, artifacts: dict[str, packaging.Artifact]
 ) -> dict[str, dict[str, str]]:
+    # AllowedRegions: the regions the SCP allows are the regions the cleaner sweeps.
     common = {"Prefix": options.prefix, "OrgId": options.org_id, "ArtifactsBucket": bucket,
-              "ExternalId": external_id}
+              "ExternalId": external_id, "AllowedRegions": ",".join(options.regions)}
     return {
         "management.yaml": {
             **common,
@@ -241,7 +242,6 @@ def _parameters(
             "TrustedPermissions": options.trusted_permissions,
             "BotLogin": options.bot_login,
             "TargetOuIds": ",".join(options.ou_ids),
-            "AllowedRegions": ",".join(options.regions),
             "Guardrails": options.guardrails or "default",
         },
         "worker.yaml": {

@@ -162,10 +162,13 @@ def test_lifecycle_lambdas_get_the_env_they_read(mgmt: dict[str, Any]) -> None:
     assert mgmt["Parameters"]["TargetOuIds"]["Default"] == ""  # empty = the whole organization
     from ops.deploy import DeployOptions, _parameters
 
-    opts = DeployOptions(org_id="o-abcdefghij", ou_ids=["ou-ab12-abcdefgh", "ou-ab12-ijklmnop"])
+    opts = DeployOptions(org_id="o-abcdefghij", ou_ids=["ou-ab12-abcdefgh", "ou-ab12-ijklmnop"],
+                         regions=["eu-west-1", "us-east-1"])
     params = _parameters(opts, bucket="b", external_id="x", artifacts={
         "lambda": SimpleNamespace(key="l.zip"), "worker": SimpleNamespace(key="w.zip")})
     assert params["management.yaml"]["TargetOuIds"] == "ou-ab12-abcdefgh,ou-ab12-ijklmnop"
+    # The cleaner sweeps exactly the regions the guardrails SCP leaves open.
+    assert params["management.yaml"]["AllowedRegions"] == params["worker.yaml"]["AllowedRegions"] == "eu-west-1,us-east-1"
 
 
 def _role_of(template: dict[str, Any], function: str) -> dict[str, Any]:
