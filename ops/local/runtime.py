@@ -257,8 +257,9 @@ class Supervisor:
             )["Attributes"]
             depths[name.lower()] = {"visible": int(attrs["ApproximateNumberOfMessages"]),
                                     "in_flight": int(attrs["ApproximateNumberOfMessagesNotVisible"])}
-            dlq += int(sqs.get_queue_attributes(QueueUrl=self.outputs[f"{name}DlqUrl"],
-                                                AttributeNames=["ApproximateNumberOfMessages"])
+        # Each queue's DLQ, plus the notifier rule's own (EventBridge cannot use a FIFO DLQ).
+        for url in [*(self.outputs[f"{name}DlqUrl"] for name in QUEUES), self.outputs["NotifierRuleDlqUrl"]]:
+            dlq += int(sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"])
                        ["Attributes"]["ApproximateNumberOfMessages"])
         depths["dlq_total"] = dlq
         return depths
