@@ -35,6 +35,7 @@ from ops import (
     first_create,
     guardrails,
     local_gaps,
+    nuke_release,
     packaging,
     pool_scope,
     schema_registry,
@@ -79,6 +80,8 @@ class DeployOptions:
     member_policy_arns: list[str] = field(default_factory=lambda: ["arn:aws:iam::aws:policy/PowerUserAccess"])
     vendor_deps: bool = True
     installer: packaging.Installer | None = None  # None + vendor_deps: pip
+    vendor_nuke: bool = True  # the pinned aws-nuke in the worker bundle (--no-nuke: built-in cleaner)
+    nuke_fetcher: nuke_release.Fetcher = nuke_release.download
     source_root: Path = ROOT  # where handlers/, schemas/, worker/ and setup.cfg live
     stackset: bool = True
     adopt: bool = False  # import empty leftovers of an earlier failed create
@@ -224,7 +227,13 @@ def _build(options: DeployOptions, reporter: stacks.Reporter) -> dict[str, packa
         installer = packaging.pip_installer()
     if installer is None:
         reporter.notice("bundles built without vendored dependencies (--no-deps)")
-    return {kind: packaging.build(kind, root=options.source_root, installer=installer)
+    nuke = None
+    # Only the stock image runs the bundle's aws-nuke; locally aws-nuke is off (it ignores the endpoint).
+    if options.vendor_nuke and installer is not None and not options.local and not options.worker_image:
+        nuke = nuke_release.aws_nuke_binary(fetch=options.nuke_fetcher)
+    elif not options.worker_image and not options.local:
+        reporter.notice("worker bundle without aws-nuke: the stock image cleans with the built-in cleaner")
+    return {kind: packaging.build(kind, root=options.source_root, installer=installer, nuke=nuke)
             for kind in ("lambda", "worker")}
 
 
@@ -349,6 +358,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--member-policy-arns", default="arn:aws:iam::aws:policy/PowerUserAccess",
                         help="managed policies of the member processing role, comma-separated")
     parser.add_argument("--no-deps", action="store_true", help="do not vendor dependencies into the bundles")
+    parser.add_argument("--no-nuke", action="store_true",
+                        help="leave aws-nuke out of the worker bundle (the built-in cleaner cleans)")
     parser.add_argument("--no-stackset", action="store_true", help="skip the member StackSet")
     parser.add_argument("--adopt", action="store_true",
                         help="import the empty event table/results bucket left by an earlier failed create")
@@ -366,6 +377,7 @@ def options_from_args(args: argparse.Namespace) -> DeployOptions:
         external_id=args.external_id, worker_image=args.worker_image, vpc_id=args.vpc_id,
         subnet_ids=split(args.subnet_ids), bot_login=args.bot_login,
         member_policy_arns=split(args.member_policy_arns), vendor_deps=not args.no_deps,
+        vendor_nuke=not args.no_nuke,
         stackset=not args.no_stackset, regions=split(args.regions), guardrails=args.guardrails,
         adopt=args.adopt,
         # An endpoint on this machine is moto: fill its gaps as local mode does.

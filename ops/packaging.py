@@ -10,7 +10,9 @@
   give the same bytes, the same key (``artifacts/<kind>-<sha256>.zip``) and no upload.
 
 Dependency vendoring is injectable: :func:`pip_installer` runs pip (wheels cached under
-``.local/cache``), tests pass a fake installer or ``None`` (``--no-deps``: code only).
+``.local/cache``), tests pass a fake installer or ``None`` (``--no-deps``: code only). The worker
+bundle may also carry the pinned aws-nuke executable at ``bin/aws-nuke``, mode 0755
+(:mod:`ops.nuke_release` fetches it).
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ BUNDLES = {"lambda": ("handlers", "schemas"), "worker": ("worker", "handlers", "
 # Where the dependencies go in each bundle: the Lambda runtime puts the zip root on sys.path;
 # the worker's start command puts deps/ there through a .pth (snippets import boto3 too).
 DEPS_PREFIX = {"lambda": "", "worker": "deps/"}
+NUKE_PATH = "bin/aws-nuke"  # worker.cleaner.find_nuke looks there when aws-nuke is not on PATH
 
 Installer = Callable[[list[str], Path], None]
 
@@ -127,13 +130,14 @@ def _files(base: Path, prefix: str = "") -> Iterator[tuple[str, Path]]:
         yield (f"{prefix}{rel.as_posix()}", path)
 
 
-def deterministic_zip(entries: dict[str, bytes]) -> bytes:
-    """Pure: a zip whose bytes depend only on the names and contents."""
+def deterministic_zip(entries: dict[str, bytes], *, executables: frozenset[str] = frozenset()) -> bytes:
+    """Pure: a zip whose bytes depend only on the names, contents and which are ``executables``
+    (mode 0755; every other entry 0644)."""
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as zf:
         for name in sorted(entries):
             info = zipfile.ZipInfo(name, date_time=FIXED_TIME)
-            info.external_attr = 0o644 << 16
+            info.external_attr = (0o755 if name in executables else 0o644) << 16
             info.compress_type = zipfile.ZIP_DEFLATED
             zf.writestr(info, entries[name], compresslevel=9)
     return buf.getvalue()
@@ -145,8 +149,10 @@ def build(
     root: Path = ROOT,
     installer: Installer | None,
     workdir: Path | None = None,
+    nuke: bytes | None = None,
 ) -> Artifact:
-    """Build bundle ``kind`` ("lambda" or "worker"). ``installer=None`` skips the deps."""
+    """Build bundle ``kind`` ("lambda" or "worker"). ``installer=None`` skips the deps;
+    ``nuke``, the aws-nuke executable, goes to the worker bundle's ``bin/aws-nuke`` (0755)."""
     entries: dict[str, bytes] = {}
     for top in BUNDLES[kind]:
         source = root / top
@@ -164,7 +170,11 @@ def build(
                 entries.setdefault(name, path.read_bytes())
         finally:
             shutil.rmtree(deps, ignore_errors=True)
-    data = deterministic_zip(entries)
+    executables: frozenset[str] = frozenset()
+    if nuke is not None and kind == "worker":
+        entries[NUKE_PATH] = nuke
+        executables = frozenset({NUKE_PATH})
+    data = deterministic_zip(entries, executables=executables)
     return Artifact(kind=kind, data=data, sha256=hashlib.sha256(data).hexdigest())
 
 

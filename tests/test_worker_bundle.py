@@ -22,6 +22,7 @@ from ops.local_gaps import load_template
 from tests.deploy_support import FakeInstaller
 
 ROOT = Path(__file__).resolve().parent.parent
+FAKE_NUKE = b"#!/bin/sh\necho 'aws-nuke version v3.63.4'\n"  # stands in for the pinned release
 
 
 def stock_command() -> str:
@@ -59,7 +60,7 @@ def bundle(moto_server: str, tmp_path_factory: pytest.TempPathFactory) -> Simple
     for top in ("handlers", "schemas", "worker"):
         shutil.copytree(ROOT / top, src / top, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(ROOT / "setup.cfg", src / "setup.cfg")
-    art = packaging.build("worker", root=src, installer=FakeInstaller())
+    art = packaging.build("worker", root=src, installer=FakeInstaller(), nuke=FAKE_NUKE)
     s3 = boto3.client("s3", endpoint_url=moto_server, region_name="us-east-1")
     s3.create_bucket(Bucket="artifacts")
     s3.put_object(Bucket="artifacts", Key=art.key, Body=art.data)
@@ -71,7 +72,8 @@ def run_start(bundle: SimpleNamespace, tmp_path: Path, key: str) -> tuple[subpro
     app, site = tmp_path / "app", tmp_path / "site"
     site.mkdir(exist_ok=True)
     probe = (f"import os, site, worker; site.addsitedir({json.dumps(str(site))}); import fakedep; "
-             "print(worker.__file__); print(fakedep.__file__); print(os.environ[\"PYTHONPATH\"])")
+             "print(worker.__file__); print(fakedep.__file__); print(os.environ[\"PYTHONPATH\"]); "
+             "from worker.cleaner import find_nuke; print(find_nuke(\"\"))")
     command = (stock_command().replace("/opt/app", str(app))
                .replace('sysconfig.get_paths()["purelib"]', json.dumps(str(site)))
                .replace("python - <<", f"{sys.executable} - <<")
@@ -89,10 +91,16 @@ def test_stock_image_start_command_only_unpacks_the_bundle_and_runs_it(bundle: S
     done, app, site = run_start(bundle, tmp_path, bundle.key)
     assert done.returncode == 0, done.stderr[-2000:]
     # The worker from the bundle; its dependencies from deps/ through the .pth (as snippets see them).
+    # The worker, with NUKE unset and no aws-nuke on PATH, picks the bundle's bin/aws-nuke.
     assert done.stdout.split() == [str(app / "worker" / "__init__.py"), str(app / "deps" / "fakedep" / "__init__.py"),
-                                   str(app)]
+                                   str(app), str((app / "bin" / "aws-nuke").resolve())]
     assert (site / "gip-bundle.pth").read_text() == f"{app}/deps\n"
     assert (app / "schemas" / "envelope.json").exists()
+    # zipfile.extractall drops modes; the start command restores the executable bit, and only there.
+    assert (app / "bin" / "aws-nuke").stat().st_mode & 0o777 == 0o755
+    assert (app / "worker" / "__main__.py").stat().st_mode & 0o111 == 0
+    ran = subprocess.run([str(app / "bin" / "aws-nuke")], capture_output=True, text=True, timeout=10, check=True)
+    assert ran.stdout.strip() == "aws-nuke version v3.63.4"
 
 
 @pytest.mark.server

@@ -2,14 +2,17 @@
 returns what was removed and raises on failure (the residue check runs after any cleaner).
 
 ``CLEANER`` picks it: empty → aws-nuke when its binary is there (``NUKE``: a path, or ``off``;
-default ``aws-nuke`` on PATH; the worker image installs it), else the built-in cleaner
+default ``aws-nuke`` on PATH, else the worker bundle's ``bin/aws-nuke``; the worker image installs
+the first, the stock image unpacks the second), else the built-in cleaner
 (:mod:`worker.cleaning.builtin`); ``builtin`` or ``aws-nuke`` force one; ``module:function``
 loads a plug-in.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
+from pathlib import Path
 
 from handlers.core.errors import ConfigError
 from worker.cleaning.builtin import clean
@@ -19,12 +22,21 @@ from worker.plugins import load_plugin
 
 __all__ = ["Cleaner", "CleanupJob", "Protection", "clean", "find_nuke", "load_cleaner"]
 
+# The stock image unpacks the worker bundle into /opt/app: worker/ and bin/aws-nuke side by side.
+BUNDLED_NUKE = Path(__file__).resolve().parent.parent / "bin" / "aws-nuke"
 
-def find_nuke(nuke: str) -> str | None:
-    """The aws-nuke binary to use, or None (``off``, or not installed)."""
+
+def find_nuke(nuke: str, *, bundled: Path = BUNDLED_NUKE) -> str | None:
+    """The aws-nuke binary to use, or None (``off``, or not installed). An empty ``nuke`` means
+    ``aws-nuke`` on PATH, else ``bundled`` if it is an executable file."""
     if nuke.strip().lower() == "off":
         return None
-    return shutil.which(nuke or "aws-nuke")
+    if nuke:
+        return shutil.which(nuke)
+    found = shutil.which("aws-nuke")
+    if found is None and bundled.is_file() and os.access(bundled, os.X_OK):
+        return str(bundled)
+    return found
 
 
 def load_cleaner(spec: str | None, *, nuke: str = "", timeout_s: float = 1800) -> Cleaner:

@@ -16,7 +16,7 @@
 | ``STOP_BUDGET_SECONDS`` | ``25`` | time allowed for cleanup after SIGTERM (ECS stop timeout 30 s) |
 | ``PROCESSOR`` / ``CLEANER`` | built-in | ``module:function`` plug-ins; ``CLEANER``: also ``builtin`` / ``aws-nuke`` |
 | ``ALLOWED_REGIONS`` | the worker's region | regions the cleaner sweeps (comma-separated) |
-| ``NUKE`` | ``aws-nuke`` on PATH | the aws-nuke binary, or ``off`` (then the built-in cleaner) |
+| ``NUKE`` | ``aws-nuke`` on PATH, else the bundle's ``bin/aws-nuke`` | the aws-nuke binary, or ``off`` (then the built-in cleaner) |
 | ``CLEANUP_CLAIM_SECONDS`` | ``300`` | a cleaner's claim on an account: renewed while it works, lapses if it crashed |
 """
 
