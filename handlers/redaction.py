@@ -29,7 +29,7 @@ FRAGMENT_CHARS = 6  # a piece of an exact value this long, at a cut, is redacted
 # Environment variable names whose values the worker treats as secrets it holds.
 SECRET_ENV_NAME = re.compile(r"SECRET|TOKEN|PASSW|PRIVATE_KEY|ACCESS_KEY|API_KEY|CREDENTIAL", re.I)
 
-_EDGE = r"(?=…|\Z)"
+_EDGE = r"(?=\n?…|\Z)"
 _AWS_ID_PREFIX = r"(?:AKIA|ASIA|ABIA|ACCA|AGPA|AIDA|AIPA|ANPA|ANVA|AROA|APKA)"
 # STS session tokens are base64 and start with a fixed header (IQoJb3JpZ2lu… today).
 _SESSION_PREFIX = r"(?:IQoJb3JpZ2lu|FwoGZXIvYXdz|FQoGZXIvYXdz|AQoDYXdz)"
@@ -61,7 +61,7 @@ _RULES: tuple[tuple[re.Pattern[str], str], ...] = (
     # (the key is matched from its start: a regex free to start anywhere backtracks badly)
     (re.compile(r"(?i)(?<![A-Za-z0-9_.-])([\"']?[A-Za-z0-9_.-]*?" + _SECRET_WORD
                 + r"[A-Za-z0-9_.-]{0,40}[\"']?\s{0,5}[=:]\s{0,5})"
-                r"(?!\[REDACTED)(\"[^\"\n]*\"|'[^'\n]*'|[^\s,;]+)"), r"\1" + REDACTED),
+                r"(?!\[REDACTED|[{\[])(\"[^\"\n]*\"|'[^'\n]*'|[^\s,;\"']+)"), r"\1" + REDACTED),
     (re.compile(r"(?i)(--[a-z0-9-]*(?:secret|token|passw(?:or)?d)[a-z0-9-]*[ =])(?!\[REDACTED)(\S+)"),
      r"\1" + REDACTED),
     (re.compile(r"xox[abposr]-[A-Za-z0-9-]{10,}"), "[REDACTED SLACK TOKEN]"),
@@ -136,8 +136,10 @@ def _cut_fragments(text: str, values: tuple[str, ...]) -> str:
     """Redact pieces of ``values`` that an earlier cut left: a start of one ending at a cut, or
     an end of one beginning right after a cut (cuts: the text's ends and ``…``)."""
     spans: list[tuple[int, int]] = []
-    ends = {len(text)} | {i for i, c in enumerate(text) if c == CUT} if CUT in text else {len(text)}
-    starts = {0} | {i + 1 for i in ends if i < len(text)}
+    marks = [i for i, c in enumerate(text) if c == CUT] if CUT in text else []
+    # a cut's marker may sit on a line of its own (the runner's does)
+    ends = {len(text)} | set(marks) | {i - 1 for i in marks if i and text[i - 1] == "\n"}
+    starts = {0} | {i + 1 for i in marks} | {i + 2 for i in marks if text[i + 1:i + 2] == "\n"}
     for value in values:
         head, tail = value[:FRAGMENT_CHARS], value[-FRAGMENT_CHARS:]
         i = text.find(head)
