@@ -109,7 +109,7 @@ _ENUM = re.compile(r"[^A-Za-z0-9_ -]")
 
 def _known(table: dict[str, str], key: str) -> str:
     """Our text for ``key``; an unknown key (a newer event) shown as plain word characters."""
-    return table.get(key) or _ENUM.sub("", key)[:60] or "?"
+    return table.get(key) or escape_text(_ENUM.sub("", key)[:60]) or "?"
 
 
 def result_link(view: StatusView) -> str | None:
@@ -128,7 +128,7 @@ def result_link(view: StatusView) -> str | None:
 def _rows(view: StatusView) -> Iterable[tuple[str, str]]:
     """Table rows. No untrusted text goes in a cell: GitHub splits cells at ``|`` even in code."""
     yield "State", _known(STATE_TEXT, view.state)
-    yield "Run", f"#{int(view.run)}"
+    yield "Run", str(int(view.run))  # not "#2": GitHub would link issue 2 and notify it
     if view.verdict:
         yield "Verdict", _known(VERDICT_TEXT, view.verdict)
     if view.exit_code is not None:
