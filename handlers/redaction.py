@@ -5,11 +5,13 @@ Two passes over the *whole* text, before any tail or cap is cut (see docs/intern
 "Redaction and inert comments"):
 
 - exact values: credentials the worker handed to a run and secrets it holds itself, also
-  URL-encoded; a fragment of one that touches a cut (the text's start or end, or ``…``,
-  which every cut in this project leaves) is redacted too, so an earlier cut cannot leave a
-  recognisable prefix;
+  URL-encoded; a start or end of one that touches a cut (the text's start or end, or ``…``,
+  which every cut in this project leaves), or is 12 characters long anywhere, is redacted
+  too, so an earlier cut cannot leave a recognisable piece;
 - patterns: AWS key ids and session tokens, secret-looking assignments, GitHub tokens,
-  private key blocks, ``Authorization`` headers and bearer tokens, credentials in URLs.
+  private key blocks, ``Authorization`` headers and bearer tokens, credentials in URLs; and
+  the partial line after a cut that dropped the middle of the text (``…[what was dropped]…``):
+  it may end a secret whose recognisable start is gone.
 
 This is against accidental disclosure (a snippet that runs ``env``), not against a snippet
 that encodes what it prints: a run that wants to exfiltrate has the network anyway.
@@ -40,14 +42,19 @@ _PEM_END = re.compile(r"-----END " + _PEM_LABEL + "-----")
 _PEM_BODY_LINE = re.compile(r"[ \t]*(?:[A-Za-z0-9+/=]+|[A-Za-z-]+: [^\n]*)[ \t]*\r?")
 
 _RULES: tuple[tuple[re.Pattern[str], str], ...] = (
+    # the partial line right after a cut that dropped the middle (``…[N bytes … dropped]…``,
+    # the runner's output cap): it may be the end of a secret whose key the cut took away
+    (re.compile(r"(…\[[^\]\n]{0,100}\]…\n?)[^\n]+"), r"\1" + REDACTED),
     # a private key block; with its END cut off, up to the cut
     (re.compile(r"-----BEGIN " + _PEM_LABEL + r"-----.*?(?:-----END " + _PEM_LABEL + r"-----|(?=…)|\Z)",
                 re.S), "[REDACTED PRIVATE KEY]"),
-    # GitHub tokens: classic/OAuth/user/server/refresh and fine-grained
-    (re.compile(r"gh[pousr]_[A-Za-z0-9]{20,}"), "[REDACTED GITHUB TOKEN]"),
-    (re.compile(r"github_pat_[A-Za-z0-9_]{20,}"), "[REDACTED GITHUB TOKEN]"),
-    (re.compile(_AWS_ID_PREFIX + r"[A-Z0-9]{16}"), "[REDACTED AWS KEY ID]"),
-    (re.compile(_SESSION_PREFIX + r"[A-Za-z0-9/+=]{16,}"), "[REDACTED AWS SESSION TOKEN]"),
+    # GitHub tokens (classic/OAuth/user/server/refresh, fine-grained), AWS key ids and session
+    # tokens: also a start of one (8 characters past the prefix), which a cut that left no
+    # mark (a plug-in processor's own clipping) may have made of it
+    (re.compile(r"gh[pousr]_[A-Za-z0-9]{8,}"), "[REDACTED GITHUB TOKEN]"),
+    (re.compile(r"github_pat_[A-Za-z0-9_]+"), "[REDACTED GITHUB TOKEN]"),
+    (re.compile(_AWS_ID_PREFIX + r"[A-Z0-9]{8,16}"), "[REDACTED AWS KEY ID]"),
+    (re.compile(_SESSION_PREFIX + r"[A-Za-z0-9/+=]{8,}"), "[REDACTED AWS SESSION TOKEN]"),
     # Authorization headers, whatever the scheme and however short the value
     (re.compile(r"(?i)(\bauthorization[\"']?\s{0,5}[:=]\s{0,5}[\"']?(?:(?:bearer|token|basic|digest)\s+)?)"
                 r"(?!\[REDACTED)[^\s\"',;]+"), r"\1" + REDACTED),
@@ -66,7 +73,7 @@ _RULES: tuple[tuple[re.Pattern[str], str], ...] = (
      r"\1" + REDACTED),
     (re.compile(r"xox[abposr]-[A-Za-z0-9-]{10,}"), "[REDACTED SLACK TOKEN]"),
     # what is left of a token that an earlier cut split: its recognisable start, at the cut
-    (re.compile(r"(?:gh[pousr]_[A-Za-z0-9]*|github_pat_[A-Za-z0-9_]*)" + _EDGE), "[REDACTED GITHUB TOKEN]"),
+    (re.compile(r"gh[pousr]_[A-Za-z0-9]*" + _EDGE), "[REDACTED GITHUB TOKEN]"),
     (re.compile(_AWS_ID_PREFIX + r"[A-Z0-9]*" + _EDGE), "[REDACTED AWS KEY ID]"),
     (re.compile(_SESSION_PREFIX + r"[A-Za-z0-9/+=]*" + _EDGE), "[REDACTED AWS SESSION TOKEN]"),
     (re.compile(r"(?i)\b(bearer|token)\s+[A-Za-z0-9._~+/=-]+" + _EDGE), r"\1 " + REDACTED),
@@ -133,8 +140,9 @@ def redact(text: str, values: Iterable[str] = ()) -> str:
 
 
 def _cut_fragments(text: str, values: tuple[str, ...]) -> str:
-    """Redact pieces of ``values`` that an earlier cut left: a start of one ending at a cut, or
-    an end of one beginning right after a cut (cuts: the text's ends and ``…``)."""
+    """Redact pieces of ``values`` that an earlier cut left: a start (or an end) of one, that
+    touches a cut (the text's ends, ``…``) or is twice ``FRAGMENT_CHARS`` long anywhere (a cut
+    that left no mark, such as a plug-in processor's own clipping)."""
     spans: list[tuple[int, int]] = []
     marks = [i for i, c in enumerate(text) if c == CUT] if CUT in text else []
     # a cut's marker may sit on a line of its own (the runner's does)
@@ -147,7 +155,7 @@ def _cut_fragments(text: str, values: tuple[str, ...]) -> str:
             k = FRAGMENT_CHARS
             while k < len(value) and i + k < len(text) and text[i + k] == value[k]:
                 k += 1
-            if i + k in ends:
+            if i + k in ends or k >= 2 * FRAGMENT_CHARS:
                 spans.append((i, i + k))
             i = text.find(head, i + 1)
         j = text.find(tail)
@@ -155,7 +163,7 @@ def _cut_fragments(text: str, values: tuple[str, ...]) -> str:
             start, k = j, FRAGMENT_CHARS
             while k < len(value) and start > 0 and text[start - 1] == value[-k - 1]:
                 start, k = start - 1, k + 1
-            if start in starts:
+            if start in starts or k >= 2 * FRAGMENT_CHARS:
                 spans.append((start, j + FRAGMENT_CHARS))
             j = text.find(tail, j + 1)
     return _replace_spans(text, spans)
