@@ -3,9 +3,10 @@
 The notifier keeps one status comment per issue and edits it in place; it finds the comment
 again by :data:`STATUS_MARKER`, a hidden HTML comment, among comments by our own login.
 
-Output shown on a public issue is sanitised first (:func:`sanitize`): AWS keys, GitHub
-tokens, bearer tokens, private keys, credentials in URLs and secret-looking assignments are
-redacted. Bodies stay under GitHub's 65,536-character limit: the log tail gives way first.
+Text from the issue or the run is untrusted: it is redacted (:mod:`handlers.redaction`, on
+the whole field before any cut) and made inert (:mod:`handlers.markdown`: code spans and
+fences, escaped prose, no mention, link, image, HTML or marker). Bodies stay under GitHub's
+65,536-character limit: the log tail gives way first.
 """
 
 from __future__ import annotations
@@ -15,6 +16,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from urllib.parse import quote
 
+from handlers.markdown import code_span, defuse_markers, escape_text, fence, inert
+from handlers.redaction import redact
+
 STATUS_MARKER = "<!-- github-issue-processor:status -->"
 UNTRUSTED_MARKER = "<!-- github-issue-processor:untrusted -->"
 GITHUB_LIMIT = 65_536
@@ -22,7 +26,6 @@ GITHUB_LIMIT = 65_536
 MAX_BODY_CHARS = 65_000
 TAIL_LINES = 40
 MAX_FIELD_CHARS = 2_000
-REDACTED = "[REDACTED]"
 
 VERDICT_TEXT = {
     "reproduced": "✅ Reproduced",
@@ -70,49 +73,11 @@ class StatusView:
 
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b\][^\x07]*\x07")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
-_SECRET_WORD = (r"(?:secret|token|passw(?:or)?d|passwd|pwd|api[_-]?key|apikey|access[_-]?key"
-                r"|private[_-]?key|credentials?|authorization|auth[_-]?token)")
-_RULES: list[tuple[re.Pattern[str], str]] = [
-    # PEM private keys, also when the tail cut off the BEGIN line
-    (re.compile(r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----.*?(?:-----END [A-Z0-9 ]*PRIVATE KEY-----|\Z)",
-                re.S), "[REDACTED PRIVATE KEY]"),
-    (re.compile(r"\A(?:(?!-----BEGIN).)*?-----END [A-Z0-9 ]*PRIVATE KEY-----", re.S),
-     "[REDACTED PRIVATE KEY]"),
-    # GitHub tokens: classic (ghp_, gho_, ghu_, ghs_, ghr_) and fine-grained (github_pat_)
-    (re.compile(r"\bgh[pousr]_[A-Za-z0-9]{20,}\b"), "[REDACTED GITHUB TOKEN]"),
-    (re.compile(r"\bgithub_pat_[A-Za-z0-9_]{20,}\b"), "[REDACTED GITHUB TOKEN]"),
-    # AWS access key ids
-    (re.compile(r"\b(?:AKIA|ASIA|ABIA|ACCA|AGPA|AIDA|AIPA|ANPA|ANVA|AROA|APKA)[A-Z0-9]{16}\b"),
-     "[REDACTED AWS KEY ID]"),
-    # Authorization headers and bearer tokens
-    (re.compile(r"(?i)\b(bearer|token|basic)\s+[A-Za-z0-9._~+/=-]{12,}"), r"\1 " + REDACTED),
-    # credentials inside URLs
-    (re.compile(r"(?i)(?<![a-z0-9+.-])([a-z][a-z0-9+.-]{0,15}://)[^/\s:@]{1,200}:[^/\s@]{1,200}@"),
-     r"\1" + REDACTED + "@"),
-    # key = value / "key": "value" where the key looks secret
-    (re.compile(r"(?i)(?<![A-Za-z0-9_.-])([\"']?[A-Za-z0-9_.-]{0,40}" + _SECRET_WORD
-                + r"[A-Za-z0-9_.-]{0,40}[\"']?\s{0,5}[=:]\s{0,5})"
-                r"(?!\[REDACTED)(\"[^\"\n]*\"|'[^'\n]*'|[^\s,;]+)"), r"\1" + REDACTED),
-    # Slack tokens
-    (re.compile(r"\bxox[abposr]-[A-Za-z0-9-]{10,}"), "[REDACTED SLACK TOKEN]"),
-]
-# A bare 40-character AWS secret access key: mixed case and digits (not a git SHA, all hex).
-_AWS_SECRET = re.compile(r"(?<![A-Za-z0-9/+=])[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+=])")
-
-
-def _looks_like_aws_secret(m: re.Match[str]) -> str:
-    s = m.group(0)
-    if any(c.isupper() for c in s) and any(c.islower() for c in s) and any(c.isdigit() for c in s):
-        return "[REDACTED AWS SECRET]"
-    return s
 
 
 def sanitize(text: str) -> str:
-    """Strip terminal escapes and control characters, then redact secret-looking strings."""
-    text = _CONTROL.sub("", _ANSI.sub("", text.replace("\r\n", "\n")))
-    for pattern, repl in _RULES:
-        text = pattern.sub(repl, text)
-    return _AWS_SECRET.sub(_looks_like_aws_secret, text)
+    """Strip terminal escapes and control characters, then redact (:mod:`handlers.redaction`)."""
+    return redact(_CONTROL.sub("", _ANSI.sub("", text.replace("\r\n", "\n"))))
 
 
 def tail(text: str, lines: int = TAIL_LINES) -> str:
@@ -122,20 +87,6 @@ def tail(text: str, lines: int = TAIL_LINES) -> str:
 
 def _clip(text: str, limit: int = MAX_FIELD_CHARS) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def _fence(content: str) -> str:
-    """A code fence longer than any backtick run inside ``content``, so it cannot break out."""
-    longest = max((len(run) for run in re.findall(r"`+", content)), default=0)
-    return "`" * max(3, longest + 1)
-
-
-def _inline_code(text: str) -> str:
-    """``text`` as inline code that its own backticks cannot end early."""
-    text = text.replace("\n", " ")
-    fence = "`" * (max((len(r) for r in re.findall(r"`+", text)), default=0) + 1)
-    pad = " " if text.startswith("`") or text.endswith("`") else ""
-    return f"{fence}{pad}{text}{pad}{fence}"
 
 
 # ---------------------------------------------------------------- rendering
@@ -152,51 +103,60 @@ def format_duration(seconds: float) -> str:
     return f"{h}h {m:02d}m"
 
 
+_RESULT_URL = re.compile(r"https://[^\s()<>\[\]`]{1,2000}")
+_ENUM = re.compile(r"[^A-Za-z0-9_ -]")
+
+
+def _known(table: dict[str, str], key: str) -> str:
+    """Our text for ``key``; an unknown key (a newer event) shown as plain word characters."""
+    return table.get(key) or escape_text(_ENUM.sub("", key)[:60]) or "?"
+
+
 def result_link(view: StatusView) -> str | None:
     """A markdown link to the full result: ``result_url`` if known, else the S3 console."""
-    if view.result_url:
+    if view.result_url and _RESULT_URL.fullmatch(view.result_url):
         return f"[full result]({view.result_url})"
     if view.result_uri and view.result_uri.startswith("s3://"):
         bucket, _, key = view.result_uri[5:].partition("/")
         url = f"https://s3.console.aws.amazon.com/s3/object/{quote(bucket)}?prefix={quote(key)}"
-        return f"[full result]({url}) (`{view.result_uri}`)"
+        return f"[full result]({url}) ({code_span(_clip(sanitize(view.result_uri[:1000]), 500))})"
     if view.result_uri:
-        return f"`{_clip(sanitize(view.result_uri[:1000]), 500)}`"
+        return code_span(_clip(sanitize(view.result_uri[:1000]), 500))
     return None
 
 
 def _rows(view: StatusView) -> Iterable[tuple[str, str]]:
-    yield "State", STATE_TEXT.get(view.state, view.state)
-    yield "Run", f"#{view.run}"
+    """Table rows. No untrusted text goes in a cell: GitHub splits cells at ``|`` even in code."""
+    yield "State", _known(STATE_TEXT, view.state)
+    yield "Run", str(int(view.run))  # not "#2": GitHub would link issue 2 and notify it
     if view.verdict:
-        yield "Verdict", VERDICT_TEXT.get(view.verdict, view.verdict)
-    if view.command:
-        yield "Command", _inline_code(_clip(sanitize(view.command[:1000]), 300))
+        yield "Verdict", _known(VERDICT_TEXT, view.verdict)
     if view.exit_code is not None:
-        yield "Exit code", f"`{view.exit_code}`"
+        yield "Exit code", f"`{int(view.exit_code)}`"
     if view.duration_s is not None:
         yield "Duration", format_duration(view.duration_s)
     if view.reason:
-        yield "Reason", SKIP_TEXT.get(view.reason, view.reason)
+        yield "Reason", _known(SKIP_TEXT, view.reason)
     if view.attempt is not None and view.state in ("failed", "retrying"):
-        yield "Attempt", str(view.attempt)
+        yield "Attempt", str(int(view.attempt))
     link = result_link(view)
     if link:
-        yield "Result", link
+        yield "Result", link.replace("|", "%7C")
 
 
 def _head(view: StatusView) -> str:
-    rows = "\n".join(f"| {k} | {v.replace('|', '&#124;')} |" for k, v in _rows(view))
+    rows = "\n".join(f"| {k} | {v} |" for k, v in _rows(view))
     parts = [STATUS_MARKER]
     if view.version is not None:
         parts.append(f"<!-- github-issue-processor:version={int(view.version)} run={int(view.run)} -->")
     parts += ["### Reproduction status", "", "| | |", "|---|---|", rows]
+    if view.command:
+        # redact the whole field, then cut (a secret split by the cut cannot survive)
+        parts += ["", "**Command:** " + code_span(_clip(sanitize(view.command), 300))]
     if view.message:
-        parts += ["", _clip(sanitize(view.message[:1000]).replace("\n", " "), 500)]
+        parts += ["", inert(_clip(sanitize(view.message), 500))]
     if view.error:
-        err = _clip(sanitize(view.error[: 2 * MAX_FIELD_CHARS]))
-        fence = _fence(err)
-        parts += ["", "**Error**", "", f"{fence}text", err, fence]
+        parts += ["", "**Error**", "", fence(_clip(sanitize(view.error)))]
     return "\n".join(parts)
 
 
@@ -206,14 +166,13 @@ def render_status(view: StatusView, *, limit: int = MAX_BODY_CHARS) -> str:
     footer = "\n\n<sub>Posted by github-issue-processor; this comment is edited as the run goes.</sub>"
     if not view.log_tail:
         return (head + footer)[:limit]
-    # Pre-cut so sanitising stays cheap; a secret split at this cut is dropped further down,
-    # because the kept tail is far shorter than what is sanitised.
-    log = sanitize(tail(view.log_tail[-3 * limit:]))
-    fence = _fence(log)
+    # Redact the whole text first, then cut: a secret across a cut is already gone.
+    log = defuse_markers(tail(sanitize(view.log_tail)))
+    ticks = "`" * max(3, max((len(run) for run in re.findall(r"`+", log)), default=0) + 1)
     title = f"Last {TAIL_LINES} lines of output"
 
     def with_log(text: str) -> str:
-        return (f"{head}\n\n<details><summary>{title}</summary>\n\n{fence}text\n{text}\n{fence}\n"
+        return (f"{head}\n\n<details><summary>{title}</summary>\n\n{ticks}text\n{text}\n{ticks}\n"
                 f"</details>{footer}")
 
     body = with_log(log)
@@ -233,19 +192,26 @@ def render_status(view: StatusView, *, limit: int = MAX_BODY_CHARS) -> str:
 def render_untrusted(*, sender: str, permission: str, trusted: Iterable[str], labels: Iterable[str]) -> str:
     """The one polite note to someone whose request cannot start a run."""
     who = " or ".join(", ".join(sorted(trusted)).rsplit(", ", 1))
-    label = ", ".join(f"`{name}`" for name in labels) or "the reproduction label"
+    label = ", ".join(code_span(name) for name in labels) or "the reproduction label"
+    # the sender is meant to be mentioned; anything that is not a login is shown as text
+    hello = f"@{sender}" if _LOGIN.fullmatch(sender) else escape_text(sender)
     return "\n".join([
         UNTRUSTED_MARKER,
-        f"Hi @{sender}, thanks for helping with this issue!",
+        f"Hi {hello}, thanks for helping with this issue!",
         "",
         f"Automatic reproductions only start when someone with {who} access to this repository "
-        f"asks for one, and your access here is `{permission}`, so nothing will run for now.",
+        f"asks for one, and your access here is {code_span(permission)}, so nothing will run for now.",
         f"A maintainer can start a run: with {label} on the issue, a comment `/reproduce` does it.",
     ])
 
 
+_LOGIN = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})(?:\[bot\])?")
+
+
 def has_marker(body: str | None, marker: str) -> bool:
-    return bool(body) and marker in (body or "")
+    """Is ``body`` one of ours of that kind? Only its start counts: untrusted text inside it
+    comes later (and has its ``<!--`` broken, :func:`handlers.markdown.defuse_markers`)."""
+    return (body or "").startswith(marker)
 
 
 _SHOWN = re.compile(r"<!-- github-issue-processor:version=(\d+) run=(\d+) -->")
@@ -254,7 +220,8 @@ _SHOWN = re.compile(r"<!-- github-issue-processor:version=(\d+) run=(\d+) -->")
 def rendered_version(body: str | None) -> tuple[int, int] | None:
     """``(version, run)`` of the issue state a status comment shows, if it says.
 
-    Only the first match counts: the tag sits above the log tail, which could contain a copy.
+    Only the tag on the line right after the marker counts; untrusted text comes later.
     """
-    m = _SHOWN.search(body or "")
+    lines = (body or "").split("\n", 2)
+    m = _SHOWN.fullmatch(lines[1]) if len(lines) > 1 and lines[0] == STATUS_MARKER else None
     return (int(m.group(1)), int(m.group(2))) if m else None

@@ -134,7 +134,7 @@ def test_one_status_comment_is_edited_across_a_full_run(core, gh, t):
     n, run = make_notifier(core, gh, t), Run(core)
     assert n.handle(run.queued()) == "created"
     first = status_comments(gh)
-    assert len(first) == 1 and "Queued" in first[0]["body"] and "#1" in first[0]["body"]
+    assert len(first) == 1 and "Queued" in first[0]["body"] and "| Run | 1 |" in first[0]["body"]
     assert n.handle(run.started()) == "edited"
     assert "Running" in status_comments(gh)[0]["body"]
     assert n.handle(run.processed()).startswith("edited,labels")

@@ -44,3 +44,11 @@ def test_timeout_is_reproduced_and_says_so():
 def test_no_repro_carries_its_reason():
     verdict = no_repro("node is not installed")
     assert (verdict.verdict, verdict.reason) == (NO_REPRO_FOUND, "node is not installed")
+
+
+def test_the_quoted_error_is_a_code_span_its_backticks_cannot_close():
+    quote = "`x` @org/team <img src=y>"
+    verdict = decide(exit_code=2, output=f"boom {quote}", expected_errors=[quote])
+    assert verdict.reason.endswith(f" and printed the quoted error `` {quote} ``")
+    from handlers.markdown import split_code_spans
+    assert split_code_spans(verdict.reason)[-1] == (True, quote)

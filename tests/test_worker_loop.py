@@ -9,11 +9,14 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from moto import mock_aws
 
 from handlers.core.envelope import issue_stream
 from handlers.core.errors import AwsError
 from handlers.core.pool import AVAILABLE, CLEANING
+from tests.planted import EXAMPLES, TALLY, exact_values, families, fillers, leaks
 from tests.worker_env import last, make_stack, make_worker, member_ids, register, types, visible
 from tests.worker_env import queue_issue as _queue_issue
 from worker.messages import backoff_seconds, message_action
@@ -109,10 +112,11 @@ def test_child_sees_member_credentials_and_no_worker_secrets(stack, monkeypatch)
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAMANAGEMENTKEY")
     monkeypatch.setenv("GITHUB_TOKEN", "ghp_topsecret")
     register(stack, [stack.member])
-    queue_issue(stack, _fence("python", "import json, os\nprint(json.dumps(dict(os.environ)))"))
+    # (printed reversed: the stored log is redacted, and exact-value redaction matches values as they are)
+    queue_issue(stack, _fence("python", "import json, os\nprint(json.dumps(dict(os.environ))[::-1])"))
     make_worker(stack).poll_once()
     # THEN the environment the child printed (stored log) holds only the member session
-    seen = json.loads(_log(stack, _result(stack, last(stack, stack.issue, "IssueProcessed"))))
+    seen = json.loads(_log(stack, _result(stack, last(stack, stack.issue, "IssueProcessed"))).strip()[::-1])
     assert seen["AWS_ACCESS_KEY_ID"] != "AKIAMANAGEMENTKEY" and seen["AWS_SESSION_TOKEN"]
     assert "GITHUB_TOKEN" not in seen
     assert not any("ghp_topsecret" in v or "AKIAMANAGEMENTKEY" in v for v in seen.values())
@@ -399,3 +403,154 @@ def test_lease_taken_away_mid_run_stops_the_child_and_fails_the_run_if_nobody_di
     failed = last(stack, stack.issue, "IssueProcessingFailed")["data"]
     assert (failed["error"], failed["retryable"]) == ("lease_lost", True)
     assert len(visible(stack, stack.settings.issue_queue_url)) == 1
+
+
+# ---------------------------------------------------------------- redaction in every sink
+
+
+class RotatingSts:
+    """AssumeRole answers that expire at once: every ``credentials()`` call re-assumes the role
+    and hands the run new values (the refresh path), drawn by hypothesis."""
+
+    def __init__(self, sets: list[tuple[str, str, str]]) -> None:
+        self.sets, self.calls = sets, 0
+
+    def assume_role(self, **kw):
+        key, secret, token = self.sets[self.calls % len(self.sets)]
+        self.calls += 1
+        return {"Credentials": {"AccessKeyId": key, "SecretAccessKey": secret, "SessionToken": token,
+                                "Expiration": datetime.now(UTC)}}
+
+
+def _run_planted(shared, *, held: str, sets, log_of) -> dict[str, str]:
+    """One issue through the real worker loop with a processor whose log is ``log_of(handed)``;
+    returns every sink: the event data, result.json, the S3 log and the rendered comment."""
+    from handlers.comment import render_status
+    from handlers.notifier import plan_for
+    from tests.worker_env import member_ids as ids
+    from tests.worker_env import queue_issue as queue
+
+    n = next(_numbers)
+    attrs = {"VisibilityTimeout": "30"}
+    shared.settings = replace(
+        shared.settings, results_bucket="wk-results",
+        issue_queue_url=shared.sqs.create_queue(QueueName=f"wk-red-{n}", Attributes=attrs)["QueueUrl"],
+        cleanup_queue_url=shared.sqs.create_queue(QueueName=f"wk-redc-{n}", Attributes=attrs)["QueueUrl"])
+    member = ids(1, start=5000 + n)[0]
+    register(shared, [member])
+    queue(shared, "anything", number=n)
+
+    def processor(job):
+        handed = [job.credentials(), job.credentials()]  # the second one is a refresh
+        log = log_of([v for c in handed for k, v in c.items() if k != "AWS_CREDENTIAL_EXPIRATION"])
+        return Outcome("reproduced", f"the run printed {log[-300:]}", exit_code=1, command=f"sh -c {log[:200]!r}",
+                       log=log, details={"seen": log[:500]})
+
+    worker = make_worker(shared, processor=processor, environ={"GITHUB_WEBHOOK_SECRET": held})
+    worker.sts = RotatingSts(sets)
+    stream = issue_stream("octo/demo", n)
+    assert worker.poll_once() == "reproduced"
+    event = last(shared, stream, "IssueProcessed")
+    result_raw = shared.s3.get_object(Bucket="wk-results", Key=event["data"]["result_uri"].split("/", 3)[3])
+    result_text = result_raw["Body"].read().decode()
+    plan = plan_for(shared.issues.get("octo/demo", n), event["data"])
+    assert plan.status is not None
+    return {"event": "\n".join(str(v) for v in event["data"].values()),
+            "result.json": result_text + "\n".join(str(v) for v in json.loads(result_text).values()),
+            "s3 log": _log(shared, json.loads(result_text)),
+            "comment": render_status(plan.status)}
+
+
+def _creds() -> st.SearchStrategy[tuple[str, str, str]]:
+    key = st.text(alphabet="ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", min_size=16, max_size=16).map("ASIA".__add__)
+    return st.tuples(key, exact_values(), exact_values())
+
+
+@settings(max_examples=max(10, EXAMPLES // 2), deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(planted=families(), held=exact_values(), sets=st.lists(_creds(), min_size=2, max_size=2),
+       before=fillers(200), target=st.sampled_from(["planted", "handed", "held"]),
+       pick=st.integers(0, 5), into=st.integers(0, 500))
+def test_no_planted_secret_reaches_any_sink_even_split_by_the_tail_cut(
+        shared, planted, held, sets, before, target, pick, into):
+    # GIVEN output with a pattern secret, every credential value handed to the run (refreshed
+    # ones too) and a secret the worker holds; one of them straddles the 4,000-character tail cut
+    def log_of(handed: list[str]) -> str:
+        texts = {"planted": planted.text, "handed": handed[pick % len(handed)], "held": held}
+        cut_into = into % (len(texts[target]) + 1)
+        others = " ".join(v for k, v in texts.items() if k != target) + " " + " ".join(handed)
+        return before + others + "\n" + texts[target] + "y" * (4000 - len(texts[target]) + cut_into)
+
+    # WHEN the worker runs it
+    sinks = _run_planted(shared, held=held, sets=sets, log_of=log_of)
+    # THEN no sink holds any piece of any of them
+    secrets = [planted.secret, held, *(v for s in sets for v in s)]
+    found = {(name, s): leaks(text, s, around=before) for name, text in sinks.items() for s in secrets}
+    TALLY["cases"] += 1
+    TALLY["sinks"] += len(found)
+    TALLY["found"] += sum(bool(v) for v in found.values())
+    assert {k: v for k, v in found.items() if v} == {}
+
+
+@settings(max_examples=max(10, EXAMPLES // 2), deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(planted=families(), held=exact_values(), sets=st.lists(_creds(), min_size=1, max_size=1),
+       target=st.sampled_from(["planted", "handed", "held"]), edge=st.sampled_from(["head", "tail"]),
+       pick=st.integers(0, 5), into=st.integers(0, 500))
+def test_no_planted_secret_reaches_any_sink_when_the_65536_output_cap_cuts_it(
+        shared, planted, held, sets, target, edge, pick, into):
+    # GIVEN the runner's own output cap (65,536 bytes: the head and tail halves are kept) cutting
+    # right through a secret, before the worker ever sees the text
+    import io
+
+    from worker.runner import _Capture
+
+    def log_of(handed: list[str]) -> str:
+        secret = {"planted": planted.text, "handed": handed[pick % len(handed)], "held": held}[target]
+        at = 1 + into % (len(secret) - 1)
+        half = 65_536 // 2
+        if edge == "head":  # the head half ends inside the secret
+            raw = "a" * (half - at) + secret + "b" * 70_000
+        else:  # the tail half starts inside it
+            raw = "a" * 70_000 + secret + "b" * (half - (len(secret) - at))
+        capture = _Capture(65_536)
+        capture.drain(io.BufferedReader(io.BytesIO(raw.encode())))
+        assert capture.dropped  # the cap did cut
+        return capture.text()
+
+    sinks = _run_planted(shared, held=held, sets=sets, log_of=log_of)
+    secrets = [planted.secret, held, *sets[0]]
+    found = {(name, s): leaks(text, s) for name, text in sinks.items() for s in secrets}
+    TALLY["cases"] += 1
+    TALLY["sinks"] += len(found)
+    TALLY["found"] += sum(bool(v) for v in found.values())
+    assert {k: v for k, v in found.items() if v} == {}
+
+
+def test_a_real_snippet_running_env_leaves_no_credential_in_any_sink(stack):
+    # GIVEN a real child that prints its environment (the member session) and its output is
+    # capped at 65,536 bytes right through the session token
+    register(stack, [stack.member])
+    code = ("import os, sys\nt = os.environ['AWS_SESSION_TOKEN']\n"
+            "sys.stdout.write('x' * (32768 - 10) + t + 'y' * 70000 + '\\n')\n"
+            "for k, v in sorted(os.environ.items()):\n    print(f'{k}={v}')\n")
+    queue_issue(stack, _fence("python", code))
+    handed = []
+    worker = make_worker(stack, limits=Limits(timeout_s=20, output_cap=65_536))
+    member = worker._member
+
+    def spy(account_id, lease_id):
+        creds = member(account_id, lease_id)
+        handed.append(creds)
+        return creds
+
+    worker._member = spy
+    assert worker.poll_once() == "not_reproduced"
+    event = last(stack, stack.issue, "IssueProcessed")
+    result = _result(stack, event)
+    values = [v for k, v in handed[0].get().items() if k != "AWS_CREDENTIAL_EXPIRATION"]
+    log = _log(stack, result)
+    assert "bytes of output dropped" in log and "AWS_REGION=us-east-1" in log  # the output is there
+    for sink in (json.dumps(event["data"]), json.dumps(result), log):
+        for value in values:
+            assert leaks(sink, value) == []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+import uuid
 from dataclasses import replace
 from types import SimpleNamespace
 from typing import Any
@@ -53,7 +54,7 @@ def register(stack: SimpleNamespace, ids: list[str]) -> None:
 def queue_issue(stack: SimpleNamespace, body: str, *, repo: str = "octo/demo", number: int = 7,
                 send: bool = True) -> Envelope:
     """IssueReceived + IssueQueued, then the EventBridge-shaped message on the issue queue."""
-    delivery = f"delivery-{random.random()}"
+    delivery = f"delivery-{uuid.uuid4()}"  # not random.random(): hypothesis seeds it per example
     cause = Cause(correlation_id=delivery, actor="test")
     data = {"repo": repo, "number": number, "title": "crash", "labels": ["needs-reproduction"],
             "trigger": "labeled", "sender": "maint", "html_url": f"https://github.com/{repo}/issues/{number}",
@@ -84,7 +85,7 @@ def member_credentials(stack: SimpleNamespace):
 
 
 def make_worker(stack: SimpleNamespace, *, processor=reproduce, cleaner=clean, clock=None,
-                **cfg: Any) -> Worker:
+                environ: dict[str, str] | None = None, **cfg: Any) -> Worker:
     defaults: dict[str, Any] = {"name": "w1", "poll_wait_s": 0, "heartbeat_s": 30, "visibility_s": 60,
                                 "limits": Limits(timeout_s=20, output_cap=100_000)}
     config = WorkerConfig(settings=stack.settings, **{**defaults, **cfg})
@@ -93,6 +94,7 @@ def make_worker(stack: SimpleNamespace, *, processor=reproduce, cleaner=clean, c
                       max_attempts=config.max_attempts, endpoint_url=stack.kw["endpoint_url"],
                       management_account="123456789012")
     kw: dict[str, Any] = {"clock": clock} if clock else {}
+    kw["environ"] = environ or {}  # the worker's secrets: none unless a test plants some
     return Worker(config, sqs=stack.sqs, s3=stack.s3, sts=stack.sts, pool=stack.pool,
                   issues=stack.issues, processor=processor, cleanup=cleanup,
                   rng=random.Random(1), **kw)

@@ -14,9 +14,10 @@ the message is made visible again at once.
 from __future__ import annotations
 
 import logging
+import os
 import random
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -27,6 +28,7 @@ from handlers.core.errors import AwsError, ConcurrencyConflict, GipError, Illega
 from handlers.core.issue import FAILED, RUNNING, Issue
 from handlers.core.issue_service import Issues
 from handlers.core.pool_service import Lease, Pool
+from handlers.redaction import Redactor, secrets_from_env
 from worker import results
 from worker.cleanup import Cleanup, CleanupBusy, CleanupFailed
 from worker.config import WorkerConfig
@@ -37,6 +39,7 @@ from worker.processor import Job, Outcome, Processor
 log = logging.getLogger(__name__)
 WAITS_ATTRIBUTE = "gip-waits"
 SQS_MAX_DELAY = 900
+HANDED_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
 
 
 class Heartbeat(threading.Thread):
@@ -60,17 +63,19 @@ class Heartbeat(threading.Thread):
 
 
 class Worker:
-    """Everything injected: clients, pool, issues, processor, cleanup, clock, rng."""
+    """Everything injected: clients, pool, issues, processor, cleanup, clock, rng, and the
+    environment whose secret-looking values are redacted from every run's record."""
 
     def __init__(self, cfg: WorkerConfig, *, sqs: Any, s3: Any, sts: Any, pool: Pool, issues: Issues,
                  processor: Processor, cleanup: Cleanup, clock: Callable[[], datetime] = utcnow,
-                 rng: random.Random | None = None) -> None:
+                 rng: random.Random | None = None, environ: Mapping[str, str] | None = None) -> None:
         self.cfg, self.sqs, self.s3, self.sts = cfg, sqs, s3, sts
         self.pool, self.issues, self.processor, self.cleanup = pool, issues, processor, cleanup
         self.clock, self.rng = clock, rng or random.Random()
         self.stop = threading.Event()
         self._cancel: threading.Event | None = None
         self.actor = f"worker:{cfg.name}"
+        self.held = Redactor(secrets_from_env(os.environ if environ is None else environ))
 
     # --- the loop ---------------------------------------------------------------------------
     def request_stop(self) -> None:
@@ -234,11 +239,16 @@ class Worker:
 
         heartbeat = Heartbeat(every=self.cfg.heartbeat_s, beat=beat)
         heartbeat.start()
+        handed: set[str] = set()  # every credential value the run was given, refreshes included
         try:
-            outcome, error = self._run_processor(lease, repo, number, run, cancel)
+            outcome, error = self._run_processor(lease, repo, number, run, cancel, handed)
         finally:
             heartbeat.stop()
             self._cancel = None
+        # redact before anything is written: the event, result.json, the S3 log (and so the comment)
+        redact = self.held.with_values(handed | (outcome.secrets if outcome else frozenset()))
+        outcome = outcome.redacted(redact) if outcome else None
+        error = (redact(error[0]), error[1]) if error else None
         if heartbeat.lost.is_set():
             self._fail_if_still_ours(repo, number, lease, attempt, cause)
             self._visibility(url, msg, 0)  # the run is retried from the queue
@@ -265,6 +275,7 @@ class Worker:
                 recorded = self._record(repo, number, "IssueProcessed", {
                     **base, "verdict": outcome.verdict, "exit_code": outcome.exit_code,
                     "duration_s": outcome.duration_s, "result_uri": uri, "message": outcome.message[:1000],
+                    # the outcome is redacted whole (see _process), so these cuts split no secret
                     "command": outcome.command[:1000], "log_tail": results.log_tail(outcome.log)}, cause)
                 if not recorded:  # the sweeper ended this run first: its retry comes from this message
                     self._give_back(lease, cause, lambda: self._visibility(url, msg, 0))
@@ -288,18 +299,25 @@ class Worker:
             self._give_back(lease, cause, lambda: self._delete(url, msg))
         return "failed"
 
-    def _run_processor(self, lease: Lease, repo: str, number: int, run: int,
-                       cancel: threading.Event) -> tuple[Outcome | None, tuple[str, bool] | None]:
-        """Assume the role and run the processor; infrastructure failures are errors, not verdicts."""
+    def _run_processor(self, lease: Lease, repo: str, number: int, run: int, cancel: threading.Event,
+                       handed: set[str]) -> tuple[Outcome | None, tuple[str, bool] | None]:
+        """Assume the role and run the processor; infrastructure failures are errors, not verdicts.
+        Every credential value handed to the processor is added to ``handed``."""
         s = self.cfg.settings
         try:
             received = self._received(repo, number, run)
             creds = self._member(lease.account_id, lease.lease_id)
-            creds.get()
+
+            def credentials() -> dict[str, str]:
+                fresh = creds.get()  # a refresh re-assumes the role: new values, remembered too
+                handed.update(fresh[key] for key in HANDED_KEYS if fresh.get(key))
+                return fresh
+
+            credentials()
             job = Job(repo=repo, number=number, run=run, title=received.get("title", ""),
                       body=received.get("body", ""), html_url=received.get("html_url", ""),
                       account_id=lease.account_id, lease_id=lease.lease_id, region=s.region,
-                      credentials=creds.get, cancel=cancel, limits=self.cfg.limits,
+                      credentials=credentials, cancel=cancel, limits=self.cfg.limits,
                       endpoint_url=s.endpoint_url)
             return self.processor(job), None
         except AwsError as exc:

@@ -21,9 +21,10 @@ from __future__ import annotations
 import platform
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
+from handlers.redaction import Redactor
 from worker.credserver import CredentialServer
 from worker.plugins import load_plugin
 from worker.repro import find_repro
@@ -52,7 +53,8 @@ class Job:
 
 @dataclass(frozen=True)
 class Outcome:
-    """A processor's result. ``log`` is the full output stored in S3; ``details`` goes to result.json."""
+    """A processor's result. ``log`` is the full output stored in S3; ``details`` goes to result.json.
+    ``secrets``: values the processor itself handed to the run, which the worker redacts too."""
 
     verdict: str
     message: str
@@ -62,10 +64,16 @@ class Outcome:
     log: str = ""
     interrupted: bool = False
     details: dict[str, Any] = field(default_factory=dict)
+    secrets: frozenset[str] = field(default=frozenset(), repr=False)
 
     def __post_init__(self) -> None:
         if self.verdict not in VERDICTS:
             raise ValueError(f"verdict must be one of {VERDICTS}, not {self.verdict!r}")
+
+    def redacted(self, redact: Redactor) -> Outcome:
+        """This outcome with every text redacted whole (cut it afterwards), and no secrets."""
+        return replace(self, message=redact(self.message), command=redact(self.command),
+                       log=redact(self.log), details=redact.data(self.details), secrets=frozenset())
 
 
 Processor = Callable[[Job], Outcome]
@@ -86,6 +94,7 @@ def reproduce(job: Job, *, interpreters: Interpreters | None = None) -> Outcome:
         "expected_errors": list(repro.expected_errors),
         "versions": versions(interpreters),
     }
+    secrets: frozenset[str] = frozenset()
     try:
         if job.limits.timeout_s <= STATIC_CREDENTIALS_MAX_S:
             result = run_snippet(snippet.language, snippet.code, credentials=job.credentials(),
@@ -98,6 +107,7 @@ def reproduce(job: Job, *, interpreters: Interpreters | None = None) -> Outcome:
                                      cancel=job.cancel, endpoint_url=job.endpoint_url,
                                      credserver=server)
             details["credentials"] = f"refreshing endpoint, served {server.served} time(s)"
+            secrets = frozenset({server.token})
     except Unavailable as exc:
         return Outcome(NO_REPRO_FOUND, str(exc), details=details)
     verdict = decide(exit_code=result.exit_code, output=result.output,
@@ -108,7 +118,7 @@ def reproduce(job: Job, *, interpreters: Interpreters | None = None) -> Outcome:
     log = result.output if not result.could_not_start else result.could_not_start
     return Outcome(verdict.verdict, verdict.reason, exit_code=result.exit_code,
                    duration_s=result.duration_s, command=result.command_line, log=log,
-                   interrupted=result.interrupted, details=details)
+                   interrupted=result.interrupted, details=details, secrets=secrets)
 
 
 def versions(interpreters: Interpreters) -> dict[str, str]:

@@ -1,7 +1,7 @@
 """Store a run's results: ``s3://<bucket>/<owner>/<repo>/<number>/<run>/{result.json,output.log}``.
 
 The results bucket is in the management account and written with the worker's own role,
-never with the member credentials. An S3 failure is :class:`AwsError` (infrastructure),
+never with the member credentials. Everything given here is already redacted (the loop does it). An S3 failure is :class:`AwsError` (infrastructure),
 which the loop turns into ``IssueProcessingFailed``, never into a verdict.
 """
 
@@ -23,7 +23,8 @@ def prefix(repo: str, number: int, run: int) -> str:
 
 
 def log_tail(log: str, *, lines: int = TAIL_LINES, chars: int = TAIL_CHARS) -> str:
-    """The last ``lines`` lines, at most ``chars`` characters (the notifier redacts secrets)."""
+    """The last ``lines`` lines, at most ``chars`` characters. Give it an already redacted log:
+    a cut through a secret would leave a piece no pattern recognises."""
     tail = "\n".join(log.rstrip("\n").split("\n")[-lines:])
     return tail[-chars:]
 

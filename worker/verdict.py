@@ -6,7 +6,8 @@
   contains the error text the issue quotes.
 - ``not_reproduced``: it exited 0 and printed none of the quoted error text.
 
-An infrastructure failure (assume-role, S3) is never a verdict: the loop records
+The issue author's quoted text goes into the reason as a code span (it is untrusted: the
+comment keeps it code, see :mod:`handlers.markdown`). An infrastructure failure (assume-role, S3) is never a verdict: the loop records
 ``IssueProcessingFailed`` instead, so it never reaches this module.
 """
 
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from handlers.markdown import code_span
 from worker.repro import output_matches
 
 REPRODUCED = "reproduced"
@@ -55,10 +57,10 @@ def decide(
     if exit_code is None:
         return Verdict(BROKEN_REPRO, "the snippet produced no exit status")
     if exit_code != 0:
-        extra = f" and printed the quoted error '{_short(matched)}'" if matched else ""
+        extra = f" and printed the quoted error {code_span(_short(matched))}" if matched else ""
         return Verdict(REPRODUCED, f"the snippet exited with code {exit_code}{extra}")
     if matched:
-        return Verdict(REPRODUCED, f"the snippet exited 0 but printed the quoted error '{_short(matched)}'")
+        return Verdict(REPRODUCED, f"the snippet exited 0 but printed the quoted error {code_span(_short(matched))}")
     if expected_errors:
         return Verdict(NOT_REPRODUCED, "the snippet exited 0 without the quoted error text")
     return Verdict(NOT_REPRODUCED, "the snippet exited 0")

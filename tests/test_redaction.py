@@ -1,0 +1,133 @@
+"""handlers.redaction: exact values and patterns, redacted before any cut (pure)."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from handlers.redaction import FRAGMENT_CHARS, REDACTED, Redactor, redact, secrets_from_env
+from tests.planted import EXAMPLES, TALLY, exact_values, families, fillers, leaks
+from worker.results import log_tail
+
+SESSION = "IQoJb3JpZ2luX2VjEFAaCXVzLWVhc3QtMSJHMEUCIQDexampleexampleexample+/=="
+HELD = "wh-sEcReT-only-the-worker-knows"
+
+
+@pytest.mark.parametrize(("text", "secret"), [
+    ("AWS_ACCESS_KEY_ID=AKIAIOSFODNN7EXAMPLE", "IOSFODNN7EXAMPLE"),
+    ("key ASIAY34FZKBOKMUTVV7A in use", "Y34FZKBOKMUTVV7A"),
+    (f"AWS_SESSION_TOKEN={SESSION}", "ZXhhbXBsZWV4YW1w"),
+    (f"token in a sentence {SESSION} here", "ZXhhbXBsZWV4YW1w"),
+    ('{"Credentials": {"SecretAccessKey": "wJalrXUtnFEMI/K7MDENG"}}', "wJalrXUtnFEMI"),
+    ("<SessionToken>abc.def-ghi</SessionToken>", "abc.def-ghi"),
+    ("aws s3 ls --secret-access-key s3cr3tv4lu3", "s3cr3tv4lu3"),
+    ("Authorization: token 0123456789abcdef", "0123456789abcdef"),
+    ("Authorization: Bearer short", "short"),
+    ('curl -H "authorization: Basic dXNlcjpwYXNz" x', "dXNlcjpwYXNz"),
+    ("xghp_" + "a" * 36, "a" * 36),
+    ("-----BEGIN PGP PRIVATE KEY BLOCK-----\nlQOYBF\n-----END PGP PRIVATE KEY BLOCK-----", "lQOYBF"),
+])
+def test_each_pattern_family_is_redacted(text, secret):
+    assert secret not in redact(text)
+
+
+def test_exact_values_are_redacted_even_url_encoded_and_the_longest_first():
+    r = Redactor(["abc/def+ghi=jkl", "abc/def+ghi=jkl-and-more"])
+    out = r("a abc/def+ghi=jkl-and-more b abc%2Fdef%2Bghi%3Djkl c")
+    assert out == f"a {REDACTED} b {REDACTED} c"
+
+
+def test_short_values_are_not_exact_secrets():
+    # a test key such as "x" would shred ordinary text
+    assert Redactor(["x", "testing"])("x testing") == "x testing"
+
+
+@pytest.mark.parametrize("cut", ["end", "start", "marker"])
+def test_a_piece_of_a_value_left_by_an_earlier_cut_is_redacted(cut):
+    value = "zQ9-mJ2-pX7-kL4-vB8-nC1"
+    text = {"end": "output " + value[:10],
+            "start": value[-10:] + " output",
+            "marker": "a " + value[:9] + "\n…[512 bytes of output dropped: output cap]…\n" + value[-8:] + " b"}[cut]
+    out = Redactor([value])(text)
+    assert "output" in out or "bytes of output" in out
+    assert value[:FRAGMENT_CHARS] not in out and value[-FRAGMENT_CHARS:] not in out
+
+
+@pytest.mark.parametrize("text", ["see ghp_a1B2c3D4e5", "key AKIAIOSF", "Authorization: Bearer eyJhbG",
+                                  f"tok {SESSION[:20]}…", "-----BEGIN RSA PRIVATE KEY-----\nMIIEpAIBAAKC"])
+def test_a_recognisable_start_of_a_token_at_a_cut_is_redacted(text):
+    secret = text.split()[-1].rstrip("…")
+    assert secret not in redact(text)
+
+
+def test_the_end_of_a_private_key_whose_begin_was_cut_is_redacted_but_not_the_lines_before():
+    text = "before it\nMIIEpAIBAAKCAQEA\nabc+/=\n-----END RSA PRIVATE KEY-----\nafter"
+    out = redact(text)
+    assert "MIIEp" not in out and "abc+/=" not in out
+    assert out.startswith("before it\n") and out.endswith("after")
+
+
+@pytest.mark.parametrize("text", [
+    "commit 9fceb02d0ae598e95dc970b74767f19372d61af8",
+    "AssertionError: expected 3 got 4\nauthor: alice",
+    "the token expired; see … for details",
+    "ValueError: frob exploded … again",
+])
+def test_ordinary_output_is_left_alone(text):
+    assert redact(text) == text
+    assert Redactor([HELD])(text) == text
+
+
+def test_the_worker_holds_the_values_of_secret_looking_variables():
+    env = {"AWS_SECRET_ACCESS_KEY": "x" * 40, "GITHUB_TOKEN": "ghp_" + "t" * 36, "HOME": "/root",
+           "GITHUB_WEBHOOK_SECRET": HELD, "AWS_ACCESS_KEY_ID": "testing", "PATH": "/usr/bin"}
+    assert secrets_from_env(env) == {"x" * 40, "ghp_" + "t" * 36, HELD}
+
+
+def test_data_redacts_every_string_in_nested_json():
+    r = Redactor([HELD])
+    assert r.data({"a": [HELD, 1, {"b": f"x {HELD}"}], "n": None}) == {
+        "a": [REDACTED, 1, {"b": f"x {REDACTED}"}], "n": None}
+
+
+def test_redacting_a_megabyte_is_fast():
+    text = ("u" * 500_000 + "\n" + "token=" * 50_000 + "a://" * 50_000 + "…ghp_" * 10_000
+            + "-----END RSA PRIVATE KEY-----\n" * 1_000)
+    started = time.perf_counter()
+    Redactor([HELD, SESSION])(text)
+    assert time.perf_counter() - started < 2.0
+
+
+# ---------------------------------------------------------------- properties
+
+
+@settings(max_examples=EXAMPLES, deadline=None)
+@given(planted=families(), before=fillers(), after=fillers(), lines=st.integers(0, 45),
+       chars=st.integers(1, 400))
+def test_no_planted_pattern_secret_survives_redaction_then_any_tail_cut(planted, before, after, lines, chars):
+    # GIVEN a secret followed by enough lines/characters that the tail cut lands anywhere
+    text = before + planted.text + after + "\nline" * lines
+    # WHEN the whole text is redacted and then cut, as the worker does
+    out = log_tail(redact(text), lines=40, chars=chars)
+    TALLY["cases"] += 1
+    assert leaks(out, planted.secret, around=before + after) == []
+    assert leaks(redact(text), planted.secret, around=before + after) == []
+
+
+@settings(max_examples=EXAMPLES, deadline=None)
+@given(value=exact_values(), before=fillers(), after=fillers(), data=st.data())
+def test_an_earlier_cut_through_a_value_leaves_no_recognisable_piece(value, before, after, data):
+    # GIVEN a value cut somewhere by a cap that ran before redaction (the runner's output cap)
+    at = data.draw(st.integers(1, len(value) - 1))
+    text = data.draw(st.sampled_from([
+        before + value[:at],                                  # the head of a capped text
+        value[at:] + after,                                   # the tail of one
+        before + value[:at] + "\n…[9 bytes dropped]…\n" + value[at:] + after,  # both, around a marker
+    ]))
+    out = Redactor([value])(text)
+    TALLY["cases"] += 1
+    # THEN nothing of FRAGMENT_CHARS or more is left of it at the cut
+    assert leaks(out, value, around=before + after) == []
