@@ -130,6 +130,30 @@ def test_cleanup_failure_quarantines_after_three_tries_and_replay_says_why(stack
     assert Projections(stack.store).verify() == []
 
 
+def test_a_failed_attempt_records_error_and_residue_redacted(stack):
+    # GIVEN a cleaner whose failure message, and a residue whose name, carry secrets a run chose
+    member = member_ids(1)[0]
+    register(stack, [member])
+    queue_issue(stack, "no code here", number=7)
+    token = "ghp_" + "A1b2" * 9
+    key_id = "AKIA" + "QWERTYUIOPASDFGH"
+
+    def leaky(job):
+        raise RuntimeError(f"delete failed for {key_id} with {token}")
+
+    worker = make_worker(stack, cleaner=leaky)
+    # WHEN the releasing worker's direct cleaning fails, and the retry leaves a named residue
+    worker.poll_once()
+    worker.cleanup.cleaner = lambda job: []
+    worker.cleanup.residue = lambda job: [f"logs:log-group/{token}"]
+    send_event(stack, stack.settings.cleanup_queue_url, last(stack, f"account-{member}", "AccountReleased"))
+    assert worker.poll_once() == "cleanup_retry"
+    # THEN both AccountCleanupFailed events say what failed, with neither secret in them
+    first, second = [e["data"] for e in stack.store.read(f"account-{member}") if e["type"] == "AccountCleanupFailed"]
+    assert "delete failed" in first["error"] and second["residue"][0].startswith("logs:log-group/")
+    assert token not in json.dumps([first, second]) and key_id not in json.dumps([first, second])
+
+
 def test_residue_is_a_failed_attempt_that_names_what_is_left(stack):
     # GIVEN a cleaner that says it worked but left a bucket behind
     member = member_ids(1)[0]

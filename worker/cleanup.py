@@ -30,6 +30,7 @@ from handlers.core.envelope import Cause, Envelope, account_stream, parse_iso, u
 from handlers.core.errors import ConcurrencyConflict, GipError, IllegalTransition
 from handlers.core.pool import CLEANING, Account
 from handlers.core.pool_service import Claim, Pool
+from handlers.redaction import PATTERNS_ONLY
 from worker.cleaning.builtin import short_error
 from worker.cleaning.job import Cleaner, CleanupJob, Protection
 from worker.cleaning.residue import find_residue
@@ -138,6 +139,9 @@ class Cleanup:
         raise CleanupBusy(account_id, holder, int(min(max(left, 0) + 5, 43_000)))
 
     def _failed(self, claim: Claim, error: str, residue: list[str], cause: Cause) -> str:
+        # Error text and residue names can carry what a run chose (names, messages): the
+        # permanent record gets them redacted, like every other sink.
+        error, residue = PATTERNS_ONLY(error), [PATTERNS_ONLY(name) for name in residue]
         attempt = claim.state.cleanup_failures + 1
         log.warning("cleanup of %s failed (attempt %d/%d): %s", claim.account_id, attempt, self.max_attempts, error)
         try:
