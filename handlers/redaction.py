@@ -64,11 +64,12 @@ _RULES: tuple[tuple[re.Pattern[str], str], ...] = (
      r"\1" + REDACTED + "@"),
     # <SecretAccessKey>…</SecretAccessKey> (STS and other XML answers printed by a debug log)
     (re.compile(r"(?i)<([A-Za-z]*" + _SECRET_WORD + r"[A-Za-z]*)>[^<]*</\1>"), r"<\1>" + REDACTED + r"</\1>"),
-    # key = value, "key": "value", --key value where the key looks secret
+    # key = value, "key": "value", --key value where the key looks secret (a quoted value
+    # whose closing quote was cut away runs to the end of the line)
     # (the key is matched from its start: a regex free to start anywhere backtracks badly)
     (re.compile(r"(?i)(?<![A-Za-z0-9_.-])([\"']?[A-Za-z0-9_.-]*?" + _SECRET_WORD
                 + r"[A-Za-z0-9_.-]{0,40}[\"']?\s{0,5}[=:]\s{0,5})"
-                r"(?!\[REDACTED|[{\[])(\"[^\"\n]*\"|'[^'\n]*'|[^\s,;\"']+)"), r"\1" + REDACTED),
+                r"(?!\[REDACTED|[{\[])(\"[^\"\n]*\"?|'[^'\n]*'?|[^\s,;\"']+)"), r"\1" + REDACTED),
     (re.compile(r"(?i)(--[a-z0-9-]*(?:secret|token|passw(?:or)?d)[a-z0-9-]*[ =])(?!\[REDACTED)(\S+)"),
      r"\1" + REDACTED),
     (re.compile(r"xox[abposr]-[A-Za-z0-9-]{10,}"), "[REDACTED SLACK TOKEN]"),
