@@ -114,12 +114,14 @@ class Redactor:
 
     def __call__(self, text: str) -> str:
         """``text`` with every known secret replaced. Call it on the whole text, then cut."""
-        if self._exact is not None:
-            text = self._exact.sub(REDACTED, text)
-            text = _cut_fragments(text, self.values)
+        # patterns first: an exact value inside a token would otherwise hide the token's shape
+        # (what a pattern leaves of a value, the fragment pass below still finds)
         for pattern, repl in _RULES:
             text = pattern.sub(repl, text)
-        return _AWS_SECRET.sub(_looks_like_aws_secret, _headless_pem(text))
+        text = _AWS_SECRET.sub(_looks_like_aws_secret, _headless_pem(text))
+        if self._exact is not None:
+            text = _cut_fragments(self._exact.sub(REDACTED, text), self.values)
+        return text
 
     def data(self, value: Any) -> Any:
         """``value`` (JSON-like: dicts, lists, strings) with every string redacted."""
