@@ -64,6 +64,8 @@ _RULES: tuple[tuple[re.Pattern[str], str], ...] = (
      r"\1" + REDACTED + "@"),
     # <SecretAccessKey>…</SecretAccessKey> (STS and other XML answers printed by a debug log)
     (re.compile(r"(?i)<([A-Za-z]*" + _SECRET_WORD + r"[A-Za-z]*)>[^<]*</\1>"), r"<\1>" + REDACTED + r"</\1>"),
+    # ... and one whose closing tag a cut took away: the value runs to a tag, quote or space
+    (re.compile(r"(?i)(<[A-Za-z]*" + _SECRET_WORD + r"[A-Za-z]*>)(?!\[REDACTED)[^<\s\"']+"), r"\1" + REDACTED),
     # key = value, "key": "value", --key value where the key looks secret (a quoted value
     # whose closing quote was cut away runs to the end of the line)
     # (the key is matched from its start: a regex free to start anywhere backtracks badly)

@@ -63,6 +63,14 @@ def test_a_recognisable_start_of_a_token_at_a_cut_is_redacted(text):
     assert secret not in redact(text)
 
 
+@pytest.mark.parametrize("tail", ["'", "", " more", "\\n<Expiration>"])
+def test_an_xml_secret_whose_closing_tag_was_cut_is_redacted(tail):
+    # found by the worker-sink property test: a processor's command clipped at 200 characters
+    value = "TrzHRYsKO8Bppex+U2Bqj8QBmvS5dOGO0"
+    out = redact(f"sh -c '<SecretAccessKey>{value}{tail}")
+    assert value not in out and value[:12] not in out and "<SecretAccessKey>" in out
+
+
 def test_the_end_of_a_private_key_whose_begin_was_cut_is_redacted_but_not_the_lines_before():
     text = "before it\nMIIEpAIBAAKCAQEA\nabc+/=\n-----END RSA PRIVATE KEY-----\nafter"
     out = redact(text)

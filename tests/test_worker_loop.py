@@ -16,7 +16,7 @@ from moto import mock_aws
 from handlers.core.envelope import issue_stream
 from handlers.core.errors import AwsError
 from handlers.core.pool import AVAILABLE, CLEANING
-from tests.planted import EXAMPLES, TALLY, exact_values, families, fillers, leaks
+from tests.planted import DERANDOMIZE, EXAMPLES, TALLY, exact_values, families, fillers, leaks
 from tests.worker_env import last, make_stack, make_worker, member_ids, register, types, visible
 from tests.worker_env import queue_issue as _queue_issue
 from worker.messages import backoff_seconds, message_action
@@ -466,7 +466,7 @@ def _creds() -> st.SearchStrategy[tuple[str, str, str]]:
     return st.tuples(key, exact_values(), exact_values())
 
 
-@settings(max_examples=max(10, EXAMPLES // 2), deadline=None, derandomize=True,
+@settings(max_examples=max(10, EXAMPLES // 2), deadline=None, derandomize=DERANDOMIZE,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(planted=families(), held=exact_values(), sets=st.lists(_creds(), min_size=2, max_size=2),
        before=fillers(200), target=st.sampled_from(["planted", "handed", "held"]),
@@ -492,7 +492,7 @@ def test_no_planted_secret_reaches_any_sink_even_split_by_the_tail_cut(
     assert {k: v for k, v in found.items() if v} == {}
 
 
-@settings(max_examples=max(10, EXAMPLES // 2), deadline=None, derandomize=True,
+@settings(max_examples=max(10, EXAMPLES // 2), deadline=None, derandomize=DERANDOMIZE,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(planted=families(), held=exact_values(), sets=st.lists(_creds(), min_size=1, max_size=1),
        target=st.sampled_from(["planted", "handed", "held"]), edge=st.sampled_from(["head", "tail"]),
