@@ -26,7 +26,7 @@ for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "tes
                    "AWS_DEFAULT_REGION": "us-east-1"}.items():
     os.environ.setdefault(key, value)
 
-from worker.repro import JAVASCRIPT, PYTHON, SHELL  # noqa: E402
+from gip.domain.repro import JAVASCRIPT, PYTHON, SHELL  # noqa: E402
 from worker.runner import Interpreters, Limits, run_snippet  # noqa: E402
 from worker.sandbox import MARKER, UID, Box, Isolation  # noqa: E402
 

@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from handlers.core.errors import AwsError, ConfigError
+from gip.errors import AwsError, ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -122,8 +122,8 @@ class Capacity:
     def from_env(cls, env: Mapping[str, str] | None = None) -> Capacity:
         import boto3
 
-        from handlers.core.config import Settings
-        from handlers.core.pool_service import Pool
+        from gip.config import Settings
+        from gip.services.pool import Pool
 
         e = os.environ if env is None else env
         settings = Settings.from_env(e)

@@ -26,13 +26,13 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from handlers.core.config import Settings
-from handlers.core.envelope import Cause, Envelope, split_issue_stream
-from handlers.core.errors import ConcurrencyConflict, GipError
-from handlers.core.issue import QUEUED, RECEIVED
-from handlers.github import errors as gh_errors
-from handlers.github.client import GitHubClient, Permission
-from handlers.github.consumer import run_batch
+from gip.adapters.github import errors as gh_errors
+from gip.adapters.github.client import GitHubClient, Permission
+from gip.adapters.github.consumer import run_batch
+from gip.config import Settings
+from gip.domain.envelope import Cause, Envelope, split_issue_stream
+from gip.domain.issue import QUEUED, RECEIVED
+from gip.errors import ConcurrencyConflict, GipError
 
 log = logging.getLogger(__name__)
 
@@ -120,8 +120,8 @@ class Gatekeeper:
 
     @classmethod
     def from_env(cls) -> Gatekeeper:
-        from handlers.core.issue_service import Issues
-        from handlers.github.token import client_from_settings
+        from gip.adapters.github.token import client_from_settings
+        from gip.services.issues import Issues
 
         settings = Settings.from_env()
         return cls(issues=Issues.from_settings(settings), github=client_from_settings(settings),

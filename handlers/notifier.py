@@ -8,10 +8,10 @@ current state, so an older event cannot overwrite a newer one, and an unchanged 
 sent at all. The comment also carries the stream version it shows; a comment showing a newer
 version is left alone.
 
-- The status comment is found by :data:`~handlers.comment.STATUS_MARKER`, only among comments
+- The status comment is found by :data:`~gip.domain.comment.STATUS_MARKER`, only among comments
   written by our own login (``BOT_LOGIN``, or ``GET /user`` once per container).
 - An untrusted sender is told why nothing runs, once per issue (found by its own marker).
-- After a verdict, exactly one verdict label is left (``handlers.verdict_labels``).
+- After a verdict, exactly one verdict label is left (``gip.domain.verdict_labels``).
 - A GitHub outage fails the record, SQS brings it back, and the comment catches up: the verdict
   itself is already in the event log and in S3.
 - Without a token (local mode) it prints what it would post.
@@ -39,8 +39,12 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Generic, TypeVar
 
-from handlers import verdict_labels
-from handlers.comment import (
+from gip.adapters.github import errors as gh_errors
+from gip.adapters.github.client import GitHubClient
+from gip.adapters.github.consumer import run_batch
+from gip.config import Settings
+from gip.domain import verdict_labels
+from gip.domain.comment import (
     STATUS_MARKER,
     UNTRUSTED_MARKER,
     StatusView,
@@ -48,13 +52,9 @@ from handlers.comment import (
     render_untrusted,
     rendered_version,
 )
-from handlers.core.config import Settings
-from handlers.core.envelope import Envelope, split_issue_stream
-from handlers.core.errors import ConfigError, GipError
-from handlers.core.issue import FAILED, PROCESSED, QUEUED, RUNNING, SKIPPED, Issue
-from handlers.github import errors as gh_errors
-from handlers.github.client import GitHubClient
-from handlers.github.consumer import run_batch
+from gip.domain.envelope import Envelope, split_issue_stream
+from gip.domain.issue import FAILED, PROCESSED, QUEUED, RUNNING, SKIPPED, Issue
+from gip.errors import ConfigError, GipError
 
 log = logging.getLogger(__name__)
 
@@ -196,8 +196,8 @@ class Notifier:
 
     @classmethod
     def from_env(cls) -> Notifier:
-        from handlers.core.issue_service import Issues
-        from handlers.github.token import client_from_settings
+        from gip.adapters.github.token import client_from_settings
+        from gip.services.issues import Issues
 
         settings = Settings.from_env()
         return cls(issues=Issues.from_settings(settings), github=client_from_settings(settings),

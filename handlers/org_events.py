@@ -32,9 +32,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from handlers.core.envelope import ACCOUNT_RE, Cause, split_issue_stream
-from handlers.core.errors import ConcurrencyConflict
-from handlers.core.issue import RUNNING
+from gip.domain.envelope import ACCOUNT_RE, Cause, split_issue_stream
+from gip.domain.issue import RUNNING
+from gip.errors import ConcurrencyConflict
 
 log = logging.getLogger(__name__)
 
@@ -292,8 +292,8 @@ class Lifecycle:
     def from_settings(cls, settings: Any, *, session: Any = None) -> Lifecycle:
         import boto3
 
-        from handlers.core.issue_service import Issues
-        from handlers.core.pool_service import Pool
+        from gip.services.issues import Issues
+        from gip.services.pool import Pool
 
         sess = session or boto3.Session(region_name=settings.region)
         org = Organization(sess.client("organizations", endpoint_url=settings.endpoint_url),
@@ -398,7 +398,7 @@ def lambda_handler(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
     """SQS batch of EventBridge events → partial batch failures."""
     global _LIFECYCLE
     if _LIFECYCLE is None:
-        from handlers.core.config import Settings
+        from gip.config import Settings
 
         _LIFECYCLE = Lifecycle.from_settings(Settings.from_env())
     return process_batch(_LIFECYCLE, event)

@@ -196,7 +196,7 @@ def handler(event: Mapping[str, Any], context: Any = None) -> dict[str, list[dic
     if not _CONTAINER:
         import boto3
 
-        from handlers.core.config import Settings
+        from gip.config import Settings
 
         _CONTAINER.update(settings=Settings.from_env(), client=boto3.client("events"))
     settings = _CONTAINER["settings"]

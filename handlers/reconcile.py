@@ -28,8 +28,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from handlers.core.envelope import Cause, iso, utcnow
-from handlers.core.errors import AwsError, ConcurrencyConflict
+from gip.domain.envelope import Cause, iso, utcnow
+from gip.errors import AwsError, ConcurrencyConflict
 from handlers.org_events import LIVE_STATES, Lifecycle, OrgAccount, leave_reason
 
 STRIKES_PK = "reconcile#strikes"
@@ -240,7 +240,7 @@ def reconcile_once(settings: Any = None, *, session: Any = None, threshold: int 
     (settings, threshold, targets) and reused by later calls.
     """
     if settings is None:
-        from handlers.core.config import Settings
+        from gip.config import Settings
 
         settings = Settings.from_env()
     key = (settings, threshold, target_ou_ids, id(session))

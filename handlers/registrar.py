@@ -13,7 +13,7 @@ that a stack never waits an hour:
 
 Trust: the body is not trusted. The account comes from the StackId, a property naming another
 account is refused, and before Create or Delete touches the pool, CloudFormation must confirm
-it (:mod:`handlers.stack_instance`): a forged request changes nothing and logs one line.
+it (:mod:`gip.adapters.stack_instance`): a forged request changes nothing and logs one line.
 """
 
 from __future__ import annotations
@@ -25,10 +25,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from handlers import custom_resource as cr
-from handlers.core.envelope import ACCOUNT_RE, Cause
-from handlers.core.errors import AwsError, GipError
-from handlers.stack_instance import Verdict
+from gip.adapters import custom_resource as cr
+from gip.adapters.stack_instance import Verdict
+from gip.domain.envelope import ACCOUNT_RE, Cause
+from gip.errors import AwsError, GipError
 
 log = logging.getLogger(__name__)
 
@@ -221,9 +221,9 @@ def _registrar(context: Any) -> Registrar:
     if _REGISTRAR is None:
         import boto3
 
-        from handlers.core.config import Settings
+        from gip.adapters.stack_instance import StackInstances
+        from gip.config import Settings
         from handlers.org_events import Lifecycle
-        from handlers.stack_instance import StackInstances
 
         settings = Settings.from_env()
         lifecycle = Lifecycle.from_settings(settings)

@@ -21,12 +21,12 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from handlers.core.envelope import Cause, split_issue_stream, utcnow
-from handlers.core.errors import ConcurrencyConflict, IllegalTransition
-from handlers.core.issue import RUNNING, Issue
-from handlers.core.issue_service import Issues
-from handlers.core.pool import Account
-from handlers.core.pool_service import Pool
+from gip.domain.envelope import Cause, split_issue_stream, utcnow
+from gip.domain.issue import RUNNING, Issue
+from gip.domain.pool import Account
+from gip.errors import ConcurrencyConflict, IllegalTransition
+from gip.services.issues import Issues
+from gip.services.pool import Pool
 
 log = logging.getLogger(__name__)
 ACTOR = "sweeper"
@@ -85,8 +85,8 @@ _deps: tuple[Pool, Issues, int, int] | None = None
 def _build() -> tuple[Pool, Issues, int, int]:
     global _deps
     if _deps is None:
-        from handlers.core.config import Settings
-        from handlers.core.models import Tables
+        from gip.config import Settings
+        from gip.store.models import Tables
 
         settings = Settings.from_env()
         tables = Tables.from_settings(settings)

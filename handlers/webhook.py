@@ -1,8 +1,8 @@
 """The GitHub webhook: API Gateway proxy event in, small JSON answer out (DESIGN.md step 1).
 
 A thin adapter around pure code: header names are lowercased and base64 bodies decoded here,
-``handlers.delivery`` checks size, headers, media type, signature and JSON, and
-``handlers.qualify`` decides. A qualifying delivery becomes ``Issues.receive`` (one read of
+``gip.domain.delivery`` checks size, headers, media type, signature and JSON, and
+``gip.domain.qualify`` decides. A qualifying delivery becomes ``Issues.receive`` (one read of
 the issue row, one TransactWriteItems: delivery marker + IssueReceived + row), a cancel
 becomes ``Issues.cancel``. The webhook never calls GitHub, SQS or EventBridge: the outbox
 publisher does, from the table's stream.
@@ -28,16 +28,16 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from handlers.core.envelope import Cause
-from handlers.core.errors import (
+from gip.domain.delivery import BadRequest, WebhookRejected, parse_delivery, parse_secrets
+from gip.domain.envelope import Cause
+from gip.domain.qualify import Cancel, Ignore, Pong, Receive, Rules, qualify
+from gip.errors import (
     ConcurrencyConflict,
     ConfigError,
     GipError,
     IllegalTransition,
     InvalidEvent,
 )
-from handlers.delivery import BadRequest, WebhookRejected, parse_delivery, parse_secrets
-from handlers.qualify import Cancel, Ignore, Pong, Receive, Rules, qualify
 
 log = logging.getLogger(__name__)
 log.setLevel(logging.INFO)
@@ -171,7 +171,7 @@ def reset() -> None:
 
 def _settings() -> Any:
     if "settings" not in _CACHE:
-        from handlers.core.config import Settings
+        from gip.config import Settings
 
         try:
             _CACHE["settings"] = Settings.from_env()
@@ -206,7 +206,7 @@ def _fetch_secret(secret_id: str) -> str:
 
 def _issues() -> Any:
     if "issues" not in _CACHE:
-        from handlers.core.issue_service import Issues
+        from gip.services.issues import Issues
 
         _CACHE["issues"] = Issues.from_settings(_settings())
     return _CACHE["issues"]

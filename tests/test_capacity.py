@@ -9,8 +9,8 @@ from typing import Any
 import boto3
 import pytest
 
+from gip.domain.envelope import Cause
 from handlers import capacity as cap
-from handlers.core.envelope import Cause
 
 CLUSTER, SERVICE = "gip-test", "gip-test-worker"
 RESOURCE = f"service/{CLUSTER}/{SERVICE}"

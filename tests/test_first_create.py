@@ -14,10 +14,10 @@ from typing import Any
 import boto3
 import pytest
 
-from handlers.core.errors import GipError
-from ops import first_create, stacks
-from ops.deploy import TEMPLATES, deploy
-from ops.local_gaps import load_template
+from gip.cli import first_create, stacks
+from gip.cli.deploy import TEMPLATES, deploy
+from gip.errors import GipError
+from gip.local.gaps import load_template
 from tests.deploy_support import RecordingReporter, options
 
 ACCOUNT = "123456789012"

@@ -10,12 +10,12 @@ from typing import Any
 
 import pytest
 
+from gip.adapters.github.client import GitHubClient, Permission
+from gip.adapters.github.consumer import envelope_from_record
+from gip.config import Settings
+from gip.domain.envelope import Cause
 from handlers import gatekeeper
-from handlers.core.config import Settings
-from handlers.core.envelope import Cause
 from handlers.gatekeeper import Gatekeeper, PermissionCache, decide
-from handlers.github.client import GitHubClient, Permission
-from handlers.github.consumer import envelope_from_record
 from tests.conftest import empty_tables
 from tests.fakes import fixtures
 from tests.fakes.bus import sqs_batch

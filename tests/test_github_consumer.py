@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from handlers.core.errors import GipError
-from handlers.github.client import GitHubClient
-from handlers.github.consumer import envelope_from_record, run_batch
+from gip.adapters.github.client import GitHubClient
+from gip.adapters.github.consumer import envelope_from_record, run_batch
+from gip.errors import GipError
 from tests.fakes import fixtures
 from tests.fakes.bus import sqs_batch
 

@@ -8,13 +8,13 @@ from typing import Any
 import boto3
 import pytest
 
+from gip.adapters.github.client import GitHubClient
+from gip.config import Settings
+from gip.domain.comment import GITHUB_LIMIT, STATUS_MARKER, UNTRUSTED_MARKER
+from gip.domain.envelope import Cause
+from gip.domain.issue import Issue
+from gip.errors import ConfigError
 from handlers import notifier
-from handlers.comment import GITHUB_LIMIT, STATUS_MARKER, UNTRUSTED_MARKER
-from handlers.core.config import Settings
-from handlers.core.envelope import Cause
-from handlers.core.errors import ConfigError
-from handlers.core.issue import Issue
-from handlers.github.client import GitHubClient
 from handlers.notifier import Notifier, plan_for
 from tests.conftest import empty_tables
 from tests.fakes import fixtures

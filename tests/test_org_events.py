@@ -11,8 +11,8 @@ from typing import Any
 import boto3
 import pytest
 
+from gip.domain.envelope import Cause
 from handlers import org_events as oe
-from handlers.core.envelope import Cause
 
 EVENTS = Path(__file__).parent / "events"
 SAMPLE_MEMBER = "222222222222"
@@ -298,7 +298,7 @@ def test_lambda_entry_builds_from_the_environment(world: OrgWorld, core: SimpleN
 
 
 def test_deregister_retries_a_lost_race_with_a_reserve() -> None:
-    from handlers.core.errors import ConcurrencyConflict
+    from gip.errors import ConcurrencyConflict
 
     class RacyPool:
         calls = 0

@@ -11,11 +11,11 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from gip.config import Settings
+from gip.domain.envelope import Cause, dumps, new_event
+from gip.store.dynamodb import DynamoEventStore
+from gip.store.models import Tables, create_tables
 from handlers import publisher
-from handlers.core.config import Settings
-from handlers.core.envelope import Cause, dumps, new_event
-from handlers.core.models import Tables, create_tables
-from handlers.core.store import DynamoEventStore
 from handlers.publisher import MAX_REQUEST_BYTES, publish_records
 
 PREFIX = "gip-test"
@@ -261,9 +261,9 @@ def test_webhook_to_bus_end_to_end_over_moto_server(moto_server: str, monkeypatc
     """GIVEN the tables, bus and a rule to SQS on a moto server
     WHEN the same labeled delivery comes twice, then a ping, and the publisher gets the stream
     THEN exactly one IssueReceived reaches the bus, the stored envelope, and no marker."""
+    from gip.domain.delivery import signature_for
+    from gip.domain.qualify import Rules
     from handlers import webhook
-    from handlers.delivery import signature_for
-    from handlers.qualify import Rules
     from tests.conftest import make_core
 
     monkeypatch.setenv("AWS_ENDPOINT_URL", moto_server)

@@ -17,14 +17,14 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from gip.adapters.stack_instance import StackInstances, Verdict
+from gip.config import Settings
+from gip.domain.envelope import Cause
+from gip.services.issues import Issues
+from gip.services.pool import Pool
+from gip.store.models import Tables, create_tables
 from handlers import registrar as reg
-from handlers.core.config import Settings
-from handlers.core.envelope import Cause
-from handlers.core.issue_service import Issues
-from handlers.core.models import Tables, create_tables
-from handlers.core.pool_service import Pool
 from handlers.org_events import Lifecycle
-from handlers.stack_instance import StackInstances, Verdict
 from tests.fakes.cloudformation import FakeStackSets
 
 MEMBER = "222233334444"
@@ -435,7 +435,7 @@ def test_lambda_entry_checks_the_stackset_on_moto(bucket: ResponseBucket, core: 
 def _management() -> dict[str, Any]:
     from pathlib import Path
 
-    from ops.local_gaps import load_template
+    from gip.local.gaps import load_template
 
     return load_template((Path(__file__).resolve().parent.parent / "templates" / "management.yaml").read_text())
 

@@ -12,17 +12,17 @@ from typing import Any
 import boto3
 import pytest
 
-from handlers.core import schemas
-from handlers.core.config import Settings
-from handlers.core.envelope import Cause, Envelope, dumps, iso, new_event
-from handlers.core.errors import UsageError
-from handlers.core.issue_service import Issues
-from handlers.core.models import Tables, create_tables
-from handlers.core.pool_service import Pool
-from handlers.core.store import DynamoEventStore
-from ops import replay
-from ops.cli import main
-from ops.render import jsonl, table
+from gip.cli import replay
+from gip.cli.main import main
+from gip.cli.render import jsonl, table
+from gip.config import Settings
+from gip.domain import schemas
+from gip.domain.envelope import Cause, Envelope, dumps, iso, new_event
+from gip.errors import UsageError
+from gip.services.issues import Issues
+from gip.services.pool import Pool
+from gip.store.dynamodb import DynamoEventStore
+from gip.store.models import Tables, create_tables
 
 NOW = datetime(2026, 1, 20, tzinfo=UTC)
 TYPES = {"AccountReserved", "AccountReleased", "IssueReceived"}
@@ -96,7 +96,7 @@ def test_put_batch_resends_only_failed_entries_then_gives_up() -> None:
     bus = FlakyBus(failures=2)
     assert replay._put_batch(bus, batch, prefix="p", bus="p-bus", sleep=sleeps.append) == 10
     assert bus.calls == [10, 1, 1] and sleeps == [0.2, 0.4]
-    from handlers.core.errors import GipError
+    from gip.errors import GipError
 
     with pytest.raises(GipError, match="1 event"):
         replay._put_batch(FlakyBus(failures=99), batch, prefix="p", bus="p-bus", sleep=sleeps.append)
@@ -452,7 +452,7 @@ def test_repair_refuses_a_row_that_moved_since_it_was_read(moto_server: str) -> 
 
 @pytest.mark.server
 def test_repair_refuses_counts_that_moved_since_they_were_read(moto_server: str) -> None:
-    from handlers.core.projection import Projections
+    from gip.services.projection import Projections
 
     core = leasing_history(moto_server, "racecounts")
     counts = core.tables.pool.get("counts")
@@ -469,7 +469,7 @@ def test_repair_refuses_counts_that_moved_since_they_were_read(moto_server: str)
 
 @pytest.mark.server
 def test_repair_writes_rows_conditioned_on_the_version_read(moto_server: str) -> None:
-    from handlers.core.projection import Projections
+    from gip.services.projection import Projections
 
     core = leasing_history(moto_server, "cond")
     row = core.tables.pool.get(f"account-{core.lease.account_id}")
@@ -520,7 +520,7 @@ class _Tty(io.StringIO):
 
 @pytest.mark.server
 def test_default_format_is_table_on_a_terminal_and_jsonl_in_a_pipe(big: SimpleNamespace, moto_server: str) -> None:
-    from ops.cli import build_parser
+    from gip.cli.main import build_parser
 
     argv = ["replay", "--stream", "octo/demo#7", "--prefix", "rp", "--endpoint-url", moto_server, "--region", "us-east-1"]
     tty = _Tty()

@@ -12,10 +12,10 @@ from typing import Any
 import boto3
 import pytest
 
+from gip.domain.envelope import Cause, new_event
+from gip.errors import ConcurrencyConflict, StoreUnavailable
+from gip.store.dynamodb import DuplicateDelivery
 from handlers import webhook
-from handlers.core.envelope import Cause, new_event
-from handlers.core.errors import ConcurrencyConflict, StoreUnavailable
-from handlers.core.store import DuplicateDelivery
 from tests.conftest import empty_tables
 from tests.fakes.aws_faults import AwsFaults, Fault
 from tests.test_webhook import NUMBER, REPO, RULES, SECRET, STREAM, delivery

@@ -11,11 +11,11 @@ import botocore.client
 import pytest
 from moto import mock_aws
 
+from gip.domain.envelope import Cause, issue_stream
+from gip.domain.pool import AVAILABLE, CLEANING
+from gip.errors import IllegalTransition
+from gip.services.pool import Pool
 from handlers import sweeper
-from handlers.core.envelope import Cause, issue_stream
-from handlers.core.errors import IllegalTransition
-from handlers.core.pool import AVAILABLE, CLEANING
-from handlers.core.pool_service import Pool
 from tests.worker_env import (
     bulk_register,
     bulk_reserve,

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from ops.local_gaps import load_template
+from gip.local.gaps import load_template
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 QUEUES = ["Gatekeeper", "Issue", "Notifier", "Cleanup", "Capacity", "OrgEvents"]
@@ -160,7 +160,7 @@ def test_lifecycle_lambdas_get_the_env_they_read(mgmt: dict[str, Any]) -> None:
     assert _env(mgmt, "ReconcileFunction")["RECONCILE_STRIKES"] == {"Ref": "ReconcileStrikes"}
     assert mgmt["Parameters"]["ReconcileStrikes"]["Default"] == 2
     assert mgmt["Parameters"]["TargetOuIds"]["Default"] == ""  # empty = the whole organization
-    from ops.deploy import DeployOptions, _parameters
+    from gip.cli.deploy import DeployOptions, _parameters
 
     opts = DeployOptions(org_id="o-abcdefghij", ou_ids=["ou-ab12-abcdefgh", "ou-ab12-ijklmnop"],
                          regions=["eu-west-1", "us-east-1"])
@@ -324,7 +324,7 @@ def test_member_role_trusts_worker_and_lifecycle_lambdas_with_external_id_and_or
 
 
 def test_member_lifecycle_principals_come_from_management_outputs(mgmt: dict[str, Any], member: dict[str, Any]) -> None:
-    from ops.deploy import DeployOptions, member_parameters
+    from gip.cli.deploy import DeployOptions, member_parameters
 
     assert mgmt["Outputs"]["OrgEventsRoleArn"]["Value"] == {"Fn::GetAtt": ["OrgEventsRole", "Arn"]}
     assert mgmt["Outputs"]["ReconcileRoleArn"]["Value"] == {"Fn::GetAtt": ["ReconcileRole", "Arn"]}
@@ -538,7 +538,7 @@ def test_desired_count_is_sent_on_create_only_and_max_capacity_never_changes(wor
 
 
 def test_deploy_marks_only_a_creating_change_set() -> None:
-    from ops.deploy import creating_stack
+    from gip.cli.deploy import creating_stack
 
     assert creating_stack(None, local=False) == "true"
     assert creating_stack("ROLLBACK_COMPLETE", local=False) == "true"  # deleted, then created again
@@ -550,8 +550,8 @@ def test_deploy_marks_only_a_creating_change_set() -> None:
 # ------------------------------------------------------------------ worker role id (issue 20 §6)
 
 def test_member_trust_names_the_worker_role_by_its_unique_id(worker: dict[str, Any], member: dict[str, Any]) -> None:
-    from ops.deploy import DeployOptions, member_parameters
-    from ops.stackset import changed_parameters, needs_update
+    from gip.cli.deploy import DeployOptions, member_parameters
+    from gip.cli.stackset import changed_parameters, needs_update
 
     assert worker["Outputs"]["WorkerTaskRoleId"]["Value"] == {"Fn::GetAtt": ["WorkerTaskRole", "RoleId"]}
     assert "Default" not in member["Parameters"]["WorkerTaskRoleId"]

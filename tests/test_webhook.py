@@ -15,10 +15,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from gip.domain.delivery import signature_for
+from gip.domain.envelope import Cause
+from gip.domain.qualify import Rules
 from handlers import webhook
-from handlers.core.envelope import Cause
-from handlers.delivery import signature_for
-from handlers.qualify import Rules
 from tests.conftest import empty_tables
 
 EVENTS = Path(__file__).parent / "events"
@@ -461,7 +461,7 @@ class Racing:
         self.calls = 0
 
     def cancel(self, repo: str, number: int, *, reason: str, cause: Cause) -> dict[str, Any]:
-        from handlers.core.errors import ConcurrencyConflict
+        from gip.errors import ConcurrencyConflict
 
         self.calls += 1
         if self.calls <= self.conflicts:

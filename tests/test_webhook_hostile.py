@@ -13,8 +13,8 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import event as event_note
 from hypothesis import strategies as st
 
+from gip.domain.delivery import signature_for
 from handlers import webhook
-from handlers.delivery import signature_for
 from tests.conftest import empty_tables
 from tests.test_webhook import RULES, SECRET, proxy_event, recorded
 

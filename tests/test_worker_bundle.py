@@ -17,8 +17,8 @@ from typing import Any
 import boto3
 import pytest
 
-from ops import packaging
-from ops.local_gaps import load_template
+from gip.cli import packaging
+from gip.local.gaps import load_template
 from tests.deploy_support import FakeInstaller
 
 ROOT = Path(__file__).resolve().parent.parent

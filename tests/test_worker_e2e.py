@@ -14,8 +14,8 @@ from pathlib import Path
 import boto3
 import pytest
 
+from gip.domain.pool import AVAILABLE
 from handlers import sweeper
-from handlers.core.pool import AVAILABLE
 from tests.worker_env import (
     ROLE,
     last,

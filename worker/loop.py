@@ -23,12 +23,12 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from handlers.core.envelope import Cause, Envelope, iso, parse_iso, split_issue_stream, utcnow
-from handlers.core.errors import AwsError, ConcurrencyConflict, GipError, IllegalTransition
-from handlers.core.issue import FAILED, RUNNING, Issue
-from handlers.core.issue_service import Issues
-from handlers.core.pool_service import Lease, Pool
-from handlers.redaction import Redactor, secrets_from_env
+from gip.domain.envelope import Cause, Envelope, iso, parse_iso, split_issue_stream, utcnow
+from gip.domain.issue import FAILED, RUNNING, Issue
+from gip.domain.redaction import Redactor, secrets_from_env
+from gip.errors import AwsError, ConcurrencyConflict, GipError, IllegalTransition
+from gip.services.issues import Issues
+from gip.services.pool import Lease, Pool
 from worker import results
 from worker.cleanup import Cleanup, CleanupBusy, CleanupFailed
 from worker.config import WorkerConfig

@@ -7,8 +7,8 @@ import random
 from dataclasses import dataclass
 from typing import Any
 
-from handlers.core.envelope import Envelope
-from handlers.core.issue import FAILED, PROCESSED, QUEUED, SKIPPED, Issue
+from gip.domain.envelope import Envelope
+from gip.domain.issue import FAILED, PROCESSED, QUEUED, SKIPPED, Issue
 
 PROCESS, DROP, WAIT = "process", "drop", "wait"
 SQS_MAX_VISIBILITY = 43_200
