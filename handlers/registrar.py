@@ -223,7 +223,7 @@ def _registrar(context: Any) -> Registrar:
 
         from gip.adapters.stack_instance import StackInstances
         from gip.config import Settings
-        from handlers.org_events import Lifecycle
+        from gip.services.lifecycle import Lifecycle
 
         settings = Settings.from_env()
         lifecycle = Lifecycle.from_settings(settings)

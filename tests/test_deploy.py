@@ -49,7 +49,7 @@ pytestmark = pytest.mark.server
 @pytest.fixture(scope="module")
 def frozen_src(tmp_path_factory: pytest.TempPathFactory) -> Path:
     dest = tmp_path_factory.mktemp("src")
-    for top in ("handlers", "schemas", "worker"):
+    for top in ("gip", "handlers", "schemas", "worker"):
         shutil.copytree(ROOT / top, dest / top, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(ROOT / "setup.cfg", dest / "setup.cfg")
     return dest
@@ -183,7 +183,7 @@ def test_lambda_bundle_holds_handlers_schemas_and_vendored_deps_without_boto3(de
     lambda_key = next(k for k in keys if k.startswith("artifacts/lambda-"))
     names = zipfile.ZipFile(io.BytesIO(s3.get_object(Bucket=bucket, Key=lambda_key)["Body"].read())).namelist()
     assert "fakedep/__init__.py" in names and "schemas/envelope.json" in names
-    assert any(n.startswith("handlers/core/") for n in names)
+    assert any(n.startswith("gip/store/") for n in names) and "handlers/webhook.py" in names
     assert not any("__pycache__" in n for n in names)
     assert all(not r.startswith(("boto3", "botocore")) for r in deployed.installer.calls[0])
     # The worker bundle carries the SDK too: the stock image has none and installs nothing.
@@ -458,7 +458,7 @@ def test_replacements_and_removals_are_risky_and_rendered() -> None:
 # ------------------------------------------------------------------ packaging, pure parts
 
 def test_zip_is_deterministic_and_skips_bytecode(tmp_path: Path) -> None:
-    for top in ("handlers", "schemas"):
+    for top in ("gip", "handlers", "schemas"):
         (tmp_path / top / "__pycache__").mkdir(parents=True)
         (tmp_path / top / "a.py").write_text("x = 1\n")
         (tmp_path / top / "__pycache__" / "a.cpython-311.pyc").write_bytes(b"junk")
@@ -467,7 +467,7 @@ def test_zip_is_deterministic_and_skips_bytecode(tmp_path: Path) -> None:
     (tmp_path / "handlers" / "a.py").touch()  # new mtime, same content
     second = packaging.build("lambda", root=tmp_path, installer=None)
     assert first.data == second.data and first.key == second.key
-    assert zipfile.ZipFile(io.BytesIO(first.data)).namelist() == ["handlers/a.py", "schemas/a.py"]
+    assert zipfile.ZipFile(io.BytesIO(first.data)).namelist() == ["gip/a.py", "handlers/a.py", "schemas/a.py"]
     assert packaging.requirements(tmp_path / "setup.cfg") == ["requests>=2"]
 
 

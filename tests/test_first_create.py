@@ -83,7 +83,7 @@ def server(moto_server: str, tmp_path_factory: pytest.TempPathFactory) -> Simple
 
     root = Path(__file__).resolve().parent.parent
     src = tmp_path_factory.mktemp("src")
-    for top in ("handlers", "schemas", "worker"):
+    for top in ("gip", "handlers", "schemas", "worker"):
         shutil.copytree(root / top, src / top, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(root / "setup.cfg", src / "setup.cfg")
     return SimpleNamespace(url=moto_server, src=src)

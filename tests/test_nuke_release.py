@@ -50,7 +50,7 @@ class FakeFetcher:
 
 
 def source_tree(root: Path) -> Path:
-    for top in ("handlers", "schemas", "worker"):
+    for top in ("gip", "handlers", "schemas", "worker"):
         (root / top).mkdir(parents=True)
         (root / top / "__init__.py").write_text("")
     (root / "setup.cfg").write_text("[options]\ninstall_requires =\n    requests>=2\n")

@@ -10,9 +10,10 @@ from typing import Any
 import boto3
 import pytest
 
+from gip.adapters.organizations import OrgAccount, Organization
 from gip.domain.envelope import Cause
-from handlers import reconcile as rc
-from handlers.org_events import Lifecycle, OrgAccount, Organization
+from gip.services import reconcile as rc
+from gip.services.lifecycle import Lifecycle
 
 A, B, C, MGMT = "100000000001", "100000000002", "100000000003", "999999999999"
 

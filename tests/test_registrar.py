@@ -21,10 +21,10 @@ from gip.adapters.stack_instance import StackInstances, Verdict
 from gip.config import Settings
 from gip.domain.envelope import Cause
 from gip.services.issues import Issues
+from gip.services.lifecycle import Lifecycle
 from gip.services.pool import Pool
 from gip.store.models import Tables, create_tables
 from handlers import registrar as reg
-from handlers.org_events import Lifecycle
 from tests.fakes.cloudformation import FakeStackSets
 
 MEMBER = "222233334444"

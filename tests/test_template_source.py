@@ -48,7 +48,7 @@ def padded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
 @pytest.fixture(scope="module")
 def src(tmp_path_factory: pytest.TempPathFactory) -> Path:
     dest = tmp_path_factory.mktemp("src")
-    for top in ("handlers", "schemas", "worker"):
+    for top in ("gip", "handlers", "schemas", "worker"):
         shutil.copytree(ROOT / top, dest / top, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(ROOT / "setup.cfg", dest / "setup.cfg")
     return dest

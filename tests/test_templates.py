@@ -116,20 +116,20 @@ def test_rules_use_getatt_bus_name_and_target_queues_with_dlq(mgmt: dict[str, An
 
 
 def test_org_events_rule_matches_every_membership_event_the_handler_classifies(mgmt: dict[str, Any]) -> None:
-    from handlers import org_events
+    from gip.domain import org_changes
 
     pattern = mgmt["Resources"]["OrgEventsRule"]["Properties"]["EventPattern"]
     assert pattern["source"] == ["aws.organizations"]
     assert set(pattern["detail-type"]) == {"AWS API Call via CloudTrail", "AWS Service Event via CloudTrail"}
     names = pattern["detail"]["eventName"]
-    handled = {*org_events.JOIN_EVENTS, *org_events.LEAVE_EVENTS, "MoveAccount"}
+    handled = {*org_changes.JOIN_EVENTS, *org_changes.LEAVE_EVENTS, "MoveAccount"}
     assert set(names) == handled and len(names) == len(handled)
     assert {"CloseAccountResult", "LeaveOrganization", "AccountJoinedOrganization",
             "AccountDepartedOrganization"} <= set(names)
     # Each name is one classify() acts on (not "not a membership event").
     for name in names:
-        event = {"detail": {"eventName": name, "eventSource": org_events.ORG_SOURCE}}
-        assert org_events.classify(event).reason != "not a membership event", name
+        event = {"detail": {"eventName": name, "eventSource": org_changes.ORG_SOURCE}}
+        assert org_changes.classify(event).reason != "not a membership event", name
 
 
 def test_lambdas_each_have_their_own_role_and_the_fixed_handlers(mgmt: dict[str, Any]) -> None:
@@ -213,7 +213,7 @@ def test_organizations_rights_are_exactly_the_calls_each_lambda_makes(mgmt: dict
     def orgs(function: str) -> set[str]:
         return {a for a in _allowed(_role_of(mgmt, function)) if a.startswith("organizations:")}
 
-    # org_events.Organization: management_account_id, describe, parent_in_scope/account_in_scope.
+    # gip.adapters.organizations.Organization: management_account_id, describe, parent_in_scope/account_in_scope.
     assert orgs("OrgEventsFunction") == {"organizations:DescribeOrganization", "organizations:DescribeAccount",
                                          "organizations:ListParents"}
     # reconcile: management_account_id, scope_accounts (whole org or the OU tree), describe.

@@ -20,7 +20,8 @@ from typing import Any
 
 from gip.adapters import aws
 from gip.cli.render import key_values, table
-from gip.cli.replay import ACCOUNT_COLUMNS, dynamo_errors, open_core, summary
+from gip.cli.replay import ACCOUNT_COLUMNS, dynamo_errors, open_core
+from gip.cli.replay_query import summary
 from gip.domain.envelope import ACCOUNT_RE, Cause, Envelope, utcnow
 from gip.domain.pool import STATUSES, Account, Counts
 from gip.errors import GipError, NotFound, UsageError

@@ -26,7 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from gip.adapters import aws
-    from handlers.reconcile import reconcile_once
+    from gip.services.reconcile import reconcile_once
 
     if args.strikes is not None and args.strikes < 1:
         raise UsageError("--strikes must be at least 1")
