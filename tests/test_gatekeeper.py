@@ -14,8 +14,8 @@ from gip.adapters.github.client import GitHubClient, Permission
 from gip.adapters.github.consumer import envelope_from_record
 from gip.config import Settings
 from gip.domain.envelope import Cause
+from gip.services.gatekeeper import Gatekeeper, PermissionCache, decide
 from handlers import gatekeeper
-from handlers.gatekeeper import Gatekeeper, PermissionCache, decide
 from tests.conftest import empty_tables
 from tests.fakes import fixtures
 from tests.fakes.bus import sqs_batch
@@ -246,7 +246,7 @@ def test_a_command_gets_eyes_on_the_comment(core, github_server, t):
 def test_local_mode_without_token_trusts_author_association_and_says_so(
         core, github_server, t, caplog, association, expected):
     event = receive(core, author_association=association)
-    with caplog.at_level(logging.WARNING, logger="handlers.gatekeeper"):
+    with caplog.at_level(logging.WARNING, logger="gip.services.gatekeeper"):
         assert make_gatekeeper(core, github_server, t, token=None).handle(event) == expected
     assert "author_association" in caplog.text
     assert github_server.requests == []

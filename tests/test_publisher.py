@@ -13,10 +13,11 @@ from moto import mock_aws
 
 from gip.config import Settings
 from gip.domain.envelope import Cause, dumps, new_event
+from gip.services import publisher as publisher_service
+from gip.services.publisher import MAX_REQUEST_BYTES, publish_records
 from gip.store.dynamodb import DynamoEventStore
 from gip.store.models import Tables, create_tables
 from handlers import publisher
-from handlers.publisher import MAX_REQUEST_BYTES, publish_records
 
 PREFIX = "gip-test"
 BUS = f"{PREFIX}-bus"
@@ -197,7 +198,7 @@ def test_batches_stay_under_256_kb() -> None:
     assert publish(records, client) == []
     assert len(client.calls) == 3
     for call in client.calls:
-        assert sum(publisher.entry_size(e) for e in call) <= MAX_REQUEST_BYTES
+        assert sum(publisher_service.entry_size(e) for e in call) <= MAX_REQUEST_BYTES
 
 
 def test_only_failed_entries_are_resent() -> None:

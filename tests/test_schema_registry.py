@@ -1,7 +1,7 @@
 """The schema registry gets what a bus subscriber receives, as OpenApi3 (issue 20 §8).
 
 Samples are real envelopes (``new_event``), accepted by the store's 2020-12 schemas, wrapped
-as EventBridge delivers them from the PutEvents entry ``handlers.publisher`` builds.
+as EventBridge delivers them from the PutEvents entry ``gip.services.publisher`` builds.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from gip.cli import schema_registry
 from gip.cli.schema_registry import SchemaRenderError, event_document, render
 from gip.domain import schemas
 from gip.domain.envelope import Cause, dumps, new_event
-from handlers.publisher import entry_for
+from gip.services.publisher import entry_for
 from tests.deploy_support import RecordingReporter
 
 SOURCE = "github-issue-processor"

@@ -231,7 +231,7 @@ def test_queue_consumers_report_batch_item_failures_and_notifier_is_serial(mgmt:
     assert mappings["PublisherMapping"]["Properties"]["EventSourceArn"] == {"Fn::GetAtt": ["EventsTable", "StreamArn"]}
     # Serial by design, not by throttling: a FIFO queue whose every message is in one group
     # (EventBridge sets only a static MessageGroupId), so Lambda runs one batch at a time and two
-    # events of an issue are never rendered at once (handlers/notifier.py finds-or-creates the
+    # events of an issue are never rendered at once (gip/services/notifier.py finds-or-creates the
     # one status comment: concurrent renders could create two).
     res = mgmt["Resources"]
     source = mappings["NotifierMapping"]["Properties"]["EventSourceArn"]["Fn::GetAtt"][0]

@@ -426,7 +426,7 @@ def _run_planted(shared, *, held: str, sets, log_of) -> dict[str, str]:
     """One issue through the real worker loop with a processor whose log is ``log_of(handed)``;
     returns every sink: the event data, result.json, the S3 log and the rendered comment."""
     from gip.domain.comment import render_status
-    from handlers.notifier import plan_for
+    from gip.services.notifier import plan_for
     from tests.worker_env import member_ids as ids
     from tests.worker_env import queue_issue as queue
 

@@ -20,7 +20,7 @@ Order matters, and each step says why:
    (the same document a real deploy attaches; moto stores it but does not enforce it), and
    ``--accounts`` member accounts in that OU, each with the processing role the member StackSet
    would create (moto cannot run the StackSet's SNS-backed registration). They are registered
-   by ``handlers.reconcile`` on its schedule, the path a real account takes.
+   by the reconcile Lambda (``gip.services.reconcile``) on its schedule, the path a real account takes.
 """
 
 from __future__ import annotations
