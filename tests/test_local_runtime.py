@@ -22,7 +22,7 @@ from gip.local.schedules import Job, Scheduler, local_period
 from gip.local.sqs_mappings import failed_ids, lambda_records
 from gip.local.streams import first_failure, lambda_record, stored_event
 from gip.local.workers import worker_environment
-from handlers.webhook import request_parts
+from gip.services.webhook import request_parts
 
 
 # ------------------------------------------------------------------ API Gateway

@@ -264,7 +264,7 @@ def test_webhook_to_bus_end_to_end_over_moto_server(moto_server: str, monkeypatc
     THEN exactly one IssueReceived reaches the bus, the stored envelope, and no marker."""
     from gip.domain.delivery import signature_for
     from gip.domain.qualify import Rules
-    from handlers import webhook
+    from gip.services import webhook as webhook_service
     from tests.conftest import make_core
 
     monkeypatch.setenv("AWS_ENDPOINT_URL", moto_server)
@@ -287,7 +287,7 @@ def test_webhook_to_bus_end_to_end_over_moto_server(moto_server: str, monkeypatc
     ping_headers = dict(ping["headers"], **{"X-Hub-Signature-256": signature_for(ping_body, "s3cret")})
     rules = Rules(("needs-reproduction",))
     answers = [
-        webhook.handle(webhook.http_event(h, b), rules=rules, secrets=("s3cret",), max_bytes=1 << 20,
+        webhook_service.handle(webhook_service.http_event(h, b), rules=rules, secrets=("s3cret",), max_bytes=1 << 20,
                        issues=lambda: core.issues)["statusCode"]
         for h, b in ((headers, body), (headers, body), (ping_headers, ping_body))
     ]

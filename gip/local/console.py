@@ -89,6 +89,6 @@ def configure_logging() -> None:
     for noisy in ("werkzeug", "botocore", "urllib3", "moto"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
     # The webhook logs every delivery at INFO; the gateway prints its own line per request.
-    logging.getLogger("handlers.webhook").setLevel(logging.WARNING)
+    logging.getLogger("gip.services.webhook").setLevel(logging.WARNING)
     # moto warns for each resource type its CloudFormation skips; local_gaps reports those.
     warnings.filterwarnings("ignore", category=UserWarning, module=r"moto\..*")

@@ -182,7 +182,7 @@ class Supervisor:
         self.threads.append(Scheduler(jobs, stop=self.halt))
         self.webhook = next(f for f in functions.values() if f.name == f"{o.prefix}-webhook")
         self._webhook_handler = self.webhook.load()
-        logging.getLogger("handlers.webhook").setLevel(logging.WARNING)  # the gateway prints each request
+        logging.getLogger("gip.services.webhook").setLevel(logging.WARNING)  # the gateway prints each request
         for thread in self.threads:
             thread.start()
         parent = dict(os.environ)
