@@ -25,7 +25,8 @@ from gip.config import Settings
 from gip.domain import schemas
 from gip.domain.envelope import Cause, Envelope, iso, new_event
 from gip.services.projection import fold_log
-from gip.store.dynamodb import DynamoEventStore, InMemoryEventStore
+from gip.store.dynamodb import DynamoEventStore
+from gip.store.memory import InMemoryEventStore
 from gip.store.models import Tables, create_tables
 
 BASE = datetime(2026, 1, 10, tzinfo=UTC)

@@ -15,7 +15,7 @@ import pytest
 from gip.domain.envelope import Cause, new_event
 from gip.errors import ConcurrencyConflict, StoreUnavailable
 from gip.services import webhook as webhook_service
-from gip.store.dynamodb import DuplicateDelivery
+from gip.store.protocols import DuplicateDelivery
 from tests.conftest import empty_tables
 from tests.fakes.aws_faults import AwsFaults, Fault
 from tests.test_webhook import NUMBER, REPO, RULES, SECRET, STREAM, delivery

@@ -12,7 +12,8 @@ from moto import mock_aws
 
 from gip.domain.envelope import Cause, new_event
 from gip.errors import ConcurrencyConflict, InvalidEvent
-from gip.store.dynamodb import DynamoEventStore, InMemoryEventStore
+from gip.store.dynamodb import DynamoEventStore
+from gip.store.memory import InMemoryEventStore
 from tests.conftest import make_core
 
 STREAM = "account-111122223333"

@@ -18,8 +18,9 @@ from gip.config import Settings
 from gip.domain.envelope import Cause, Envelope, iso, issue_stream, new_event, utcnow
 from gip.domain.issue import QUEUED, RECEIVED, Issue, evolve
 from gip.errors import ConcurrencyConflict
-from gip.store.dynamodb import DuplicateDelivery, DynamoEventStore, RowWrite, storage_errors
+from gip.store.dynamodb import DynamoEventStore, storage_errors
 from gip.store.models import Tables
+from gip.store.protocols import DuplicateDelivery, RowWrite
 
 
 @dataclass(frozen=True)

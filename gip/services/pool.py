@@ -30,8 +30,9 @@ from gip.domain.pool import (
     evolve,
 )
 from gip.errors import AwsError, ConcurrencyConflict, IllegalTransition, NotFound
-from gip.store.dynamodb import DynamoEventStore, RowWrite
+from gip.store.dynamodb import DynamoEventStore
 from gip.store.models import Tables
+from gip.store.protocols import RowWrite
 
 COUNTS_PK = "counts"
 

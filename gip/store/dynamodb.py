@@ -1,122 +1,22 @@
-"""The event store: append with optimistic concurrency, read by stream, by time, by correlation.
-
-``append(stream, expected_version, events)`` writes versions ``expected_version + 1 …``; each
-put is conditional on ``attribute_not_exists(pk)``, so a version is written once. Commands that
-also change a projection row pass :class:`RowWrite` items, written in the **same**
-TransactWriteItems. Events are validated against ``schemas/`` before anything is sent.
-
-Two implementations share one contract (tests/test_store.py): :class:`DynamoEventStore`
-(pynamodb) and :class:`InMemoryEventStore`.
+"""The DynamoDB event store (pynamodb): append with optimistic concurrency, read by stream, by
+time (the ``by-day`` index), by correlation. Each put is conditional on
+``attribute_not_exists(pk)``; projection rows go in the same TransactWriteItems.
+The contract is :mod:`gip.store.protocols`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import copy
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
-from typing import Any, Protocol
+from datetime import datetime
+from typing import Any
 
 from pynamodb.exceptions import DoesNotExist, PutError, PynamoDBException, TransactWriteError
 
-from gip.domain import schemas
 from gip.domain.envelope import Envelope, dumps, iso, loads
-from gip.errors import ConcurrencyConflict, GipError, StoreUnavailable
+from gip.errors import ConcurrencyConflict, StoreUnavailable
 from gip.store.models import Tables
-
-
-class DuplicateDelivery(GipError):
-    """This X-GitHub-Delivery was already appended."""
-
-    def __init__(self, delivery_id: str) -> None:
-        self.delivery_id = delivery_id
-        super().__init__(f"delivery {delivery_id} was already recorded")
-
-
-@dataclass
-class RowWrite:
-    """A projection write to commit with the events: a pynamodb ``put`` or ``update``."""
-
-    model: Any
-    kind: str = "put"  # "put" | "update"
-    actions: list[Any] = field(default_factory=list)
-    condition: Any = None
-    tag: str = "row"  # names the failure: "row" → ConcurrencyConflict, "delivery" → DuplicateDelivery
-    delivery_id: str = ""
-
-
-class EventStore(Protocol):
-    def append(
-        self, stream: str, expected_version: int, events: Sequence[Envelope], *,
-        rows: Sequence[RowWrite] = (),
-    ) -> list[Envelope]: ...
-
-    def read(self, stream: str, *, after: int = 0, raw: bool = False) -> list[Envelope]: ...
-
-    def read_window(
-        self, since: datetime, until: datetime, *, raw: bool = False
-    ) -> Iterator[Envelope]: ...
-
-
-def _prepare(stream: str, expected_version: int, events: Sequence[Envelope]) -> list[Envelope]:
-    """Number the events from ``expected_version + 1`` and validate them (nothing is written)."""
-    if expected_version < 0:
-        raise ValueError("expected_version must be >= 0")
-    out: list[Envelope] = []
-    for offset, event in enumerate(events, start=1):
-        numbered: Envelope = {**event, "stream": stream, "version": expected_version + offset}  # type: ignore[typeddict-item]
-        schemas.validate(dict(numbered))
-        out.append(numbered)
-    return out
-
-
-def _days(since: datetime, until: datetime) -> Iterator[str]:
-    day = since.date()
-    while day <= until.date():
-        yield day.isoformat()
-        day += timedelta(days=1)
-
-
-def _finish(event: Envelope, raw: bool) -> Envelope:
-    return event if raw else schemas.upcast(event)  # type: ignore[arg-type,return-value]
-
-
-class InMemoryEventStore:
-    """A dict-backed store with the same contract (no projection rows)."""
-
-    def __init__(self) -> None:
-        self.streams: dict[str, list[Envelope]] = {}
-
-    def append(
-        self, stream: str, expected_version: int, events: Sequence[Envelope], *,
-        rows: Sequence[RowWrite] = (),
-    ) -> list[Envelope]:
-        if rows:
-            raise NotImplementedError("projection rows need DynamoEventStore")
-        prepared = _prepare(stream, expected_version, events)
-        current = self.streams.setdefault(stream, [])
-        if len(current) != expected_version:
-            stored = current[expected_version : expected_version + len(prepared)]
-            if [e["event_id"] for e in stored] == [e["event_id"] for e in prepared]:
-                return [copy.deepcopy(e) for e in stored]  # idempotent re-append
-            raise ConcurrencyConflict(stream, expected_version, f"stream is at version {len(current)}")
-        current.extend(copy.deepcopy(prepared))
-        return prepared
-
-    def read(self, stream: str, *, after: int = 0, raw: bool = False) -> list[Envelope]:
-        return [_finish(copy.deepcopy(e), raw) for e in self.streams.get(stream, [])[after:]]
-
-    def read_window(
-        self, since: datetime, until: datetime, *, raw: bool = False
-    ) -> Iterator[Envelope]:
-        lo, hi = iso(since), iso(until)
-        selected = [
-            e for events in self.streams.values() for e in events if lo <= e["occurred_at"] <= hi
-        ]
-        selected.sort(key=lambda e: (e["occurred_at"], e["event_id"]))
-        for event in selected:
-            yield _finish(copy.deepcopy(event), raw)
+from gip.store.protocols import DuplicateDelivery, RowWrite, days, finish, prepare
 
 
 class DynamoEventStore:
@@ -151,7 +51,7 @@ class DynamoEventStore:
         DuplicateDelivery (a delivery marker exists) or InvalidEvent (nothing written).
         Re-appending the same event ids at the same versions is a no-op.
         """
-        prepared = _prepare(stream, expected_version, events)
+        prepared = prepare(stream, expected_version, events)
         if not prepared:
             return []
         items = [self.item_for(e) for e in prepared]
@@ -214,7 +114,7 @@ class DynamoEventStore:
     def _events(self, results: Any, raw: bool) -> Iterator[Envelope]:
         for item in results:
             if item.body:
-                yield _finish(loads(item.body), raw)
+                yield finish(loads(item.body), raw)
 
     def read(self, stream: str, *, after: int = 0, raw: bool = False) -> list[Envelope]:
         """Every event of ``stream`` with version > ``after``, in order (consistent read)."""
@@ -231,7 +131,7 @@ class DynamoEventStore:
         """
         lo, hi = iso(since), iso(until) + "~"
         index = self.tables.events.by_day
-        for day in _days(since, until):
+        for day in days(since, until):
             with storage_errors(f"read the time index for {day}"):
                 yield from self._events(index.query(day, self.tables.events.ts.between(lo, hi)), raw)
 
