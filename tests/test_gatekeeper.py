@@ -14,6 +14,7 @@ from gip.adapters.github.client import GitHubClient, Permission
 from gip.adapters.github.consumer import envelope_from_record
 from gip.config import Settings
 from gip.domain.envelope import Cause
+from gip.domain.qualify import Rules
 from gip.services.gatekeeper import Gatekeeper, PermissionCache, decide
 from handlers import gatekeeper
 from tests.conftest import empty_tables
@@ -100,6 +101,13 @@ def test_closed_beats_label_removed_beats_untrusted():
     assert decide(**common(state="closed", labels=[])).data["reason"] == "closed"
     assert decide(**common(labels=["bug"])).data["reason"] == "label_removed"
     assert decide(**common(labels=["Needs-Reproduction"])).type == "IssueQueued"
+
+
+def test_labels_compare_as_the_webhook_compares_them_casefolded():
+    # "Straße".lower() is "straße", its casefold is "strasse": the webhook (qualify) received
+    # this run, so the gatekeeper must not call its label removed.
+    assert Rules(["Straße"]).is_required("STRASSE")
+    assert decide(**common(labels=["STRASSE"], required=["Straße"])).type == "IssueQueued"
 
 
 # ---------------------------------------------------------------- shell

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,8 +46,14 @@ class Rules:
     bot_login: str = ""
 
     def is_required(self, label: str) -> bool:
-        wanted = {name.casefold() for name in self.required_labels}
-        return label.casefold() in wanted
+        return has_required_label([label], self.required_labels)
+
+
+def has_required_label(labels: Iterable[str], required: Iterable[str]) -> bool:
+    """Does any of ``labels`` match a required label? GitHub label names compare without case
+    (``casefold``, the one comparison the webhook and the gatekeeper share)."""
+    wanted = {name.casefold() for name in required}
+    return any(label.casefold() in wanted for label in labels)
 
 
 @dataclass(frozen=True)

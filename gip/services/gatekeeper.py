@@ -31,6 +31,7 @@ from gip.adapters.github.client import GitHubClient, Permission
 from gip.config import Settings
 from gip.domain.envelope import Cause, Envelope, split_issue_stream
 from gip.domain.issue import QUEUED, RECEIVED
+from gip.domain.qualify import has_required_label
 from gip.errors import ConcurrencyConflict, GipError
 
 log = logging.getLogger(__name__)
@@ -72,8 +73,7 @@ def decide(
     """Queue or skip, from what GitHub (or the payload) says now."""
     if state != "open":
         return Decision("IssueSkipped", {"reason": "closed", "run": run, "sender": sender})
-    wanted = {name.lower() for name in required}
-    if not any(name.lower() in wanted for name in labels):
+    if not has_required_label(labels, required):
         return Decision("IssueSkipped", {"reason": "label_removed", "run": run, "sender": sender})
     if not is_trusted(permission, trusted):
         return Decision("IssueSkipped", {"reason": "untrusted_sender", "run": run, "sender": sender,
