@@ -21,7 +21,15 @@ from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-from gip.domain.envelope import Cause, Envelope, iso, parse_iso, split_issue_stream, utcnow
+from gip.domain.envelope import (
+    Cause,
+    Envelope,
+    envelope_from_sqs_body,
+    iso,
+    parse_iso,
+    split_issue_stream,
+    utcnow,
+)
 from gip.domain.issue import FAILED, RUNNING, Issue
 from gip.domain.redaction import Redactor, secrets_from_env
 from gip.errors import AwsError, ConcurrencyConflict, GipError, IllegalTransition
@@ -31,7 +39,7 @@ from worker import results
 from worker.cleanup import Cleanup, CleanupBusy, CleanupFailed
 from worker.config import WorkerConfig
 from worker.credentials import MemberCredentials, session_seconds
-from worker.messages import DROP, WAIT, backoff_seconds, envelope_of, message_action
+from worker.messages import DROP, WAIT, backoff_seconds, message_action
 from worker.processor import Job, Outcome, Processor
 from worker.queue_io import QueueMessages
 
@@ -121,7 +129,7 @@ class Worker(QueueMessages):
         url = self.cfg.settings.cleanup_queue_url
         receives = int(msg.get("Attributes", {}).get("ApproximateReceiveCount", 1))
         try:
-            event = envelope_of(msg["Body"])
+            event = envelope_from_sqs_body(msg["Body"])
             outcome = self.cleanup.from_event(event, actor=self.actor)
         except CleanupFailed:
             self._visibility(url, msg, backoff_seconds(receives, base=30, cap=900, rng=self.rng))
@@ -140,7 +148,7 @@ class Worker(QueueMessages):
     def handle_issue(self, msg: dict[str, Any]) -> str:
         url = self.cfg.settings.issue_queue_url
         try:
-            event = envelope_of(msg["Body"])
+            event = envelope_from_sqs_body(msg["Body"])
             repo, number = split_issue_stream(event["stream"])
             run = int(event["data"]["run"])
         except (ValueError, KeyError, TypeError) as exc:

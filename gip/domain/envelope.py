@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypedDict
 
+from gip.errors import GipError
+
 ACCOUNT_RE = re.compile(r"^\d{12}$")
 ISSUE_KEY_RE = re.compile(r"^(?P<repo>[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+)#(?P<number>\d+)$")
 
@@ -135,3 +137,17 @@ def dumps(event: Envelope | dict[str, Any]) -> str:
 
 def loads(body: str) -> Envelope:
     return json.loads(body)  # type: ignore[no-any-return]
+
+
+class NotAnEnvelope(GipError, ValueError):
+    """An SQS message body that carries no event envelope (retrying cannot fix it)."""
+
+
+def envelope_from_sqs_body(body: str) -> Envelope:
+    """The envelope in an SQS message body: an EventBridge event's ``detail``, or a bare
+    envelope. The one parser for every queue consumer (the Lambdas and the worker)."""
+    parsed = json.loads(body)
+    doc = parsed.get("detail", parsed) if isinstance(parsed, dict) else None
+    if not isinstance(doc, dict) or "type" not in doc or "stream" not in doc:
+        raise NotAnEnvelope("SQS message does not carry an event envelope")
+    return doc  # type: ignore[return-value]

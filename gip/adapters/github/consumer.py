@@ -7,14 +7,13 @@ cannot start in time are handed back untouched rather than timing out the whole 
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from gip.adapters.github.client import GitHubClient
-from gip.domain.envelope import Envelope
+from gip.domain.envelope import Envelope, envelope_from_sqs_body
 from gip.errors import GipError
 
 log = logging.getLogger(__name__)
@@ -22,12 +21,8 @@ MARGIN_S = 5.0  # kept free at the end of an invocation for the answer to reach 
 
 
 def envelope_from_record(record: Mapping[str, Any]) -> Envelope:
-    """The envelope in an SQS record: an EventBridge event (``detail``) or a bare envelope."""
-    body = json.loads(record["body"])
-    doc = body.get("detail", body) if isinstance(body, dict) else None
-    if not isinstance(doc, dict) or "type" not in doc or "stream" not in doc:
-        raise GipError("SQS record does not carry an event envelope")
-    return doc  # type: ignore[return-value]
+    """The envelope in an SQS record (:func:`gip.domain.envelope.envelope_from_sqs_body`)."""
+    return envelope_from_sqs_body(record["body"])
 
 
 def remaining_s(context: Any) -> float | None:
