@@ -115,6 +115,34 @@ def test_rules_use_getatt_bus_name_and_target_queues_with_dlq(mgmt: dict[str, An
         "AccountReleased", "AccountTimedOut", "AccountReinstated"]
 
 
+def test_internal_rules_skip_what_replay_to_bus_republishes(mgmt: dict[str, Any]) -> None:
+    """A backfill (``replay --to-bus``, ``"replay": true``) reaches user subscriptions only: our
+    own consumers saw those events when they happened."""
+    import json
+
+    import boto3
+    from moto import mock_aws
+
+    rules = of_type(mgmt, "AWS::Events::Rule")
+    on_bus = {k: v["Properties"] for k, v in rules.items() if "EventBusName" in v["Properties"]}
+    with mock_aws():
+        events, sqs = boto3.client("events", region_name="us-east-1"), boto3.client("sqs", region_name="us-east-1")
+        for name, props in on_bus.items():
+            pattern = {**props["EventPattern"], "source": ["gip"]}
+            assert pattern["detail"] == {"replay": [{"exists": False}]}, name
+            url = sqs.create_queue(QueueName=name)["QueueUrl"]
+            arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+            events.put_rule(Name=name, EventPattern=json.dumps(pattern))
+            events.put_targets(Rule=name, Targets=[{"Id": "q", "Arn": arn}])
+            detail_type = pattern["detail-type"][0]
+            events.put_events(Entries=[
+                {"Source": "gip", "DetailType": detail_type, "Detail": json.dumps({"n": 1})},
+                {"Source": "gip", "DetailType": detail_type, "Detail": json.dumps({"n": 2, "replay": True})},
+            ])
+            got = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", [])
+            assert [json.loads(m["Body"])["detail"] for m in got] == [{"n": 1}], name
+
+
 def test_org_events_rule_matches_every_membership_event_the_handler_classifies(mgmt: dict[str, Any]) -> None:
     from gip.domain import org_changes
 
