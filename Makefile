@@ -44,7 +44,7 @@ local: venv
 	$(BIN)/python bootstrap.py --org o-example0000 --local $(LOCAL_ARGS)
 
 demo: venv
-	$(BIN)/python -m ops.demo
+	$(BIN)/python -m gip.local.demo
 
 bench: venv
 	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done

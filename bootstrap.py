@@ -6,7 +6,8 @@
     python bootstrap.py replay|accounts|status|subscribe|unsubscribe|subscriptions|
                         reconcile|reinstate|destroy ...
 
-Each subcommand lives in its own module under ``ops/``; this file only dispatches.
+Each subcommand lives in its own module under ``gip/cli/``; this file only dispatches
+(the installed console script calls :func:`gip.cli.main.main` directly).
 Exit codes: 0 ok, 1 the operation failed (or --verify found drift), 2 bad usage.
 """
 
@@ -14,7 +15,7 @@ from __future__ import annotations
 
 import sys
 
-from ops.cli import main
+from gip.cli.main import main
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))

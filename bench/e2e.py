@@ -7,7 +7,7 @@ quoted error, a third pass, a third carry no snippet), waits until every verdict
 GitHub and every account is AVAILABLE again, then prints:
 
 1. AWS API calls per issue lifecycle, by service and operation. They are counted by a WSGI
-   middleware around the embedded endpoint (``ops.local.counting``), so the calls of every
+   middleware around the embedded endpoint (``gip.local.counting``), so the calls of every
    process are seen: the in-process functions, the pollers and the worker subprocesses.
    Polls that came back empty are counted apart (idle cost, per second). The background
    work that does not depend on issues (reconcile, sweeper and capacity on their compressed
@@ -39,7 +39,7 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from ops.local import samples  # noqa: E402
+from gip.local import samples  # noqa: E402
 from tests.fakes.github_server import FakeGitHub  # noqa: E402
 
 SECRET = "bench-secret"
@@ -152,7 +152,7 @@ def main() -> int:
                                    headers=samples.headers(body, SECRET, delivery=f"bench-{n}"))
             assert answer.status_code == 202, answer.text
 
-        from handlers import verdict_labels
+        from gip.domain import verdict_labels
 
         def labelled() -> bool:  # read from the fake GitHub: no AWS call
             return all(set(verdict_labels.ALL) & set(gh.labels(samples.REPO, n)) for n in numbers)

@@ -23,8 +23,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import contextlib
 
+from gip.domain.repro import SHELL
 from worker import procs
-from worker.repro import SHELL
 from worker.runner import Limits, run_snippet
 from worker.sandbox import MARKER, UID, Isolation, Leftover
 

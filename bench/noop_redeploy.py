@@ -19,8 +19,8 @@ for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "tes
                    "AWS_DEFAULT_REGION": "us-east-1"}.items():
     os.environ.setdefault(key, value)
 
-from ops.deploy import deploy  # noqa: E402
-from ops.embedded_aws import EmbeddedAws  # noqa: E402
+from gip.cli.deploy import deploy  # noqa: E402
+from gip.local.embedded_aws import EmbeddedAws  # noqa: E402
 from tests.deploy_support import RecordingReporter, options  # noqa: E402
 
 

@@ -31,14 +31,14 @@ for _k, _v in (("AWS_ACCESS_KEY_ID", "bench"), ("AWS_SECRET_ACCESS_KEY", "bench"
     os.environ.setdefault(_k, _v)
 os.environ.pop("AWS_ENDPOINT_URL", None)
 
-from handlers.core.config import Settings  # noqa: E402
-from handlers.core.envelope import Cause, Envelope  # noqa: E402
-from handlers.core.issue_service import Issues  # noqa: E402, F401
-from handlers.core.models import Tables, create_tables  # noqa: E402
-from handlers.core.pool import fold  # noqa: E402
-from handlers.core.pool_service import Pool  # noqa: E402
-from handlers.core.store import DynamoEventStore  # noqa: E402
-from ops.embedded_aws import EmbeddedAws  # noqa: E402
+from gip.config import Settings  # noqa: E402
+from gip.domain.envelope import Cause, Envelope  # noqa: E402
+from gip.domain.pool import fold  # noqa: E402
+from gip.local.embedded_aws import EmbeddedAws  # noqa: E402
+from gip.services.issues import Issues  # noqa: E402, F401
+from gip.services.pool import Pool  # noqa: E402
+from gip.store.dynamodb import DynamoEventStore  # noqa: E402
+from gip.store.models import Tables, create_tables  # noqa: E402
 
 CAUSE = Cause("bench", "bench")
 

@@ -20,13 +20,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from handlers.core import schemas
-from handlers.core.config import Settings
-from handlers.core.envelope import Cause, Envelope, iso, new_event
-from handlers.core.models import Tables, create_tables
-from handlers.core.projection import fold_log
-from handlers.core.store import DynamoEventStore, InMemoryEventStore
-from ops.replay import ReadMeter
+from gip.cli.replay import ReadMeter
+from gip.config import Settings
+from gip.domain import schemas
+from gip.domain.envelope import Cause, Envelope, iso, new_event
+from gip.services.projection import fold_log
+from gip.store.dynamodb import DynamoEventStore
+from gip.store.memory import InMemoryEventStore
+from gip.store.models import Tables, create_tables
 
 BASE = datetime(2026, 1, 10, tzinfo=UTC)
 

@@ -43,7 +43,7 @@ N = int(os.environ.get("BENCH_N", "60"))
 
 
 def labeled_event(number: int, delivery_id: str) -> dict[str, Any]:
-    from handlers.delivery import signature_for
+    from gip.domain.delivery import signature_for
 
     doc = json.loads((ROOT / "tests/events/wh_issues_labeled.json").read_text())
     payload = copy.deepcopy(doc["payload"])
@@ -94,8 +94,8 @@ class Calls:
 
 
 def fresh_tables(prefix: str = PREFIX) -> Any:
-    from handlers.core.config import Settings
-    from handlers.core.models import Tables, create_tables
+    from gip.config import Settings
+    from gip.store.models import Tables, create_tables
 
     tables = Tables.from_settings(Settings.for_prefix(prefix))
     create_tables(tables)
@@ -123,7 +123,7 @@ def calls_and_times() -> None:
         assert status == 202
         _, duplicate = one(labeled_event(2, "q-2"))
         _, fan_out = one(labeled_event(2, "q-2-labeled-again"))
-        from handlers.core.envelope import Cause
+        from gip.domain.envelope import Cause
 
         webhook._issues().cancel("octo-org/hello-world", 2, reason="closed",
                                  cause=Cause(correlation_id="b", actor="bench"))
@@ -227,7 +227,7 @@ def import_times(runs: int = 7) -> None:
     import_seconds("import boto3; import handlers.webhook", 1)  # compile .pyc once
     boto3_s = import_seconds("import boto3", runs)
     webhook_s = import_seconds("import handlers.webhook", runs)
-    storing_s = import_seconds("import handlers.webhook, handlers.core.issue_service", runs)
+    storing_s = import_seconds("import handlers.webhook, gip.services.issues", runs)
     print(f"\nimport time, fresh subprocesses, median of {runs}:")
     print(f"  import boto3                       {boto3_s * 1000:7.1f} ms")
     print(f"  import handlers.webhook            {webhook_s * 1000:7.1f} ms "

@@ -26,7 +26,7 @@ for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "tes
                    "AWS_DEFAULT_REGION": "us-east-1"}.items():
     os.environ.setdefault(key, value)
 
-from worker.repro import JAVASCRIPT, PYTHON, SHELL  # noqa: E402
+from gip.domain.repro import JAVASCRIPT, PYTHON, SHELL  # noqa: E402
 from worker.runner import Interpreters, Limits, run_snippet  # noqa: E402
 from worker.sandbox import MARKER, UID, Box, Isolation  # noqa: E402
 
@@ -88,7 +88,7 @@ def sweeper_reads(accounts: int) -> Counter[str]:
     import botocore.client
     from moto import mock_aws
 
-    from handlers import sweeper
+    from gip.services.sweeper import sweep
     from tests.worker_env import bulk_register, bulk_reserve, make_stack, member_ids
 
     with mock_aws():
@@ -111,7 +111,7 @@ def sweeper_reads(accounts: int) -> Counter[str]:
 
         botocore.client.BaseClient._make_api_call = counting  # type: ignore[method-assign]
         try:
-            done = sweeper.sweep(stack.pool, stack.issues, now=now, hard_cap_seconds=3 * 3600)
+            done = sweep(stack.pool, stack.issues, now=now, hard_cap_seconds=3 * 3600)
         finally:
             botocore.client.BaseClient._make_api_call = original  # type: ignore[method-assign]
         assert len(done["timed_out"]) == 3, done

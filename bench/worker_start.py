@@ -30,8 +30,8 @@ for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "tes
 
 import boto3  # noqa: E402
 
-from ops import packaging  # noqa: E402
-from ops.embedded_aws import EmbeddedAws  # noqa: E402
+from gip.cli import packaging  # noqa: E402
+from gip.local.embedded_aws import EmbeddedAws  # noqa: E402
 from tests.test_worker_bundle import stock_command  # noqa: E402
 
 

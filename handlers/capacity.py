@@ -1,139 +1,16 @@
-"""Capacity: the worker service's MaxCapacity follows the number of *usable* accounts.
-
-Usable = AVAILABLE + RESERVED + CLEANING (DESIGN.md, data flow 8). Not AVAILABLE alone: a
-fully busy pool would then scale the service to zero and kill the runs in progress. The count
-is the O(1) counts row (``Pool.counts().usable``), which only register / deregister /
-quarantine / reinstate update.
-
-Runs on every pool-changing event (bus rule ``<prefix>-capacity`` → SQS) and every 5 minutes.
-Pipeline: describe the scalable target, ``decide(current, usable)`` (pure), write only when
-something differs; so a repeated run makes no write call at all.
+"""Lambda entry: capacity (:mod:`gip.services.capacity`), the worker service's desired count
+follows the usable accounts. Built once per container; one sync per batch.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import os
-import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
 from typing import Any
 
-from handlers.core.errors import AwsError, ConfigError
+from gip.services.capacity import Capacity
 
 log = logging.getLogger(__name__)
-
-NAMESPACE = "ecs"
-DIMENSION = "ecs:service:DesiredCount"
-METRIC_NAMESPACE = "GitHubIssueProcessor"
-
-
-@dataclass(frozen=True)
-class Target:
-    """The registered scalable target's bounds."""
-
-    min_capacity: int
-    max_capacity: int
-
-
-@dataclass(frozen=True)
-class Change:
-    """What to write: ``register_scalable_target(MinCapacity=…, MaxCapacity=…)``."""
-
-    min_capacity: int
-    max_capacity: int
-
-
-def decide(current: Target | None, usable: int) -> Change | None:
-    """The write needed to make MaxCapacity == usable, or None when it already is.
-
-    MinCapacity is lowered with it when needed: Application Auto Scaling refuses Max < Min.
-    A missing target is registered with MinCapacity 0.
-    """
-    usable = max(0, int(usable))
-    if current is None:
-        return Change(min_capacity=0, max_capacity=usable)
-    if current.max_capacity == usable and current.min_capacity <= usable:
-        return None
-    return Change(min_capacity=min(current.min_capacity, usable), max_capacity=usable)
-
-
-def usable_metric(*, prefix: str, usable: int, timestamp_ms: int) -> dict[str, Any]:
-    """An Embedded Metric Format record: CloudWatch Logs turns it into the ``UsableAccounts``
-    metric the ``<prefix>-no-usable-accounts`` alarm watches, with no PutMetricData call.
-    https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/CloudWatch_Embedded_Metric_Format_Specification.html
-    """
-    return {
-        "_aws": {"Timestamp": timestamp_ms, "CloudWatchMetrics": [{
-            "Namespace": METRIC_NAMESPACE, "Dimensions": [["Prefix"]],
-            "Metrics": [{"Name": "UsableAccounts", "Unit": "Count"}]}]},
-        "Prefix": prefix,
-        "UsableAccounts": usable,
-    }
-
-
-def resource_id(cluster: str, service: str) -> str:
-    return f"service/{cluster}/{service}"
-
-
-class Capacity:
-    """Reads the counts row, describes the target, writes only a needed change."""
-
-    def __init__(self, pool: Any, autoscaling: Any, *, cluster: str, service: str, prefix: str = "",
-                 emit: Callable[[str], None] = print) -> None:
-        if not cluster or not service:
-            raise ConfigError("capacity needs CLUSTER_NAME and SERVICE_NAME")
-        self.pool = pool
-        self.autoscaling = autoscaling
-        self.resource_id = resource_id(cluster, service)
-        self.prefix = prefix
-        self.emit = emit
-
-    def current(self) -> Target | None:
-        found = self.autoscaling.describe_scalable_targets(
-            ServiceNamespace=NAMESPACE, ResourceIds=[self.resource_id], ScalableDimension=DIMENSION,
-        )["ScalableTargets"]
-        if not found:
-            return None
-        return Target(min_capacity=int(found[0]["MinCapacity"]), max_capacity=int(found[0]["MaxCapacity"]))
-
-    def sync(self) -> Change | None:
-        """Make MaxCapacity equal to the usable count; returns the change made, if any."""
-        usable = int(self.pool.counts().usable)
-        if self.prefix:
-            metric = usable_metric(prefix=self.prefix, usable=usable, timestamp_ms=int(time.time() * 1000))
-            self.emit(json.dumps(metric, separators=(",", ":")))
-        try:
-            change = decide(self.current(), usable)
-            if change is not None:
-                self.autoscaling.register_scalable_target(
-                    ServiceNamespace=NAMESPACE, ResourceId=self.resource_id, ScalableDimension=DIMENSION,
-                    MinCapacity=change.min_capacity, MaxCapacity=change.max_capacity,
-                )
-        except Exception as exc:
-            if exc.__class__.__module__.startswith("botocore"):
-                raise AwsError(f"capacity on {self.resource_id}: {type(exc).__name__}: {exc}") from exc
-            raise
-        log.info("usable=%d %s: %s", usable, self.resource_id, change or "already right")
-        return change
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> Capacity:
-        import boto3
-
-        from handlers.core.config import Settings
-        from handlers.core.pool_service import Pool
-
-        e = os.environ if env is None else env
-        settings = Settings.from_env(e)
-        client = boto3.client("application-autoscaling", region_name=settings.region,
-                              endpoint_url=settings.endpoint_url)
-        # CLUSTER_NAME / SERVICE_NAME; the management template names them ECS_CLUSTER / ECS_SERVICE.
-        cluster = e.get("CLUSTER_NAME") or e.get("ECS_CLUSTER", "")
-        service = e.get("SERVICE_NAME") or e.get("ECS_SERVICE", "")
-        return cls(Pool.from_settings(settings), client, cluster=cluster, service=service,
-                   prefix=settings.prefix)
 
 
 _CAPACITY: Capacity | None = None

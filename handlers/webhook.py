@@ -1,50 +1,23 @@
-"""The GitHub webhook: API Gateway proxy event in, small JSON answer out (DESIGN.md step 1).
+"""Lambda entry: the GitHub webhook (:func:`gip.services.webhook.handle`).
 
-A thin adapter around pure code: header names are lowercased and base64 bodies decoded here,
-``handlers.delivery`` checks size, headers, media type, signature and JSON, and
-``handlers.qualify`` decides. A qualifying delivery becomes ``Issues.receive`` (one read of
-the issue row, one TransactWriteItems: delivery marker + IssueReceived + row), a cancel
-becomes ``Issues.cancel``. The webhook never calls GitHub, SQS or EventBridge: the outbox
-publisher does, from the table's stream.
-
-Answers: 200 ping; 202 accepted / ignored (with the reason); 400 / 401 / 413 / 415 for bad
-requests, including payloads that could never be stored (nothing appended); 500 when no secret
-is configured (it never accepts) or storage fails, throttling included (GitHub shows the failed
-delivery, which can be redelivered: the delivery id makes that safe). A 202 "duplicate" or
-"already active" is only ever answered on a condition that DynamoDB itself evaluated.
-
-Imports stay light: the event store (pynamodb, botocore) is imported on the first delivery
-that needs it, boto3 only when the secret comes from Secrets Manager.
+Settings, the webhook secret and the ``Issues`` service are built once per container; the
+store (pynamodb, botocore) is imported on the first delivery that needs it, boto3 only when
+the secret comes from Secrets Manager.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 import logging
 import os
-import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
-from handlers.core.envelope import Cause
-from handlers.core.errors import (
-    ConcurrencyConflict,
-    ConfigError,
-    GipError,
-    IllegalTransition,
-    InvalidEvent,
-)
-from handlers.delivery import BadRequest, WebhookRejected, parse_delivery, parse_secrets
-from handlers.qualify import Cancel, Ignore, Pong, Receive, Rules, qualify
+from gip.domain.delivery import parse_secrets
+from gip.domain.qualify import Rules
+from gip.errors import ConfigError
+from gip.services.webhook import Response, answer, handle
 
 log = logging.getLogger(__name__)
-log.setLevel(logging.INFO)
-
-Response = dict[str, Any]
-ACTOR = "webhook"
-_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 
 
 def handler(event: Mapping[str, Any], context: Any = None) -> Response:
@@ -58,108 +31,6 @@ def handler(event: Mapping[str, Any], context: Any = None) -> Response:
                   secrets=secrets, max_bytes=settings.max_body_bytes, issues=_issues)
 
 
-def handle(
-    event: Mapping[str, Any],
-    *,
-    rules: Rules,
-    secrets: tuple[str, ...],
-    max_bytes: int,
-    issues: Callable[[], Any],
-) -> Response:
-    """Answer one proxy event; ``issues()`` gives the ``Issues`` service, built on first use."""
-    delivery_id = ""
-    try:
-        headers, body = request_parts(event)
-        delivery_id = _UNSAFE.sub("?", headers.get("x-github-delivery", ""))[:100]  # for logs
-        delivery = parse_delivery(headers, body, secrets=secrets, max_bytes=max_bytes)
-        decision = qualify(delivery, rules)
-        response = _act(decision, delivery.delivery_id, issues)
-    except WebhookRejected as exc:
-        response = answer(exc.status, "rejected", exc.reason)
-    except ConfigError as exc:
-        log.error("webhook: %s; every delivery is refused until it is configured", exc)
-        response = answer(500, "error", "webhook is not configured")
-    except InvalidEvent as exc:  # the payload's data breaks the schema: redelivery cannot help
-        log.error("webhook: delivery %s not recordable: %s", delivery_id, exc)
-        response = answer(400, "rejected", f"payload cannot be recorded: field '{exc.field}'")
-    except GipError as exc:
-        log.error("webhook: delivery %s not stored: %s", delivery_id, exc)
-        response = answer(500, "error", "could not store the delivery; redeliver it")
-    except Exception:  # the boundary: an unexpected storage failure is a 500, not a 502
-        log.exception("webhook: delivery %s failed", delivery_id)
-        response = answer(500, "error", "could not store the delivery; redeliver it")
-    log.info("webhook: delivery=%s status=%s %s", delivery_id or "-", response["statusCode"],
-             response["body"])
-    return response
-
-
-def _act(decision: Pong | Ignore | Receive | Cancel, delivery_id: str,
-         issues: Callable[[], Any]) -> Response:
-    if isinstance(decision, Pong):
-        return answer(200, "ok", decision.reason)
-    if isinstance(decision, Ignore):
-        return answer(decision.status, "ignored", decision.reason)
-    cause = Cause(correlation_id=delivery_id, actor=ACTOR)
-    if isinstance(decision, Receive):
-        result = issues().receive(delivery_id=delivery_id, repo=decision.repo,
-                                  number=decision.number, data=decision.data, cause=cause)
-        if result.appended:
-            return answer(202, "accepted", f"run {result.event['data']['run']} received")
-        return answer(202, "ignored", result.reason.replace("_", " "))
-    for attempt in (1, 2):  # a run that moved on between the read and the write: re-decide once
-        try:
-            skipped = issues().cancel(decision.repo, decision.number, reason=decision.reason,
-                                      cause=cause)
-            break
-        except (ConcurrencyConflict, IllegalTransition):
-            if attempt == 2:
-                raise
-    if skipped is None:
-        return answer(202, "ignored", "no queued run to cancel")
-    return answer(202, "accepted", f"run {skipped['data']['run']} skipped ({decision.reason})")
-
-
-def request_parts(event: Mapping[str, Any]) -> tuple[dict[str, str], bytes]:
-    """Lowercased headers and the raw body bytes of an API Gateway proxy event."""
-    raw = event.get("headers") or {}
-    if not raw:  # REST API events may carry only multiValueHeaders
-        raw = {k: v[-1] for k, v in (event.get("multiValueHeaders") or {}).items()
-               if isinstance(v, list) and v}
-    headers = {k.lower(): v for k, v in raw.items() if isinstance(k, str) and isinstance(v, str)}
-    body = event.get("body") or ""
-    if not isinstance(body, str):
-        raise BadRequest("body is not text")
-    if event.get("isBase64Encoded"):
-        try:
-            return headers, base64.b64decode(body, validate=True)
-        except (binascii.Error, ValueError) as exc:
-            raise BadRequest("body is not valid base64") from exc
-    try:
-        return headers, body.encode("utf-8")
-    except UnicodeEncodeError as exc:  # lone surrogates: not what GitHub sends
-        raise BadRequest("body is not valid UTF-8") from exc
-
-
-def http_event(headers: Mapping[str, str], body: bytes) -> dict[str, Any]:
-    """A proxy event for a raw HTTP request (local mode's server): the body kept byte-exact."""
-    return {
-        "httpMethod": "POST",
-        "path": "/webhook",
-        "headers": dict(headers),
-        "body": base64.b64encode(body).decode("ascii"),
-        "isBase64Encoded": True,
-    }
-
-
-def answer(status: int, state: str, reason: str) -> Response:
-    """A small JSON response: ``{"status": state, "reason": reason}``."""
-    return {
-        "statusCode": status,
-        "headers": {"Content-Type": "application/json"},
-        "body": json.dumps({"status": state, "reason": reason}),
-    }
-
-
 # --- per-container state: settings, secret and the Issues service, each built once ---------
 _CACHE: dict[str, Any] = {}
 
@@ -171,7 +42,7 @@ def reset() -> None:
 
 def _settings() -> Any:
     if "settings" not in _CACHE:
-        from handlers.core.config import Settings
+        from gip.config import Settings
 
         try:
             _CACHE["settings"] = Settings.from_env()
@@ -206,7 +77,7 @@ def _fetch_secret(secret_id: str) -> str:
 
 def _issues() -> Any:
     if "issues" not in _CACHE:
-        from handlers.core.issue_service import Issues
+        from gip.services.issues import Issues
 
         _CACHE["issues"] = Issues.from_settings(_settings())
     return _CACHE["issues"]

@@ -1,7 +1,7 @@
 """Resolve a template offline: every Ref/GetAtt/Sub/Join becomes a placeholder of the right shape.
 
 Static checks (IAM lint, create-vs-update properties) need concrete values where CloudFormation
-would put ARNs, names and URLs. The evaluator is ``ops.local_gaps.Resolver``; this module only
+would put ARNs, names and URLs. The evaluator is ``gip.local.gaps.Resolver``; this module only
 supplies what a real stack would: physical ids per resource type, attribute values shaped like
 AWS's, and parameter values shaped by the parameter's role.
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 from typing import Any
 
-from ops.local_gaps import Resolver, Unresolvable
+from gip.local.gaps import Resolver, Unresolvable
 
 REGION, ACCOUNT, MEMBER = "us-east-1", "123456789012", "210987654321"
 ROLE_ID = "AROAEXAMPLEROLEID1234"  # IAM unique ids: AROA + 17 upper-case alphanumerics

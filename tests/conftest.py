@@ -46,9 +46,9 @@ def free_port() -> int:
 def moto_server() -> Iterator[str]:
     """A real moto server over HTTP; each module gets its own, on a free port.
 
-    It is the same embedded endpoint ``--local`` runs (ops.embedded_aws): requests are
+    It is the same embedded endpoint ``--local`` runs (gip.local.embedded_aws): requests are
     serialised because moto's backends are not thread-safe."""
-    from ops.embedded_aws import EmbeddedAws
+    from gip.local.embedded_aws import EmbeddedAws
 
     for key, value in FAKE_ENV.items():
         os.environ.setdefault(key, value)
@@ -60,11 +60,11 @@ def moto_server() -> Iterator[str]:
 
 
 def make_core(endpoint_url: str | None = None, prefix: str = "test", *, stream: bool = True) -> SimpleNamespace:
-    from handlers.core.config import Settings
-    from handlers.core.issue_service import Issues
-    from handlers.core.models import Tables, create_tables
-    from handlers.core.pool_service import Pool
-    from handlers.core.store import DynamoEventStore
+    from gip.config import Settings
+    from gip.services.issues import Issues
+    from gip.services.pool import Pool
+    from gip.store.dynamodb import DynamoEventStore
+    from gip.store.models import Tables, create_tables
 
     settings = Settings.for_prefix(prefix, endpoint_url=endpoint_url)
     tables = Tables.from_settings(settings, stream=stream)

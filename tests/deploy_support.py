@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ops.deploy import DeployOptions
+from gip.cli.deploy import DeployOptions
 
 ORG = "o-abcdefghij"
 

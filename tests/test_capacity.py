@@ -9,8 +9,9 @@ from typing import Any
 import boto3
 import pytest
 
+from gip.domain.envelope import Cause
+from gip.services import capacity as capacity_service
 from handlers import capacity as cap
-from handlers.core.envelope import Cause
 
 CLUSTER, SERVICE = "gip-test", "gip-test-worker"
 RESOURCE = f"service/{CLUSTER}/{SERVICE}"
@@ -20,22 +21,22 @@ RESOURCE = f"service/{CLUSTER}/{SERVICE}"
 
 
 def test_decide_sets_max_to_the_usable_count() -> None:
-    assert cap.decide(cap.Target(0, 2), 5) == cap.Change(0, 5)
+    assert capacity_service.decide(capacity_service.Target(0, 2), 5) == capacity_service.Change(0, 5)
 
 
 def test_decide_makes_no_change_when_already_right() -> None:
-    assert cap.decide(cap.Target(0, 5), 5) is None
-    assert cap.decide(cap.Target(1, 5), 5) is None
+    assert capacity_service.decide(capacity_service.Target(0, 5), 5) is None
+    assert capacity_service.decide(capacity_service.Target(1, 5), 5) is None
 
 
 def test_decide_lowers_min_with_max_because_max_below_min_is_refused() -> None:
-    assert cap.decide(cap.Target(2, 5), 1) == cap.Change(1, 1)
-    assert cap.decide(cap.Target(2, 5), 0) == cap.Change(0, 0)
+    assert capacity_service.decide(capacity_service.Target(2, 5), 1) == capacity_service.Change(1, 1)
+    assert capacity_service.decide(capacity_service.Target(2, 5), 0) == capacity_service.Change(0, 0)
 
 
 def test_decide_registers_a_missing_target_from_zero() -> None:
-    assert cap.decide(None, 3) == cap.Change(0, 3)
-    assert cap.decide(None, -1) == cap.Change(0, 0)
+    assert capacity_service.decide(None, 3) == capacity_service.Change(0, 3)
+    assert capacity_service.decide(None, -1) == capacity_service.Change(0, 0)
 
 
 # --------------------------------------------------------------------------- moto
@@ -53,7 +54,7 @@ def world(core: SimpleNamespace) -> SimpleNamespace:
     scaling.meta.events.register(
         "provide-client-params.application-autoscaling.RegisterScalableTarget",
         lambda params, **_: writes.append(dict(params)))
-    capacity = cap.Capacity(core.pool, scaling, cluster=CLUSTER, service=SERVICE)
+    capacity = capacity_service.Capacity(core.pool, scaling, cluster=CLUSTER, service=SERVICE)
     return SimpleNamespace(core=core, pool=core.pool, scaling=scaling, writes=writes, capacity=capacity)
 
 
@@ -74,7 +75,7 @@ def test_max_capacity_follows_the_usable_count_and_a_rerun_makes_no_write(world:
     world.writes.clear()
     register(world, "100000000001", "100000000002", "100000000003")
 
-    assert world.capacity.sync() == cap.Change(0, 3)
+    assert world.capacity.sync() == capacity_service.Change(0, 3)
     assert max_capacity(world) == (0, 3)
     assert len(world.writes) == 1
 
@@ -97,13 +98,13 @@ def test_deregistering_lowers_max_capacity_and_min_with_it(world: SimpleNamespac
     world.scaling.register_scalable_target(ServiceNamespace="ecs", ResourceId=RESOURCE,
                                            ScalableDimension="ecs:service:DesiredCount", MinCapacity=2, MaxCapacity=2)
     world.pool.deregister("100000000002", reason="closed", cause=Cause("t", "test"))
-    assert world.capacity.sync() == cap.Change(1, 1)
+    assert world.capacity.sync() == capacity_service.Change(1, 1)
     assert max_capacity(world) == (1, 1)
 
 
 def test_a_missing_target_is_registered(world: SimpleNamespace) -> None:
     register(world, "100000000001")
-    assert world.capacity.sync() == cap.Change(0, 1)
+    assert world.capacity.sync() == capacity_service.Change(0, 1)
     assert max_capacity(world) == (0, 1)
     assert world.writes[-1]["ResourceId"] == RESOURCE
 
@@ -116,18 +117,18 @@ def test_sqs_batch_syncs_once_and_reports_every_record_on_failure(world: SimpleN
     assert cap.lambda_handler(batch, None) == {"batchItemFailures": []}
     assert len(world.writes) == 1  # one sync for the whole batch
 
-    broken = cap.Capacity(world.pool, world.scaling, cluster="nope", service="missing")
+    broken = capacity_service.Capacity(world.pool, world.scaling, cluster="nope", service="missing")
     monkeypatch.setattr(cap, "_CAPACITY", broken)
     assert cap.lambda_handler(batch, None) == {
         "batchItemFailures": [{"itemIdentifier": "m1"}, {"itemIdentifier": "m2"}]}
-    with pytest.raises(cap.AwsError, match="service/nope/missing"):
+    with pytest.raises(capacity_service.AwsError, match="service/nope/missing"):
         cap.lambda_handler({"source": "aws.scheduler"}, None)  # the schedule: fail loudly
 
 
 def test_every_sync_publishes_the_usable_count_as_an_emf_metric(world: SimpleNamespace) -> None:
     lines: list[str] = []
     register(world, "100000000001", "100000000002")
-    capacity = cap.Capacity(world.pool, world.scaling, cluster=CLUSTER, service=SERVICE,
+    capacity = capacity_service.Capacity(world.pool, world.scaling, cluster=CLUSTER, service=SERVICE,
                             prefix="gip-test", emit=lines.append)
     capacity.sync()
     capacity.sync()  # no write, but the alarm still gets its data point
@@ -141,8 +142,8 @@ def test_every_sync_publishes_the_usable_count_as_an_emf_metric(world: SimpleNam
 
 
 def test_cluster_and_service_are_required(world: SimpleNamespace) -> None:
-    with pytest.raises(cap.ConfigError, match="CLUSTER_NAME"):
-        cap.Capacity(world.pool, world.scaling, cluster="", service=SERVICE)
+    with pytest.raises(capacity_service.ConfigError, match="CLUSTER_NAME"):
+        capacity_service.Capacity(world.pool, world.scaling, cluster="", service=SERVICE)
 
 
 def test_lambda_entry_builds_from_the_template_environment(world: SimpleNamespace,

@@ -8,9 +8,9 @@ from datetime import timedelta
 import pytest
 from moto import mock_aws
 
-from handlers.core.envelope import Cause, iso
-from handlers.core.pool import AVAILABLE, CLEANING, QUARANTINED
-from handlers.core.projection import Projections
+from gip.domain.envelope import Cause, iso
+from gip.domain.pool import AVAILABLE, CLEANING, QUARANTINED
+from gip.services.projection import Projections
 from tests.cleaning_fixtures import LAMBDA_TRUST, make_everything
 from tests.worker_env import (
     ROLE,
@@ -287,8 +287,8 @@ def _make_visible(stack):
 
 
 def test_allowed_regions_start_with_the_home_region_and_bad_names_are_one_line():
-    from handlers.core.config import Settings
-    from handlers.core.errors import ConfigError
+    from gip.config import Settings
+    from gip.errors import ConfigError
     from worker.config import WorkerConfig
 
     settings = Settings.for_prefix("x")

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from handlers.core.pool import AVAILABLE
+from gip.domain.pool import AVAILABLE
 from tests.worker_env import ROLE, make_stack, member_ids, queue_issue, register, send_event
 
 pytestmark = pytest.mark.server

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ops.cli import main
+from gip.cli.main import main
 
 
 def test_no_command_prints_help_and_is_bad_usage(capsys: pytest.CaptureFixture[str]) -> None:

@@ -13,8 +13,8 @@ from cmarkgfm.cmark import Options
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from handlers import verdict_labels
-from handlers.comment import (
+from gip.domain import verdict_labels
+from gip.domain.comment import (
     GITHUB_LIMIT,
     STATUS_MARKER,
     UNTRUSTED_MARKER,
@@ -27,8 +27,8 @@ from handlers.comment import (
     sanitize,
     tail,
 )
+from gip.domain.verdict import decide
 from tests.planted import EXAMPLES, TALLY, families, fillers, leaks
-from worker.verdict import decide
 
 AWS_KEY_ID = "AKIAIOSFODNN7EXAMPLE"
 AWS_SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
@@ -192,7 +192,7 @@ def test_sanitising_a_megabyte_is_fast():
 
 
 def test_the_shown_version_is_read_from_the_header_not_from_a_forged_log_line():
-    from handlers.comment import rendered_version
+    from gip.domain.comment import rendered_version
 
     forged = "<!-- github-issue-processor:version=999 run=9 -->"
     body = render_status(processed(version=5, log_tail=forged))

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from handlers import custom_resource as cr
+from gip.adapters import custom_resource as cr
 
 STACK = "arn:aws:cloudformation:us-east-1:222233334444:stack/StackSet-gip-member-abc/1a2b3c4d"
 

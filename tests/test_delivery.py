@@ -7,8 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from handlers.core.errors import ConfigError, GipError
-from handlers.delivery import (
+from gip.domain.delivery import (
     BadRequest,
     Delivery,
     InvalidSignature,
@@ -19,6 +18,7 @@ from handlers.delivery import (
     signature_for,
     verify_signature,
 )
+from gip.errors import ConfigError, GipError
 
 EVENTS = Path(__file__).parent / "events"
 TEST_SECRET = "test-webhook-secret"  # the secret tests/events/wh_*.json are signed with

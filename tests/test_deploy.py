@@ -20,10 +20,11 @@ import botocore.client
 import botocore.exceptions
 import pytest
 
-from handlers.core.errors import GipError, UsageError
-from ops import aws, packaging, stacks
-from ops.deploy import deploy, render_outputs
-from ops.destroy import DestroyOptions, destroy
+from gip.adapters import aws
+from gip.cli import packaging, stacks
+from gip.cli.deploy import deploy, render_outputs
+from gip.cli.destroy import DestroyOptions, destroy
+from gip.errors import GipError, UsageError
 from tests.deploy_support import ORG, FakeInstaller, RecordingReporter, options
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -48,7 +49,7 @@ pytestmark = pytest.mark.server
 @pytest.fixture(scope="module")
 def frozen_src(tmp_path_factory: pytest.TempPathFactory) -> Path:
     dest = tmp_path_factory.mktemp("src")
-    for top in ("handlers", "schemas", "worker"):
+    for top in ("gip", "handlers", "schemas", "worker"):
         shutil.copytree(ROOT / top, dest / top, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(ROOT / "setup.cfg", dest / "setup.cfg")
     return dest
@@ -182,7 +183,7 @@ def test_lambda_bundle_holds_handlers_schemas_and_vendored_deps_without_boto3(de
     lambda_key = next(k for k in keys if k.startswith("artifacts/lambda-"))
     names = zipfile.ZipFile(io.BytesIO(s3.get_object(Bucket=bucket, Key=lambda_key)["Body"].read())).namelist()
     assert "fakedep/__init__.py" in names and "schemas/envelope.json" in names
-    assert any(n.startswith("handlers/core/") for n in names)
+    assert any(n.startswith("gip/store/") for n in names) and "handlers/webhook.py" in names
     assert not any("__pycache__" in n for n in names)
     assert all(not r.startswith(("boto3", "botocore")) for r in deployed.installer.calls[0])
     # The worker bundle carries the SDK too: the stock image has none and installs nothing.
@@ -303,7 +304,7 @@ def test_destroy_refuses_while_user_subscriptions_remain_and_removes_them_with_y
 
 
 def test_destroy_refusal_names_plain_unsubscribe_for_the_default_prefix() -> None:
-    from ops.destroy import subscriptions_block
+    from gip.cli.destroy import subscriptions_block
 
     line = subscriptions_block(PREFIX, [f"{PREFIX}-sub-a"])
     assert line.startswith(f"1 subscription(s) keep {PREFIX}-bus")
@@ -314,10 +315,9 @@ def test_destroy_refusal_names_plain_unsubscribe_for_the_default_prefix() -> Non
 
 @pytest.fixture
 def main(monkeypatch: pytest.MonkeyPatch) -> Any:
-    """ops.cli.main limited to our commands, so another command's unfinished module
+    """gip.cli.main.main limited to our commands, so another command's unfinished module
     cannot break these tests."""
-    from ops import cli
-
+    from gip.cli import main as cli
     monkeypatch.setattr(cli, "COMMANDS", {k: v for k, v in cli.COMMANDS.items() if k in ("deploy", "destroy")})
     return cli.main
 
@@ -458,7 +458,7 @@ def test_replacements_and_removals_are_risky_and_rendered() -> None:
 # ------------------------------------------------------------------ packaging, pure parts
 
 def test_zip_is_deterministic_and_skips_bytecode(tmp_path: Path) -> None:
-    for top in ("handlers", "schemas"):
+    for top in ("gip", "handlers", "schemas"):
         (tmp_path / top / "__pycache__").mkdir(parents=True)
         (tmp_path / top / "a.py").write_text("x = 1\n")
         (tmp_path / top / "__pycache__" / "a.cpython-311.pyc").write_bytes(b"junk")
@@ -467,7 +467,7 @@ def test_zip_is_deterministic_and_skips_bytecode(tmp_path: Path) -> None:
     (tmp_path / "handlers" / "a.py").touch()  # new mtime, same content
     second = packaging.build("lambda", root=tmp_path, installer=None)
     assert first.data == second.data and first.key == second.key
-    assert zipfile.ZipFile(io.BytesIO(first.data)).namelist() == ["handlers/a.py", "schemas/a.py"]
+    assert zipfile.ZipFile(io.BytesIO(first.data)).namelist() == ["gip/a.py", "handlers/a.py", "schemas/a.py"]
     assert packaging.requirements(tmp_path / "setup.cfg") == ["requests>=2"]
 
 
@@ -488,7 +488,7 @@ def test_artifacts_bucket_name_fits_s3_limit() -> None:
 def test_member_stackset_is_service_managed_and_targets_the_root(deployed: SimpleNamespace) -> None:
     # On the module's moto server: an in-process mock_aws would reset the server's backends.
     # Deletion is not asserted: moto's DeleteStackInstances ignores DeploymentTargets.
-    from ops import stackset
+    from gip.cli import stackset
 
     template = "Resources:\n  T:\n    Type: AWS::SNS::Topic\n"
     org = client(deployed.url, "organizations")
@@ -504,7 +504,7 @@ def test_member_stackset_is_service_managed_and_targets_the_root(deployed: Simpl
 
 
 def test_stackset_update_is_needed_only_when_template_or_parameters_differ() -> None:
-    from ops.stackset import needs_update
+    from gip.cli.stackset import needs_update
 
     live = {"TemplateBody": "A\n", "Parameters": [{"ParameterKey": "P", "ParameterValue": "1"}]}
     assert not needs_update(live, template="A", parameters={"P": "1"})
@@ -515,7 +515,7 @@ def test_stackset_update_is_needed_only_when_template_or_parameters_differ() -> 
 def test_command_line_maps_to_options_and_a_loopback_endpoint_means_local() -> None:
     import argparse
 
-    from ops.deploy import add_arguments, options_from_args
+    from gip.cli.deploy import add_arguments, options_from_args
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--region")
@@ -533,7 +533,7 @@ def test_command_line_maps_to_options_and_a_loopback_endpoint_means_local() -> N
 
 def test_removal_is_not_executed_without_confirmation(
         deployed: SimpleNamespace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import ops.deploy
+    import gip.cli.deploy
 
     for path in (ROOT / "templates").glob("*.yaml"):
         shutil.copy(path, tmp_path / path.name)
@@ -541,7 +541,7 @@ def test_removal_is_not_executed_without_confirmation(
     start = text.index("  BusArchive:")
     end = text.index("\n  # ----", start)
     (tmp_path / "management.yaml").write_text(text[:start] + text[end + 1:])
-    monkeypatch.setattr(ops.deploy, "TEMPLATES", tmp_path)
+    monkeypatch.setattr(gip.cli.deploy, "TEMPLATES", tmp_path)
     reporter = RecordingReporter(answer=False)
     with pytest.raises(Exception, match="not confirmed"):
         deploy(options(deployed.url, source_root=deployed.src), reporter)

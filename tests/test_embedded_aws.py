@@ -7,9 +7,9 @@ import socket
 import boto3
 import pytest
 
-from handlers.core.errors import GipError
-from ops.embedded_aws import EmbeddedAws
-from ops.local import local_org_id
+from gip.errors import GipError
+from gip.local import local_org_id
+from gip.local.embedded_aws import EmbeddedAws
 
 
 def test_busy_port_is_one_clear_error() -> None:

@@ -14,10 +14,10 @@ from typing import Any
 import boto3
 import pytest
 
-from handlers.core.errors import GipError
-from ops import first_create, stacks
-from ops.deploy import TEMPLATES, deploy
-from ops.local_gaps import load_template
+from gip.cli import first_create, stacks
+from gip.cli.deploy import TEMPLATES, deploy
+from gip.errors import GipError
+from gip.local.gaps import load_template
 from tests.deploy_support import RecordingReporter, options
 
 ACCOUNT = "123456789012"
@@ -83,7 +83,7 @@ def server(moto_server: str, tmp_path_factory: pytest.TempPathFactory) -> Simple
 
     root = Path(__file__).resolve().parent.parent
     src = tmp_path_factory.mktemp("src")
-    for top in ("handlers", "schemas", "worker"):
+    for top in ("gip", "handlers", "schemas", "worker"):
         shutil.copytree(root / top, src / top, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(root / "setup.cfg", src / "setup.cfg")
     return SimpleNamespace(url=moto_server, src=src)

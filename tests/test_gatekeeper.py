@@ -10,12 +10,13 @@ from typing import Any
 
 import pytest
 
+from gip.adapters.github.client import GitHubClient, Permission
+from gip.adapters.github.consumer import envelope_from_record
+from gip.config import Settings
+from gip.domain.envelope import Cause
+from gip.domain.qualify import Rules
+from gip.services.gatekeeper import Gatekeeper, PermissionCache, decide
 from handlers import gatekeeper
-from handlers.core.config import Settings
-from handlers.core.envelope import Cause
-from handlers.gatekeeper import Gatekeeper, PermissionCache, decide
-from handlers.github.client import GitHubClient, Permission
-from handlers.github.consumer import envelope_from_record
 from tests.conftest import empty_tables
 from tests.fakes import fixtures
 from tests.fakes.bus import sqs_batch
@@ -100,6 +101,13 @@ def test_closed_beats_label_removed_beats_untrusted():
     assert decide(**common(state="closed", labels=[])).data["reason"] == "closed"
     assert decide(**common(labels=["bug"])).data["reason"] == "label_removed"
     assert decide(**common(labels=["Needs-Reproduction"])).type == "IssueQueued"
+
+
+def test_labels_compare_as_the_webhook_compares_them_casefolded():
+    # "Straße".lower() is "straße", its casefold is "strasse": the webhook (qualify) received
+    # this run, so the gatekeeper must not call its label removed.
+    assert Rules(["Straße"]).is_required("STRASSE")
+    assert decide(**common(labels=["STRASSE"], required=["Straße"])).type == "IssueQueued"
 
 
 # ---------------------------------------------------------------- shell
@@ -246,7 +254,7 @@ def test_a_command_gets_eyes_on_the_comment(core, github_server, t):
 def test_local_mode_without_token_trusts_author_association_and_says_so(
         core, github_server, t, caplog, association, expected):
     event = receive(core, author_association=association)
-    with caplog.at_level(logging.WARNING, logger="handlers.gatekeeper"):
+    with caplog.at_level(logging.WARNING, logger="gip.services.gatekeeper"):
         assert make_gatekeeper(core, github_server, t, token=None).handle(event) == expected
     assert "author_association" in caplog.text
     assert github_server.requests == []

@@ -7,9 +7,9 @@ import socket
 
 import pytest
 
-from handlers.core import errors as core_errors
-from handlers.github import errors
-from handlers.github.client import (
+from gip import errors as core_errors
+from gip.adapters.github import errors
+from gip.adapters.github.client import (
     GitHubClient,
     Permission,
     backoff,

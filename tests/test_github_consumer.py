@@ -6,11 +6,13 @@ import json
 
 import pytest
 
-from handlers.core.errors import GipError
-from handlers.github.client import GitHubClient
-from handlers.github.consumer import envelope_from_record, run_batch
+from gip.adapters.github.client import GitHubClient
+from gip.adapters.github.consumer import envelope_from_record, run_batch
+from gip.domain.envelope import envelope_from_sqs_body
+from gip.errors import GipError
 from tests.fakes import fixtures
 from tests.fakes.bus import sqs_batch
+from worker import messages
 
 github_server = fixtures.github_server
 ENVELOPE = {"type": "IssueQueued", "stream": "issue-o/r#1", "version": 2, "data": {"run": 1},
@@ -30,6 +32,16 @@ def test_bare_envelopes_and_bus_events_both_parse():
     assert envelope_from_record(sqs_batch([ENVELOPE])["Records"][0])["version"] == 2
     with pytest.raises(GipError):
         envelope_from_record({"body": json.dumps({"detail": "nope"})})
+
+
+def test_one_parser_serves_the_lambdas_and_the_worker():
+    body = json.dumps({"detail-type": "IssueQueued", "detail": ENVELOPE})
+    assert envelope_from_sqs_body(body) == envelope_from_record({"body": body}) == ENVELOPE
+    with pytest.raises(ValueError):  # what the worker drops as a malformed message
+        envelope_from_sqs_body(json.dumps({"detail": {"no": "envelope"}}))
+    with pytest.raises(GipError):  # what a Lambda consumer reports as a failed record
+        envelope_from_sqs_body(json.dumps(["not", "an", "object"]))
+    assert not hasattr(messages, "envelope_of")
 
 
 def test_a_failing_record_fails_alone():

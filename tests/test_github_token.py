@@ -8,8 +8,8 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from handlers.core.errors import ConfigError
-from handlers.github.token import CACHE_SECONDS, TokenSource
+from gip.adapters.github.token import CACHE_SECONDS, TokenSource
+from gip.errors import ConfigError
 
 SECRET_ID = "test/github-token"
 LAMBDA = {"AWS_LAMBDA_FUNCTION_NAME": "test-notifier"}

@@ -13,8 +13,8 @@ import pytest
 from moto import mock_aws
 from parliament import analyze_policy_string
 
-from handlers.core.errors import UsageError
-from ops import guardrails as g
+from gip.cli import guardrails as g
+from gip.errors import UsageError
 
 PREFIX = "gip"
 TOPIC = "arn:aws:sns:us-east-1:111122223333:gip-registrar"

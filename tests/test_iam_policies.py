@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from parliament import analyze_policy_string
 
-from ops.local_gaps import load_template
+from gip.local.gaps import load_template
 from tests.cfn_placeholders import ACCOUNT, resolver
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"

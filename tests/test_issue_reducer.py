@@ -6,9 +6,8 @@ from typing import Any
 
 import pytest
 
-from handlers.core.envelope import Envelope
-from handlers.core.errors import IllegalTransition
-from handlers.core.issue import (
+from gip.domain.envelope import Envelope
+from gip.domain.issue import (
     FAILED,
     PROCESSED,
     QUEUED,
@@ -19,6 +18,7 @@ from handlers.core.issue import (
     evolve,
     fold,
 )
+from gip.errors import IllegalTransition
 
 STREAM = "issue-octo/demo#7"
 

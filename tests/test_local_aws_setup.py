@@ -10,8 +10,8 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from ops import guardrails
-from ops.local import aws_setup
+from gip.cli import guardrails
+from gip.local import aws_setup
 
 
 @pytest.fixture

@@ -23,9 +23,9 @@ import boto3
 import pytest
 import requests
 
-from handlers import verdict_labels
-from handlers.comment import STATUS_MARKER, VERDICT_TEXT
-from ops.local import samples
+from gip.domain import verdict_labels
+from gip.domain.comment import STATUS_MARKER, VERDICT_TEXT
+from gip.local import samples
 from tests.conftest import FAKE_ENV, free_port
 from tests.fakes.github_server import FakeGitHub
 

@@ -1,4 +1,4 @@
-"""ops.local.handoff: the supervisor's /proc/<pid>/environ holds no GitHub secret (real processes)."""
+"""gip.local.handoff: the supervisor's /proc/<pid>/environ holds no GitHub secret (real processes)."""
 
 from __future__ import annotations
 
@@ -7,14 +7,14 @@ import subprocess
 import sys
 from pathlib import Path
 
-from ops.local.console import NOT_A_SANDBOX, isolation_notice
-from ops.local.handoff import SECRET_VARS, hand_over, split_secrets
+from gip.local.console import NOT_A_SANDBOX, isolation_notice
+from gip.local.handoff import SECRET_VARS, hand_over, split_secrets
 from worker.sandbox import MARKER, UID
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRETS = {"GITHUB_TOKEN": "ghp_" + "t" * 36, "GITHUB_WEBHOOK_SECRET": "hook-secret-42",
            "GITHUB_APP_PRIVATE_KEY": "-----BEGIN RSA PRIVATE KEY-----\nMIIEpAIBAAKCAQEA\n-----END RSA PRIVATE KEY-----"}
-PROBE = ("from ops.local import handoff\n"
+PROBE = ("from gip.local import handoff\n"
          "handoff.hand_over()\n"
          "handoff.take_over()\n"
          "import os, subprocess, sys, time\n"

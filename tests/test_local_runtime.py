@@ -1,4 +1,4 @@
-"""The pure parts of local mode (ops/local/): event shapes, partial batch failures, the
+"""The pure parts of local mode (gip/local/): event shapes, partial batch failures, the
 worker's environment, the compressed clock, the call counter, the printer, the gateway."""
 
 from __future__ import annotations
@@ -10,19 +10,19 @@ from datetime import UTC, datetime
 import pytest
 import requests
 
-from handlers.core.errors import ConfigError, GipError
-from handlers.delivery import verify_signature
-from handlers.webhook import request_parts
-from ops.local import samples
-from ops.local.apigw import Gateway, http_answer, proxy_event
-from ops.local.aws_setup import rate_seconds
-from ops.local.counting import CountingApp, s3_operation
-from ops.local.lambdas import Function, merged_environment
-from ops.local.printer import format_event
-from ops.local.schedules import Job, Scheduler, local_period
-from ops.local.sqs_mappings import failed_ids, lambda_records
-from ops.local.streams import first_failure, lambda_record, stored_event
-from ops.local.workers import worker_environment
+from gip.domain.delivery import verify_signature
+from gip.errors import ConfigError, GipError
+from gip.local import samples
+from gip.local.apigw import Gateway, http_answer, proxy_event
+from gip.local.aws_setup import rate_seconds
+from gip.local.counting import CountingApp, s3_operation
+from gip.local.lambdas import Function, merged_environment
+from gip.local.printer import format_event
+from gip.local.schedules import Job, Scheduler, local_period
+from gip.local.sqs_mappings import failed_ids, lambda_records
+from gip.local.streams import first_failure, lambda_record, stored_event
+from gip.local.workers import worker_environment
+from gip.services.webhook import request_parts
 
 
 # ------------------------------------------------------------------ API Gateway

@@ -8,14 +8,15 @@ from typing import Any
 import boto3
 import pytest
 
+from gip.adapters.github.client import GitHubClient
+from gip.config import Settings
+from gip.domain.comment import GITHUB_LIMIT, STATUS_MARKER, UNTRUSTED_MARKER
+from gip.domain.envelope import Cause
+from gip.domain.issue import Issue
+from gip.errors import ConfigError
+from gip.services import notifier as notifier_service
+from gip.services.notifier import Notifier, plan_for
 from handlers import notifier
-from handlers.comment import GITHUB_LIMIT, STATUS_MARKER, UNTRUSTED_MARKER
-from handlers.core.config import Settings
-from handlers.core.envelope import Cause
-from handlers.core.errors import ConfigError
-from handlers.core.issue import Issue
-from handlers.github.client import GitHubClient
-from handlers.notifier import Notifier, plan_for
 from tests.conftest import empty_tables
 from tests.fakes import fixtures
 from tests.fakes.bus import sqs_batch
@@ -177,17 +178,17 @@ def test_a_comment_showing_a_newer_version_is_not_overwritten(core, gh, t):
 
 def test_the_remembered_comment_obeys_the_same_version_check():
     status = plan_for(issue(version=3, status="RUNNING"), None)
-    body = notifier.render_status(status.status)
+    body = notifier_service.render_status(status.status)
     older = body.replace("version=3 run=1 -->", "version=2 run=1 -->")
     newer = body.replace("version=3 run=1 -->", "version=9 run=1 -->")
     assert older != body != newer
-    assert notifier.status_step(body, body, status) == "unchanged"
-    assert notifier.status_step(newer, body, status) == "newer_shown"
-    assert notifier.status_step(older, body, status) == "edit"
-    assert notifier.status_step(None, body, status) == "create"
+    assert notifier_service.status_step(body, body, status) == "unchanged"
+    assert notifier_service.status_step(newer, body, status) == "newer_shown"
+    assert notifier_service.status_step(older, body, status) == "edit"
+    assert notifier_service.status_step(None, body, status) == "create"
     other_run = plan_for(issue(version=3, run=2, status="SKIPPED", reason="closed"), None)
-    assert notifier.status_step(older, "x", other_run) == "other_run_shown"
-    assert notifier.status_step(None, "x", other_run) == "no_status_comment"
+    assert notifier_service.status_step(older, "x", other_run) == "other_run_shown"
+    assert notifier_service.status_step(None, "x", other_run) == "no_status_comment"
 
 
 def test_only_our_own_comment_with_the_marker_is_edited(core, gh, t):
@@ -365,7 +366,7 @@ def test_an_issue_gone_from_github_is_not_retried_forever(core, github_server, t
 def test_gatekeeper_then_notifier_over_one_github(core, gh, t):
     """GIVEN a trusted labeller WHEN the gatekeeper queues and the worker finishes
     THEN GitHub shows 👀, one status comment with the verdict, and one verdict label."""
-    from handlers.gatekeeper import Gatekeeper
+    from gip.services.gatekeeper import Gatekeeper
 
     gh.set_permission(REPO, "mia", "write")
     run = Run(core)

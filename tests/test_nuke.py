@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from handlers.core.errors import AwsError, ConfigError
+from gip.errors import AwsError, ConfigError
 from worker.cleaner import clean, load_cleaner
 from worker.cleaning.job import CleanupJob, Protection
 from worker.cleaning.nuke import NukeCleaner, nuke_config, removed_from_output

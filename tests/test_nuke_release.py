@@ -1,4 +1,4 @@
-"""ops.nuke_release and the worker bundle's bin/aws-nuke: pinned, checksummed, cached, 0755.
+"""gip.cli.nuke_release and the worker bundle's bin/aws-nuke: pinned, checksummed, cached, 0755.
 A fake fetcher serves a small tarball (GitHub is not reachable from tests)."""
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from ops import deploy as deploy_module
-from ops import nuke_release, packaging
+from gip.cli import deploy as deploy_module
+from gip.cli import nuke_release, packaging
 from tests.deploy_support import FakeInstaller, RecordingReporter, options
 from worker.cleaner import find_nuke
 
@@ -50,7 +50,7 @@ class FakeFetcher:
 
 
 def source_tree(root: Path) -> Path:
-    for top in ("handlers", "schemas", "worker"):
+    for top in ("gip", "handlers", "schemas", "worker"):
         (root / top).mkdir(parents=True)
         (root / top / "__init__.py").write_text("")
     (root / "setup.cfg").write_text("[options]\ninstall_requires =\n    requests>=2\n")

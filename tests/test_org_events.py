@@ -11,8 +11,11 @@ from typing import Any
 import boto3
 import pytest
 
+from gip.adapters.organizations import Organization
+from gip.domain.envelope import Cause
+from gip.domain.org_changes import classify
+from gip.services.lifecycle import Lifecycle
 from handlers import org_events as oe
-from handlers.core.envelope import Cause
 
 EVENTS = Path(__file__).parent / "events"
 SAMPLE_MEMBER = "222222222222"
@@ -43,7 +46,7 @@ def load(name: str, *, account: str = SAMPLE_MEMBER, **replace: str) -> dict[str
     ],
 )
 def test_membership_events_name_the_member_account(name: str, kind: str, reason: str) -> None:
-    change = oe.classify(load(name))
+    change = classify(load(name))
     assert (change.kind, change.account_id, change.reason) == (kind, SAMPLE_MEMBER, reason)
     assert change.event_id
 
@@ -57,7 +60,7 @@ def test_membership_events_name_the_member_account(name: str, kind: str, reason:
     ],
 )
 def test_non_membership_and_failed_calls_are_ignored(name: str, why: str) -> None:
-    change = oe.classify(load(name))
+    change = classify(load(name))
     assert change.kind == "ignored" and change.reason == why
 
 
@@ -72,15 +75,15 @@ def test_sample_detail_types_are_cloudtrails() -> None:
 
 
 def test_move_keeps_both_parents() -> None:
-    change = oe.classify(load("org_move_account.json"))
+    change = classify(load("org_move_account.json"))
     assert change.source_parent == "r-examplerootid111"
     assert change.destination_parent == "ou-exampleroot111-exampleouid111"
 
 
 def test_other_sources_and_shapes_are_ignored() -> None:
-    assert oe.classify({"detail": {"eventSource": "iam.amazonaws.com", "eventName": "CreateRole"}}).kind == "ignored"
-    assert oe.classify({}).kind == "ignored"
-    assert oe.classify({"detail": {"eventSource": "organizations.amazonaws.com",
+    assert classify({"detail": {"eventSource": "iam.amazonaws.com", "eventName": "CreateRole"}}).kind == "ignored"
+    assert classify({}).kind == "ignored"
+    assert classify({"detail": {"eventSource": "organizations.amazonaws.com",
                                    "eventName": "CloseAccount", "requestParameters": {}}}).reason == \
         "no account id in the event"
 
@@ -89,7 +92,7 @@ def test_invite_by_email_names_no_account() -> None:
     event = load("org_invite_account_to_organization.json")
     event["detail"]["responseElements"]["handshake"]["parties"] = [
         {"id": "o-exampleorgid", "type": "ORGANIZATION"}, {"id": "juan@example.com", "type": "EMAIL"}]
-    assert oe.classify(event).kind == "ignored"
+    assert classify(event).kind == "ignored"
 
 
 def test_account_joined_organization_service_event() -> None:
@@ -97,7 +100,7 @@ def test_account_joined_organization_service_event() -> None:
     event["detail"]["eventName"] = "AccountJoinedOrganization"
     event["detail"]["serviceEventDetails"] = {"accountJoinedOrganizationDetail": {
         "accountId": SAMPLE_MEMBER, "joinedMethod": "INVITED", "joinedTime": "2024-05-02T09:20:00Z"}}
-    assert oe.classify(event).kind == "joined" and oe.classify(event).account_id == SAMPLE_MEMBER
+    assert classify(event).kind == "joined" and classify(event).account_id == SAMPLE_MEMBER
 
 
 # --------------------------------------------------------------------------- moto
@@ -115,10 +118,10 @@ class OrgWorld(SimpleNamespace):
 
     def apply(self, name: str, account: str, **replace: str) -> str:
         event = load(name, account=account, **{SAMPLE_MANAGEMENT: self.management, **replace})
-        return self.lifecycle.apply(oe.classify(event))
+        return self.lifecycle.apply(classify(event))
 
 
-class NoRole(oe.Organization):
+class NoRole(Organization):
     def can_assume(self, account_id: str) -> bool:
         return False
 
@@ -129,9 +132,9 @@ def world(core: SimpleNamespace) -> OrgWorld:
     org = orgs.create_organization(FeatureSet="ALL")["Organization"]
     root = orgs.list_roots()["Roots"][0]["Id"]
     target = orgs.create_organizational_unit(ParentId=root, Name="sandboxes")["OrganizationalUnit"]["Id"]
-    organization = oe.Organization(orgs, boto3.client("sts", region_name="us-east-1"),
+    organization = Organization(orgs, boto3.client("sts", region_name="us-east-1"),
                                    role_name="test-processing", external_id="ext-123")
-    lifecycle = oe.Lifecycle(core.pool, core.issues, organization, target_ou_ids=(target,))
+    lifecycle = Lifecycle(core.pool, core.issues, organization, target_ou_ids=(target,))
     return OrgWorld(orgs=orgs, root=root, target=target, management=org["MasterAccountId"],
                     organization=organization, lifecycle=lifecycle, pool=core.pool, issues=core.issues)
 
@@ -298,7 +301,7 @@ def test_lambda_entry_builds_from_the_environment(world: OrgWorld, core: SimpleN
 
 
 def test_deregister_retries_a_lost_race_with_a_reserve() -> None:
-    from handlers.core.errors import ConcurrencyConflict
+    from gip.errors import ConcurrencyConflict
 
     class RacyPool:
         calls = 0
@@ -310,7 +313,7 @@ def test_deregister_retries_a_lost_race_with_a_reserve() -> None:
             return {"event_id": "e1", "correlation_id": "c", "data": {"reason": reason, "lease_id": None, "issue": None}}
 
     pool = RacyPool()
-    lifecycle = oe.Lifecycle(pool, None, None)
+    lifecycle = Lifecycle(pool, None, None)
     event = lifecycle.deregister_account(SAMPLE_MEMBER, reason="closed", cause=Cause("c", "test"))
     assert event is not None and pool.calls == 2
 
@@ -319,7 +322,6 @@ def test_the_assume_check_holds_no_member_rights() -> None:
     """The lifecycle Lambdas only test that the role can be assumed: the session is deny-all."""
     import json as _json
 
-    from handlers.org_events import Organization
 
     calls: list[dict] = []
 

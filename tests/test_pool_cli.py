@@ -10,15 +10,15 @@ from types import SimpleNamespace
 import boto3
 import pytest
 
-from handlers.core.config import Settings
-from handlers.core.envelope import Cause
-from handlers.core.issue_service import Issues
-from handlers.core.models import Tables, create_tables
-from handlers.core.pool import Account, Counts
-from handlers.core.pool_service import Pool
-from handlers.core.store import DynamoEventStore
-from ops.cli import main
-from ops.pool_cli import failure_rows, pool_summary, queue_rows
+from gip.cli.main import main
+from gip.cli.pool_cli import failure_rows, pool_summary, queue_rows
+from gip.config import Settings
+from gip.domain.envelope import Cause
+from gip.domain.pool import Account, Counts
+from gip.services.issues import Issues
+from gip.services.pool import Pool
+from gip.store.dynamodb import DynamoEventStore
+from gip.store.models import Tables, create_tables
 
 # ---------------------------------------------------------------- pure
 

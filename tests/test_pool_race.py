@@ -11,9 +11,9 @@ from collections import defaultdict
 
 import pytest
 
-from handlers.core.envelope import Cause
-from handlers.core.pool_service import Pool
-from handlers.core.projection import Projections, fold_log
+from gip.domain.envelope import Cause
+from gip.services.pool import Pool
+from gip.services.projection import Projections, fold_log
 from tests.conftest import make_core
 
 pytestmark = pytest.mark.server

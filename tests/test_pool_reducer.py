@@ -6,9 +6,8 @@ from typing import Any
 
 import pytest
 
-from handlers.core.envelope import Envelope
-from handlers.core.errors import IllegalTransition
-from handlers.core.pool import (
+from gip.domain.envelope import Envelope
+from gip.domain.pool import (
     AVAILABLE,
     CLEANING,
     DEREGISTERED,
@@ -21,6 +20,7 @@ from handlers.core.pool import (
     evolve,
     fold,
 )
+from gip.errors import IllegalTransition
 
 ACCT = "123456789012"
 STREAM = f"account-{ACCT}"

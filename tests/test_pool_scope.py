@@ -11,9 +11,9 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from handlers.core.errors import UsageError
-from ops import pool_scope
-from ops.guardrails import Choice
+from gip.cli import pool_scope
+from gip.cli.guardrails import Choice
+from gip.errors import UsageError
 
 OU = "ou-ab12-cdef3456"
 
@@ -89,8 +89,7 @@ def test_remembered_reads_the_management_stack_parameters(aws: None) -> None:
 
 @pytest.fixture
 def main(monkeypatch: pytest.MonkeyPatch) -> Any:
-    from ops import cli
-
+    from gip.cli import main as cli
     monkeypatch.setattr(cli, "COMMANDS", {k: v for k, v in cli.COMMANDS.items() if k == "deploy"})
     return cli.main
 
@@ -116,7 +115,7 @@ def test_bad_scope_flags_exit_2_before_any_aws_call(main: Any, capsys: pytest.Ca
 def test_the_management_stack_keeps_the_three_remembered_parameters() -> None:
     from pathlib import Path
 
-    from ops.local_gaps import load_template
+    from gip.local.gaps import load_template
 
     template = load_template((Path(__file__).resolve().parent.parent / "templates" / "management.yaml").read_text())
     for key in ("TargetOuIds", "AllowedRegions", "Guardrails"):

@@ -9,10 +9,10 @@ from types import SimpleNamespace
 import boto3
 import pytest
 
-from handlers.core.envelope import Cause
-from handlers.core.errors import ConcurrencyConflict, IllegalTransition, InvalidEvent, NotFound
-from handlers.core.pool import AVAILABLE, CLEANING, DEREGISTERED, QUARANTINED, RESERVED, Counts
-from handlers.core.projection import Projections
+from gip.domain.envelope import Cause
+from gip.domain.pool import AVAILABLE, CLEANING, DEREGISTERED, QUARANTINED, RESERVED, Counts
+from gip.errors import ConcurrencyConflict, IllegalTransition, InvalidEvent, NotFound
+from gip.services.projection import Projections
 
 C = Cause("corr", "test")
 
@@ -207,8 +207,8 @@ def test_outcome_needs_the_claim_still_held(core: SimpleNamespace) -> None:
 
 
 def test_cleanup_failed_schema_names_a_bad_field(core: SimpleNamespace) -> None:
-    from handlers.core import schemas
-    from handlers.core.envelope import new_event
+    from gip.domain import schemas
+    from gip.domain.envelope import new_event
 
     def failed(**data: object) -> dict:
         return {**new_event("AccountCleanupFailed", stream="account-123456789012", data=dict(data), cause=C),

@@ -11,12 +11,13 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from gip.config import Settings
+from gip.domain.envelope import Cause, dumps, new_event
+from gip.services import publisher as publisher_service
+from gip.services.publisher import MAX_REQUEST_BYTES, publish_records
+from gip.store.dynamodb import DynamoEventStore
+from gip.store.models import Tables, create_tables
 from handlers import publisher
-from handlers.core.config import Settings
-from handlers.core.envelope import Cause, dumps, new_event
-from handlers.core.models import Tables, create_tables
-from handlers.core.store import DynamoEventStore
-from handlers.publisher import MAX_REQUEST_BYTES, publish_records
 
 PREFIX = "gip-test"
 BUS = f"{PREFIX}-bus"
@@ -197,7 +198,7 @@ def test_batches_stay_under_256_kb() -> None:
     assert publish(records, client) == []
     assert len(client.calls) == 3
     for call in client.calls:
-        assert sum(publisher.entry_size(e) for e in call) <= MAX_REQUEST_BYTES
+        assert sum(publisher_service.entry_size(e) for e in call) <= MAX_REQUEST_BYTES
 
 
 def test_only_failed_entries_are_resent() -> None:
@@ -261,9 +262,9 @@ def test_webhook_to_bus_end_to_end_over_moto_server(moto_server: str, monkeypatc
     """GIVEN the tables, bus and a rule to SQS on a moto server
     WHEN the same labeled delivery comes twice, then a ping, and the publisher gets the stream
     THEN exactly one IssueReceived reaches the bus, the stored envelope, and no marker."""
-    from handlers import webhook
-    from handlers.delivery import signature_for
-    from handlers.qualify import Rules
+    from gip.domain.delivery import signature_for
+    from gip.domain.qualify import Rules
+    from gip.services import webhook as webhook_service
     from tests.conftest import make_core
 
     monkeypatch.setenv("AWS_ENDPOINT_URL", moto_server)
@@ -286,7 +287,7 @@ def test_webhook_to_bus_end_to_end_over_moto_server(moto_server: str, monkeypatc
     ping_headers = dict(ping["headers"], **{"X-Hub-Signature-256": signature_for(ping_body, "s3cret")})
     rules = Rules(("needs-reproduction",))
     answers = [
-        webhook.handle(webhook.http_event(h, b), rules=rules, secrets=("s3cret",), max_bytes=1 << 20,
+        webhook_service.handle(webhook_service.http_event(h, b), rules=rules, secrets=("s3cret",), max_bytes=1 << 20,
                        issues=lambda: core.issues)["statusCode"]
         for h, b in ((headers, body), (headers, body), (ping_headers, ping_body))
     ]

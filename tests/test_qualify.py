@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from handlers.delivery import BadRequest, Delivery
-from handlers.qualify import (
+from gip.domain.delivery import BadRequest, Delivery
+from gip.domain.qualify import (
     MAX_BODY_JSON_BYTES,
     Cancel,
     Ignore,
@@ -244,8 +244,8 @@ def test_cap_json_size_keeps_short_text_and_never_splits_a_character() -> None:
      ("issue_comment", "wh_issue_comment_created.json")],
 )
 def test_receive_data_plus_run_is_a_valid_issue_received(event: str, name: str) -> None:
-    from handlers.core import schemas
-    from handlers.core.envelope import Cause, issue_stream, new_event
+    from gip.domain import schemas
+    from gip.domain.envelope import Cause, issue_stream, new_event
 
     decision = qualify(delivery(event, payload_of(name)), RULES)
     assert isinstance(decision, Receive)

@@ -10,9 +10,10 @@ from typing import Any
 import boto3
 import pytest
 
-from handlers import reconcile as rc
-from handlers.core.envelope import Cause
-from handlers.org_events import Lifecycle, OrgAccount, Organization
+from gip.adapters.organizations import OrgAccount, Organization
+from gip.domain.envelope import Cause
+from gip.services import reconcile as rc
+from gip.services.lifecycle import Lifecycle
 
 A, B, C, MGMT = "100000000001", "100000000002", "100000000003", "999999999999"
 
@@ -265,8 +266,7 @@ def test_reconcile_once_is_the_local_mode_hook(world: SimpleNamespace, monkeypat
 
 def run_cli(*argv: str) -> tuple[int, str, str]:
     """The real ``bootstrap.py`` dispatch, limited to our subcommand (others may be mid-edit)."""
-    from ops import cli
-
+    from gip.cli import main as cli
     out, err = io.StringIO(), io.StringIO()
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(cli, "COMMANDS", {"reconcile": cli.COMMANDS["reconcile"]})

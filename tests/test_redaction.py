@@ -1,4 +1,4 @@
-"""handlers.redaction: exact values and patterns, redacted before any cut (pure)."""
+"""gip.domain.redaction: exact values and patterns, redacted before any cut (pure)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from handlers.redaction import FRAGMENT_CHARS, REDACTED, Redactor, redact, secrets_from_env
+from gip.domain.redaction import FRAGMENT_CHARS, REDACTED, Redactor, redact, secrets_from_env
 from tests.planted import EXAMPLES, TALLY, exact_values, families, fillers, leaks
 from worker.results import log_tail
 

@@ -17,14 +17,15 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from gip.adapters.stack_instance import StackInstances, Verdict
+from gip.config import Settings
+from gip.domain.envelope import Cause
+from gip.services import registrar as registrar_service
+from gip.services.issues import Issues
+from gip.services.lifecycle import Lifecycle
+from gip.services.pool import Pool
+from gip.store.models import Tables, create_tables
 from handlers import registrar as reg
-from handlers.core.config import Settings
-from handlers.core.envelope import Cause
-from handlers.core.issue_service import Issues
-from handlers.core.models import Tables, create_tables
-from handlers.core.pool_service import Pool
-from handlers.org_events import Lifecycle
-from handlers.stack_instance import StackInstances, Verdict
 from tests.fakes.cloudformation import FakeStackSets
 
 MEMBER = "222233334444"
@@ -95,10 +96,10 @@ def stacksets() -> FakeStackSets:
 
 
 @pytest.fixture
-def registrar(core: tuple[Pool, Issues], stacksets: FakeStackSets) -> reg.Registrar:
+def registrar(core: tuple[Pool, Issues], stacksets: FakeStackSets) -> registrar_service.Registrar:
     pool, issues = core
     lifecycle = Lifecycle(pool, issues, None)
-    return reg.Registrar(pool, instances=StackInstances(stacksets, stack_set="gip-test-member"),
+    return registrar_service.Registrar(pool, instances=StackInstances(stacksets, stack_set="gip-test-member"),
                          role_name="gip-test-processing", management_account_id=MANAGEMENT,
                          deregister=lifecycle.deregister_account, extra_hosts=("127.0.0.1",))
 
@@ -135,7 +136,7 @@ def account_events(pool: Pool, account_id: str) -> list[str]:
     return [e["type"] for e in pool.store.read(f"account-{account_id}")]
 
 
-def test_create_registers_the_account_and_answers_success(bucket: ResponseBucket, registrar: reg.Registrar,
+def test_create_registers_the_account_and_answers_success(bucket: ResponseBucket, registrar: registrar_service.Registrar,
                                                           core: tuple[Pool, Issues]) -> None:
     pool, _ = core
     req = request(bucket)
@@ -154,7 +155,7 @@ def test_create_registers_the_account_and_answers_success(bucket: ResponseBucket
     assert account.role_arn == f"arn:aws:iam::{MEMBER}:role/gip-test-processing"
 
 
-def test_repeated_create_succeeds_without_a_second_registration(bucket: ResponseBucket, registrar: reg.Registrar,
+def test_repeated_create_succeeds_without_a_second_registration(bucket: ResponseBucket, registrar: registrar_service.Registrar,
                                                                 core: tuple[Pool, Issues]) -> None:
     pool, _ = core
     registrar.handle(request(bucket))
@@ -166,7 +167,7 @@ def test_repeated_create_succeeds_without_a_second_registration(bucket: Response
     assert account_events(pool, MEMBER) == ["AccountRegistered"]
 
 
-def test_update_is_a_noop_that_keeps_the_physical_id(bucket: ResponseBucket, registrar: reg.Registrar,
+def test_update_is_a_noop_that_keeps_the_physical_id(bucket: ResponseBucket, registrar: registrar_service.Registrar,
                                                      core: tuple[Pool, Issues]) -> None:
     pool, _ = core
     registrar.handle(request(bucket))
@@ -178,7 +179,7 @@ def test_update_is_a_noop_that_keeps_the_physical_id(bucket: ResponseBucket, reg
     assert account_events(pool, MEMBER) == ["AccountRegistered"]
 
 
-def test_delete_deregisters_the_account(bucket: ResponseBucket, registrar: reg.Registrar,
+def test_delete_deregisters_the_account(bucket: ResponseBucket, registrar: registrar_service.Registrar,
                                         core: tuple[Pool, Issues], stacksets: FakeStackSets) -> None:
     pool, _ = core
     registrar.handle(request(bucket))
@@ -192,7 +193,7 @@ def test_delete_deregisters_the_account(bucket: ResponseBucket, registrar: reg.R
     assert pool.counts().usable == 0
 
 
-def test_delete_of_a_gone_instance_deregisters(bucket: ResponseBucket, registrar: reg.Registrar,
+def test_delete_of_a_gone_instance_deregisters(bucket: ResponseBucket, registrar: registrar_service.Registrar,
                                                core: tuple[Pool, Issues], stacksets: FakeStackSets) -> None:
     pool, _ = core
     registrar.handle(request(bucket))
@@ -203,12 +204,12 @@ def test_delete_of_a_gone_instance_deregisters(bucket: ResponseBucket, registrar
 
 
 def test_a_forged_delete_for_a_healthy_instance_changes_nothing_and_logs_one_line(
-        bucket: ResponseBucket, registrar: reg.Registrar, core: tuple[Pool, Issues],
+        bucket: ResponseBucket, registrar: registrar_service.Registrar, core: tuple[Pool, Issues],
         caplog: pytest.LogCaptureFixture) -> None:
     pool, _ = core
     registrar.handle(request(bucket))
     caplog.clear()
-    with caplog.at_level("WARNING", logger="handlers.registrar"):
+    with caplog.at_level("WARNING", logger="gip.services.registrar"):
         registrar.handle(request(bucket, "Delete", PhysicalResourceId=f"gip-pool-account-{MEMBER}"))
 
     assert bucket.last["Status"] == "FAILED"
@@ -222,7 +223,7 @@ def test_a_forged_delete_for_a_healthy_instance_changes_nothing_and_logs_one_lin
 
 
 def test_a_delete_naming_another_stack_of_the_account_changes_nothing(
-        bucket: ResponseBucket, registrar: reg.Registrar, core: tuple[Pool, Issues],
+        bucket: ResponseBucket, registrar: registrar_service.Registrar, core: tuple[Pool, Issues],
         stacksets: FakeStackSets) -> None:
     pool, _ = core
     registrar.handle(request(bucket))
@@ -234,7 +235,7 @@ def test_a_delete_naming_another_stack_of_the_account_changes_nothing(
 
 
 def test_a_create_without_a_stack_instance_registers_nothing(
-        bucket: ResponseBucket, registrar: reg.Registrar, core: tuple[Pool, Issues]) -> None:
+        bucket: ResponseBucket, registrar: registrar_service.Registrar, core: tuple[Pool, Issues]) -> None:
     pool, _ = core
     stack = STACK.replace(MEMBER, OTHER)
     registrar.handle(request(bucket, StackId=stack, ResourceProperties={"AccountId": OTHER}))
@@ -245,7 +246,7 @@ def test_a_create_without_a_stack_instance_registers_nothing(
 
 
 def test_the_check_asks_our_stackset_for_the_stacks_account_and_region(
-        bucket: ResponseBucket, registrar: reg.Registrar, stacksets: FakeStackSets) -> None:
+        bucket: ResponseBucket, registrar: registrar_service.Registrar, stacksets: FakeStackSets) -> None:
     registrar.handle(request(bucket))
     [(call, args)] = stacksets.calls
     assert call == "ListStackInstances"
@@ -254,7 +255,7 @@ def test_the_check_asks_our_stackset_for_the_stacks_account_and_region(
 
 
 def test_a_deregistered_account_rejoins_through_the_stackset(
-        bucket: ResponseBucket, registrar: reg.Registrar, core: tuple[Pool, Issues],
+        bucket: ResponseBucket, registrar: registrar_service.Registrar, core: tuple[Pool, Issues],
         stacksets: FakeStackSets) -> None:
     pool, _ = core
     registrar.handle(request(bucket))
@@ -274,7 +275,7 @@ def test_a_deregistered_account_rejoins_through_the_stackset(
 
 
 def test_delete_after_a_failed_create_is_answered_without_touching_the_pool(
-        bucket: ResponseBucket, registrar: reg.Registrar, core: tuple[Pool, Issues]) -> None:
+        bucket: ResponseBucket, registrar: registrar_service.Registrar, core: tuple[Pool, Issues]) -> None:
     pool, _ = core
     registrar.handle(request(bucket, ResourceProperties={"AccountId": OTHER}))
     failed_id = bucket.last["PhysicalResourceId"]
@@ -285,7 +286,7 @@ def test_delete_after_a_failed_create_is_answered_without_touching_the_pool(
     assert pool.accounts() == []
 
 
-def test_a_member_cannot_register_another_account(bucket: ResponseBucket, registrar: reg.Registrar,
+def test_a_member_cannot_register_another_account(bucket: ResponseBucket, registrar: registrar_service.Registrar,
                                                   core: tuple[Pool, Issues]) -> None:
     pool, _ = core
     registrar.handle(request(bucket, ResourceProperties={"AccountId": OTHER}))
@@ -297,7 +298,7 @@ def test_a_member_cannot_register_another_account(bucket: ResponseBucket, regist
     assert pool.accounts() == []
 
 
-def test_a_member_cannot_deregister_another_account(bucket: ResponseBucket, registrar: reg.Registrar,
+def test_a_member_cannot_deregister_another_account(bucket: ResponseBucket, registrar: registrar_service.Registrar,
                                                     core: tuple[Pool, Issues]) -> None:
     pool, _ = core
     pool.register(OTHER, role_arn=f"arn:aws:iam::{OTHER}:role/r", source="manual",
@@ -308,7 +309,7 @@ def test_a_member_cannot_deregister_another_account(bucket: ResponseBucket, regi
     assert pool.get(OTHER).status == "AVAILABLE"  # type: ignore[union-attr]
 
 
-def test_the_management_account_is_never_registered(bucket: ResponseBucket, registrar: reg.Registrar,
+def test_the_management_account_is_never_registered(bucket: ResponseBucket, registrar: registrar_service.Registrar,
                                                      core: tuple[Pool, Issues]) -> None:
     pool, _ = core
     stack = STACK.replace(MEMBER, MANAGEMENT)
@@ -328,7 +329,7 @@ def test_a_handler_exception_is_answered_failed_with_a_reason(bucket: ResponseBu
         def get(self, account_id: str) -> Any:
             return None
 
-    registrar = reg.Registrar(BrokenPool(), instances=Confirming(), role_name="r", extra_hosts=("127.0.0.1",))
+    registrar = registrar_service.Registrar(BrokenPool(), instances=Confirming(), role_name="r", extra_hosts=("127.0.0.1",))
     req = request(bucket)
     registrar.handle(req)
     assert bucket.last["Status"] == "FAILED"
@@ -342,7 +343,7 @@ def test_a_handler_exception_is_answered_failed_with_a_reason(bucket: ResponseBu
 
 
 def test_a_malformed_request_with_a_response_url_is_still_answered(bucket: ResponseBucket,
-                                                                   registrar: reg.Registrar) -> None:
+                                                                   registrar: registrar_service.Registrar) -> None:
     payload = request(bucket)
     del payload["LogicalResourceId"]
     registrar.handle(payload)
@@ -351,7 +352,7 @@ def test_a_malformed_request_with_a_response_url_is_still_answered(bucket: Respo
     assert bucket.last["RequestId"] == payload["RequestId"]
 
 
-def test_sns_event_through_the_lambda_entry_point(bucket: ResponseBucket, registrar: reg.Registrar,
+def test_sns_event_through_the_lambda_entry_point(bucket: ResponseBucket, registrar: registrar_service.Registrar,
                                                   core: tuple[Pool, Issues], monkeypatch: pytest.MonkeyPatch) -> None:
     pool, _ = core
     monkeypatch.setattr(reg, "_REGISTRAR", registrar)
@@ -363,16 +364,16 @@ def test_sns_event_through_the_lambda_entry_point(bucket: ResponseBucket, regist
 
 def test_a_response_url_that_is_not_s3_is_never_called(bucket: ResponseBucket, core: tuple[Pool, Issues]) -> None:
     pool, _ = core
-    strict = reg.Registrar(pool, instances=Confirming(), role_name="gip-test-processing")  # no test host allowed
+    strict = registrar_service.Registrar(pool, instances=Confirming(), role_name="gip-test-processing")  # no test host allowed
     strict.handle(request(bucket))
     assert bucket.puts == []
 
 
-def test_an_unreachable_response_url_raises_so_lambda_retries(bucket: ResponseBucket, registrar: reg.Registrar,
+def test_an_unreachable_response_url_raises_so_lambda_retries(bucket: ResponseBucket, registrar: registrar_service.Registrar,
                                                               core: tuple[Pool, Issues]) -> None:
     pool, _ = core
     bucket.status = 403
-    with pytest.raises(reg.AwsError, match="403"):
+    with pytest.raises(registrar_service.AwsError, match="403"):
         registrar.handle(request(bucket))
     bucket.status = 200
     registrar.handle(request(bucket))  # the retry: idempotent
@@ -435,7 +436,7 @@ def test_lambda_entry_checks_the_stackset_on_moto(bucket: ResponseBucket, core: 
 def _management() -> dict[str, Any]:
     from pathlib import Path
 
-    from ops.local_gaps import load_template
+    from gip.local.gaps import load_template
 
     return load_template((Path(__file__).resolve().parent.parent / "templates" / "management.yaml").read_text())
 

@@ -12,17 +12,17 @@ from typing import Any
 import boto3
 import pytest
 
-from handlers.core import schemas
-from handlers.core.config import Settings
-from handlers.core.envelope import Cause, Envelope, dumps, iso, new_event
-from handlers.core.errors import UsageError
-from handlers.core.issue_service import Issues
-from handlers.core.models import Tables, create_tables
-from handlers.core.pool_service import Pool
-from handlers.core.store import DynamoEventStore
-from ops import replay
-from ops.cli import main
-from ops.render import jsonl, table
+from gip.cli import replay, replay_query
+from gip.cli.main import main
+from gip.cli.render import jsonl, table
+from gip.config import Settings
+from gip.domain import schemas
+from gip.domain.envelope import Cause, Envelope, dumps, iso, new_event
+from gip.errors import UsageError
+from gip.services.issues import Issues
+from gip.services.pool import Pool
+from gip.store.dynamodb import DynamoEventStore
+from gip.store.models import Tables, create_tables
 
 NOW = datetime(2026, 1, 20, tzinfo=UTC)
 TYPES = {"AccountReserved", "AccountReleased", "IssueReceived"}
@@ -32,22 +32,22 @@ TYPES = {"AccountReserved", "AccountReleased", "IssueReceived"}
 
 
 def test_query_accepts_bare_account_issue_key_and_stream_ids() -> None:
-    q = replay.build_query(streams=["123456789012", "octo/demo#7", "account-000000000001"],
+    q = replay_query.build_query(streams=["123456789012", "octo/demo#7", "account-000000000001"],
                            now=NOW, known_types=TYPES)
     assert q.streams == ("account-123456789012", "issue-octo/demo#7", "account-000000000001")
 
 
 def test_query_resolves_relative_times_and_refuses_bad_filters() -> None:
-    q = replay.build_query(since="2h", until="30m", types=["AccountReserved,AccountReleased"],
+    q = replay_query.build_query(since="2h", until="30m", types=["AccountReserved,AccountReleased"],
                            now=NOW, known_types=TYPES)
     assert q.since == NOW - timedelta(hours=2) and q.until == NOW - timedelta(minutes=30)
     assert q.types == {"AccountReserved", "AccountReleased"}
     with pytest.raises(UsageError, match="unknown --type AccountExploded"):
-        replay.build_query(types=["AccountExploded"], now=NOW, known_types=TYPES)
+        replay_query.build_query(types=["AccountExploded"], now=NOW, known_types=TYPES)
     with pytest.raises(UsageError, match="--stream"):
-        replay.build_query(streams=["not a stream"], now=NOW, known_types=TYPES)
+        replay_query.build_query(streams=["not a stream"], now=NOW, known_types=TYPES)
     with pytest.raises(UsageError, match="after --until"):
-        replay.build_query(since="1h", until="2h", now=NOW, known_types=TYPES)
+        replay_query.build_query(since="1h", until="2h", now=NOW, known_types=TYPES)
 
 
 def _event(type_: str = "AccountReserved", at: str = "2026-01-10T10:00:00.000Z", **kw: Any) -> Envelope:
@@ -57,18 +57,18 @@ def _event(type_: str = "AccountReserved", at: str = "2026-01-10T10:00:00.000Z",
 
 
 def test_query_matches_on_type_stream_time_and_correlation() -> None:
-    q = replay.Query(types=frozenset({"AccountReserved"}), since=datetime(2026, 1, 10, 9, tzinfo=UTC),
+    q = replay_query.Query(types=frozenset({"AccountReserved"}), since=datetime(2026, 1, 10, 9, tzinfo=UTC),
                      until=datetime(2026, 1, 10, 11, tzinfo=UTC))
     assert q.matches(_event())
     assert not q.matches(_event("AccountReleased"))
     assert not q.matches(_event(at="2026-01-10T11:00:00.001Z"))
-    assert replay.Query(correlation_id="c1").matches(_event())
-    assert not replay.Query(streams=("account-000000000002",)).matches(_event())
+    assert replay_query.Query(correlation_id="c1").matches(_event())
+    assert not replay_query.Query(streams=("account-000000000002",)).matches(_event())
 
 
 def test_bus_entries_mark_the_replay_and_keep_the_envelope() -> None:
     event = _event()
-    (entry,) = replay.bus_entries([event], prefix="gip", bus="gip-bus")
+    (entry,) = replay_query.bus_entries([event], prefix="gip", bus="gip-bus")
     detail = json.loads(entry["Detail"])
     assert detail == {**event, "replay": True}
     assert entry["Source"] == "gip" and entry["DetailType"] == "AccountReserved"
@@ -96,7 +96,7 @@ def test_put_batch_resends_only_failed_entries_then_gives_up() -> None:
     bus = FlakyBus(failures=2)
     assert replay._put_batch(bus, batch, prefix="p", bus="p-bus", sleep=sleeps.append) == 10
     assert bus.calls == [10, 1, 1] and sleeps == [0.2, 0.4]
-    from handlers.core.errors import GipError
+    from gip.errors import GipError
 
     with pytest.raises(GipError, match="1 event"):
         replay._put_batch(FlakyBus(failures=99), batch, prefix="p", bus="p-bus", sleep=sleeps.append)
@@ -110,8 +110,8 @@ def test_table_is_aligned_and_jsonl_is_canonical() -> None:
 
 
 def test_summary_is_compact_and_clipped() -> None:
-    assert replay.summary({"b": 2, "a": "x", "c": [1]}) == "a=x b=2 c=[1]"
-    assert len(replay.summary({"k": "v" * 200}, width=20)) == 20
+    assert replay_query.summary({"b": 2, "a": "x", "c": [1]}) == "a=x b=2 c=[1]"
+    assert len(replay_query.summary({"k": "v" * 200}, width=20)) == 20
 
 
 # ---------------------------------------------------------------- moto server fixtures
@@ -452,7 +452,7 @@ def test_repair_refuses_a_row_that_moved_since_it_was_read(moto_server: str) -> 
 
 @pytest.mark.server
 def test_repair_refuses_counts_that_moved_since_they_were_read(moto_server: str) -> None:
-    from handlers.core.projection import Projections
+    from gip.services.projection import Projections
 
     core = leasing_history(moto_server, "racecounts")
     counts = core.tables.pool.get("counts")
@@ -469,7 +469,7 @@ def test_repair_refuses_counts_that_moved_since_they_were_read(moto_server: str)
 
 @pytest.mark.server
 def test_repair_writes_rows_conditioned_on_the_version_read(moto_server: str) -> None:
-    from handlers.core.projection import Projections
+    from gip.services.projection import Projections
 
     core = leasing_history(moto_server, "cond")
     row = core.tables.pool.get(f"account-{core.lease.account_id}")
@@ -520,7 +520,7 @@ class _Tty(io.StringIO):
 
 @pytest.mark.server
 def test_default_format_is_table_on_a_terminal_and_jsonl_in_a_pipe(big: SimpleNamespace, moto_server: str) -> None:
-    from ops.cli import build_parser
+    from gip.cli.main import build_parser
 
     argv = ["replay", "--stream", "octo/demo#7", "--prefix", "rp", "--endpoint-url", moto_server, "--region", "us-east-1"]
     tty = _Tty()

@@ -1,8 +1,8 @@
-"""worker.repro: finding the reproduction in an issue body (pure)."""
+"""gip.domain.repro: finding the reproduction in an issue body (pure)."""
 
 from __future__ import annotations
 
-from worker.repro import (
+from gip.domain.repro import (
     JAVASCRIPT,
     PYTHON,
     SHELL,

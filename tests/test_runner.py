@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from worker.repro import JAVASCRIPT, PYTHON, SHELL, TYPESCRIPT
+from gip.domain.repro import JAVASCRIPT, PYTHON, SHELL, TYPESCRIPT
 from worker.runner import Interpreters, Limits, Unavailable, child_env, command_for, run_snippet
 
 MEMBER = {"AWS_ACCESS_KEY_ID": "ASIAMEMBER", "AWS_SECRET_ACCESS_KEY": "membersecret", "AWS_SESSION_TOKEN": "membertoken"}

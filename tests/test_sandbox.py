@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from gip.domain.repro import SHELL
 from worker import procs, sandbox
 from worker.credserver import CredentialServer, socket_owner
 from worker.procs import carries_marker, status_uids
-from worker.repro import SHELL
 from worker.runner import Limits, run_snippet
 from worker.sandbox import (
     MARKER,
@@ -72,7 +72,7 @@ def test_uid_range_is_parsed_and_bad_ranges_are_one_clear_error():
 
 
 def test_bad_range_in_the_environment_is_a_config_error_when_root():
-    from handlers.core.errors import ConfigError
+    from gip.errors import ConfigError
 
     if os.geteuid() != 0:
         assert Isolation.detect("nonsense").mode == MARKER
@@ -242,7 +242,7 @@ def test_a_survivor_is_a_leftover_error_and_is_found_and_killed_between_runs(mod
 def test_a_leftover_fails_the_run_retryably_sends_the_account_to_cleanup_and_blocks_new_runs(monkeypatch):
     from moto import mock_aws
 
-    from handlers.core.envelope import account_stream, issue_stream
+    from gip.domain.envelope import account_stream, issue_stream
     from tests.worker_env import (
         last,
         make_stack,

@@ -1,7 +1,7 @@
 """The schema registry gets what a bus subscriber receives, as OpenApi3 (issue 20 §8).
 
 Samples are real envelopes (``new_event``), accepted by the store's 2020-12 schemas, wrapped
-as EventBridge delivers them from the PutEvents entry ``handlers.publisher`` builds.
+as EventBridge delivers them from the PutEvents entry ``gip.services.publisher`` builds.
 """
 
 from __future__ import annotations
@@ -17,11 +17,11 @@ from jsonschema import Draft4Validator
 from openapi_schema_validator import OAS30Validator
 from openapi_spec_validator import validate as validate_openapi
 
-from handlers.core import schemas
-from handlers.core.envelope import Cause, dumps, new_event
-from handlers.publisher import entry_for
-from ops import schema_registry
-from ops.schema_registry import SchemaRenderError, event_document, render
+from gip.cli import schema_registry
+from gip.cli.schema_registry import SchemaRenderError, event_document, render
+from gip.domain import schemas
+from gip.domain.envelope import Cause, dumps, new_event
+from gip.services.publisher import entry_for
 from tests.deploy_support import RecordingReporter
 
 SOURCE = "github-issue-processor"

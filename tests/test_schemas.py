@@ -7,9 +7,9 @@ import json
 import pytest
 from jsonschema import Draft202012Validator
 
-from handlers.core import schemas
-from handlers.core.envelope import Cause, new_event
-from handlers.core.errors import InvalidEvent
+from gip.domain import schemas
+from gip.domain.envelope import Cause, new_event
+from gip.errors import InvalidEvent
 
 CATALOG = {
     "IssueReceived", "IssueQueued", "IssueSkipped", "IssueProcessingStarted", "IssueProcessed",

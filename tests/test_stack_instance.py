@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from handlers.stack_instance import Instance, Operation, decide, same_stack, stack_name
+from gip.adapters.stack_instance import Instance, Operation, decide, same_stack, stack_name
 
 A = "222233334444"
 STACK = f"arn:aws:cloudformation:eu-west-1:{A}:stack/StackSet-gip-member-9f1c/0a1b2c3d-1111-2222-3333-444455556666"

@@ -7,9 +7,9 @@ from typing import Any
 import botocore.exceptions
 import pytest
 
-from handlers.core.errors import AwsError
-from ops import stacks
-from ops.destroy import delete_table
+from gip.cli import stacks
+from gip.cli.destroy import delete_table
+from gip.errors import AwsError
 from tests.deploy_support import RecordingReporter
 
 DECLARED = [

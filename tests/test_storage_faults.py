@@ -12,10 +12,10 @@ from typing import Any
 import boto3
 import pytest
 
-from handlers import webhook
-from handlers.core.envelope import Cause, new_event
-from handlers.core.errors import ConcurrencyConflict, StoreUnavailable
-from handlers.core.store import DuplicateDelivery
+from gip.domain.envelope import Cause, new_event
+from gip.errors import ConcurrencyConflict, StoreUnavailable
+from gip.services import webhook as webhook_service
+from gip.store.protocols import DuplicateDelivery
 from tests.conftest import empty_tables
 from tests.fakes.aws_faults import AwsFaults, Fault
 from tests.test_webhook import NUMBER, REPO, RULES, SECRET, STREAM, delivery
@@ -37,7 +37,7 @@ def core(shared_core: SimpleNamespace) -> Iterator[SimpleNamespace]:
 
 
 def call(core: SimpleNamespace, event: dict[str, Any]) -> tuple[int, dict[str, str]]:
-    response = webhook.handle(event, rules=RULES, secrets=(SECRET,), max_bytes=1 << 20,
+    response = webhook_service.handle(event, rules=RULES, secrets=(SECRET,), max_bytes=1 << 20,
                               issues=lambda: core.issues)
     return response["statusCode"], json.loads(response["body"])
 
@@ -167,7 +167,7 @@ def test_throttled_reserve_raises_instead_of_reporting_no_account(core: SimpleNa
 def test_failed_write_is_500_and_redelivery_then_succeeds(
         core: SimpleNamespace, fault: Fault, caplog: pytest.LogCaptureFixture) -> None:
     core.faults.fail("TransactWriteItems", fault)
-    with caplog.at_level(logging.INFO, logger="handlers.webhook"):
+    with caplog.at_level(logging.INFO, logger="gip.services.webhook"):
         status, body = call(core, delivery("wh_issues_labeled.json"))
     assert (status, body) == (500, {"status": "error",
                                     "reason": "could not store the delivery; redeliver it"})

@@ -10,9 +10,10 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from handlers.core.envelope import Cause, new_event
-from handlers.core.errors import ConcurrencyConflict, InvalidEvent
-from handlers.core.store import DynamoEventStore, InMemoryEventStore
+from gip.domain.envelope import Cause, new_event
+from gip.errors import ConcurrencyConflict, InvalidEvent
+from gip.store.dynamodb import DynamoEventStore
+from gip.store.memory import InMemoryEventStore
 from tests.conftest import make_core
 
 STREAM = "account-111122223333"

@@ -9,10 +9,10 @@ from typing import Any
 import boto3
 import pytest
 
-from handlers.core.errors import UsageError
-from ops import subscribe as sub
-from ops import subscription_target as tgt
-from ops.cli import main
+from gip.cli import subscribe as sub
+from gip.cli import subscription_target as tgt
+from gip.cli.main import main
+from gip.errors import UsageError
 
 KNOWN = {"IssueProcessed", "IssueQueued", "AccountReserved"}
 
@@ -355,7 +355,7 @@ def test_target_refused_after_the_rule_was_created_leaves_no_rule(
 @pytest.mark.server
 def test_grant_that_fails_after_the_target_was_added_removes_rule_and_target(
         endpoint: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    from ops import aws
+    from gip.adapters import aws
     from tests.fakes.aws_faults import AwsFaults, Fault
 
     url, arn = _queue(endpoint, "denied")

@@ -1,4 +1,4 @@
-"""handlers.sweeper: stale leases are timed out through the index, O(stale); fresh ones are left alone."""
+"""gip.services.sweeper and handlers.sweeper: stale leases are timed out through the index, O(stale); fresh ones are left alone."""
 
 from __future__ import annotations
 
@@ -11,11 +11,12 @@ import botocore.client
 import pytest
 from moto import mock_aws
 
+from gip.domain.envelope import Cause, issue_stream
+from gip.domain.pool import AVAILABLE, CLEANING
+from gip.errors import IllegalTransition
+from gip.services.pool import Pool
+from gip.services.sweeper import sweep
 from handlers import sweeper
-from handlers.core.envelope import Cause, issue_stream
-from handlers.core.errors import IllegalTransition
-from handlers.core.pool import AVAILABLE, CLEANING
-from handlers.core.pool_service import Pool
 from tests.worker_env import (
     bulk_register,
     bulk_reserve,
@@ -58,7 +59,7 @@ def test_expired_lease_times_out_and_its_running_issue_fails_retryable(stack):
     lease = _reserve(stack, at=_now() - HOUR)
     stack.issues.record("octo/demo", 1, "IssueProcessingStarted", {"run": 1, "account_id": lease.account_id,
                         "lease_id": lease.lease_id, "worker": "old-worker"}, cause=CAUSE)
-    done = sweeper.sweep(stack.pool, stack.issues, now=_now(), hard_cap_seconds=3 * 3600)
+    done = sweep(stack.pool, stack.issues, now=_now(), hard_cap_seconds=3 * 3600)
     assert done == {"timed_out": [lease.account_id], "skipped": []}
     assert stack.pool.get(lease.account_id).status == CLEANING
     timed_out = last(stack, f"account-{lease.account_id}", "AccountTimedOut")["data"]
@@ -76,14 +77,14 @@ def test_lease_older_than_the_hard_cap_times_out_even_with_fresh_heartbeats(stac
     register(stack, member_ids(1))
     lease = _reserve(stack, at=_now() - 4 * HOUR)
     stack.pool.renew(lease.account_id, lease_id=lease.lease_id, cause=CAUSE)  # expires in 15 min
-    assert sweeper.sweep(stack.pool, stack.issues, now=_now(), hard_cap_seconds=3 * 3600)["timed_out"] == [lease.account_id]
-    assert sweeper.sweep(stack.pool, stack.issues, now=_now(), hard_cap_seconds=3 * 3600)["timed_out"] == []
+    assert sweep(stack.pool, stack.issues, now=_now(), hard_cap_seconds=3 * 3600)["timed_out"] == [lease.account_id]
+    assert sweep(stack.pool, stack.issues, now=_now(), hard_cap_seconds=3 * 3600)["timed_out"] == []
 
 
 def test_live_lease_is_not_touched(stack):
     register(stack, member_ids(1))
     _reserve(stack, at=_now())
-    assert sweeper.sweep(stack.pool, stack.issues, now=_now(), hard_cap_seconds=3 * 3600) == {"timed_out": [], "skipped": []}
+    assert sweep(stack.pool, stack.issues, now=_now(), hard_cap_seconds=3 * 3600) == {"timed_out": [], "skipped": []}
 
 
 def test_lease_renewed_after_the_index_read_is_left_alone(stack, monkeypatch):
@@ -94,7 +95,7 @@ def test_lease_renewed_after_the_index_read_is_left_alone(stack, monkeypatch):
     stack.pool.renew(lease.account_id, lease_id=lease.lease_id, cause=CAUSE)
     monkeypatch.setattr(stack.pool, "stale_leases", lambda **_: snapshot)
     # WHEN it acts on its snapshot THEN the conditional write refuses and nothing is appended
-    assert sweeper.sweep(stack.pool, stack.issues, now=_now(), hard_cap_seconds=3 * 3600) == {
+    assert sweep(stack.pool, stack.issues, now=_now(), hard_cap_seconds=3 * 3600) == {
         "timed_out": [], "skipped": [lease.account_id]}
     assert "AccountTimedOut" not in types(stack, f"account-{lease.account_id}")
 
@@ -102,7 +103,7 @@ def test_lease_renewed_after_the_index_read_is_left_alone(stack, monkeypatch):
 def test_stale_workers_late_release_is_refused(stack):
     register(stack, member_ids(1))
     lease = _reserve(stack, at=_now() - HOUR)
-    sweeper.sweep(stack.pool, stack.issues, now=_now(), hard_cap_seconds=3 * 3600)
+    sweep(stack.pool, stack.issues, now=_now(), hard_cap_seconds=3 * 3600)
     with pytest.raises(IllegalTransition):
         stack.pool.release(lease.account_id, lease_id=lease.lease_id, cause=CAUSE)
     with pytest.raises(IllegalTransition):
@@ -118,7 +119,7 @@ def test_swept_run_is_refused_its_verdict_then_cleaned_and_retried(stack):
     issue = issue_stream("octo/demo", 2)
 
     def slow_processor(job):
-        sweeper.sweep(stack.pool, stack.issues, now=_now() + 2 * HOUR, hard_cap_seconds=3 * 3600)
+        sweep(stack.pool, stack.issues, now=_now() + 2 * HOUR, hard_cap_seconds=3 * 3600)
         return Outcome("reproduced", "late", exit_code=1)
 
     worker = make_worker(stack, processor=slow_processor)
@@ -159,7 +160,7 @@ def test_sweeper_reads_o_stale_items_with_1000_accounts(stack, monkeypatch, caps
         return answer
 
     monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", counting)
-    done = sweeper.sweep(stack.pool, stack.issues, now=_now(), hard_cap_seconds=3 * 3600)
+    done = sweep(stack.pool, stack.issues, now=_now(), hard_cap_seconds=3 * 3600)
     monkeypatch.undo()
     # THEN exactly the 3 stale leases are read (through the indexes) and timed out, no scan
     assert sorted(done["timed_out"]) == stale
@@ -190,6 +191,6 @@ def test_timeout_of_the_last_allowed_attempt_is_not_retryable(stack):
     lease = _reserve(stack, at=_now() - HOUR, issue=issue_stream("octo/demo", 5))
     stack.issues.record("octo/demo", 5, "IssueProcessingStarted", {"run": 1, "account_id": lease.account_id,
                         "lease_id": lease.lease_id, "worker": "w", "attempt": 3}, cause=CAUSE)
-    sweeper.sweep(stack.pool, stack.issues, now=_now(), hard_cap_seconds=3 * 3600, max_attempts=3)
+    sweep(stack.pool, stack.issues, now=_now(), hard_cap_seconds=3 * 3600, max_attempts=3)
     failed = last(stack, issue_stream("octo/demo", 5), "IssueProcessingFailed")["data"]
     assert (failed["error"], failed["attempt"], failed["retryable"]) == ("timed_out", 3, False)

@@ -9,11 +9,11 @@ from typing import Any
 import boto3
 import pytest
 
-import ops.deploy
-from handlers.core.errors import GipError
-from ops import packaging
-from ops.deploy import deploy
-from ops.template_source import TEMPLATE_BODY_LIMIT, needs_url, template_key
+import gip.cli.deploy
+from gip.cli import packaging
+from gip.cli.deploy import deploy
+from gip.cli.template_source import TEMPLATE_BODY_LIMIT, needs_url, template_key
+from gip.errors import GipError
 from tests.deploy_support import RecordingReporter, options
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -40,7 +40,7 @@ def padded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     pad = TEMPLATE_BODY_LIMIT - len(body.encode()) + 100
     body += "".join(f"# padding {i:06d} to go over the TemplateBody limit\n" for i in range(pad // 40 + 1))
     (tmp_path / "management.yaml").write_text(body)
-    monkeypatch.setattr(ops.deploy, "TEMPLATES", tmp_path)
+    monkeypatch.setattr(gip.cli.deploy, "TEMPLATES", tmp_path)
     assert len(body.encode()) > TEMPLATE_BODY_LIMIT
     return body
 
@@ -48,7 +48,7 @@ def padded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
 @pytest.fixture(scope="module")
 def src(tmp_path_factory: pytest.TempPathFactory) -> Path:
     dest = tmp_path_factory.mktemp("src")
-    for top in ("handlers", "schemas", "worker"):
+    for top in ("gip", "handlers", "schemas", "worker"):
         shutil.copytree(ROOT / top, dest / top, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(ROOT / "setup.cfg", dest / "setup.cfg")
     return dest

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from ops.local_gaps import load_template
+from gip.local.gaps import load_template
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 QUEUES = ["Gatekeeper", "Issue", "Notifier", "Cleanup", "Capacity", "OrgEvents"]
@@ -115,21 +115,49 @@ def test_rules_use_getatt_bus_name_and_target_queues_with_dlq(mgmt: dict[str, An
         "AccountReleased", "AccountTimedOut", "AccountReinstated"]
 
 
+def test_internal_rules_skip_what_replay_to_bus_republishes(mgmt: dict[str, Any]) -> None:
+    """A backfill (``replay --to-bus``, ``"replay": true``) reaches user subscriptions only: our
+    own consumers saw those events when they happened."""
+    import json
+
+    import boto3
+    from moto import mock_aws
+
+    rules = of_type(mgmt, "AWS::Events::Rule")
+    on_bus = {k: v["Properties"] for k, v in rules.items() if "EventBusName" in v["Properties"]}
+    with mock_aws():
+        events, sqs = boto3.client("events", region_name="us-east-1"), boto3.client("sqs", region_name="us-east-1")
+        for name, props in on_bus.items():
+            pattern = {**props["EventPattern"], "source": ["gip"]}
+            assert pattern["detail"] == {"replay": [{"exists": False}]}, name
+            url = sqs.create_queue(QueueName=name)["QueueUrl"]
+            arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+            events.put_rule(Name=name, EventPattern=json.dumps(pattern))
+            events.put_targets(Rule=name, Targets=[{"Id": "q", "Arn": arn}])
+            detail_type = pattern["detail-type"][0]
+            events.put_events(Entries=[
+                {"Source": "gip", "DetailType": detail_type, "Detail": json.dumps({"n": 1})},
+                {"Source": "gip", "DetailType": detail_type, "Detail": json.dumps({"n": 2, "replay": True})},
+            ])
+            got = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", [])
+            assert [json.loads(m["Body"])["detail"] for m in got] == [{"n": 1}], name
+
+
 def test_org_events_rule_matches_every_membership_event_the_handler_classifies(mgmt: dict[str, Any]) -> None:
-    from handlers import org_events
+    from gip.domain import org_changes
 
     pattern = mgmt["Resources"]["OrgEventsRule"]["Properties"]["EventPattern"]
     assert pattern["source"] == ["aws.organizations"]
     assert set(pattern["detail-type"]) == {"AWS API Call via CloudTrail", "AWS Service Event via CloudTrail"}
     names = pattern["detail"]["eventName"]
-    handled = {*org_events.JOIN_EVENTS, *org_events.LEAVE_EVENTS, "MoveAccount"}
+    handled = {*org_changes.JOIN_EVENTS, *org_changes.LEAVE_EVENTS, "MoveAccount"}
     assert set(names) == handled and len(names) == len(handled)
     assert {"CloseAccountResult", "LeaveOrganization", "AccountJoinedOrganization",
             "AccountDepartedOrganization"} <= set(names)
     # Each name is one classify() acts on (not "not a membership event").
     for name in names:
-        event = {"detail": {"eventName": name, "eventSource": org_events.ORG_SOURCE}}
-        assert org_events.classify(event).reason != "not a membership event", name
+        event = {"detail": {"eventName": name, "eventSource": org_changes.ORG_SOURCE}}
+        assert org_changes.classify(event).reason != "not a membership event", name
 
 
 def test_lambdas_each_have_their_own_role_and_the_fixed_handlers(mgmt: dict[str, Any]) -> None:
@@ -160,7 +188,7 @@ def test_lifecycle_lambdas_get_the_env_they_read(mgmt: dict[str, Any]) -> None:
     assert _env(mgmt, "ReconcileFunction")["RECONCILE_STRIKES"] == {"Ref": "ReconcileStrikes"}
     assert mgmt["Parameters"]["ReconcileStrikes"]["Default"] == 2
     assert mgmt["Parameters"]["TargetOuIds"]["Default"] == ""  # empty = the whole organization
-    from ops.deploy import DeployOptions, _parameters
+    from gip.cli.deploy import DeployOptions, _parameters
 
     opts = DeployOptions(org_id="o-abcdefghij", ou_ids=["ou-ab12-abcdefgh", "ou-ab12-ijklmnop"],
                          regions=["eu-west-1", "us-east-1"])
@@ -213,7 +241,7 @@ def test_organizations_rights_are_exactly_the_calls_each_lambda_makes(mgmt: dict
     def orgs(function: str) -> set[str]:
         return {a for a in _allowed(_role_of(mgmt, function)) if a.startswith("organizations:")}
 
-    # org_events.Organization: management_account_id, describe, parent_in_scope/account_in_scope.
+    # gip.adapters.organizations.Organization: management_account_id, describe, parent_in_scope/account_in_scope.
     assert orgs("OrgEventsFunction") == {"organizations:DescribeOrganization", "organizations:DescribeAccount",
                                          "organizations:ListParents"}
     # reconcile: management_account_id, scope_accounts (whole org or the OU tree), describe.
@@ -231,7 +259,7 @@ def test_queue_consumers_report_batch_item_failures_and_notifier_is_serial(mgmt:
     assert mappings["PublisherMapping"]["Properties"]["EventSourceArn"] == {"Fn::GetAtt": ["EventsTable", "StreamArn"]}
     # Serial by design, not by throttling: a FIFO queue whose every message is in one group
     # (EventBridge sets only a static MessageGroupId), so Lambda runs one batch at a time and two
-    # events of an issue are never rendered at once (handlers/notifier.py finds-or-creates the
+    # events of an issue are never rendered at once (gip/services/notifier.py finds-or-creates the
     # one status comment: concurrent renders could create two).
     res = mgmt["Resources"]
     source = mappings["NotifierMapping"]["Properties"]["EventSourceArn"]["Fn::GetAtt"][0]
@@ -324,7 +352,7 @@ def test_member_role_trusts_worker_and_lifecycle_lambdas_with_external_id_and_or
 
 
 def test_member_lifecycle_principals_come_from_management_outputs(mgmt: dict[str, Any], member: dict[str, Any]) -> None:
-    from ops.deploy import DeployOptions, member_parameters
+    from gip.cli.deploy import DeployOptions, member_parameters
 
     assert mgmt["Outputs"]["OrgEventsRoleArn"]["Value"] == {"Fn::GetAtt": ["OrgEventsRole", "Arn"]}
     assert mgmt["Outputs"]["ReconcileRoleArn"]["Value"] == {"Fn::GetAtt": ["ReconcileRole", "Arn"]}
@@ -538,7 +566,7 @@ def test_desired_count_is_sent_on_create_only_and_max_capacity_never_changes(wor
 
 
 def test_deploy_marks_only_a_creating_change_set() -> None:
-    from ops.deploy import creating_stack
+    from gip.cli.deploy import creating_stack
 
     assert creating_stack(None, local=False) == "true"
     assert creating_stack("ROLLBACK_COMPLETE", local=False) == "true"  # deleted, then created again
@@ -550,8 +578,8 @@ def test_deploy_marks_only_a_creating_change_set() -> None:
 # ------------------------------------------------------------------ worker role id (issue 20 §6)
 
 def test_member_trust_names_the_worker_role_by_its_unique_id(worker: dict[str, Any], member: dict[str, Any]) -> None:
-    from ops.deploy import DeployOptions, member_parameters
-    from ops.stackset import changed_parameters, needs_update
+    from gip.cli.deploy import DeployOptions, member_parameters
+    from gip.cli.stackset import changed_parameters, needs_update
 
     assert worker["Outputs"]["WorkerTaskRoleId"]["Value"] == {"Fn::GetAtt": ["WorkerTaskRole", "RoleId"]}
     assert "Default" not in member["Parameters"]["WorkerTaskRoleId"]

@@ -1,4 +1,4 @@
-"""ops.timeparse: ISO-8601 and relative ages, pure (no clock read)."""
+"""gip.cli.timeparse: ISO-8601 and relative ages, pure (no clock read)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from handlers.core.errors import UsageError
-from ops.timeparse import parse_instant, parse_iso, parse_relative
+from gip.cli.timeparse import parse_instant, parse_iso, parse_relative
+from gip.errors import UsageError
 
 NOW = datetime(2026, 11, 27, 12, 0, 0, tzinfo=UTC)
 

@@ -1,8 +1,8 @@
-"""worker.verdict: the four verdicts (pure)."""
+"""gip.domain.verdict: the four verdicts (pure)."""
 
 from __future__ import annotations
 
-from worker.verdict import (
+from gip.domain.verdict import (
     BROKEN_REPRO,
     NO_REPRO_FOUND,
     NOT_REPRODUCED,
@@ -50,5 +50,5 @@ def test_the_quoted_error_is_a_code_span_its_backticks_cannot_close():
     quote = "`x` @org/team <img src=y>"
     verdict = decide(exit_code=2, output=f"boom {quote}", expected_errors=[quote])
     assert verdict.reason.endswith(f" and printed the quoted error `` {quote} ``")
-    from handlers.markdown import split_code_spans
+    from gip.domain.markdown import split_code_spans
     assert split_code_spans(verdict.reason)[-1] == (True, quote)

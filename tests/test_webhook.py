@@ -15,10 +15,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from gip.domain.delivery import signature_for
+from gip.domain.envelope import Cause
+from gip.domain.qualify import Rules
+from gip.services import webhook as webhook_service
 from handlers import webhook
-from handlers.core.envelope import Cause
-from handlers.delivery import signature_for
-from handlers.qualify import Rules
 from tests.conftest import empty_tables
 
 EVENTS = Path(__file__).parent / "events"
@@ -73,7 +74,7 @@ def delivery(name: str, *, delivery_id: str | None = None, mutate: Any = None,
 
 
 def call(core: SimpleNamespace, event: dict[str, Any], *, max_bytes: int = 1 << 20) -> tuple[int, dict[str, str]]:
-    response = webhook.handle(event, rules=RULES, secrets=(SECRET,), max_bytes=max_bytes,
+    response = webhook_service.handle(event, rules=RULES, secrets=(SECRET,), max_bytes=max_bytes,
                               issues=lambda: core.issues)
     return response["statusCode"], json.loads(response["body"])
 
@@ -204,7 +205,7 @@ def test_raw_http_request_from_local_mode_round_trips_byte_exact(core: SimpleNam
     headers, payload = recorded("wh_issues_labeled.json")
     body = json.dumps(payload, indent=1, ensure_ascii=False).encode() + b"\n"  # any bytes GitHub sends
     headers["X-Hub-Signature-256"] = signature_for(body, SECRET)
-    status, answer = call(core, webhook.http_event(headers, body))
+    status, answer = call(core, webhook_service.http_event(headers, body))
     assert (status, answer["status"]) == (202, "accepted")
 
 
@@ -441,7 +442,7 @@ FUZZ = settings(max_examples=250, deadline=None, suppress_health_check=[HealthCh
 @FUZZ
 @given(invalid_requests())
 def test_fuzz_invalid_requests_never_5xx_and_never_append(event: dict[str, Any]) -> None:
-    response = webhook.handle(event, rules=RULES, secrets=(SECRET,), max_bytes=4096, issues=NoAppend())
+    response = webhook_service.handle(event, rules=RULES, secrets=(SECRET,), max_bytes=4096, issues=NoAppend())
     assert response["statusCode"] in (200, 202, 400, 401, 413, 415)
     assert json.loads(response["body"])["status"] in ("ok", "ignored", "rejected")
 
@@ -449,7 +450,7 @@ def test_fuzz_invalid_requests_never_5xx_and_never_append(event: dict[str, Any])
 @FUZZ
 @given(broken_github_deliveries())
 def test_fuzz_broken_github_payloads_never_5xx_and_never_append(event: dict[str, Any]) -> None:
-    response = webhook.handle(event, rules=RULES, secrets=(SECRET,), max_bytes=1 << 20, issues=NoAppend())
+    response = webhook_service.handle(event, rules=RULES, secrets=(SECRET,), max_bytes=1 << 20, issues=NoAppend())
     assert response["statusCode"] in (202, 400)
 
 
@@ -461,7 +462,7 @@ class Racing:
         self.calls = 0
 
     def cancel(self, repo: str, number: int, *, reason: str, cause: Cause) -> dict[str, Any]:
-        from handlers.core.errors import ConcurrencyConflict
+        from gip.errors import ConcurrencyConflict
 
         self.calls += 1
         if self.calls <= self.conflicts:
@@ -478,7 +479,7 @@ def closed_event() -> dict[str, Any]:
 
 def test_cancel_that_loses_a_race_is_decided_again() -> None:
     racing = Racing(conflicts=1)
-    response = webhook.handle(closed_event(), rules=RULES, secrets=(SECRET,), max_bytes=1 << 20,
+    response = webhook_service.handle(closed_event(), rules=RULES, secrets=(SECRET,), max_bytes=1 << 20,
                               issues=lambda: racing)
     assert (response["statusCode"], racing.calls) == (202, 2)
     assert json.loads(response["body"])["reason"] == "run 4 skipped (closed)"
@@ -486,7 +487,7 @@ def test_cancel_that_loses_a_race_is_decided_again() -> None:
 
 def test_cancel_that_keeps_losing_races_is_500_so_github_can_redeliver() -> None:
     racing = Racing(conflicts=2)
-    response = webhook.handle(closed_event(), rules=RULES, secrets=(SECRET,), max_bytes=1 << 20,
+    response = webhook_service.handle(closed_event(), rules=RULES, secrets=(SECRET,), max_bytes=1 << 20,
                               issues=lambda: racing)
     assert (response["statusCode"], racing.calls) == (500, 2)
 
@@ -496,8 +497,8 @@ def test_storage_failure_is_500_and_logged(caplog: pytest.LogCaptureFixture) -> 
         def receive(self, **_: Any) -> Any:
             raise OSError("connection reset")
 
-    with caplog.at_level(logging.ERROR, logger="handlers.webhook"):
-        response = webhook.handle(delivery("wh_issues_labeled.json"), rules=RULES, secrets=(SECRET,),
+    with caplog.at_level(logging.ERROR, logger="gip.services.webhook"):
+        response = webhook_service.handle(delivery("wh_issues_labeled.json"), rules=RULES, secrets=(SECRET,),
                                   max_bytes=1 << 20, issues=lambda: Down())
     assert response["statusCode"] == 500
     assert "5b8e9a20-16b1-11ef-9d1e-7f0c3b2a1e02" in caplog.text

@@ -13,8 +13,8 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import event as event_note
 from hypothesis import strategies as st
 
-from handlers import webhook
-from handlers.delivery import signature_for
+from gip.domain.delivery import signature_for
+from gip.services import webhook as webhook_service
 from tests.conftest import empty_tables
 from tests.test_webhook import RULES, SECRET, proxy_event, recorded
 
@@ -78,7 +78,7 @@ def test_hostile_signed_body_is_never_5xx_and_unrepresentable_is_400_without_app
         shared_core: SimpleNamespace, case: tuple[dict[str, Any], bool]) -> None:
     event, tainted = case
     core = empty_tables(shared_core)
-    response = webhook.handle(event, rules=RULES, secrets=(SECRET,), max_bytes=1 << 20,
+    response = webhook_service.handle(event, rules=RULES, secrets=(SECRET,), max_bytes=1 << 20,
                               issues=lambda: core.issues)
     status, body = response["statusCode"], json.loads(response["body"])
     assert status in (202, 400), body
@@ -98,7 +98,7 @@ def test_lone_surrogate_in_a_signed_title_is_400_with_a_reason(shared_core: Simp
     body = json.dumps(payload, separators=(",", ":")).encode().replace(
         b'"title":"', b'"title":"\\udfff', 1)
     headers["X-Hub-Signature-256"] = signature_for(body, SECRET)
-    response = webhook.handle(proxy_event(headers, body), rules=RULES, secrets=(SECRET,),
+    response = webhook_service.handle(proxy_event(headers, body), rules=RULES, secrets=(SECRET,),
                               max_bytes=1 << 20, issues=lambda: core.issues)
     assert response["statusCode"] == 400
     assert json.loads(response["body"]) == {
@@ -114,7 +114,7 @@ def test_issue_fields_too_large_to_record_are_400(shared_core: SimpleNamespace) 
     payload["issue"]["labels"] += [{"name": f"l{i}-" + "x" * 900} for i in range(120)]
     body = json.dumps(payload).encode()
     headers["X-Hub-Signature-256"] = signature_for(body, SECRET)
-    response = webhook.handle(proxy_event(headers, body), rules=RULES, secrets=(SECRET,),
+    response = webhook_service.handle(proxy_event(headers, body), rules=RULES, secrets=(SECRET,),
                               max_bytes=1 << 20, issues=lambda: core.issues)
     assert response["statusCode"] == 400
     assert "too large to record" in json.loads(response["body"])["reason"]

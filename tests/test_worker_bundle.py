@@ -17,8 +17,8 @@ from typing import Any
 import boto3
 import pytest
 
-from ops import packaging
-from ops.local_gaps import load_template
+from gip.cli import packaging
+from gip.local.gaps import load_template
 from tests.deploy_support import FakeInstaller
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -32,7 +32,7 @@ def stock_command() -> str:
 
 
 def test_worker_bundle_vendors_the_sdk_under_deps_and_the_lambda_bundle_does_not(tmp_path: Path) -> None:
-    for top in ("handlers", "schemas", "worker"):
+    for top in ("gip", "handlers", "schemas", "worker"):
         (tmp_path / top).mkdir()
         (tmp_path / top / "__init__.py").write_text("")
     (tmp_path / "setup.cfg").write_text("[options]\ninstall_requires =\n    boto3>=1\n    requests>=2\n")
@@ -42,6 +42,10 @@ def test_worker_bundle_vendors_the_sdk_under_deps_and_the_lambda_bundle_does_not
     assert installer.calls == [["boto3>=1", "requests>=2"], ["requests>=2"]]
     assert "deps/fakedep/__init__.py" in worker.namelist() and "worker/__init__.py" in worker.namelist()
     assert "fakedep/__init__.py" in lam.namelist()
+    # the library goes into both bundles; each bundle carries only its own entry points
+    assert "gip/__init__.py" in worker.namelist() and "gip/__init__.py" in lam.namelist()
+    assert "handlers/__init__.py" in lam.namelist() and "handlers/__init__.py" not in worker.namelist()
+    assert "worker/__init__.py" not in lam.namelist()
 
 
 def test_the_worker_keeps_the_sdk_the_lambda_prunes_it(tmp_path: Path) -> None:
@@ -57,7 +61,7 @@ def test_the_worker_keeps_the_sdk_the_lambda_prunes_it(tmp_path: Path) -> None:
 @pytest.fixture(scope="module")
 def bundle(moto_server: str, tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
     src = tmp_path_factory.mktemp("src")
-    for top in ("handlers", "schemas", "worker"):
+    for top in ("gip", "handlers", "schemas", "worker"):
         shutil.copytree(ROOT / top, src / top, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(ROOT / "setup.cfg", src / "setup.cfg")
     art = packaging.build("worker", root=src, installer=FakeInstaller(), nuke=FAKE_NUKE)

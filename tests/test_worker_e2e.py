@@ -14,8 +14,8 @@ from pathlib import Path
 import boto3
 import pytest
 
-from handlers import sweeper
-from handlers.core.pool import AVAILABLE
+from gip.domain.pool import AVAILABLE
+from gip.services.sweeper import sweep
 from tests.worker_env import (
     ROLE,
     last,
@@ -148,7 +148,7 @@ def test_sigkill_mid_run_is_recovered_by_the_sweeper_and_the_run_is_retried(moto
     assert types(stack, issue)[-1] == "IssueProcessingStarted"
     # THEN the sweeper, once the lease has expired, times it out and fails the run retryable
     later = datetime.now(UTC) + timedelta(hours=1)
-    assert sweeper.sweep(stack.pool, stack.issues, now=later, hard_cap_seconds=3 * 3600)["timed_out"] == [member]
+    assert sweep(stack.pool, stack.issues, now=later, hard_cap_seconds=3 * 3600)["timed_out"] == [member]
     failed = last(stack, issue, "IssueProcessingFailed")["data"]
     assert (failed["error"], failed["retryable"]) == ("timed_out", True)
     # AND the next worker cleans the account first (AccountTimedOut via the bus rule) ...

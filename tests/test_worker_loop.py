@@ -13,9 +13,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from moto import mock_aws
 
-from handlers.core.envelope import issue_stream
-from handlers.core.errors import AwsError
-from handlers.core.pool import AVAILABLE, CLEANING
+from gip.domain.envelope import issue_stream
+from gip.domain.pool import AVAILABLE, CLEANING
+from gip.errors import AwsError
 from tests.planted import DERANDOMIZE, EXAMPLES, TALLY, exact_values, families, fillers, leaks
 from tests.worker_env import last, make_stack, make_worker, member_ids, register, types, visible
 from tests.worker_env import queue_issue as _queue_issue
@@ -45,7 +45,7 @@ def stack(shared):
         issue_queue_url=shared.sqs.create_queue(QueueName=f"wk-issues-{n}", Attributes=attrs)["QueueUrl"],
         cleanup_queue_url=shared.sqs.create_queue(QueueName=f"wk-cleanup-{n}", Attributes=attrs)["QueueUrl"])
     yield shared
-    from handlers.core.envelope import Cause
+    from gip.domain.envelope import Cause
     for account in shared.pool.accounts():
         shared.pool.deregister(account.account_id, reason="manual", cause=Cause("teardown", "test"))
     shared.settings = replace(shared.settings, results_bucket="wk-results")
@@ -192,7 +192,7 @@ def test_skipped_and_already_processed_messages_are_dropped(stack):
 def test_cancelled_issue_is_dropped_without_reserving(stack):
     register(stack, [stack.member])
     queue_issue(stack, _fence("sh", "true"))
-    from handlers.core.envelope import Cause
+    from gip.domain.envelope import Cause
     stack.issues.cancel("octo/demo", stack.number, reason="closed", cause=Cause("x", "webhook"))
     assert make_worker(stack).poll_once() == "dropped"
     assert "AccountReserved" not in types(stack, f"account-{stack.member}")
@@ -360,7 +360,7 @@ def _unhide(stack):
 
 
 def test_message_action_decisions():
-    from handlers.core.issue import Issue
+    from gip.domain.issue import Issue
 
     def issue(**kw):
         return Issue(stream="issue-o/r#1", repo="o/r", number=1, version=5, **{"status": "QUEUED", "run": 2, **kw})
@@ -383,9 +383,9 @@ def test_lease_taken_away_mid_run_stops_the_child_and_fails_the_run_if_nobody_di
     queue_issue(stack, _fence("sh", "sleep 30"))
     stack.pool.lease_seconds, saved = 0.6, stack.pool.lease_seconds
     try:
-        from handlers.core.envelope import Cause
+        from gip.domain.envelope import Cause
         def deregister():
-            from handlers.core.errors import ConcurrencyConflict
+            from gip.errors import ConcurrencyConflict
             for _ in range(20):  # it races with the heartbeat's renewals, like the real one would
                 try:
                     return stack.pool.deregister(stack.member, reason="closed", cause=Cause("t", "org"))
@@ -425,8 +425,8 @@ class RotatingSts:
 def _run_planted(shared, *, held: str, sets, log_of) -> dict[str, str]:
     """One issue through the real worker loop with a processor whose log is ``log_of(handed)``;
     returns every sink: the event data, result.json, the S3 log and the rendered comment."""
-    from handlers.comment import render_status
-    from handlers.notifier import plan_for
+    from gip.domain.comment import render_status
+    from gip.services.notifier import plan_for
     from tests.worker_env import member_ids as ids
     from tests.worker_env import queue_issue as queue
 

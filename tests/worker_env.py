@@ -11,7 +11,7 @@ from typing import Any
 
 import boto3
 
-from handlers.core.envelope import Cause, Envelope, issue_stream
+from gip.domain.envelope import Cause, Envelope, issue_stream
 from tests.conftest import make_core
 from worker.cleaner import Protection, clean
 from worker.cleanup import Cleanup
@@ -120,10 +120,10 @@ def bulk_register(stack: SimpleNamespace, ids: list[str]) -> None:
     """Register many accounts fast: the same event, reducer and row code as ``Pool.register``,
     written with BatchWriteItem (moto copies the whole table on every TransactWriteItems, which
     makes 1,000 transactional registrations take minutes; the rows are identical)."""
-    from handlers.core.envelope import account_stream, new_event
-    from handlers.core.pool import count, evolve
-    from handlers.core.pool_service import COUNTS_PK, row_from_account
-    from handlers.core.store import _prepare
+    from gip.domain.envelope import account_stream, new_event
+    from gip.domain.pool import count, evolve
+    from gip.services.pool import COUNTS_PK, row_from_account
+    from gip.store.protocols import prepare
 
     cause = Cause(correlation_id="setup", actor="test")
     accounts = []
@@ -132,7 +132,7 @@ def bulk_register(stack: SimpleNamespace, ids: list[str]) -> None:
             stream = account_stream(account_id)
             data = {"account_id": account_id, "role_arn": f"arn:aws:iam::{account_id}:role/{ROLE}",
                     "source": "manual"}
-            (event,) = _prepare(stream, 0, [new_event("AccountRegistered", stream=stream, data=data, cause=cause)])
+            (event,) = prepare(stream, 0, [new_event("AccountRegistered", stream=stream, data=data, cause=cause)])
             account = evolve(None, event)
             accounts.append(account)
             events.save(stack.store.item_for(event))
@@ -147,10 +147,10 @@ def bulk_reserve(stack: SimpleNamespace, ids: list[str], *, at: Any, lease_secon
     import uuid
     from datetime import timedelta
 
-    from handlers.core.envelope import account_stream, iso, new_event
-    from handlers.core.pool import evolve
-    from handlers.core.pool_service import row_from_account
-    from handlers.core.store import _prepare
+    from gip.domain.envelope import account_stream, iso, new_event
+    from gip.domain.pool import evolve
+    from gip.services.pool import row_from_account
+    from gip.store.protocols import prepare
 
     cause = Cause(correlation_id="setup", actor="test")
     leases = []
@@ -161,7 +161,7 @@ def bulk_reserve(stack: SimpleNamespace, ids: list[str], *, at: Any, lease_secon
             lease_id = str(uuid.uuid4())
             data = {"lease_id": lease_id, "issue": f"issue-octo/bulk#{account_id[-4:].lstrip('0') or 1}",
                     "worker": "bulk", "expires_at": iso(at + timedelta(seconds=lease_seconds))}
-            (event,) = _prepare(stream, state.version,
+            (event,) = prepare(stream, state.version,
                                 [new_event("AccountReserved", stream=stream, data=data, cause=cause, occurred_at=at)])
             events.save(stack.store.item_for(event))
             rows.save(row_from_account(stack.tables.pool, evolve(state, event), rand=random.random()))

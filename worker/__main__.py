@@ -11,10 +11,10 @@ from typing import Any
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
-from handlers.core.errors import ConfigError, GipError
-from handlers.core.issue_service import Issues
-from handlers.core.models import Tables
-from handlers.core.pool_service import Pool
+from gip.errors import ConfigError, GipError
+from gip.services.issues import Issues
+from gip.services.pool import Pool
+from gip.store.models import Tables
 from worker.cleaner import Protection, load_cleaner
 from worker.cleanup import Cleanup
 from worker.config import WorkerConfig

@@ -14,7 +14,7 @@ import os
 import shutil
 from pathlib import Path
 
-from handlers.core.errors import ConfigError
+from gip.errors import ConfigError
 from worker.cleaning.builtin import clean
 from worker.cleaning.job import Cleaner, CleanupJob, Protection
 from worker.cleaning.nuke import NukeCleaner

@@ -26,11 +26,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 
-from handlers.core.envelope import Cause, Envelope, account_stream, parse_iso, utcnow
-from handlers.core.errors import ConcurrencyConflict, GipError, IllegalTransition
-from handlers.core.pool import CLEANING, Account
-from handlers.core.pool_service import Claim, Pool
-from handlers.redaction import PATTERNS_ONLY
+from gip.domain.envelope import Cause, Envelope, account_stream, parse_iso, utcnow
+from gip.domain.pool import CLEANING, Account
+from gip.domain.redaction import PATTERNS_ONLY
+from gip.errors import ConcurrencyConflict, GipError, IllegalTransition
+from gip.services.pool import Claim, Pool
 from worker.cleaning.builtin import short_error
 from worker.cleaning.job import Cleaner, CleanupJob, Protection
 from worker.cleaning.residue import find_residue

@@ -28,8 +28,8 @@ import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from handlers.core.config import Settings
-from handlers.core.errors import ConfigError
+from gip.config import Settings
+from gip.errors import ConfigError
 from worker.runner import Limits
 from worker.sandbox import Isolation
 

@@ -18,7 +18,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from handlers.core.errors import AwsError
+from gip.errors import AwsError
 
 MIN_SESSION_S = 900  # AssumeRole's floor
 MAX_SESSION_S = 3600  # a role's default MaxSessionDuration

@@ -21,24 +21,29 @@ from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
-
-from handlers.core.envelope import Cause, Envelope, iso, parse_iso, split_issue_stream, utcnow
-from handlers.core.errors import AwsError, ConcurrencyConflict, GipError, IllegalTransition
-from handlers.core.issue import FAILED, RUNNING, Issue
-from handlers.core.issue_service import Issues
-from handlers.core.pool_service import Lease, Pool
-from handlers.redaction import Redactor, secrets_from_env
+from gip.domain.envelope import (
+    Cause,
+    Envelope,
+    envelope_from_sqs_body,
+    iso,
+    parse_iso,
+    split_issue_stream,
+    utcnow,
+)
+from gip.domain.issue import FAILED, RUNNING, Issue
+from gip.domain.redaction import Redactor, secrets_from_env
+from gip.errors import AwsError, ConcurrencyConflict, GipError, IllegalTransition
+from gip.services.issues import Issues
+from gip.services.pool import Lease, Pool
 from worker import results
 from worker.cleanup import Cleanup, CleanupBusy, CleanupFailed
 from worker.config import WorkerConfig
 from worker.credentials import MemberCredentials, session_seconds
-from worker.messages import DROP, WAIT, backoff_seconds, envelope_of, message_action
+from worker.messages import DROP, WAIT, backoff_seconds, message_action
 from worker.processor import Job, Outcome, Processor
+from worker.queue_io import QueueMessages
 
 log = logging.getLogger(__name__)
-WAITS_ATTRIBUTE = "gip-waits"
-SQS_MAX_DELAY = 900
 HANDED_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
 
 
@@ -62,7 +67,7 @@ class Heartbeat(threading.Thread):
         self.join(timeout=10)
 
 
-class Worker:
+class Worker(QueueMessages):
     """Everything injected: clients, pool, issues, processor, cleanup, clock, rng, and the
     environment whose secret-looking values are redacted from every run's record."""
 
@@ -119,21 +124,12 @@ class Worker:
             return "returned"
         return self.handle_issue(msgs[0])
 
-    def _receive(self, url: str, *, wait: int) -> list[dict[str, Any]]:
-        try:
-            answer = self.sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=1, WaitTimeSeconds=wait,
-                                              AttributeNames=["ApproximateReceiveCount", "SentTimestamp"],
-                                              MessageAttributeNames=[WAITS_ATTRIBUTE])
-        except (ClientError, BotoCoreError) as exc:
-            raise AwsError(f"cannot receive from {url}: {exc}") from exc
-        return list(answer.get("Messages", []))
-
     # --- cleanup messages ----------------------------------------------------------------------
     def handle_cleanup(self, msg: dict[str, Any]) -> str:
         url = self.cfg.settings.cleanup_queue_url
         receives = int(msg.get("Attributes", {}).get("ApproximateReceiveCount", 1))
         try:
-            event = envelope_of(msg["Body"])
+            event = envelope_from_sqs_body(msg["Body"])
             outcome = self.cleanup.from_event(event, actor=self.actor)
         except CleanupFailed:
             self._visibility(url, msg, backoff_seconds(receives, base=30, cap=900, rng=self.rng))
@@ -148,24 +144,11 @@ class Worker:
         self._delete(url, msg)
         return f"cleanup_{outcome}"
 
-    def _requeue_cleanup(self, msg: dict[str, Any], delay: int) -> None:
-        """Back off without spending a receive (a busy account is not a failure, and the cleanup
-        queue's maxReceiveCount is small): a delayed copy, then delete this one. A failed delete
-        leaves a duplicate, which the claim and the account's state make harmless."""
-        url = self.cfg.settings.cleanup_queue_url
-        try:
-            self.sqs.send_message(QueueUrl=url, MessageBody=msg["Body"], DelaySeconds=min(SQS_MAX_DELAY, delay))
-        except (ClientError, BotoCoreError) as exc:
-            log.warning("cleanup requeue failed, backing off in place: %s", exc)
-            self._visibility(url, msg, delay)
-            return
-        self._delete(url, msg)
-
     # --- issue messages -------------------------------------------------------------------------
     def handle_issue(self, msg: dict[str, Any]) -> str:
         url = self.cfg.settings.issue_queue_url
         try:
-            event = envelope_of(msg["Body"])
+            event = envelope_from_sqs_body(msg["Body"])
             repo, number = split_issue_stream(event["stream"])
             run = int(event["data"]["run"])
         except (ValueError, KeyError, TypeError) as exc:
@@ -389,41 +372,3 @@ class Worker:
             log.warning("%s not recorded on %s#%d: %s", type_, repo, number, exc)
             return False
         return True
-
-    def _backoff(self, msg: dict[str, Any], receives: int) -> None:
-        wait = backoff_seconds(receives, base=self.cfg.backoff_base_s, cap=self.cfg.backoff_cap_s, rng=self.rng)
-        self._visibility(self.cfg.settings.issue_queue_url, msg, wait)
-
-    def _requeue(self, msg: dict[str, Any]) -> None:
-        """Wait without spending a receive: send a delayed copy, then delete this one.
-
-        Waiting for an account (or for the sweeper to settle a dead worker's run) is not a
-        failure, so it must not walk the message towards the DLQ (maxReceiveCount is small).
-        The copy counts its waits in a message attribute, which drives the exponential backoff;
-        the pool wait is measured from the envelope's time, which the copy keeps. A failed
-        delete leaves a duplicate, which the issue's stream makes harmless (dropped or conflict).
-        """
-        url = self.cfg.settings.issue_queue_url
-        waits = int(msg.get("MessageAttributes", {}).get(WAITS_ATTRIBUTE, {}).get("StringValue", "0")) + 1
-        delay = backoff_seconds(waits, base=self.cfg.backoff_base_s, cap=self.cfg.backoff_cap_s, rng=self.rng)
-        try:
-            self.sqs.send_message(QueueUrl=url, MessageBody=msg["Body"], DelaySeconds=min(SQS_MAX_DELAY, delay),
-                                  MessageAttributes={WAITS_ATTRIBUTE: {"DataType": "Number", "StringValue": str(waits)}})
-        except (ClientError, BotoCoreError) as exc:
-            log.warning("requeue failed, backing off in place: %s", exc)
-            self._backoff(msg, waits)
-            return
-        self._delete(url, msg)
-
-    def _visibility(self, url: str, msg: dict[str, Any], seconds: int, *, quiet: bool = False) -> None:
-        try:
-            self.sqs.change_message_visibility(QueueUrl=url, ReceiptHandle=msg["ReceiptHandle"],
-                                               VisibilityTimeout=int(seconds))
-        except (ClientError, BotoCoreError) as exc:
-            (log.debug if quiet else log.warning)("visibility change failed: %s", exc)
-
-    def _delete(self, url: str, msg: dict[str, Any]) -> None:
-        try:
-            self.sqs.delete_message(QueueUrl=url, ReceiptHandle=msg["ReceiptHandle"])
-        except (ClientError, BotoCoreError) as exc:
-            log.warning("delete failed (the message comes back and is dropped as a redelivery): %s", exc)

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import json
 import random
 from dataclasses import dataclass
-from typing import Any
 
-from handlers.core.envelope import Envelope
-from handlers.core.issue import FAILED, PROCESSED, QUEUED, SKIPPED, Issue
+from gip.domain.issue import FAILED, PROCESSED, QUEUED, SKIPPED, Issue
 
 PROCESS, DROP, WAIT = "process", "drop", "wait"
 SQS_MAX_VISIBILITY = 43_200
@@ -20,16 +17,6 @@ class Action:
 
     kind: str  # process | drop | wait
     reason: str
-
-
-def envelope_of(body: str) -> Envelope:
-    """The envelope in an SQS body: an EventBridge event's ``detail``, or a bare envelope."""
-    parsed: dict[str, Any] = json.loads(body)
-    if isinstance(parsed.get("detail"), dict):
-        return parsed["detail"]  # type: ignore[return-value]
-    if "type" in parsed and "stream" in parsed:
-        return parsed  # type: ignore[return-value]
-    raise ValueError("message is neither an EventBridge event nor an envelope")
 
 
 def message_action(issue: Issue | None, run: int, *, max_attempts: int) -> Action:

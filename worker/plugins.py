@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from handlers.core.errors import ConfigError
+from gip.errors import ConfigError
 
 
 def load_plugin(setting: str, spec: str) -> Any:

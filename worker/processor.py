@@ -8,7 +8,7 @@ Interface (see docs/processor.md)::
 ``credentials()`` callable returning fresh member-account credentials (the processing role,
 never the worker's own), the region, the run limits and a ``cancel`` event that is set when
 the worker is stopping. Return an :class:`Outcome` with one of the four verdicts. Raise
-:class:`handlers.core.errors.AwsError` for an infrastructure failure: the worker then records
+:class:`gip.errors.AwsError` for an infrastructure failure: the worker then records
 ``IssueProcessingFailed`` (retryable) instead of a verdict; :class:`worker.sandbox.Leftover`
 (a run's process survived the kill) is one. Any other exception is recorded as a non-retryable
 ``processor_error``.
@@ -24,12 +24,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from handlers.redaction import Redactor
+from gip.domain.redaction import Redactor
+from gip.domain.repro import find_repro
+from gip.domain.verdict import NO_REPRO_FOUND, VERDICTS, decide
 from worker.credserver import CredentialServer
 from worker.plugins import load_plugin
-from worker.repro import find_repro
 from worker.runner import Interpreters, Limits, Unavailable, run_snippet
-from worker.verdict import NO_REPRO_FOUND, VERDICTS, decide
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from handlers.core.errors import AwsError
+from gip.errors import AwsError
 
 TAIL_LINES = 40
 TAIL_CHARS = 4000

@@ -27,7 +27,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from worker.repro import JAVASCRIPT, PYTHON, SHELL, TYPESCRIPT
+from gip.domain.repro import JAVASCRIPT, PYTHON, SHELL, TYPESCRIPT
 from worker.sandbox import MARKER_VAR, Box, Isolation
 
 if TYPE_CHECKING:

@@ -28,7 +28,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from handlers.core.errors import AwsError, ConfigError
+from gip.errors import AwsError, ConfigError
 from worker.procs import (
     MARKER_VAR,
     Proc,

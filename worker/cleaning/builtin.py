@@ -11,7 +11,7 @@ import logging
 
 from botocore.exceptions import BotoCoreError, ClientError, WaiterError
 
-from handlers.core.errors import AwsError, GipError
+from gip.errors import AwsError, GipError
 from worker.cleaning import ec2, services
 from worker.cleaning.job import CleanupJob
 from worker.cleaning.kinds import Kind

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from handlers.core.errors import AwsError, ConfigError
+from gip.errors import AwsError, ConfigError
 from worker.cleaning.job import ACCESS_ROLES, CleanupJob, Protection
 
 _ROLE_GLOBS = ("stacksets-exec-*", "AWSServiceRoleFor*", "AWSReservedSSO_*")

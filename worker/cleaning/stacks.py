@@ -7,7 +7,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from handlers.core.errors import AwsError
+from gip.errors import AwsError
 from worker.cleaning.job import CleanupJob
 from worker.cleaning.kinds import Kind, pages
 from worker.cleaning.plan import GONE_STACK, plan_stacks

@@ -1,0 +1,195 @@
+"""Operator commands on the pool: ``accounts``, ``status`` and ``reinstate``.
+
+``accounts`` lists the projection rows (:meth:`Pool.accounts`). ``status`` adds the counts
+row, the depth of every ``<prefix>-*`` queue and its DLQ, and the failures of the last 24 h
+read through the time index. ``reinstate`` is :meth:`Pool.reinstate` (QUARANTINED → CLEANING,
+event ``AccountReinstated``): the account is cleaned again before it is used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import sys
+import uuid
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from gip.adapters import aws
+from gip.cli.render import key_values, table
+from gip.cli.replay import ACCOUNT_COLUMNS, dynamo_errors, open_core
+from gip.cli.replay_query import summary
+from gip.domain.envelope import ACCOUNT_RE, Cause, Envelope, utcnow
+from gip.domain.pool import STATUSES, Account, Counts
+from gip.errors import GipError, NotFound, UsageError
+
+FAILURE_TYPES = ("IssueProcessingFailed", "AccountQuarantined")
+RECENT = timedelta(hours=24)
+QUEUE_ATTRIBUTES = ["QueueArn", "ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible",
+                    "RedrivePolicy"]
+
+
+# ---------------------------------------------------------------- pure
+
+
+def pool_summary(accounts: Sequence[Account], counts: Counts) -> dict[str, Any]:
+    """Counts by status from the rows, and the O(1) counts row beside them."""
+    by_status = Counter(a.status for a in accounts)
+    return {
+        "by_status": {s: by_status.get(s, 0) for s in STATUSES},
+        "usable": sum(a.usable for a in accounts),
+        "counts_row": counts.as_dict(),
+        "counts_row_agrees": counts.usable == sum(a.usable for a in accounts),
+    }
+
+
+def queue_rows(queues: Mapping[str, Mapping[str, str]]) -> list[dict[str, Any]]:
+    """One row per queue (name → attributes); a DLQ names the queue(s) it serves."""
+    serves: dict[str, list[str]] = {}
+    for name, attrs in queues.items():
+        policy = attrs.get("RedrivePolicy")
+        if policy:
+            dlq_arn = json.loads(policy).get("deadLetterTargetArn", "")
+            serves.setdefault(dlq_arn.rsplit(":", 1)[-1], []).append(name)
+    rows = []
+    for name, attrs in sorted(queues.items()):
+        is_dlq = name in serves or name.endswith(("-dlq", "-dlq.fifo"))
+        visible = int(attrs.get("ApproximateNumberOfMessages", 0))
+        rows.append({
+            "queue": name, "visible": visible,
+            "in_flight": int(attrs.get("ApproximateNumberOfMessagesNotVisible", 0)),
+            "dlq_for": ", ".join(serves.get(name, [])) if is_dlq else None,
+            "attention": "!" if is_dlq and visible else "",
+        })
+    return rows
+
+
+def failure_rows(events: Iterable[Envelope]) -> list[dict[str, Any]]:
+    """The why (``error`` or ``reason``) first, then the rest of the data, clipped."""
+    rows = []
+    for e in events:
+        data = dict(e.get("data") or {})
+        why = str(data.pop("error", "") or data.pop("reason", ""))
+        rest = summary({k: v for k, v in data.items() if k not in ("lease_id", "reason")}, width=60)
+        rows.append({"occurred_at": e["occurred_at"], "stream": e["stream"], "type": e["type"],
+                     "detail": f"{why} ({rest})" if why else rest})
+    return rows
+
+
+# ---------------------------------------------------------------- commands
+
+
+def add_accounts_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--format", choices=("table", "json"), default="table")
+
+
+def add_status_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--format", choices=("table", "json"), default="table")
+
+
+def add_reinstate_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("account", metavar="ACCOUNT", help="12-digit account id (or account-<id>)")
+    parser.add_argument("--reason", default="operator reinstated", help="why (kept in the event)")
+
+
+def run_accounts(args: argparse.Namespace) -> int:
+    core = open_core(args)
+    with dynamo_errors(core.settings):
+        accounts = core.pool.accounts()
+    rows = [a.as_dict() for a in accounts]
+    if args.format == "json":
+        print(json.dumps(rows, indent=2, sort_keys=True))
+        return 0
+    for line in table(rows, ACCOUNT_COLUMNS):
+        print(line)
+    by_status = Counter(a.status for a in accounts)
+    print(f"({len(rows)} accounts: " + ", ".join(f"{by_status[s]} {s}" for s in STATUSES if by_status[s]) + ")")
+    return 0
+
+
+def run_status(args: argparse.Namespace, *, now: datetime | None = None) -> int:
+    now = now or utcnow()
+    core = open_core(args)
+    with dynamo_errors(core.settings):
+        pool = pool_summary(core.pool.accounts(), core.pool.counts())
+        recent = [e for e in core.store.read_window(now - RECENT, now) if e["type"] in FAILURE_TYPES]
+    queues = queue_rows(_queues(args))
+    failures = failure_rows(recent[-20:])
+    if args.format == "json":
+        print(json.dumps({"pool": pool, "queues": queues, "recent_failures": failures}, indent=2, sort_keys=True))
+        return 0
+    print("pool")
+    pairs: list[tuple[str, Any]] = [(f"  {s.lower()}", n) for s, n in pool["by_status"].items()]
+    pairs.append(("  usable", f"{pool['usable']} (counts row: {pool['counts_row']['usable']})"))
+    for line in key_values(pairs):
+        print(line)
+    if not pool["counts_row_agrees"]:
+        print("  notice: the counts row disagrees with the rows; run `replay --verify`")
+    print(f"\nqueues ({args.prefix}-*)")
+    if queues:
+        cols = [("QUEUE", "queue"), ("VISIBLE", "visible"), ("IN_FLIGHT", "in_flight"), ("DLQ_FOR", "dlq_for")]
+        shown = [{**q, "visible": f"{q['visible']} !" if q["attention"] else q["visible"]} for q in queues]
+        for line in table(shown, cols):
+            print("  " + line)
+    else:
+        print("  (none found)")
+    print("\nfailures in the last 24h")
+    if failures:
+        cols = [("OCCURRED_AT", "occurred_at"), ("STREAM", "stream"), ("TYPE", "type"), ("DETAIL", "detail")]
+        for line in table(failures, cols):
+            print("  " + line)
+    else:
+        print("  (none)")
+    return 0
+
+
+def run_reinstate(args: argparse.Namespace) -> int:
+    account_id = args.account.removeprefix("account-")
+    if not ACCOUNT_RE.match(account_id):
+        raise UsageError(f"ACCOUNT must be a 12-digit account id, not {args.account!r}")
+    core = open_core(args)
+    with dynamo_errors(core.settings):
+        return _reinstate(core, account_id, args)
+
+
+def _reinstate(core: Any, account_id: str, args: argparse.Namespace) -> int:
+    state = core.pool.get(account_id)
+    if state is None:
+        raise NotFound(f"account {account_id} is not in the pool")
+    if state.status != "QUARANTINED":
+        raise GipError(f"account {account_id} is {state.status}, not QUARANTINED: nothing to reinstate")
+    operator = _operator(args)
+    cause = Cause(correlation_id=f"reinstate-{uuid.uuid4()}", actor=operator)
+    event = core.pool.reinstate(account_id, reason=args.reason, cause=cause)
+    print(f"account {account_id}: QUARANTINED → CLEANING (it is cleaned before it is used); "
+          f"event {event['event_id']} by {operator}")
+    return 0
+
+
+def _operator(args: argparse.Namespace) -> str:
+    """Who reinstated: the AWS caller ARN, else the local user name (kept in the event)."""
+    try:
+        return f"operator:{aws.check_credentials(args)['Arn']}"
+    except GipError:
+        return f"operator:{getpass.getuser()}"
+
+
+def _queues(args: argparse.Namespace) -> dict[str, dict[str, str]]:
+    sqs = aws.client(args, "sqs")
+    out: dict[str, dict[str, str]] = {}
+    with aws.aws_errors("sqs:ListQueues"):
+        kwargs: dict[str, Any] = {"QueueNamePrefix": f"{args.prefix}-", "MaxResults": 1000}
+        while True:
+            page = sqs.list_queues(**kwargs)
+            for url in page.get("QueueUrls", []):
+                attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=QUEUE_ATTRIBUTES)["Attributes"]
+                out[url.rsplit("/", 1)[-1]] = attrs
+            if not page.get("NextToken"):
+                break
+            kwargs["NextToken"] = page["NextToken"]
+    if not out:
+        print(f"notice: no queue named {args.prefix}-* in this region", file=sys.stderr)
+    return out

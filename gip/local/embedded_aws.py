@@ -1,0 +1,110 @@
+"""The embedded AWS endpoint: moto server on 127.0.0.1, made safe for concurrent clients.
+
+moto's backends are not thread-safe (concurrent DynamoDB writes and queries fail with
+"dictionary changed size during iteration"), while werkzeug serves each connection on its
+own thread. Real AWS serialises per item anyway, so we serialise requests with one lock —
+except SQS long polls (ReceiveMessage), which would otherwise block every other caller for
+their whole wait.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from gip.errors import GipError
+
+Environ = dict[str, Any]
+StartResponse = Callable[..., Any]
+
+
+def _is_long_poll(environ: Environ) -> bool:
+    target = environ.get("HTTP_X_AMZ_TARGET", "")
+    if target == "AmazonSQS.ReceiveMessage":
+        return True
+    return "Action=ReceiveMessage" in environ.get("QUERY_STRING", "")
+
+
+class SerializedApp:
+    """WSGI middleware: one request at a time into moto, long polls excepted."""
+
+    def __init__(self, app: Callable[[Environ, StartResponse], Iterable[bytes]]) -> None:
+        self.app = app
+        self.lock = threading.RLock()
+
+    def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+        if _is_long_poll(environ):
+            return self.app(environ, start_response)
+        with self.lock:
+            return list(self.app(environ, start_response))
+
+
+def _check_port_free(host: str, port: int) -> None:
+    if port == 0:
+        return
+    with socket.socket() as probe:
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise GipError(f"port {port} on {host} is already in use "
+                           f"(choose another with --aws-port): {exc.strerror}") from exc
+
+
+class EmbeddedAws:
+    """Start and stop a moto server on ``host:port`` (port 0 picks a free one)."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 4566, *,
+                 wrap: Callable[[Any], Any] | None = None) -> None:
+        self.host, self.port = host, port
+        self.wrap = wrap  # optional WSGI middleware around the serialised app (local mode's call counter)
+        self._server: Any = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def start(self) -> EmbeddedAws:
+        from moto.moto_server.werkzeug_app import (
+            DomainDispatcherApplication,
+            MotoRequestHandler,
+            create_backend_app,
+        )
+        from werkzeug.serving import make_server
+
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no line per request
+        for key, value in (("AWS_ACCESS_KEY_ID", "local"), ("AWS_SECRET_ACCESS_KEY", "local")):
+            os.environ.setdefault(key, value)
+        app: Any = SerializedApp(DomainDispatcherApplication(create_backend_app))
+        if self.wrap is not None:
+            app = self.wrap(app)
+        _check_port_free(self.host, self.port)  # werkzeug would print and sys.exit() instead
+        try:
+            self._server = make_server(self.host, self.port, app, threaded=True,
+                                       request_handler=MotoRequestHandler)
+        except OSError as exc:
+            raise GipError(f"port {self.port} on {self.host} is already in use "
+                           f"(choose another with --aws-port): {exc.strerror}") from exc
+        self.port = int(self._server.server_address[1])
+        self._thread = threading.Thread(target=self._server.serve_forever, name="embedded-aws",
+                                        daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        self._server = self._thread = None
+
+    def __enter__(self) -> EmbeddedAws:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

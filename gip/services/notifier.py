@@ -1,0 +1,362 @@
+"""Notifier: one status comment per issue, edited in place, and the verdict labels.
+(DESIGN.md, data flow step 5.)
+
+SQS batch in; each record is a bus event (IssueQueued, IssueSkipped, IssueProcessingStarted,
+IssueProcessed, IssueProcessingFailed). The comment is rendered from the issue's *latest*
+state (``Issues.get``), never from the event alone: a late or redelivered event re-renders the
+current state, so an older event cannot overwrite a newer one, and an unchanged body is not
+sent at all. The comment also carries the stream version it shows; a comment showing a newer
+version is left alone.
+
+- The status comment is found by :data:`~gip.domain.comment.STATUS_MARKER`, only among comments
+  written by our own login (``BOT_LOGIN``, or ``GET /user`` once per container).
+- An untrusted sender is told why nothing runs, once per issue (found by its own marker).
+- After a verdict, exactly one verdict label is left (``gip.domain.verdict_labels``).
+- A GitHub outage fails the record, SQS brings it back, and the comment catches up: the verdict
+  itself is already in the event log and in S3.
+- Without a token (local mode) it prints what it would post.
+
+GitHub reads are kept down by what this container already knows (:class:`Memory`):
+- our status comment per issue (id, body, hence the version shown), filled when we find, create
+  or edit it. A hit skips ``list_comments``: an identical body sends nothing, another body is
+  one edit by id; a 404 (deleted by hand) drops the entry and falls back to listing. The first
+  event of an issue in a container still lists, which finds an existing comment and removes the
+  duplicate a lost create answer may have left (a create that was retried is not remembered,
+  so the next event lists again). The notifier runs one batch at a time (a FIFO queue with one
+  message group, docs/internals.md) and reads the issue row consistently, so the state it renders is never older than a version another
+  container already showed: the remembered body cannot roll a comment back.
+- the verdict label set during this run; the labels come from the issue's labels at trigger
+  time (``Issue.labels``), not from ``GET issue`` (see ``verdict_labels.changes_since_trigger``).
+- in a batch, records of a stream whose version was already rendered in that batch are done.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections import OrderedDict
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any, Generic, TypeVar
+
+from gip.adapters.github import errors as gh_errors
+from gip.adapters.github.client import GitHubClient
+from gip.config import Settings
+from gip.domain import verdict_labels
+from gip.domain.comment import (
+    STATUS_MARKER,
+    UNTRUSTED_MARKER,
+    StatusView,
+    render_status,
+    render_untrusted,
+    rendered_version,
+)
+from gip.domain.envelope import Envelope, split_issue_stream
+from gip.domain.issue import FAILED, PROCESSED, QUEUED, RUNNING, SKIPPED, Issue
+from gip.errors import ConfigError, GipError
+
+log = logging.getLogger(__name__)
+
+ISSUE_EVENTS = frozenset({"IssueQueued", "IssueSkipped", "IssueProcessingStarted",
+                          "IssueProcessed", "IssueProcessingFailed"})
+
+
+class ProjectionBehind(GipError):
+    """The issue row is older than the event: retry the record later."""
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What GitHub should show for an issue's latest state."""
+
+    status: StatusView | None = None  # None: leave the status comment alone
+    create: bool = False  # may the status comment be created if it is missing?
+    untrusted: tuple[str, str] | None = None  # (sender, permission): the note, once
+    label: str | None = None  # the one verdict label to leave on the issue
+
+
+# ---------------------------------------------------------------- pure
+
+
+def needs_last_event(issue: Issue) -> bool:
+    """Does rendering need the data of the event that produced the state?"""
+    return issue.status in (PROCESSED, SKIPPED)
+
+
+def plan_for(issue: Issue, last: Mapping[str, Any] | None) -> Plan:
+    """The plan for ``issue``; ``last`` is the data of its latest event (log tail, links)."""
+    last = last or {}
+    base = StatusView(state="queued", run=issue.run, version=issue.version)
+    if issue.status == QUEUED:
+        return Plan(base, create=True)
+    if issue.status == RUNNING:
+        return Plan(replace(base, state="running", attempt=issue.attempt or None), create=True)
+    if issue.status == PROCESSED:
+        verdict = issue.verdict or "unknown"
+        status = replace(
+            base, state="processed", verdict=verdict, exit_code=issue.exit_code,
+            duration_s=issue.duration_s, result_uri=issue.result_uri,
+            result_url=last.get("result_url"), log_tail=last.get("log_tail"),
+            message=last.get("message"), command=last.get("command"),
+        )
+        return Plan(status, create=True, label=verdict_labels.label_for(verdict))
+    if issue.status == FAILED:
+        status = replace(base, state="retrying" if issue.retryable else "failed",
+                         error=issue.error, attempt=issue.attempt)
+        return Plan(status, create=True,
+                    label=None if issue.retryable else verdict_labels.INFRA_ERROR)
+    if issue.status == SKIPPED:
+        if issue.reason == "untrusted_sender":
+            sender = str(last.get("sender") or issue.sender)
+            return Plan(untrusted=(sender, str(last.get("permission") or "read")))
+        return Plan(replace(base, state="skipped", reason=issue.reason), create=False)
+    return Plan()  # RECEIVED: the gatekeeper has not decided yet
+
+
+def status_step(shown_body: str | None, body: str, plan: Plan) -> str:
+    """What to do to our status comment now showing ``shown_body`` (None: there is none):
+    ``create``, ``edit``, or why nothing is sent."""
+    assert plan.status is not None
+    if shown_body is None:
+        return "create" if plan.create else "no_status_comment"
+    if shown_body == body:
+        return "unchanged"
+    shown = rendered_version(shown_body)
+    if shown is not None and plan.status.version is not None and shown[0] > plan.status.version:
+        return "newer_shown"
+    if not plan.create and (shown is None or shown[1] != plan.status.run):
+        return "other_run_shown"  # a run skipped before it was queued keeps the last verdict
+    return "edit"
+
+
+def find_mine(comments: list[dict[str, Any]], *, login: str, marker: str) -> list[dict[str, Any]]:
+    """Comments by ``login`` that start with ``marker``, oldest first."""
+    return [c for c in comments
+            if (c.get("user") or {}).get("login") == login and (c.get("body") or "").startswith(marker)]
+
+
+# ---------------------------------------------------------------- shell
+
+K = TypeVar("K")
+V = TypeVar("V")
+MEMORY_SIZE = 4096  # issues remembered per container (least recently used go first)
+
+
+class Bounded(Generic[K, V]):
+    """A small LRU map."""
+
+    def __init__(self, size: int = MEMORY_SIZE) -> None:
+        self._size = size
+        self._items: OrderedDict[K, V] = OrderedDict()
+
+    def get(self, key: K) -> V | None:
+        value = self._items.get(key)
+        if value is not None:
+            self._items.move_to_end(key)
+        return value
+
+    def put(self, key: K, value: V) -> None:
+        self._items[key] = value
+        self._items.move_to_end(key)
+        while len(self._items) > self._size:
+            self._items.popitem(last=False)
+
+    def drop(self, key: K) -> None:
+        self._items.pop(key, None)
+
+
+@dataclass(frozen=True)
+class Shown:
+    """Our status comment on an issue, as we last saw or wrote it."""
+
+    comment_id: int
+    body: str
+
+
+@dataclass
+class Memory:
+    """What this container knows of GitHub, per issue stream."""
+
+    shown: Bounded[str, Shown] = field(default_factory=Bounded)
+    labelled: Bounded[str, tuple[int, str]] = field(default_factory=Bounded)  # (run, label)
+    told: Bounded[str, bool] = field(default_factory=Bounded)  # untrusted note seen or posted
+
+
+class Notifier:
+    def __init__(self, *, issues: Any, github: GitHubClient | None, settings: Settings,
+                 out: Callable[[str], None] = print) -> None:
+        self.issues = issues
+        self.github = github
+        self.settings = settings
+        self.out = out
+        self._login: str | None = settings.bot_login or None
+        self.memory = Memory()
+        self._batch: dict[str, int] | None = None  # stream → version rendered in this batch
+
+    @classmethod
+    def from_env(cls) -> Notifier:
+        from gip.adapters.github.token import client_from_settings
+        from gip.services.issues import Issues
+
+        settings = Settings.from_env()
+        return cls(issues=Issues.from_settings(settings), github=client_from_settings(settings),
+                   settings=settings)
+
+    @property
+    def login(self) -> str:
+        if self._login is None:
+            assert self.github is not None
+            try:
+                self._login = self.github.login()
+            except (gh_errors.Forbidden, gh_errors.NotFound) as exc:
+                # GitHub App installation tokens cannot read GET /user
+                raise ConfigError("cannot find our own GitHub login: set BOT_LOGIN "
+                                  "(for an App, '<app-slug>[bot]')") from exc
+        return self._login
+
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        """One SQS batch: a stream's latest state is rendered once, by its first record.
+
+        A record is done once a version at least as new as its own was rendered in this batch,
+        since rendering always shows the latest state. Only a fully applied render counts, so a
+        record whose render failed leaves the next record of that stream to try again, and each
+        failed record still comes back on its own.
+        """
+        self._batch = {}
+        try:
+            yield
+        finally:
+            self._batch = None
+
+    def handle(self, envelope: Envelope) -> str:
+        """Bring GitHub up to the issue's latest state; returns what was done."""
+        if envelope["type"] not in ISSUE_EVENTS:
+            return "ignored"
+        stream = envelope["stream"]
+        if self._batch is not None and self._batch.get(stream, 0) >= envelope["version"]:
+            return "rendered_in_batch"
+        repo, number = split_issue_stream(stream)
+        issue = self.issues.get(repo, number)
+        if issue is None or issue.version < envelope["version"]:
+            raise ProjectionBehind(f"{stream} row is behind version {envelope['version']}")
+        last: Mapping[str, Any] | None = None
+        if needs_last_event(issue):
+            last = (envelope["data"] if envelope["version"] == issue.version
+                    else self._event_data(issue))
+        plan = plan_for(issue, last)
+        if self.github is None:
+            done = self._print(repo, number, plan)
+        else:
+            try:
+                done = self._apply(issue, plan)
+            except gh_errors.NotFound:  # deleted or transferred: retrying will not bring it back
+                log.warning("%s#%s is gone from GitHub; nothing to update", repo, number)
+                self.memory.shown.drop(stream)
+                done = "issue_gone"
+        if self._batch is not None:
+            self._batch[stream] = max(self._batch.get(stream, 0), issue.version)
+        return done
+
+    def _apply(self, issue: Issue, plan: Plan) -> str:
+        assert self.github is not None
+        github, repo, number = self.github, issue.repo, issue.number
+        listed: list[list[dict[str, Any]]] = []
+
+        def comments() -> list[dict[str, Any]]:  # listed at most once per record
+            if not listed:
+                listed.append(github.list_comments(repo, number))
+            return listed[0]
+
+        done = []
+        if plan.status:
+            done.append(self._status(issue, plan, comments))
+        if plan.untrusted:
+            done.append(self._untrusted(issue, plan.untrusted, comments))
+        if plan.label:
+            done.append(self._labels(issue, plan.label))
+        return ",".join(done) or "nothing"
+
+    def _event_data(self, issue: Issue) -> Mapping[str, Any]:
+        events = self.issues.store.read(issue.stream, after=issue.version - 1)
+        return events[-1]["data"] if events else {}
+
+    def _status(self, issue: Issue, plan: Plan,
+                comments: Callable[[], list[dict[str, Any]]]) -> str:
+        assert self.github is not None and plan.status is not None
+        repo, stream, shown = issue.repo, issue.stream, self.memory.shown
+        body = render_status(plan.status)
+        hit = shown.get(stream)
+        if hit is not None:
+            step = status_step(hit.body, body, plan)
+            if step != "edit":
+                return step
+            try:
+                self.github.edit_comment(repo, hit.comment_id, body)
+            except gh_errors.NotFound:  # deleted by hand: find it again, or create it again
+                shown.drop(stream)
+            else:
+                shown.put(stream, Shown(hit.comment_id, body))
+                return "edited"
+        mine = find_mine(comments(), login=self.login, marker=STATUS_MARKER)
+        # A create whose answer was lost (5xx, timeout) may have left a second one: keep the oldest.
+        for extra in mine[1:]:
+            self.github.delete_comment(repo, int(extra["id"]))
+        existing = mine[0] if mine else None
+        step = status_step(existing.get("body") if existing else None, body, plan)
+        if step == "create":
+            doc = self.github.create_comment(repo, issue.number, body)
+            if self.github.last_attempts == 1 and doc.get("id") is not None:
+                shown.put(stream, Shown(int(doc["id"]), body))  # else the next event lists
+            return "created"
+        if existing is None:
+            return step
+        if step == "edit":
+            self.github.edit_comment(repo, int(existing["id"]), body)
+            shown.put(stream, Shown(int(existing["id"]), body))
+            return "edited"
+        shown.put(stream, Shown(int(existing["id"]), str(existing.get("body") or "")))
+        return step
+
+    def _untrusted(self, issue: Issue, who: tuple[str, str],
+                   comments: Callable[[], list[dict[str, Any]]]) -> str:
+        assert self.github is not None
+        if self.memory.told.get(issue.stream) or find_mine(
+                comments(), login=self.login, marker=UNTRUSTED_MARKER):
+            self.memory.told.put(issue.stream, True)
+            return "already_told"
+        self.github.create_comment(issue.repo, issue.number, self._untrusted_body(who))
+        self.memory.told.put(issue.stream, True)
+        return "told_untrusted"
+
+    def _untrusted_body(self, who: tuple[str, str]) -> str:
+        return render_untrusted(sender=who[0], permission=who[1],
+                                trusted=self.settings.trusted_permissions,
+                                labels=self.settings.required_labels)
+
+    def _labels(self, issue: Issue, wanted: str) -> str:
+        """No ``GET issue``: the labels at trigger time stand in for GitHub's (trade-off in
+        ``verdict_labels.changes_since_trigger``). 404 on a removal counts as already gone."""
+        assert self.github is not None
+        known = self.memory.labelled.get(issue.stream)
+        applied = known[1] if known is not None and known[0] == issue.run else None
+        add, remove = verdict_labels.changes_since_trigger(wanted, issue.labels, applied)
+        if add:
+            self.github.add_labels(issue.repo, issue.number, add)
+        for label in remove:
+            self.github.remove_label(issue.repo, issue.number, label)
+        self.memory.labelled.put(issue.stream, (issue.run, wanted))
+        return f"labels+{len(add)}-{len(remove)}"
+
+    def _print(self, repo: str, number: int, plan: Plan) -> str:
+        """Local mode without a token: show what would be posted."""
+        if plan.status:
+            self.out(f"[notifier] {repo}#{number}: status comment would read:\n"
+                     f"{render_status(plan.status)}\n")
+        if plan.untrusted:
+            self.out(f"[notifier] {repo}#{number}: would tell the sender, once:\n"
+                     f"{self._untrusted_body(plan.untrusted)}\n")
+        if plan.label:
+            self.out(f"[notifier] {repo}#{number}: would set label {plan.label!r} "
+                     f"and remove the other verdict labels\n")
+        return "printed"

@@ -1,0 +1,362 @@
+"""Pool commands. Each is ONE TransactWriteItems: the event, plus the account's projection row
+conditioned on its stored version, plus (for the rare commands that change how many accounts
+are usable) the O(1) counts row. Reserve and release never touch the counts row, so they never
+contend on it.
+
+The transition itself is checked by the pure reducer (:func:`gip.domain.pool.evolve`) before
+anything is sent; the version condition makes the check hold at write time.
+"""
+
+from __future__ import annotations
+
+import random
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from pynamodb.exceptions import UpdateError
+
+from gip.config import Settings
+from gip.domain.envelope import Cause, Envelope, account_stream, iso, new_event, utcnow
+from gip.domain.pool import (
+    AVAILABLE,
+    CLEANING,
+    DEREGISTERED,
+    Account,
+    Counts,
+    counts_delta,
+    evolve,
+)
+from gip.errors import AwsError, ConcurrencyConflict, IllegalTransition, NotFound
+from gip.store.dynamodb import DynamoEventStore
+from gip.store.models import Tables
+from gip.store.protocols import RowWrite
+
+COUNTS_PK = "counts"
+
+
+@dataclass(frozen=True)
+class Lease:
+    """What ``reserve`` hands a worker."""
+
+    account_id: str
+    lease_id: str
+    role_arn: str
+    issue: str
+    worker: str
+    reserved_at: str
+    expires_at: str
+    event: Envelope
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A held cleaning claim: ``owner`` alone may record this cleanup's outcome until ``expires_at``."""
+
+    account_id: str
+    owner: str
+    expires_at: str
+    state: Account  # the state the claim was taken on (a claim does not change the version)
+
+
+@dataclass
+class PoolStats:
+    """Counters for benchmarks: conflicts, items read through the status index, reserves."""
+
+    reserves: int = 0
+    conflicts: int = 0
+    items_read: int = 0
+    empty: int = 0
+    contended: int = 0
+
+
+@dataclass
+class Pool:
+    """The account pool's command side. Build once per container."""
+
+    store: DynamoEventStore
+    clock: Callable[[], datetime] = utcnow
+    rng: random.Random = field(default_factory=random.Random)
+    lease_seconds: int = 900
+    candidates: int = 3
+    max_rounds: int = 3
+    # After this many lost races in one call, give up (None) and let the caller back off with
+    # jitter: in an overloaded pool, spreading retries in time beats hammering the same rows.
+    max_conflicts: int = 2
+    stats: PoolStats = field(default_factory=PoolStats)
+
+    @classmethod
+    def from_settings(cls, settings: Settings, tables: Tables | None = None, **kw: Any) -> Pool:
+        store = DynamoEventStore(tables or Tables.from_settings(settings))
+        return cls(store=store, lease_seconds=settings.lease_seconds, **kw)
+
+    @property
+    def model(self) -> Any:
+        return self.store.tables.pool
+
+    # --- reading -------------------------------------------------------------------------
+    def get(self, account_id: str) -> Account | None:
+        """The account's projection row (consistent read), or None."""
+        try:
+            row = self.model.get(account_stream(account_id), consistent_read=True)
+        except self.model.DoesNotExist:
+            return None
+        return account_from_row(row)
+
+    def accounts(self) -> list[Account]:
+        """Every account row (a scan of the projection table: for operators, not hot paths)."""
+        rows = self.model.scan(self.model.pk.startswith("account-"))
+        return sorted((account_from_row(r) for r in rows), key=lambda a: a.account_id)
+
+    def counts(self) -> Counts:
+        """The O(1) counts row."""
+        try:
+            row = self.model.get(COUNTS_PK, consistent_read=True)
+        except self.model.DoesNotExist:
+            return Counts()
+        return Counts(usable=int(row.usable or 0), registered=int(row.registered or 0),
+                      quarantined=int(row.quarantined or 0), deregistered=int(row.deregistered or 0))
+
+    def first_day(self) -> str | None:
+        """The UTC day of the first registration: where a full replay of the log starts."""
+        try:
+            return self.model.get(COUNTS_PK, consistent_read=True).first_day  # type: ignore[no-any-return]
+        except self.model.DoesNotExist:
+            return None
+
+    def stale_leases(self, *, now: datetime, hard_cap_seconds: int) -> list[Account]:
+        """Leases past ``expires_at`` or older than the hard cap, through the sparse indexes only."""
+        found: dict[str, Account] = {}
+        for row in self.model.by_expiry.query("L", self.model.expires_at < iso(now)):
+            found[row.pk] = account_from_row(row)
+        cap = iso(now - timedelta(seconds=hard_cap_seconds))
+        for row in self.model.by_reserved.query("L", self.model.reserved_at < cap):
+            found[row.pk] = account_from_row(row)
+        return sorted(found.values(), key=lambda a: a.account_id)
+
+    # --- commands ------------------------------------------------------------------------
+    def register(self, account_id: str, *, role_arn: str, source: str, cause: Cause) -> Envelope | None:
+        """Register an account as AVAILABLE (a DEREGISTERED one rejoins). Idempotent: None if
+        it is already in the pool."""
+        known = self.get(account_id)
+        if known is not None and known.status != DEREGISTERED:
+            return None
+        try:
+            return self._apply(account_id, "AccountRegistered",
+                               {"account_id": account_id, "role_arn": role_arn, "source": source},
+                               cause, expected=known)
+        except ConcurrencyConflict:
+            return None  # registered concurrently by another path: same outcome
+
+    def reserve(self, *, issue: str, worker: str, cause: Cause) -> Lease | None:
+        """Lease a random AVAILABLE account, or None when none is free (not an exception).
+
+        Reads at most ``candidates`` items per round through the status index, whatever the
+        pool size; on a lost race it reads again and tries another, up to ``max_conflicts`` races.
+        """
+        self.stats.reserves += 1
+        lost = 0
+        for _ in range(self.max_rounds):
+            candidates = self._candidates()
+            if not candidates:
+                break
+            # One random candidate per round: after a lost race the other candidates of that
+            # read are likely stale too, so read afresh rather than race on them.
+            state = self.rng.choice(candidates)
+            lease_id = str(uuid.uuid4())
+            expires = iso(self.clock() + timedelta(seconds=self.lease_seconds))
+            data = {"lease_id": lease_id, "issue": issue, "worker": worker, "expires_at": expires}
+            try:
+                event = self._apply(state.account_id, "AccountReserved", data, cause, expected=state)
+            except (ConcurrencyConflict, IllegalTransition):
+                self.stats.conflicts += 1
+                lost += 1
+                if lost >= self.max_conflicts:
+                    self.stats.contended += 1
+                    return None
+                continue
+            return Lease(state.account_id, lease_id, state.role_arn, issue, worker,
+                         event["occurred_at"], expires, event)
+        self.stats.empty += 1
+        return None
+
+    def _candidates(self) -> list[Account]:
+        pivot = self.rng.random()
+        index, rand = self.model.by_status, self.model.rand
+        rows = list(index.query(AVAILABLE, rand >= pivot, limit=self.candidates))
+        if len(rows) < self.candidates:
+            rows += list(index.query(AVAILABLE, rand < pivot, limit=self.candidates - len(rows)))
+        self.stats.items_read += len(rows)
+        return [account_from_row(r) for r in rows]
+
+    def renew(self, account_id: str, *, lease_id: str, cause: Cause) -> Envelope:
+        expires = iso(self.clock() + timedelta(seconds=self.lease_seconds))
+        return self._apply(account_id, "AccountLeaseRenewed",
+                           {"lease_id": lease_id, "expires_at": expires}, cause)
+
+    def release(self, account_id: str, *, lease_id: str, cause: Cause) -> Envelope:
+        """RESERVED → CLEANING, only for the current lease (a stale worker is refused)."""
+        state = self._require(account_id)
+        return self._apply(account_id, "AccountReleased",
+                           {"lease_id": lease_id, "issue": state.issue or ""}, cause, expected=state)
+
+    def time_out(self, account_id: str, *, lease_id: str, cause: Cause,
+                 expected: Account | None = None) -> Envelope:
+        state = expected or self._require(account_id)
+        data = {"lease_id": lease_id, "issue": state.issue or "", "reserved_at": state.reserved_at or ""}
+        return self._apply(account_id, "AccountTimedOut", data, cause, expected=state)
+
+    def claim_cleaning(self, expected: Account, *, owner: str, seconds: int) -> Claim | None:
+        """Take the single-owner cleaning claim on a CLEANING account (a conditional update of
+        its row, no event). None when another cleaner holds an unexpired claim or the row moved
+        past ``expected``. The claim expires so that a crashed cleaner never wedges the account."""
+        m, now = self.model, self.clock()
+        expires = iso(now + timedelta(seconds=seconds))
+        condition = ((m.version == expected.version) & (m.status == CLEANING)
+                     & (m.cleaning_by.does_not_exist() | (m.claim_expires_at < iso(now))))
+        try:
+            m(account_stream(expected.account_id)).update(
+                actions=[m.cleaning_by.set(owner), m.claim_expires_at.set(expires)], condition=condition)
+        except UpdateError as exc:
+            if exc.cause_response_code == "ConditionalCheckFailedException":
+                return None
+            raise AwsError(f"cleaning claim on {expected.account_id} failed: {exc.cause_response_message}") from exc
+        return Claim(expected.account_id, owner, expires, expected)
+
+    def renew_claim(self, claim: Claim, *, seconds: int) -> bool:
+        """Push a held claim's expiry out (the cleaner's heartbeat). False if it is no longer ours."""
+        m = self.model
+        condition = (m.cleaning_by == claim.owner) & (m.version == claim.state.version)
+        try:
+            m(account_stream(claim.account_id)).update(
+                actions=[m.claim_expires_at.set(iso(self.clock() + timedelta(seconds=seconds)))],
+                condition=condition)
+        except UpdateError as exc:
+            if exc.cause_response_code == "ConditionalCheckFailedException":
+                return False
+            raise AwsError(f"renewing the cleaning claim on {claim.account_id} failed: "
+                           f"{exc.cause_response_message}") from exc
+        return True
+
+    def claim_holder(self, account_id: str) -> tuple[str | None, str | None]:
+        """``(cleaning_by, claim_expires_at)`` of the row: for logs and back-off timing."""
+        try:
+            row = self.model.get(account_stream(account_id), consistent_read=True)
+        except self.model.DoesNotExist:
+            return None, None
+        return row.cleaning_by, row.claim_expires_at
+
+    def mark_cleaned(self, account_id: str, *, lease_id: str | None, removed: list[str],
+                     cause: Cause, claim: Claim | None = None) -> Envelope:
+        """CLEANING → AVAILABLE. With ``claim``, only while that claim is still ours."""
+        data = {"lease_id": lease_id, "removed": list(removed)}
+        if claim is None:
+            return self._apply(account_id, "AccountCleaned", data, cause)
+        return self._apply_all(account_id, [("AccountCleaned", data)], cause, expected=claim.state,
+                               owner=claim.owner)[0]
+
+    def cleanup_failed(self, claim: Claim, *, error: str, residue: list[str], cause: Cause,
+                       quarantine_after: int) -> list[Envelope]:
+        """Record one failed attempt (``AccountCleanupFailed``; its number is folded from the log)
+        and, on the ``quarantine_after``-th in a row, ``AccountQuarantined`` in the same transaction."""
+        state = claim.state
+        attempt = state.cleanup_failures + 1
+        changes: list[tuple[str, dict[str, Any]]] = [("AccountCleanupFailed", {
+            "lease_id": state.cleaning_lease, "attempt": attempt, "error": error[:1000] or "failed",
+            "residue": [r[:300] for r in residue[:200]]})]
+        if attempt >= quarantine_after:
+            changes.append(("AccountQuarantined", {
+                "reason": f"cleanup failed {attempt} times in a row: {error}"[:1000], "attempts": attempt,
+                "lease_id": state.cleaning_lease}))
+        return self._apply_all(claim.account_id, changes, cause, expected=state, owner=claim.owner)
+
+    def quarantine(self, account_id: str, *, reason: str, attempts: int, cause: Cause) -> Envelope:
+        state = self._require(account_id)
+        data = {"reason": reason, "attempts": attempts, "lease_id": state.cleaning_lease}
+        return self._apply(account_id, "AccountQuarantined", data, cause, expected=state)
+
+    def reinstate(self, account_id: str, *, reason: str, cause: Cause) -> Envelope:
+        return self._apply(account_id, "AccountReinstated",
+                           {"reason": reason, "operator": cause.actor}, cause)
+
+    def deregister(self, account_id: str, *, reason: str, cause: Cause) -> Envelope | None:
+        """Any state → DEREGISTERED. None if unknown or already deregistered. The event carries
+        the lease that was cut short, if any, so its run can be failed-retryable."""
+        state = self.get(account_id)
+        if state is None or state.status == DEREGISTERED:
+            return None
+        data = {"reason": reason, "lease_id": state.lease_id, "issue": state.issue}
+        return self._apply(account_id, "AccountDeregistered", data, cause, expected=state)
+
+    # --- the one write path ----------------------------------------------------------------
+    def _require(self, account_id: str) -> Account:
+        state = self.get(account_id)
+        if state is None:
+            raise NotFound(f"account {account_id} is not registered")
+        return state
+
+    def _apply(self, account_id: str, type_: str, data: dict[str, Any], cause: Cause, *,
+               expected: Account | str | None = "read") -> Envelope:
+        return self._apply_all(account_id, [(type_, data)], cause, expected=expected)[0]
+
+    def _apply_all(self, account_id: str, changes: list[tuple[str, dict[str, Any]]], cause: Cause, *,
+                   expected: Account | str | None = "read", owner: str | None = None) -> list[Envelope]:
+        """Append ``changes`` as consecutive events with the row (and counts) in ONE transaction.
+        ``owner``: the row's cleaning claim must still be held by that owner."""
+        state = self.get(account_id) if expected == "read" else expected
+        assert not isinstance(state, str)
+        stream = account_stream(account_id)
+        version = state.version if state else 0
+        events, after = [], state
+        for offset, (type_, data) in enumerate(changes, start=1):
+            event = new_event(type_, stream=stream, data=data, cause=cause, occurred_at=self.clock())
+            after = evolve(after, {**event, "version": version + offset})  # type: ignore[typeddict-item]
+            events.append(event)
+        assert after is not None
+        rows = [self._row_write(state, after, owner=owner)]
+        delta = counts_delta(state, after)
+        if any(delta.as_dict().values()):
+            rows.append(self._counts_write(delta, events[0]["occurred_at"][:10]))
+        return self.store.append(stream, version, events, rows=rows)
+
+    def _row_write(self, before: Account | None, after: Account, *, owner: str | None = None) -> RowWrite:
+        # Every transition leaves or enters AVAILABLE, so a fresh random key each time keeps the
+        # status index's order random without ever reading the old key.
+        row = row_from_account(self.model, after, rand=self.rng.random())
+        m = self.model
+        condition = m.pk.does_not_exist() if before is None else (m.version == before.version)
+        if owner is not None:
+            condition = condition & (m.cleaning_by == owner)
+        return RowWrite(row, condition=condition, tag="row")
+
+    def _counts_write(self, delta: Counts, day: str) -> RowWrite:
+        m = self.model
+        actions = [getattr(m, name).add(value) for name, value in delta.as_dict().items()]
+        actions.append(m.first_day.set(m.first_day | day))
+        return RowWrite(m(COUNTS_PK), kind="update", actions=actions, tag="counts")
+
+
+def account_from_row(row: Any) -> Account:
+    """Projection row → Account (the same shape the reducer produces)."""
+    return Account(
+        account_id=row.pk.removeprefix("account-"), status=row.status, version=int(row.version),
+        role_arn=row.role_arn or "", source=row.source or "", registered_at=row.registered_at or "",
+        updated_at=row.updated_at or "", lease_id=row.lease_id, issue=row.issue, worker=row.worker,
+        reserved_at=row.reserved_at, expires_at=row.expires_at, cleaning_lease=row.cleaning_lease,
+        reason=row.reason, cleanup_failures=int(row.cleanup_failures or 0),
+    )
+
+
+def row_from_account(model: Any, account: Account, *, rand: float) -> Any:
+    """Account → a full projection row (a put replaces every attribute, so nothing lingers)."""
+    leased = "L" if account.lease_id else None
+    return model(
+        account_stream(account.account_id), version=account.version, status=account.status,
+        rand=rand, leased=leased, expires_at=account.expires_at, reserved_at=account.reserved_at,
+        lease_id=account.lease_id, cleaning_lease=account.cleaning_lease, issue=account.issue,
+        worker=account.worker, role_arn=account.role_arn, source=account.source,
+        reason=account.reason, registered_at=account.registered_at, updated_at=account.updated_at,
+        cleanup_failures=account.cleanup_failures or None,
+    )

@@ -1,0 +1,235 @@
+"""Rebuild and verify the projections from the log, with the same reducers as the live path.
+
+``fold_log(events)`` groups events by stream and applies them in version order (the time
+index orders across streams by ``occurred_at``; within a stream the version is the truth).
+``diff_*`` are pure and return :class:`Drift` records; :class:`Projections` is the thin I/O
+shell used by ``replay --verify`` / ``--repair`` and the race tests.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from dataclasses import field as dc_field
+from datetime import datetime
+from typing import Any
+
+from pynamodb.exceptions import DeleteError, PutError
+
+from gip.domain import issue as issue_mod
+from gip.domain import pool as pool_mod
+from gip.domain.envelope import Envelope, account_stream, parse_iso, utcnow
+from gip.domain.issue import Issue
+from gip.domain.pool import Account, Counts
+from gip.services.pool import COUNTS_PK, Pool, account_from_row, row_from_account
+from gip.store.dynamodb import DynamoEventStore
+
+
+@dataclass(frozen=True)
+class Drift:
+    """One difference between the log's fold and a stored row."""
+
+    kind: str  # account | issue | counts
+    key: str
+    field: str
+    stored: Any
+    expected: Any
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.key}: {self.field}: stored={self.stored!r} log={self.expected!r}"
+
+
+@dataclass
+class Folded:
+    accounts: dict[str, Account]
+    issues: dict[str, Issue]
+
+    @property
+    def counts(self) -> Counts:
+        return pool_mod.count(self.accounts.values())
+
+
+def fold_log(events: Iterable[Envelope]) -> Folded:
+    """Fold every stream of ``events`` in version order (pure)."""
+    streams: dict[str, list[Envelope]] = defaultdict(list)
+    for event in events:
+        streams[event["stream"]].append(event)
+    accounts: dict[str, Account] = {}
+    issues: dict[str, Issue] = {}
+    for stream, evs in streams.items():
+        evs.sort(key=lambda e: e["version"])
+        if stream.startswith("account-"):
+            accounts = pool_mod.fold(evs, accounts)
+        elif stream.startswith("issue-"):
+            issues = issue_mod.fold(evs, issues)
+    return Folded(accounts, issues)
+
+
+def _diff_dicts(kind: str, expected: dict[str, dict[str, Any]], stored: dict[str, dict[str, Any]],
+                ignore: frozenset[str] = frozenset()) -> list[Drift]:
+    out: list[Drift] = []
+    for key in sorted(set(expected) | set(stored)):
+        exp, got = expected.get(key), stored.get(key)
+        if exp is None or got is None:
+            out.append(Drift(kind, key, "(row)", "present" if got else "missing",
+                             "present" if exp else "missing"))
+            continue
+        for field in sorted((set(exp) | set(got)) - ignore):
+            if exp.get(field) != got.get(field):
+                out.append(Drift(kind, key, field, got.get(field), exp.get(field)))
+    return out
+
+
+def diff_accounts(expected: dict[str, Account], stored: dict[str, Account]) -> list[Drift]:
+    return _diff_dicts("account", {k: v.as_dict() for k, v in expected.items()},
+                       {k: v.as_dict() for k, v in stored.items()})
+
+
+def diff_issues(expected: dict[str, Issue], stored: dict[str, Issue]) -> list[Drift]:
+    return _diff_dicts("issue", {k: v.as_dict() for k, v in expected.items()},
+                       {k: v.as_dict() for k, v in stored.items()})
+
+
+def diff_counts(expected: Counts, stored: Counts) -> list[Drift]:
+    return _diff_dicts("counts", {"counts": expected.as_dict()}, {"counts": stored.as_dict()})
+
+
+@dataclass
+class Projections:
+    """Read the whole log through the time index and compare it with the stored rows."""
+
+    store: DynamoEventStore
+
+    @property
+    def pool(self) -> Pool:
+        return Pool(store=self.store)
+
+    def read_all(self, *, since: datetime | None = None, until: datetime | None = None) -> list[Envelope]:
+        """Every event: the time index from the first registration day (or ``since``), plus,
+        read by stream, any stream that has a stored row but no event in that window."""
+        if since is None:
+            first = self.pool.first_day()
+            since = parse_iso(f"{first}T00:00:00Z") if first else utcnow()
+        events = list(self.store.read_window(since, until or utcnow()))
+        seen = {e["stream"] for e in events}
+        accounts, issues, _ = self.stored()
+        for stream in [f"account-{a}" for a in accounts] + list(issues):
+            if stream not in seen:
+                events.extend(self.store.read(stream))
+        return events
+
+    def stored(self) -> tuple[dict[str, Account], dict[str, Issue], Counts]:
+        pool_model, issue_model = self.store.tables.pool, self.store.tables.issues
+        accounts = {a.account_id: a for a in (account_from_row(r) for r in
+                                              pool_model.scan(pool_model.pk.startswith("account-")))}
+        issues = {r.pk: Issue.from_dict(json.loads(r.state)) for r in issue_model.scan()}
+        return accounts, issues, self.pool.counts()
+
+    def verify(self, events: list[Envelope] | None = None) -> list[Drift]:
+        """Fold the log and diff it against every stored row and the counts row."""
+        folded = fold_log(self.read_all() if events is None else events)
+        accounts, issues, counts = self.stored()
+        return (diff_accounts(folded.accounts, accounts) + diff_issues(folded.issues, issues)
+                + diff_counts(folded.counts, counts))
+
+    def repair(self, events: list[Envelope] | None = None) -> Repair:
+        """Rewrite every drifted row from its stream, conditioned on the row as read here.
+
+        Rows are read first; each drifted stream is then re-read by key (consistent) and folded,
+        and the write is conditioned on the version read (or the counts as read). A row that a
+        live command moved in between is refused and listed, never rolled back.
+        """
+        accounts, issues, counts = self.stored()
+        counts_row = self._counts_row()
+        folded = fold_log(self.read_all() if events is None else events)
+        fresh: dict[str, Folded] = {}
+
+        def fold_stream(stream: str) -> Folded:
+            if stream not in fresh:
+                fresh[stream] = fold_log(self.store.read(stream))
+            return fresh[stream]
+
+        pool_model, issue_model = self.store.tables.pool, self.store.tables.issues
+        result = Repair()
+        for key in sorted({d.key for d in diff_accounts(folded.accounts, accounts)}):
+            read, want = accounts.get(key), fold_stream(account_stream(key)).accounts.get(key)
+            if want is not None and read is not None and want.as_dict() == read.as_dict():
+                continue  # the log had moved on, and so had the row: nothing to repair
+            row = None if want is None else row_from_account(pool_model, want, rand=random.random())
+            result.note(f"account {key}", _write(pool_model, account_stream(key), row,
+                                                 read.version if read else None))
+        for key in sorted({d.key for d in diff_issues(folded.issues, issues)}):
+            read_issue, want_issue = issues.get(key), fold_stream(key).issues.get(key)
+            if want_issue is not None and read_issue is not None and want_issue.as_dict() == read_issue.as_dict():
+                continue
+            row = None if want_issue is None else issue_model(
+                key, version=want_issue.version, status=want_issue.status, run=want_issue.run,
+                state=json.dumps(want_issue.as_dict(), sort_keys=True))
+            result.note(f"issue {key}", _write(issue_model, key, row,
+                                               read_issue.version if read_issue else None))
+        if diff_counts(folded.counts, counts):
+            streams = sorted({account_stream(k) for k in set(accounts) | set(folded.accounts)})
+            want_counts = pool_mod.count(a for s in streams for a in fold_stream(s).accounts.values())
+            if want_counts != counts:
+                result.note("counts", self._write_counts(want_counts, counts_row))
+        return result
+
+    def _counts_row(self) -> Any:
+        try:
+            return self.store.tables.pool.get(COUNTS_PK, consistent_read=True)
+        except self.store.tables.pool.DoesNotExist:
+            return None
+
+    def _write_counts(self, counts: Counts, read: Any) -> bool:
+        """Put the counts row only if every count is still what was read."""
+        m = self.store.tables.pool
+        condition: Any = m.pk.does_not_exist()
+        if read is not None:
+            condition = m.pk.exists()
+            for name in _COUNT_FIELDS:
+                value, attr = getattr(read, name), getattr(m, name)
+                condition &= attr.does_not_exist() if value is None else (attr == value)
+        row = m(COUNTS_PK, first_day=read.first_day if read is not None else None,
+                **{name: getattr(counts, name) for name in _COUNT_FIELDS})
+        return _conditional(lambda: row.save(condition=condition))
+
+
+_COUNT_FIELDS = ("usable", "registered", "quarantined", "deregistered")
+
+
+@dataclass
+class Repair:
+    """What ``repair`` did: rows rewritten, and rows refused because they moved since read."""
+
+    written: int = 0
+    refused: list[str] = dc_field(default_factory=list)
+
+    def note(self, what: str, ok: bool) -> None:
+        if ok:
+            self.written += 1
+        else:
+            self.refused.append(what)
+
+
+def _write(model: Any, pk: str, row: Any, read_version: int | None) -> bool:
+    """Put ``row`` (or delete the row when None) only if its version is still ``read_version``."""
+    condition = model.pk.does_not_exist() if read_version is None else (model.version == read_version)
+    if row is None:
+        if read_version is None:
+            return True
+        return _conditional(lambda: model(pk).delete(condition=condition))
+    return _conditional(lambda: row.save(condition=condition))
+
+
+def _conditional(write: Callable[[], Any]) -> bool:
+    """True if the write went through, False if its condition failed; other errors propagate."""
+    try:
+        write()
+    except (PutError, DeleteError) as exc:
+        if exc.cause_response_code == "ConditionalCheckFailedException":
+            return False
+        raise
+    return True

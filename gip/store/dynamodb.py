@@ -1,0 +1,187 @@
+"""The DynamoDB event store (pynamodb): append with optimistic concurrency, read by stream, by
+time (the ``by-day`` index), by correlation. Each put is conditional on
+``attribute_not_exists(pk)``; projection rows go in the same TransactWriteItems.
+The contract is :mod:`gip.store.protocols`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from datetime import datetime
+from typing import Any
+
+from pynamodb.exceptions import DoesNotExist, PutError, PynamoDBException, TransactWriteError
+
+from gip.domain.envelope import Envelope, dumps, iso, loads
+from gip.errors import ConcurrencyConflict, StoreUnavailable
+from gip.store.models import Tables
+from gip.store.protocols import DuplicateDelivery, RowWrite, days, finish, prepare
+
+
+class DynamoEventStore:
+    """The DynamoDB event table through pynamodb. Build once per container."""
+
+    def __init__(self, tables: Tables) -> None:
+        self.tables = tables
+
+    # --- writing -----------------------------------------------------------------------
+    def item_for(self, event: Envelope) -> Any:
+        occurred = event["occurred_at"]
+        return self.tables.events(
+            event["stream"], event["version"],
+            event_id=event["event_id"], type_=event["type"], occurred_at=occurred,
+            day=occurred[:10], ts=f"{occurred}#{event['event_id']}",
+            correlation_id=event["correlation_id"], body=dumps(event),
+        )
+
+    def delivery_marker(self, delivery_id: str, *, occurred_at: str) -> RowWrite:
+        """The idempotency marker for one X-GitHub-Delivery, to write with its first event."""
+        item = self.tables.events(f"delivery-{delivery_id}", 0, kind="marker", occurred_at=occurred_at)
+        return RowWrite(item, condition=self.tables.events.pk.does_not_exist(), tag="delivery",
+                        delivery_id=delivery_id)
+
+    def append(
+        self, stream: str, expected_version: int, events: Sequence[Envelope], *,
+        rows: Sequence[RowWrite] = (),
+    ) -> list[Envelope]:
+        """Append ``events`` after ``expected_version``, with ``rows`` in the same transaction.
+
+        Raises ConcurrencyConflict (stream moved on, or a row's condition failed),
+        DuplicateDelivery (a delivery marker exists) or InvalidEvent (nothing written).
+        Re-appending the same event ids at the same versions is a no-op.
+        """
+        prepared = prepare(stream, expected_version, events)
+        if not prepared:
+            return []
+        items = [self.item_for(e) for e in prepared]
+        not_exists = self.tables.events.pk.does_not_exist()
+        try:
+            if len(items) == 1 and not rows:
+                items[0].save(condition=not_exists)
+            else:
+                self._transact(items, rows)
+        except (PutError, TransactWriteError) as exc:
+            return self._explain(exc, stream, expected_version, prepared, rows)
+        return prepared
+
+    def _explain(
+        self, exc: PutError | TransactWriteError, stream: str, expected_version: int,
+        prepared: list[Envelope], rows: Sequence[RowWrite],
+    ) -> list[Envelope]:
+        """Turn a failed write into the right error, or into an idempotent no-op.
+
+        Only a ConditionalCheckFailed on an item we conditioned means conflict or duplicate;
+        any other failure (throttling, validation, internal) is StoreUnavailable.
+        """
+        # TransactWriteItems reports one reason per item, in pynamodb's order: puts, then updates.
+        ordered: list[tuple[str, RowWrite | None]] = [("event", None)] * len(prepared)
+        ordered += [(r.tag, r) for r in rows if r.kind == "put"]
+        ordered += [(r.tag, r) for r in rows if r.kind == "update"]
+        failed = _condition_failures(exc, ordered, stream=stream, expected_version=expected_version)
+        for tag, row in failed:
+            if tag == "delivery" and row is not None:
+                raise DuplicateDelivery(row.delivery_id) from exc
+        if any(tag == "event" for tag, _ in failed):
+            stored = self.read(stream, after=expected_version, raw=True)
+            if [e["event_id"] for e in stored[: len(prepared)]] == [e["event_id"] for e in prepared]:
+                return stored[: len(prepared)]  # the same events are already there: a no-op
+            at = expected_version + len(stored)
+            raise ConcurrencyConflict(stream, expected_version, f"stream is at version {at}") from exc
+        unconditioned = sorted({tag for tag, row in failed if row is None or row.condition is None})
+        if unconditioned or not failed:  # a failure we cannot attribute is not a conflict
+            raise StoreUnavailable(f"append to {stream}", _code(exc),
+                                   f"cancelled on {', '.join(unconditioned) or 'no item'}") from exc
+        tag = failed[0][0]
+        detail = "projection row changed" if tag == "row" else f"{tag} condition failed"
+        raise ConcurrencyConflict(stream, expected_version, detail) from exc
+
+    def _transact(self, items: list[Any], rows: Sequence[RowWrite]) -> None:
+        from pynamodb.transactions import TransactWrite
+
+        not_exists = self.tables.events.pk.does_not_exist()
+        with TransactWrite(connection=self.tables.connection) as tx:
+            for item in items:
+                tx.save(item, condition=not_exists)
+            for row in rows:
+                if row.kind == "put":
+                    tx.save(row.model, condition=row.condition)
+            for row in rows:
+                if row.kind == "update":
+                    tx.update(row.model, row.actions, condition=row.condition)
+
+    # --- reading -----------------------------------------------------------------------
+    def _events(self, results: Any, raw: bool) -> Iterator[Envelope]:
+        for item in results:
+            if item.body:
+                yield finish(loads(item.body), raw)
+
+    def read(self, stream: str, *, after: int = 0, raw: bool = False) -> list[Envelope]:
+        """Every event of ``stream`` with version > ``after``, in order (consistent read)."""
+        model = self.tables.events
+        with storage_errors(f"read {stream}"):
+            return list(self._events(model.query(stream, model.sk > after, consistent_read=True), raw))
+
+    def read_window(
+        self, since: datetime, until: datetime, *, raw: bool = False
+    ) -> Iterator[Envelope]:
+        """Events with ``since <= occurred_at <= until`` in time order, through the time index.
+
+        One query per UTC day in the window; pynamodb pages past 1 MB by itself.
+        """
+        lo, hi = iso(since), iso(until) + "~"
+        index = self.tables.events.by_day
+        for day in days(since, until):
+            with storage_errors(f"read the time index for {day}"):
+                yield from self._events(index.query(day, self.tables.events.ts.between(lo, hi)), raw)
+
+    def read_correlation(self, correlation_id: str, *, raw: bool = False) -> Iterator[Envelope]:
+        """Every event of one delivery, across streams, in time order."""
+        with storage_errors(f"read correlation {correlation_id}"):
+            yield from self._events(self.tables.events.by_correlation.query(correlation_id), raw)
+
+
+_CONDITION = "ConditionalCheckFailed"
+# A cancellation reason meaning another transaction was on the same item at the same moment:
+# contention, so re-read and re-decide (ConcurrencyConflict), never "duplicate".
+# https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_TransactWriteItems.html
+_CONTENTION = "TransactionConflict"
+
+
+def _code(exc: PynamoDBException) -> str:
+    return exc.cause_response_code or type(exc.cause or exc).__name__
+
+
+def _condition_failures(
+    exc: PutError | TransactWriteError, ordered: list[tuple[str, RowWrite | None]], *, stream: str,
+    expected_version: int,
+) -> list[tuple[str, RowWrite | None]]:
+    """The (tag, row) entries whose condition failed; ConcurrencyConflict for contention;
+    StoreUnavailable for anything else."""
+    code = _code(exc)
+    if code == "ConditionalCheckFailedException" and len(ordered) == 1:
+        return list(ordered)  # a single put: its only condition is the event's
+    if code != "TransactionCanceledException" or not isinstance(exc, TransactWriteError):
+        raise StoreUnavailable(f"append to {stream}", code, exc.cause_response_message or "") from exc
+    reasons = [r.code if r is not None else None for r in exc.cancellation_reasons]
+    if len(reasons) != len(ordered):
+        raise StoreUnavailable(f"append to {stream}", code,
+                               f"{len(reasons)} cancellation reasons for {len(ordered)} items") from exc
+    other = sorted({r for r in reasons if r not in (None, "None", _CONDITION, _CONTENTION)})
+    if other:
+        raise StoreUnavailable(f"append to {stream}", code, ", ".join(other)) from exc
+    failed = [entry for entry, reason in zip(ordered, reasons, strict=True) if reason == _CONDITION]
+    if not failed and _CONTENTION in reasons:
+        raise ConcurrencyConflict(stream, expected_version, "transaction conflict") from exc
+    return failed
+
+
+@contextlib.contextmanager
+def storage_errors(action: str) -> Iterator[None]:
+    """A failed DynamoDB read → StoreUnavailable (one line, the AWS code), ``from`` the cause."""
+    try:
+        yield
+    except DoesNotExist:
+        raise  # an answer, not a failure
+    except PynamoDBException as exc:
+        raise StoreUnavailable(action, _code(exc), exc.cause_response_message or "") from exc

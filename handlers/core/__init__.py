@@ -1,1 +1,0 @@
-"""The event-sourced core: envelope, schemas, event store, pure reducers, pool and issue commands."""

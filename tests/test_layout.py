@@ -1,0 +1,55 @@
+"""The layout (issue 13): one installed library package, ``gip``; thin entry-point trees beside it."""
+
+from __future__ import annotations
+
+import inspect
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+MAX_MODULE_LINES = 400
+
+
+def egg_info(tmp_path: Path) -> Path:
+    """setuptools' metadata for a copy of the source tree (no build, no network)."""
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in ("setup.cfg", "pyproject.toml", "README.md", "bootstrap.py"):
+        shutil.copy(ROOT / name, src / name)
+    for top in ("gip", "handlers", "worker", "schemas"):
+        shutil.copytree(ROOT / top, src / top, ignore=shutil.ignore_patterns("__pycache__"))
+    out = tmp_path / "meta"
+    out.mkdir()
+    subprocess.run([sys.executable, "-c", "from setuptools import setup; setup()", "-q", "egg_info",
+                    "--egg-base", str(out)], cwd=src, check=True, capture_output=True)
+    (info,) = out.glob("*.egg-info")
+    return info
+
+
+def test_the_wheel_installs_only_gip_and_the_console_script_points_into_it(tmp_path: Path) -> None:
+    info = egg_info(tmp_path)
+    assert (info / "top_level.txt").read_text().split() == ["gip"]
+    assert "github-issue-processor = gip.cli.main:main" in (info / "entry_points.txt").read_text()
+    sources = (info / "SOURCES.txt").read_text().split()
+    assert not any(s.startswith(("handlers/", "worker/", "ops/")) for s in sources)
+
+
+def test_the_console_script_target_can_be_called_without_arguments() -> None:
+    from gip.cli.main import main
+
+    params = inspect.signature(main).parameters.values()
+    assert all(p.default is not inspect.Parameter.empty for p in params)
+
+
+def test_no_module_outside_tests_is_over_400_lines() -> None:
+    modules = [*ROOT.glob("gip/**/*.py"), *ROOT.glob("handlers/**/*.py"), *ROOT.glob("worker/**/*.py"),
+               ROOT / "bootstrap.py"]
+    long = {str(m.relative_to(ROOT)): n for m in modules
+            if (n := len(m.read_text().splitlines())) > MAX_MODULE_LINES}
+    assert long == {}
+
+
+def test_the_old_top_level_packages_are_gone() -> None:
+    assert not (ROOT / "ops").exists() and not (ROOT / "handlers" / "core").exists()
