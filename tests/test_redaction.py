@@ -63,6 +63,14 @@ def test_a_recognisable_start_of_a_token_at_a_cut_is_redacted(text):
     assert secret not in redact(text)
 
 
+def test_a_piece_of_a_value_beside_what_a_pattern_took_is_redacted():
+    # found by hypothesis: the value's end looked like an AWS secret, the pattern took it, and
+    # the middle piece left at the cut matched neither the value's start nor its end
+    value = "000000000000.000000000000000000Aa"
+    out = Redactor([value])(value[1:])
+    assert "00000000000." not in out and out.endswith("[REDACTED AWS SECRET]")
+
+
 @pytest.mark.parametrize("tail", ["'", "", " more", "\\n<Expiration>"])
 def test_an_xml_secret_whose_closing_tag_was_cut_is_redacted(tail):
     # found by the worker-sink property test: a processor's command clipped at 200 characters

@@ -20,7 +20,7 @@ that encodes what it prints: a run that wants to exfiltrate has the network anyw
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 from urllib.parse import quote
 
@@ -171,7 +171,44 @@ def _cut_fragments(text: str, values: tuple[str, ...]) -> str:
             if start in starts or k >= 2 * FRAGMENT_CHARS:
                 spans.append((start, j + FRAGMENT_CHARS))
             j = text.find(tail, j + 1)
+        spans += _pieces_at_markers(text, value)
     return _replace_spans(text, spans)
+
+
+_MARKER = re.compile(r"\[REDACTED[^\]\n]{0,40}\]")
+
+
+def _pieces_at_markers(text: str, value: str) -> list[tuple[int, int]]:
+    """A piece of ``value`` (any part, not only its start or end) that touches a redaction
+    marker: what is left of it when a pattern took the rest (found by the property tests)."""
+    spans = []
+    for m in _MARKER.finditer(text):
+        before = text[max(0, m.start() - len(value)):m.start()]
+        n = _longest(len(before), _ends_in(value, before))
+        if n >= FRAGMENT_CHARS:
+            spans.append((m.start() - n, m.start()))
+        after = text[m.end():m.end() + len(value)]
+        n = _longest(len(after), _starts_in(value, after))
+        if n >= FRAGMENT_CHARS:
+            spans.append((m.end(), m.end() + n))
+    return spans
+
+
+def _ends_in(value: str, text: str) -> Callable[[int], bool]:
+    return lambda k: value.find(text[len(text) - k:]) >= 0
+
+
+def _starts_in(value: str, text: str) -> Callable[[int], bool]:
+    return lambda k: value.find(text[:k]) >= 0
+
+
+def _longest(most: int, fits: Callable[[int], bool]) -> int:
+    """The largest k ≤ most with fits(k), for a fits that holds up to some k and not after."""
+    low, high = 0, most
+    while low < high:
+        mid = (low + high + 1) // 2
+        low, high = (mid, high) if fits(mid) else (low, mid - 1)
+    return low
 
 
 def _headless_pem(text: str) -> str:
