@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from functools import cache
 from typing import Any
 
 from gip.services.capacity import Capacity
@@ -13,7 +14,9 @@ from gip.services.capacity import Capacity
 log = logging.getLogger(__name__)
 
 
-_CAPACITY: Capacity | None = None
+@cache  # once per container
+def _service() -> Capacity:
+    return Capacity.from_env()
 
 
 def lambda_handler(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
@@ -22,16 +25,15 @@ def lambda_handler(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
     Each record only says "the count may have changed", so the batch needs one sync. If it
     fails, every record is reported failed and SQS retries the batch.
     """
-    global _CAPACITY
-    if _CAPACITY is None:
-        _CAPACITY = Capacity.from_env()
+    capacity = _service()
     records = event.get("Records", []) if isinstance(event, Mapping) else []
     try:
-        _CAPACITY.sync()
+        capacity.sync()
     except Exception:
         if not records:
             raise
         log.exception("capacity sync failed; the batch will be retried")
+        # Not Powertools' BatchProcessor: one sync answers for the whole batch, all or nothing.
         return {"batchItemFailures": [{"itemIdentifier": r.get("messageId", "")} for r in records]}
     return {"batchItemFailures": []}
 

@@ -5,17 +5,20 @@ The gatekeeper is built once per container; each SQS record is one idempotent de
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Any
 
 from gip.adapters.github.consumer import run_batch
+from gip.adapters.sqs_batch import BatchResponse
 from gip.services.gatekeeper import Gatekeeper
 
-_gatekeeper: Gatekeeper | None = None
+
+@cache  # once per container
+def _service() -> Gatekeeper:
+    return Gatekeeper.from_env()
 
 
-def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+def handler(event: dict[str, Any], context: Any) -> BatchResponse:
     """SQS batch → partial batch failures; one idempotent decision per record."""
-    global _gatekeeper
-    if _gatekeeper is None:
-        _gatekeeper = Gatekeeper.from_env()
-    return run_batch(event, context, _gatekeeper.handle, github=_gatekeeper.github, name="gatekeeper")
+    gatekeeper = _service()
+    return run_batch(event, context, gatekeeper.handle, github=gatekeeper.github, name="gatekeeper")

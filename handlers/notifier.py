@@ -5,18 +5,21 @@ The notifier is built once per container; each SQS record is one idempotent upda
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Any
 
 from gip.adapters.github.consumer import run_batch
+from gip.adapters.sqs_batch import BatchResponse
 from gip.services.notifier import Notifier
 
-_notifier: Notifier | None = None
+
+@cache  # once per container
+def _service() -> Notifier:
+    return Notifier.from_env()
 
 
-def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+def handler(event: dict[str, Any], context: Any) -> BatchResponse:
     """SQS batch → partial batch failures; one idempotent update per record."""
-    global _notifier
-    if _notifier is None:
-        _notifier = Notifier.from_env()
-    with _notifier.batch():
-        return run_batch(event, context, _notifier.handle, github=_notifier.github, name="notifier")
+    notifier = _service()
+    with notifier.batch():
+        return run_batch(event, context, notifier.handle, github=notifier.github, name="notifier")

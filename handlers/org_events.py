@@ -28,43 +28,49 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Mapping
-from typing import Any
+from functools import cache
+from typing import TYPE_CHECKING, Any
 
+from gip.adapters.sqs_batch import BatchResponse, process_sqs_batch
 from gip.domain.org_changes import classify
 from gip.services.lifecycle import Lifecycle
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 log = logging.getLogger(__name__)
 
 
-_LIFECYCLE: Lifecycle | None = None
+@cache  # once per container
+def _service() -> Lifecycle:
+    from gip.config import Settings
+
+    return Lifecycle.from_settings(Settings.from_env())
 
 
-def lambda_handler(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
+def lambda_handler(event: Mapping[str, Any], context: Any) -> BatchResponse:
     """SQS batch of EventBridge events → partial batch failures."""
-    global _LIFECYCLE
-    if _LIFECYCLE is None:
-        from gip.config import Settings
-
-        _LIFECYCLE = Lifecycle.from_settings(Settings.from_env())
-    return process_batch(_LIFECYCLE, event)
+    return process_batch(_service(), event)
 
 
-def process_batch(lifecycle: Lifecycle, event: Mapping[str, Any]) -> dict[str, Any]:
-    failures = []
-    for record in event.get("Records", []):
+def process_batch(lifecycle: Lifecycle, event: Mapping[str, Any]) -> BatchResponse:
+    """One ``lifecycle.apply`` per record; a record that raises is reported failed alone."""
+
+    def record_handler(record: SQSRecord) -> None:
         try:
-            body = json.loads(record["body"])
+            body = json.loads(record.body)
         except (KeyError, TypeError, ValueError):
-            log.error("org event %s is not JSON: dropped", record.get("messageId"))
-            continue  # retrying cannot fix it
+            log.error("org event %s is not JSON: dropped", record.message_id)
+            return  # retrying cannot fix it
         try:
             change = classify(body)
             outcome = lifecycle.apply(change)
             log.info("%s %s: %s", change.event_name or "?", change.account_id or "-", outcome)
-        except Exception as exc:  # one bad record must not fail its batch-mates
-            log.error("org event %s failed: %s", record.get("messageId"), exc)
-            failures.append({"itemIdentifier": record.get("messageId", "")})
-    return {"batchItemFailures": failures}
+        except Exception as exc:
+            log.error("org event %s failed: %s", record.message_id, exc)
+            raise
+
+    return process_sqs_batch(event, record_handler)
 
 
 handler = lambda_handler  # the name the templates use

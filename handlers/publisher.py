@@ -5,21 +5,27 @@ table's stream onto the bus, in stream order. Settings and client are built once
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from functools import cache
+from typing import TYPE_CHECKING, Any
 
 from gip.services.publisher import publish_records
 
-_CONTAINER: dict[str, Any] = {}  # settings and the EventBridge client, built once
+if TYPE_CHECKING:
+    from gip.config import Settings
+
+
+@cache  # once per container
+def _service() -> tuple[Settings, Any]:
+    """The settings and the EventBridge client."""
+    import boto3
+
+    from gip.config import Settings
+
+    return Settings.from_env(), boto3.client("events")
 
 
 def handler(event: Mapping[str, Any], context: Any = None) -> dict[str, list[dict[str, str]]]:
     """Lambda entry point for the events table's stream (ReportBatchItemFailures on)."""
-    if not _CONTAINER:
-        import boto3
-
-        from gip.config import Settings
-
-        _CONTAINER.update(settings=Settings.from_env(), client=boto3.client("events"))
-    settings = _CONTAINER["settings"]
-    return publish_records(event.get("Records", []), client=_CONTAINER["client"],
+    settings, client = _service()
+    return publish_records(event.get("Records", []), client=client,
                            bus_name=settings.bus_name, source=settings.prefix)

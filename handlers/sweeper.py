@@ -8,6 +8,7 @@ import logging
 import os
 from collections.abc import Callable
 from datetime import datetime
+from functools import cache
 from typing import Any
 
 from gip.domain.envelope import utcnow
@@ -18,25 +19,21 @@ from gip.services.sweeper import sweep
 log = logging.getLogger(__name__)
 
 
-_deps: tuple[Pool, Issues, int, int] | None = None
+@cache  # once per container
+def _service() -> tuple[Pool, Issues, int, int]:
+    """The pool, the issues, the lease hard cap (s) and the attempts before giving up."""
+    from gip.config import Settings
+    from gip.store.models import Tables
 
-
-def _build() -> tuple[Pool, Issues, int, int]:
-    global _deps
-    if _deps is None:
-        from gip.config import Settings
-        from gip.store.models import Tables
-
-        settings = Settings.from_env()
-        tables = Tables.from_settings(settings)
-        _deps = (Pool.from_settings(settings, tables), Issues.from_settings(settings, tables),
-                 settings.lease_hard_cap_seconds, int(os.environ.get("MAX_ATTEMPTS") or 3))
-    return _deps
+    settings = Settings.from_env()
+    tables = Tables.from_settings(settings)
+    return (Pool.from_settings(settings, tables), Issues.from_settings(settings, tables),
+            settings.lease_hard_cap_seconds, int(os.environ.get("MAX_ATTEMPTS") or 3))
 
 
 def handler(event: dict[str, Any], context: Any, *, clock: Callable[[], datetime] = utcnow) -> dict[str, Any]:
     """Schedule or SQS entry point: the event's content does not matter, every call sweeps."""
-    pool, issues, hard_cap, max_attempts = _build()
+    pool, issues, hard_cap, max_attempts = _service()
     done = sweep(pool, issues, now=clock(), hard_cap_seconds=hard_cap, max_attempts=max_attempts)
     log.info("sweep: %d timed out, %d left alone", len(done["timed_out"]), len(done["skipped"]))
     return {**done, "batchItemFailures": []}

@@ -10,12 +10,17 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Mapping
-from typing import Any
+from functools import cache
+from typing import TYPE_CHECKING, Any
 
 from gip.domain.delivery import parse_secrets
 from gip.domain.qualify import Rules
 from gip.errors import ConfigError
 from gip.services.webhook import Response, answer, handle
+
+if TYPE_CHECKING:
+    from gip.config import Settings
+    from gip.services.issues import Issues
 
 log = logging.getLogger(__name__)
 
@@ -32,35 +37,34 @@ def handler(event: Mapping[str, Any], context: Any = None) -> Response:
 
 
 # --- per-container state: settings, secret and the Issues service, each built once ---------
-_CACHE: dict[str, Any] = {}
+# functools.cache keeps no failed call: a ConfigError is raised again until it is fixed.
 
 
 def reset() -> None:
     """Forget the cached settings, secret and service (tests; a new container)."""
-    _CACHE.clear()
+    for builder in (_settings, _secrets, _issues):
+        builder.cache_clear()
 
 
-def _settings() -> Any:
-    if "settings" not in _CACHE:
-        from gip.config import Settings
+@cache
+def _settings() -> Settings:
+    from gip.config import Settings
 
-        try:
-            _CACHE["settings"] = Settings.from_env()
-        except ValueError as exc:
-            raise ConfigError(f"invalid setting: {exc}") from exc
-    return _CACHE["settings"]
+    try:
+        return Settings.from_env()
+    except ValueError as exc:
+        raise ConfigError(f"invalid setting: {exc}") from exc
 
 
+@cache
 def _secrets() -> tuple[str, ...]:
     """GITHUB_WEBHOOK_SECRET (``current[,next]``), else the Secrets Manager secret; cached."""
-    if "secrets" not in _CACHE:
-        secrets = parse_secrets(os.environ.get("GITHUB_WEBHOOK_SECRET"))
-        if not secrets:
-            secrets = parse_secrets(_fetch_secret(_settings().webhook_secret_id))
-        if not secrets:
-            raise ConfigError("no webhook secret configured (GITHUB_WEBHOOK_SECRET or WEBHOOK_SECRET_ID)")
-        _CACHE["secrets"] = secrets  # only a usable secret is cached: a fix needs no new container
-    return _CACHE["secrets"]  # type: ignore[no-any-return]
+    secrets = parse_secrets(os.environ.get("GITHUB_WEBHOOK_SECRET"))
+    if not secrets:
+        secrets = parse_secrets(_fetch_secret(_settings().webhook_secret_id))
+    if not secrets:
+        raise ConfigError("no webhook secret configured (GITHUB_WEBHOOK_SECRET or WEBHOOK_SECRET_ID)")
+    return secrets  # only a usable secret is cached: a fix needs no new container
 
 
 def _fetch_secret(secret_id: str) -> str:
@@ -75,9 +79,8 @@ def _fetch_secret(secret_id: str) -> str:
     return str(value.get("SecretString") or "")
 
 
-def _issues() -> Any:
-    if "issues" not in _CACHE:
-        from gip.services.issues import Issues
+@cache
+def _issues() -> Issues:
+    from gip.services.issues import Issues
 
-        _CACHE["issues"] = Issues.from_settings(_settings())
-    return _CACHE["issues"]
+    return Issues.from_settings(_settings())

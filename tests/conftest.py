@@ -8,10 +8,11 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import socket
 from collections.abc import Iterator
-from types import SimpleNamespace
+from types import ModuleType, SimpleNamespace
 
 import pytest
 
@@ -24,6 +25,11 @@ FAKE_ENV = {
     "AWS_DEFAULT_REGION": "us-east-1",
     "AWS_REGION": "us-east-1",
 }
+
+
+def new_container(monkeypatch: pytest.MonkeyPatch, handler_module: ModuleType) -> None:
+    """A cold start for one test: the handler's ``_service`` builds afresh; the old one is back after."""
+    monkeypatch.setattr(handler_module, "_service", functools.cache(handler_module._service.__wrapped__))
 
 
 @pytest.fixture(autouse=True)

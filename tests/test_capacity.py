@@ -12,6 +12,7 @@ import pytest
 from gip.domain.envelope import Cause
 from gip.services import capacity as capacity_service
 from handlers import capacity as cap
+from tests.conftest import new_container
 
 CLUSTER, SERVICE = "gip-test", "gip-test-worker"
 RESOURCE = f"service/{CLUSTER}/{SERVICE}"
@@ -112,13 +113,13 @@ def test_a_missing_target_is_registered(world: SimpleNamespace) -> None:
 def test_sqs_batch_syncs_once_and_reports_every_record_on_failure(world: SimpleNamespace,
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     register(world, "100000000001")
-    monkeypatch.setattr(cap, "_CAPACITY", world.capacity)
+    monkeypatch.setattr(cap, "_service", lambda: world.capacity)
     batch = {"Records": [{"messageId": "m1", "body": "{}"}, {"messageId": "m2", "body": "{}"}]}
     assert cap.lambda_handler(batch, None) == {"batchItemFailures": []}
     assert len(world.writes) == 1  # one sync for the whole batch
 
     broken = capacity_service.Capacity(world.pool, world.scaling, cluster="nope", service="missing")
-    monkeypatch.setattr(cap, "_CAPACITY", broken)
+    monkeypatch.setattr(cap, "_service", lambda: broken)
     assert cap.lambda_handler(batch, None) == {
         "batchItemFailures": [{"itemIdentifier": "m1"}, {"itemIdentifier": "m2"}]}
     with pytest.raises(capacity_service.AwsError, match="service/nope/missing"):
@@ -149,7 +150,7 @@ def test_cluster_and_service_are_required(world: SimpleNamespace) -> None:
 def test_lambda_entry_builds_from_the_template_environment(world: SimpleNamespace,
                                                            monkeypatch: pytest.MonkeyPatch,
                                                            capsys: pytest.CaptureFixture[str]) -> None:
-    monkeypatch.setattr(cap, "_CAPACITY", None)
+    new_container(monkeypatch, cap)
     for name, value in {"GIP_PREFIX": world.core.settings.prefix, "ECS_CLUSTER": CLUSTER,
                         "ECS_SERVICE": SERVICE}.items():
         monkeypatch.setenv(name, value)

@@ -17,7 +17,7 @@ from gip.domain.envelope import Cause
 from gip.domain.qualify import Rules
 from gip.services.gatekeeper import Gatekeeper, PermissionCache, decide
 from handlers import gatekeeper
-from tests.conftest import empty_tables
+from tests.conftest import empty_tables, new_container
 from tests.fakes import fixtures
 from tests.fakes.bus import sqs_batch
 from tests.fakes.clock import FakeTime
@@ -131,12 +131,10 @@ def test_trusted_sender_is_queued_with_eyes(core, github_server, t):
 
 
 def gatekeeper_handle(gk: Gatekeeper, envelopes: list[dict]) -> dict:
-    """The handler's loop with an injected gatekeeper (the module global is what handler uses)."""
-    gatekeeper._gatekeeper = gk
-    try:
+    """The handler's loop with an injected gatekeeper (what its ``_service`` builds)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(gatekeeper, "_service", lambda: gk)
         return gatekeeper.handler(sqs_batch(envelopes), None)
-    finally:
-        gatekeeper._gatekeeper = None
 
 
 def test_a_redelivered_issue_received_appends_nothing(core, github_server, t):
@@ -271,7 +269,7 @@ def test_handler_builds_from_the_environment(core, github_server, monkeypatch):
     monkeypatch.setenv("GIP_PREFIX", "test")
     monkeypatch.setenv("GITHUB_API_URL", gh.url + "/api/v3")
     monkeypatch.setenv("GITHUB_TOKEN", "test-token")
-    monkeypatch.setattr(gatekeeper, "_gatekeeper", None)
+    new_container(monkeypatch, gatekeeper)
     assert gatekeeper.handler(sqs_batch([event]), None) == {"batchItemFailures": []}
     assert stream_types(core) == ["IssueReceived", "IssueQueued"]
     assert all(r.headers["authorization"] == "Bearer test-token" for r in gh.requests)

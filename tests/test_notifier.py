@@ -17,7 +17,7 @@ from gip.errors import ConfigError
 from gip.services import notifier as notifier_service
 from gip.services.notifier import Notifier, plan_for
 from handlers import notifier
-from tests.conftest import empty_tables
+from tests.conftest import empty_tables, new_container
 from tests.fakes import fixtures
 from tests.fakes.bus import sqs_batch
 from tests.fakes.clock import FakeTime
@@ -94,11 +94,9 @@ def status_comments(gh) -> list[dict]:
 
 
 def handle(n: Notifier, envelopes: list[dict]) -> dict:
-    notifier._notifier = n
-    try:
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(notifier, "_service", lambda: n)
         return notifier.handler(sqs_batch(envelopes), None)
-    finally:
-        notifier._notifier = None
 
 
 # ---------------------------------------------------------------- pure
@@ -337,7 +335,7 @@ def test_handler_builds_from_the_environment_and_never_logs_the_token(core, gh, 
     monkeypatch.setenv("GIP_PREFIX", "test")
     monkeypatch.setenv("GITHUB_API_URL", gh.url)
     monkeypatch.setenv("GITHUB_TOKEN", "test-token")
-    monkeypatch.setattr(notifier, "_notifier", None)
+    new_container(monkeypatch, notifier)
     gh.fail_next(422, 1, method="POST")  # a failure path logs; the token must not be in it
     with caplog.at_level("DEBUG"):
         assert notifier.handler(sqs_batch([queued]), None) == {"batchItemFailures": [{"itemIdentifier": "m0"}]}
@@ -429,7 +427,7 @@ def test_lambda_mode_over_a_moto_server_reads_the_token_from_secrets_manager(mot
                        "AWS_LAMBDA_FUNCTION_NAME": "srv-notifier", "GITHUB_TOKEN": "wrong",
                        "BOT_LOGIN": "gip-bot"}.items():
         monkeypatch.setenv(key, value)
-    monkeypatch.setattr(notifier, "_notifier", None)
+    new_container(monkeypatch, notifier)
     assert notifier.handler(sqs_batch([queued]), None) == {"batchItemFailures": []}
     assert len(status_comments(github_server)) == 1
 

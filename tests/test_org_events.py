@@ -16,6 +16,7 @@ from gip.domain.envelope import Cause
 from gip.domain.org_changes import classify
 from gip.services.lifecycle import Lifecycle
 from handlers import org_events as oe
+from tests.conftest import new_container
 
 EVENTS = Path(__file__).parent / "events"
 SAMPLE_MEMBER = "222222222222"
@@ -288,7 +289,7 @@ def test_batch_reports_only_the_failing_record(world: OrgWorld) -> None:
 
 def test_lambda_entry_builds_from_the_environment(world: OrgWorld, core: SimpleNamespace,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(oe, "_LIFECYCLE", None)
+    new_container(monkeypatch, oe)
     monkeypatch.setenv("GIP_PREFIX", core.settings.prefix)
     monkeypatch.setenv("PROCESSING_ROLE_NAME", "test-processing")
     monkeypatch.setenv("TARGET_OU_IDS", world.target)

@@ -18,6 +18,7 @@ from gip.services.publisher import MAX_REQUEST_BYTES, publish_records
 from gip.store.dynamodb import DynamoEventStore
 from gip.store.models import Tables, create_tables
 from handlers import publisher
+from tests.conftest import new_container
 
 PREFIX = "gip-test"
 BUS = f"{PREFIX}-bus"
@@ -156,7 +157,7 @@ def test_items_written_by_the_store_are_published(bus: Any) -> None:
 
 def test_handler_reads_settings_and_publishes(bus: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     _events, sqs, url = bus
-    monkeypatch.setattr(publisher, "_CONTAINER", {})
+    new_container(monkeypatch, publisher)
     answer = publisher.handler({"Records": [stored(1, envelope(1))]}, None)
     assert answer == {"batchItemFailures": []}
     assert [m["detail-type"] for m in drain(sqs, url)] == ["IssueSkipped"]
@@ -269,7 +270,7 @@ def test_webhook_to_bus_end_to_end_over_moto_server(moto_server: str, monkeypatc
 
     monkeypatch.setenv("AWS_ENDPOINT_URL", moto_server)
     monkeypatch.setenv("GIP_PREFIX", "e2e")
-    monkeypatch.setattr(publisher, "_CONTAINER", {})
+    new_container(monkeypatch, publisher)
     core = make_core(moto_server, prefix="e2e")
     events, sqs = boto3.client("events"), boto3.client("sqs")
     events.create_event_bus(Name="e2e-bus")

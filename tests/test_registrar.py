@@ -26,6 +26,7 @@ from gip.services.lifecycle import Lifecycle
 from gip.services.pool import Pool
 from gip.store.models import Tables, create_tables
 from handlers import registrar as reg
+from tests.conftest import new_container
 from tests.fakes.cloudformation import FakeStackSets
 
 MEMBER = "222233334444"
@@ -355,7 +356,7 @@ def test_a_malformed_request_with_a_response_url_is_still_answered(bucket: Respo
 def test_sns_event_through_the_lambda_entry_point(bucket: ResponseBucket, registrar: registrar_service.Registrar,
                                                   core: tuple[Pool, Issues], monkeypatch: pytest.MonkeyPatch) -> None:
     pool, _ = core
-    monkeypatch.setattr(reg, "_REGISTRAR", registrar)
+    monkeypatch.setattr(reg, "_service", lambda arn: registrar)
     result = reg.lambda_handler(sns(request(bucket)), None)
     assert result == {"answered": 1, "received": 1}
     assert bucket.last["Status"] == "SUCCESS"
@@ -403,7 +404,7 @@ def moto_stackset_member(name: str) -> tuple[str, str]:
 def test_lambda_entry_checks_the_stackset_on_moto(bucket: ResponseBucket, core: tuple[Pool, Issues],
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     pool, _ = core
-    monkeypatch.setattr(reg, "_REGISTRAR", None)
+    new_container(monkeypatch, reg)
     monkeypatch.setenv("GIP_PREFIX", "gip-test")
     monkeypatch.setenv("CFN_RESPONSE_EXTRA_HOSTS", "127.0.0.1")
     context = SimpleNamespace(invoked_function_arn=f"arn:aws:lambda:us-east-1:{MANAGEMENT}:function:gip-registrar")

@@ -17,6 +17,7 @@ from gip.errors import IllegalTransition
 from gip.services.pool import Pool
 from gip.services.sweeper import sweep
 from handlers import sweeper
+from tests.conftest import new_container
 from tests.worker_env import (
     bulk_register,
     bulk_reserve,
@@ -175,7 +176,7 @@ def test_handler_builds_from_env_and_sweeps(stack, monkeypatch):
     register(stack, member_ids(1))
     lease = _reserve(stack, at=_now() - HOUR)
     monkeypatch.setenv("GIP_PREFIX", "sw")
-    monkeypatch.setattr(sweeper, "_deps", None)
+    new_container(monkeypatch, sweeper)
     result = sweeper.handler({"source": "aws.events"}, None)
     assert result["timed_out"] == [lease.account_id] and result["batchItemFailures"] == []
 

@@ -108,6 +108,7 @@ def publish_records(
 ) -> dict[str, list[dict[str, str]]]:
     """Publish the stored events among ``records``; return the partial-batch-failure answer."""
     outgoing, first_bad = _collect(records, source=source, bus_name=bus_name)
+    # Our own loop, not Powertools' BatchProcessor: stream order must hold, so stop at the first failure.
     for batch in batches(outgoing):
         failed = _send(batch, client=client, sleep=sleep, max_attempts=max_attempts)
         if failed is not None:

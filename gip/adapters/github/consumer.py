@@ -1,8 +1,9 @@
-"""The SQS batch loop shared by the two GitHub-holding consumers (gatekeeper, notifier).
+"""The SQS batch of the two GitHub-holding consumers (gatekeeper, notifier).
 
-One idempotent call per record; a failed record is reported in ``batchItemFailures`` so SQS
-brings back just that one. The Lambda's remaining time bounds GitHub retries: records that
-cannot start in time are handed back untouched rather than timing out the whole batch.
+One idempotent call per record (:func:`gip.adapters.sqs_batch.process_sqs_batch`); a failed
+record is reported in ``batchItemFailures`` so SQS brings back just that one. The Lambda's
+remaining time bounds GitHub retries: records that cannot start in time are handed back
+untouched rather than timing out the whole batch.
 """
 
 from __future__ import annotations
@@ -10,11 +11,15 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gip.adapters.github.client import GitHubClient
+from gip.adapters.sqs_batch import BatchResponse, process_sqs_batch
 from gip.domain.envelope import Envelope, envelope_from_sqs_body
 from gip.errors import GipError
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 log = logging.getLogger(__name__)
 MARGIN_S = 5.0  # kept free at the end of an invocation for the answer to reach Lambda
@@ -33,22 +38,25 @@ def remaining_s(context: Any) -> float | None:
 
 def run_batch(event: Mapping[str, Any], context: Any, handle: Callable[[Envelope], object], *,
               github: GitHubClient | None, name: str,
-              clock: Callable[[], float] = time.monotonic) -> dict[str, Any]:
+              clock: Callable[[], float] = time.monotonic) -> BatchResponse:
     """Call ``handle`` once per record; return the partial batch response."""
     left = remaining_s(context)
     deadline = None if left is None else clock() + left - MARGIN_S
     if github is not None:
         github.set_deadline(None if left is None else left - MARGIN_S)
-    failures: list[dict[str, str]] = []
-    for record in event.get("Records", []):
-        message_id = str(record.get("messageId", ""))
+
+    def record_handler(record: SQSRecord) -> None:
         if deadline is not None and clock() >= deadline:
-            failures.append({"itemIdentifier": message_id})  # not started: comes back intact
-            continue
+            raise NotStarted(record.message_id)  # reported failed: comes back intact
         try:
-            handle(envelope_from_record(record))
-        except Exception as exc:  # one bad record must not fail the batch
-            log.error("%s: record %s failed: %s", name, message_id, exc,
+            handle(envelope_from_sqs_body(record.body))
+        except Exception as exc:  # reported failed alone; its batch-mates go on
+            log.error("%s: record %s failed: %s", name, record.message_id, exc,
                       exc_info=not isinstance(exc, GipError))
-            failures.append({"itemIdentifier": message_id})
-    return {"batchItemFailures": failures}
+            raise
+
+    return process_sqs_batch(event, record_handler)
+
+
+class NotStarted(Exception):
+    """A record left untouched because the invocation's time is nearly up."""
