@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeAlias, TypedDict, TypeGuard
@@ -34,6 +35,8 @@ class Envelope(TypedDict):
     correlation_id: str
     causation_id: str | None
     actor: str
+    # Shaped per type by schemas/<Type>.json. Still Any: the reducers, gatekeeper and worker
+    # index it directly; narrowing it is the rest of issue 13's "no Any at the seams".
     data: dict[str, Any]
 
 
@@ -135,7 +138,7 @@ def new_event(
     )
 
 
-def dumps(event: Envelope | dict[str, Any]) -> str:
+def dumps(event: Mapping[str, object]) -> str:
     """Canonical JSON for storage: sorted keys, no whitespace, exact ints (no floats invented)."""
     return json.dumps(event, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
