@@ -29,8 +29,9 @@ import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import NoReturn
 
+from gip.domain.envelope import JSONValue
 from gip.errors import ConfigError, GipError
 
 EVENT_HEADER = "x-github-event"
@@ -86,7 +87,7 @@ class Delivery:
 
     event: str
     delivery_id: str
-    payload: Mapping[str, Any] = field(repr=False)
+    payload: Mapping[str, object] = field(repr=False)
     hook_id: str = ""
 
     @property
@@ -170,9 +171,9 @@ def _require_json_media_type(content_type: str) -> None:
         )
 
 
-def _decode_object(body: bytes) -> Mapping[str, Any]:
+def _decode_object(body: bytes) -> Mapping[str, object]:
     try:
-        payload = json.loads(body.decode("utf-8"), parse_constant=_refuse_constant)
+        payload: JSONValue = json.loads(body.decode("utf-8"), parse_constant=_refuse_constant)
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise BadRequest("body is not valid JSON") from exc
     if not isinstance(payload, dict):
@@ -181,17 +182,17 @@ def _decode_object(body: bytes) -> Mapping[str, Any]:
     return payload
 
 
-def _refuse_constant(name: str) -> Any:
+def _refuse_constant(name: str) -> NoReturn:
     # NaN / Infinity are Python extensions, not JSON: nothing downstream could re-encode them.
     raise ValueError(f"{name} is not JSON")
 
 
-def require_representable(payload: Any) -> None:
+def require_representable(payload: object) -> None:
     """Raise BadRequest, naming the JSON path, if a key or string is not valid UTF-8 text.
 
     Iterative, so a deeply nested body cannot exhaust the stack here.
     """
-    stack: list[tuple[str, Any]] = [("", payload)]
+    stack: list[tuple[str, object]] = [("", payload)]
     while stack:
         path, value = stack.pop()
         if isinstance(value, str):

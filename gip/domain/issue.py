@@ -11,9 +11,8 @@ another run. Events for another run than the current one are refused (a stale me
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any
 
 from gip.domain.envelope import Envelope, split_issue_stream
 from gip.errors import IllegalTransition
@@ -58,7 +57,7 @@ class Issue:
     error: str | None = None
     retryable: bool | None = None
     reason: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict, compare=False)
+    extra: dict[str, object] = field(default_factory=dict, compare=False)
 
     @property
     def active(self) -> bool:
@@ -68,16 +67,18 @@ class Issue:
     def awaiting_retry(self) -> bool:
         return self.status == FAILED and bool(self.retryable)
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> dict[str, object]:
         out = {k: v for k, v in self.__dict__.items() if k != "extra"}
         out["labels"] = list(self.labels)
         return out
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Issue:
+    def from_dict(cls, data: Mapping[str, object]) -> Issue:
         known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__ and k != "extra"}
-        known["labels"] = tuple(known.get("labels", ()))
-        return cls(**known)
+        labels = known.get("labels", ())
+        known["labels"] = tuple(labels) if isinstance(labels, Iterable) else labels
+        # A row as_dict wrote (trusted, not re-validated): field types are as stored.
+        return cls(**known)  # type: ignore[arg-type]
 
 
 def _refuse(state: Issue | None, event: Envelope, reason: str = "") -> IllegalTransition:

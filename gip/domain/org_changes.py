@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 from gip.domain.envelope import ACCOUNT_RE
 
@@ -41,7 +41,7 @@ class OrgChange:
 # --------------------------------------------------------------------------- pure part
 
 
-def classify(event: Mapping[str, Any]) -> OrgChange:
+def classify(event: Mapping[str, object]) -> OrgChange:
     """Read one EventBridge event (detail-type "AWS API Call via CloudTrail" or "AWS Service
     Event via CloudTrail") and say which account joined, left or moved. Never raises."""
     detail = event.get("detail") if isinstance(event, Mapping) else None
@@ -104,18 +104,19 @@ def _valid(change: OrgChange) -> OrgChange:
     return change
 
 
-def _obj(value: Any) -> Mapping[str, Any]:
+def _obj(value: object) -> Mapping[str, object]:
     return value if isinstance(value, Mapping) else {}
 
 
-def _account_party(handshake: Mapping[str, Any]) -> str:
-    for party in handshake.get("parties") or []:
+def _account_party(handshake: Mapping[str, object]) -> str:
+    parties = handshake.get("parties")
+    for party in parties if isinstance(parties, list) else []:
         if isinstance(party, Mapping) and party.get("type") == "ACCOUNT":
             return str(party.get("id") or "")
     return ""
 
 
-def _find_account(value: Any) -> str:
+def _find_account(value: object) -> str:
     """First 12-digit ``accountId`` anywhere in a service-event detail."""
     if isinstance(value, Mapping):
         found = value.get("accountId")

@@ -22,7 +22,6 @@ import json
 import re
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 from gip.domain.delivery import BadRequest, Delivery
 
@@ -82,7 +81,7 @@ class Receive:
 
     repo: str
     number: int
-    data: dict[str, Any] = field(repr=False)
+    data: dict[str, object] = field(repr=False)
 
 
 @dataclass(frozen=True)
@@ -116,7 +115,7 @@ def qualify(delivery: Delivery, rules: Rules) -> Decision:
     return Ignore(f"event {event!r} is not handled")
 
 
-def _trigger(payload: Mapping[str, Any], rules: Rules, action: str) -> Decision:
+def _trigger(payload: Mapping[str, object], rules: Rules, action: str) -> Decision:
     skip = _skip_sender(payload, rules)
     if skip:
         return Ignore(skip)
@@ -136,7 +135,7 @@ def _trigger(payload: Mapping[str, Any], rules: Rules, action: str) -> Decision:
     return receive
 
 
-def _command(payload: Mapping[str, Any], rules: Rules) -> Decision:
+def _command(payload: Mapping[str, object], rules: Rules) -> Decision:
     comment = _obj(payload, "comment")
     command = first_line_command(_opt_str(comment, "body"))
     if command is None:
@@ -163,7 +162,7 @@ def _command(payload: Mapping[str, Any], rules: Rules) -> Decision:
     return receive
 
 
-def _cancel(payload: Mapping[str, Any], rules: Rules, action: str) -> Decision:
+def _cancel(payload: Mapping[str, object], rules: Rules, action: str) -> Decision:
     if _is_own_app(_obj(payload, "sender"), rules):
         return Ignore("sender is our own app")
     issue = _obj(payload, "issue")
@@ -196,15 +195,15 @@ def first_line_command(body: str) -> str | None:
 
 
 def _receive(
-    payload: Mapping[str, Any],
-    issue: Mapping[str, Any],
+    payload: Mapping[str, object],
+    issue: Mapping[str, object],
     labels: list[str],
     *,
     trigger: str,
 ) -> Receive:
     repo, number = _repo(payload), _number(issue)
     sender = _obj(payload, "sender")
-    data: dict[str, Any] = {
+    data: dict[str, object] = {
         "repo": repo,
         "number": number,
         "title": _opt_str(issue, "title")[:MAX_TITLE_CHARS],
@@ -235,7 +234,7 @@ def cap_json_size(text: str, limit: int) -> str:
     return text[:lo]
 
 
-def _skip_sender(payload: Mapping[str, Any], rules: Rules) -> str:
+def _skip_sender(payload: Mapping[str, object], rules: Rules) -> str:
     sender = _obj(payload, "sender")
     if _is_own_app(sender, rules):
         return "sender is our own app"
@@ -245,7 +244,7 @@ def _skip_sender(payload: Mapping[str, Any], rules: Rules) -> str:
     return ""
 
 
-def _is_own_app(sender: Mapping[str, Any], rules: Rules) -> bool:
+def _is_own_app(sender: Mapping[str, object], rules: Rules) -> bool:
     login = sender.get("login")
     if not rules.bot_login or not isinstance(login, str):
         return False
@@ -256,21 +255,21 @@ def _bare(login: str) -> str:
     return login.strip().casefold().removesuffix("[bot]")
 
 
-def _repo(payload: Mapping[str, Any]) -> str:
+def _repo(payload: Mapping[str, object]) -> str:
     repo = _str(_obj(payload, "repository"), "full_name", "repository.full_name")
     if not _REPO.fullmatch(repo):
         raise BadRequest("malformed repository.full_name")
     return repo
 
 
-def _number(issue: Mapping[str, Any]) -> int:
+def _number(issue: Mapping[str, object]) -> int:
     number = issue.get("number")
     if isinstance(number, bool) or not isinstance(number, int) or not 0 < number < 2**53:
         raise BadRequest("payload has no valid issue.number")
     return number
 
 
-def _label_names(issue: Mapping[str, Any]) -> list[str]:
+def _label_names(issue: Mapping[str, object]) -> list[str]:
     labels = issue.get("labels", [])
     if not isinstance(labels, list):
         raise BadRequest("issue.labels is not a list")
@@ -278,20 +277,20 @@ def _label_names(issue: Mapping[str, Any]) -> list[str]:
     return [name for name in names if isinstance(name, str)]
 
 
-def _obj(parent: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+def _obj(parent: Mapping[str, object], key: str) -> Mapping[str, object]:
     value = parent.get(key)
     if not isinstance(value, dict):
         raise BadRequest(f"payload has no {key} object")
     return value
 
 
-def _str(parent: Mapping[str, Any], key: str, name: str) -> str:
+def _str(parent: Mapping[str, object], key: str, name: str) -> str:
     value = parent.get(key)
     if not isinstance(value, str) or not value:
         raise BadRequest(f"payload has no {name}")
     return value
 
 
-def _opt_str(parent: Mapping[str, Any], key: str) -> str:
+def _opt_str(parent: Mapping[str, object], key: str) -> str:
     value = parent.get(key)
     return value if isinstance(value, str) else ""

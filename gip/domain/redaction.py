@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import overload
 from urllib.parse import quote
 
 REDACTED = "[REDACTED]"
@@ -125,7 +125,14 @@ class Redactor:
             text = _cut_fragments(self._exact.sub(REDACTED, text), self.values)
         return text
 
-    def data(self, value: Any) -> Any:
+    @overload
+    def data(self, value: str) -> str: ...
+    @overload
+    def data(self, value: Mapping[str, object]) -> dict[str, object]: ...
+    @overload
+    def data(self, value: object) -> object: ...
+
+    def data(self, value: object) -> object:
         """``value`` (JSON-like: dicts, lists, strings) with every string redacted."""
         if isinstance(value, str):
             return self(value)

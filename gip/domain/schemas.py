@@ -10,23 +10,39 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Protocol
 
+from gip.domain.envelope import Envelope, JSONObject
 from gip.errors import InvalidEvent
 
 SCHEMA_DIR = Path(__file__).resolve().parent.parent.parent / "schemas"
 
-Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
+Upcaster = Callable[[Envelope], Envelope]
+
+
+class _ValidationError(Protocol):
+    """What :func:`validate` reads of a ``jsonschema.ValidationError`` (jsonschema ships no types)."""
+
+    message: str
+    validator: str
+    validator_value: object
+    instance: object
+    absolute_path: Sequence[str | int]
+
+
+class _Validator(Protocol):
+    def iter_errors(self, instance: object) -> Iterator[_ValidationError]: ...
 
 
 @cache
-def _load(name: str) -> dict[str, Any]:
+def _load(name: str) -> JSONObject:
     path = SCHEMA_DIR / f"{name}.json"
     try:
-        return json.loads(path.read_text())  # type: ignore[no-any-return]
+        schema: JSONObject = json.loads(path.read_text())
+        return schema
     except FileNotFoundError:
         raise InvalidEvent(name, "type", "unknown event type (no schema in schemas/)") from None
 
@@ -39,19 +55,23 @@ def event_types() -> tuple[str, ...]:
 
 def current_version(type_: str) -> int:
     """The schema_version new events of this type are written with."""
-    return int(_load(type_).get("x-current-version", 1))
+    version = _load(type_).get("x-current-version", 1)
+    if not isinstance(version, int):  # our own files: tests/test_schemas.py reads every one
+        raise InvalidEvent(type_, "x-current-version", "not an integer in schemas/")
+    return version
 
 
 @cache
-def _validator(name: str) -> Any:
+def _validator(name: str) -> _Validator:
     from jsonschema import Draft202012Validator  # lazy: heavy import
 
     schema = _load(name)
     Draft202012Validator.check_schema(schema)
-    return Draft202012Validator(schema)
+    validator: _Validator = Draft202012Validator(schema)
+    return validator
 
 
-def validate(event: dict[str, Any]) -> None:
+def validate(event: Mapping[str, object]) -> None:
     """Raise :class:`InvalidEvent` naming the type and the failing field, or return."""
     type_ = event.get("type") if isinstance(event, dict) else None
     if not isinstance(type_, str) or type_ not in event_types():
@@ -61,8 +81,9 @@ def validate(event: dict[str, Any]) -> None:
         if errors:
             err = errors[0]
             field = "/".join(str(p) for p in err.absolute_path) or "(event)"
-            if err.validator == "required" and isinstance(err.instance, dict):
-                missing = [f for f in err.validator_value if f not in err.instance]
+            required = err.validator_value if err.validator == "required" else None
+            if isinstance(required, list) and isinstance(err.instance, dict):
+                missing = [f for f in required if f not in err.instance]
                 if missing:
                     field = "/".join([*(str(p) for p in err.absolute_path), missing[0]])
             raise InvalidEvent(type_, field, err.message)
@@ -72,7 +93,7 @@ def validate(event: dict[str, Any]) -> None:
 # (type, from_version) -> pure function returning the event at from_version + 1.
 
 
-def _processing_failed_v1_to_v2(event: dict[str, Any]) -> dict[str, Any]:
+def _processing_failed_v1_to_v2(event: Envelope) -> Envelope:
     """v1 had no ``attempt`` and an optional ``retryable``; v2 requires both."""
     data = dict(event["data"])
     data.setdefault("attempt", 1)
@@ -85,7 +106,7 @@ UPCASTERS: dict[tuple[str, int], Upcaster] = {
 }
 
 
-def upcast(event: dict[str, Any]) -> dict[str, Any]:
+def upcast(event: Envelope) -> Envelope:
     """Bring a stored event up to its type's current schema_version. Pure; input untouched."""
     type_ = event.get("type", "")
     version = int(event.get("schema_version", 1))

@@ -7,15 +7,14 @@ The contract is :mod:`gip.store.protocols`.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
-from typing import Any
 
 from pynamodb.exceptions import DoesNotExist, PutError, PynamoDBException, TransactWriteError
 
 from gip.domain.envelope import Envelope, dumps, iso, loads
 from gip.errors import ConcurrencyConflict, StoreUnavailable
-from gip.store.models import Tables
+from gip.store.models import EventItem, Tables
 from gip.store.protocols import DuplicateDelivery, RowWrite, days, finish, prepare
 
 
@@ -26,7 +25,7 @@ class DynamoEventStore:
         self.tables = tables
 
     # --- writing -----------------------------------------------------------------------
-    def item_for(self, event: Envelope) -> Any:
+    def item_for(self, event: Envelope) -> EventItem:
         occurred = event["occurred_at"]
         return self.tables.events(
             event["stream"], event["version"],
@@ -96,7 +95,7 @@ class DynamoEventStore:
         detail = "projection row changed" if tag == "row" else f"{tag} condition failed"
         raise ConcurrencyConflict(stream, expected_version, detail) from exc
 
-    def _transact(self, items: list[Any], rows: Sequence[RowWrite]) -> None:
+    def _transact(self, items: list[EventItem], rows: Sequence[RowWrite]) -> None:
         from pynamodb.transactions import TransactWrite
 
         not_exists = self.tables.events.pk.does_not_exist()
@@ -111,7 +110,7 @@ class DynamoEventStore:
                     tx.update(row.model, row.actions, condition=row.condition)
 
     # --- reading -----------------------------------------------------------------------
-    def _events(self, results: Any, raw: bool) -> Iterator[Envelope]:
+    def _events(self, results: Iterable[EventItem], raw: bool) -> Iterator[Envelope]:
         for item in results:
             if item.body:
                 yield finish(loads(item.body), raw)

@@ -7,7 +7,7 @@ Table names are per deployment, so the concrete model classes are built at run t
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TypeVar
 
 from pynamodb.attributes import NumberAttribute, UnicodeAttribute
 from pynamodb.connection import Connection
@@ -134,9 +134,12 @@ class IssueRow(Model):
     state = UnicodeAttribute()
 
 
-def bind(base: type[Model], table_name: str, settings: Settings, **meta: Any) -> Any:
+_M = TypeVar("_M", bound=Model)
+
+
+def bind(base: type[_M], table_name: str, settings: Settings, **meta: str) -> type[_M]:
     """A concrete subclass of ``base`` bound to ``table_name`` on the configured endpoint."""
-    attrs: dict[str, Any] = {
+    attrs: dict[str, object] = {
         "table_name": table_name,
         "region": settings.region,
         "billing_mode": "PAY_PER_REQUEST",
@@ -144,16 +147,17 @@ def bind(base: type[Model], table_name: str, settings: Settings, **meta: Any) ->
     }
     if settings.endpoint_url:
         attrs["host"] = settings.endpoint_url
-    return type(base.__name__, (base,), {"Meta": type("Meta", (), attrs), "__module__": __name__})
+    bound: type[_M] = type(base.__name__, (base,), {"Meta": type("Meta", (), attrs), "__module__": __name__})
+    return bound
 
 
 @dataclass(frozen=True)
 class Tables:
     """The bound models plus a connection for transactions, built once per container."""
 
-    events: Any
-    pool: Any
-    issues: Any
+    events: type[EventItem]
+    pool: type[AccountRow]
+    issues: type[IssueRow]
     connection: Connection
 
     @classmethod
@@ -169,7 +173,8 @@ class Tables:
         )
         # pynamodb gives every model its own Connection, hence its own botocore session and
         # client (~0.3 s each to build). Point all three and the transactions at one.
-        for model in (tables.events, tables.pool, tables.issues):
+        models: tuple[type[Model], ...] = (tables.events, tables.pool, tables.issues)
+        for model in models:
             table_connection = model._get_connection()  # local only: builds the MetaTable
             tables.connection.add_meta_table(table_connection.get_meta_table())
             table_connection.connection = tables.connection
@@ -178,6 +183,7 @@ class Tables:
 
 def create_tables(tables: Tables) -> None:
     """Create the three tables (tests; in AWS and --local the templates create them)."""
-    for model in (tables.events, tables.pool, tables.issues):
+    models: tuple[type[Model], ...] = (tables.events, tables.pool, tables.issues)
+    for model in models:
         if not model.exists():
             model.create_table(wait=True)

@@ -13,7 +13,11 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Literal, Protocol
+
+from pynamodb.expressions.condition import Condition
+from pynamodb.expressions.update import Action
+from pynamodb.models import Model
 
 from gip.domain import schemas
 from gip.domain.envelope import Envelope
@@ -32,10 +36,10 @@ class DuplicateDelivery(GipError):
 class RowWrite:
     """A projection write to commit with the events: a pynamodb ``put`` or ``update``."""
 
-    model: Any
-    kind: str = "put"  # "put" | "update"
-    actions: list[Any] = field(default_factory=list)
-    condition: Any = None
+    model: Model
+    kind: Literal["put", "update"] = "put"
+    actions: list[Action] = field(default_factory=list)
+    condition: Condition | None = None
     tag: str = "row"  # names the failure: "row" → ConcurrencyConflict, "delivery" → DuplicateDelivery
     delivery_id: str = ""
 
@@ -59,8 +63,8 @@ def prepare(stream: str, expected_version: int, events: Sequence[Envelope]) -> l
         raise ValueError("expected_version must be >= 0")
     out: list[Envelope] = []
     for offset, event in enumerate(events, start=1):
-        numbered: Envelope = {**event, "stream": stream, "version": expected_version + offset}  # type: ignore[typeddict-item]
-        schemas.validate(dict(numbered))
+        numbered: Envelope = {**event, "stream": stream, "version": expected_version + offset}
+        schemas.validate(numbered)
         out.append(numbered)
     return out
 
@@ -73,4 +77,4 @@ def days(since: datetime, until: datetime) -> Iterator[str]:
 
 
 def finish(event: Envelope, raw: bool) -> Envelope:
-    return event if raw else schemas.upcast(event)  # type: ignore[arg-type,return-value]
+    return event if raw else schemas.upcast(event)
