@@ -338,3 +338,29 @@ def test_the_assume_check_holds_no_member_rights() -> None:
     assert call["RoleArn"].endswith(":role/gip-processing")
     policy = _json.loads(call["Policy"])
     assert policy["Statement"] == [{"Effect": "Deny", "Action": "*", "Resource": "*"}]
+
+
+def test_an_unregistered_accounts_role_is_named_in_the_management_accounts_partition() -> None:
+    calls: list[dict] = []
+
+    class RecordingSts:
+        def assume_role(self, **kwargs: object) -> dict:
+            calls.append(kwargs)
+            return {"Credentials": {}}
+
+    org = Organization(orgs=None, sts=RecordingSts(), role_name="gip-processing", partition="aws-cn")
+    assert org.can_assume("123456789012") is True
+    assert calls[0]["RoleArn"] == "arn:aws-cn:iam::123456789012:role/gip-processing"
+
+
+def test_the_lifecycle_names_unregistered_roles_in_its_regions_partition(monkeypatch: pytest.MonkeyPatch) -> None:
+    from dataclasses import replace
+
+    from gip.config import Settings
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    settings = replace(Settings.from_env(), region="cn-north-1", processing_role_name="gip-processing")
+    lifecycle = Lifecycle.from_settings(settings, session=boto3.Session(region_name="cn-north-1"))
+    assert lifecycle.org is not None
+    assert lifecycle.org.role_arn("123456789012") == "arn:aws-cn:iam::123456789012:role/gip-processing"

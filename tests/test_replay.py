@@ -12,6 +12,7 @@ from typing import Any
 import boto3
 import pytest
 
+from gip.adapters import bus as bus_adapter
 from gip.cli import replay, replay_query
 from gip.cli.main import main
 from gip.cli.render import jsonl, table
@@ -94,12 +95,37 @@ def test_put_batch_resends_only_failed_entries_then_gives_up() -> None:
     batch = [_event(at=f"2026-01-10T10:00:0{i}.000Z") for i in range(10)]
     sleeps: list[float] = []
     bus = FlakyBus(failures=2)
-    assert replay._put_batch(bus, batch, prefix="p", bus="p-bus", sleep=sleeps.append) == 10
+    assert replay.republish(bus, batch, prefix="p", bus_name="p-bus", sleep=sleeps.append) == 10
     assert bus.calls == [10, 1, 1] and sleeps == [0.2, 0.4]
     from gip.errors import GipError
 
     with pytest.raises(GipError, match="1 event"):
-        replay._put_batch(FlakyBus(failures=99), batch, prefix="p", bus="p-bus", sleep=sleeps.append)
+        replay.republish(FlakyBus(failures=99), batch, prefix="p", bus_name="p-bus", sleep=sleeps.append)
+
+
+class RecordingBus:
+    """PutEvents that accepts everything and keeps each request's entries."""
+
+    def __init__(self) -> None:
+        self.requests: list[list[dict[str, Any]]] = []
+
+    def put_events(self, *, Entries: list[dict[str, Any]]) -> dict[str, Any]:
+        self.requests.append(Entries)
+        return {"FailedEntryCount": 0, "Entries": [{"EventId": str(uuid.uuid4())} for _ in Entries]}
+
+
+def test_a_selection_over_256_kb_is_split_into_several_requests() -> None:
+    # GIVEN six events of about 100 KB each: together well over one request's 256 KB
+    events = [_event(at=f"2026-01-10T10:00:0{i}.000Z", data={"blob": "x" * 100_000}) for i in range(6)]
+    bus = RecordingBus()
+    # WHEN they are re-published
+    assert replay.republish(bus, iter(events), prefix="p", bus_name="p-bus", sleep=lambda _: None) == 6
+    # THEN no request reaches 256 KB, and every event goes once, in order
+    assert [len(r) for r in bus.requests] == [2, 2, 2]
+    for request in bus.requests:
+        assert sum(bus_adapter.entry_size(e) for e in request) < 256 * 1024
+    sent = [json.loads(e["Detail"])["event_id"] for r in bus.requests for e in r]
+    assert sent == [e["event_id"] for e in events]
 
 
 def test_table_is_aligned_and_jsonl_is_canonical() -> None:

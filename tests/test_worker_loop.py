@@ -7,6 +7,7 @@ import json
 import threading
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -127,6 +128,34 @@ def test_child_sees_member_credentials_and_no_worker_secrets(stack, monkeypatch)
                        aws_session_token=seen["AWS_SESSION_TOKEN"]).get_caller_identity()
     assert who["Account"] == stack.member
     assert "gip-" in who["Arn"]  # the session name carries the lease id
+
+
+class RecordingSts:
+    """STS that notes every AssumeRole and lets moto answer it."""
+
+    def __init__(self, sts):
+        self.sts, self.assumed = sts, []
+
+    def assume_role(self, **kw):
+        self.assumed.append(kw["RoleArn"])
+        return self.sts.assume_role(**kw)
+
+    def __getattr__(self, name):
+        return getattr(self.sts, name)
+
+
+def test_run_and_cleanup_assume_exactly_the_role_arn_the_account_registered(stack):
+    # GIVEN an account registered with a role in another partition, under a custom name
+    from gip.domain.envelope import Cause
+    arn = f"arn:aws-cn:iam::{stack.member}:role/custom-runner"
+    stack.pool.register(stack.member, role_arn=arn, source="stackset", cause=Cause("setup", "test"))
+    queue_issue(stack, _fence("sh", "true"))
+    sts = RecordingSts(stack.sts)
+    # WHEN a worker runs the issue and cleans the account
+    make_worker(SimpleNamespace(**{**vars(stack), "sts": sts})).poll_once()
+    # THEN every AssumeRole (the run's and the cleanup's) named that ARN, never a rebuilt one
+    assert types(stack, stack.issue)[-1] == "IssueProcessed"
+    assert len(sts.assumed) >= 2 and set(sts.assumed) == {arn}
 
 
 def test_no_account_backs_off_without_failing_the_issue_or_spending_receives(stack):
@@ -303,7 +332,7 @@ def test_member_credentials_use_external_id_lease_session_name_and_refresh_befor
             return {"Credentials": {"AccessKeyId": f"ASIA{len(calls)}", "SecretAccessKey": "s",
                                     "SessionToken": "t", "Expiration": now[0] + timedelta(seconds=900)}}
 
-    creds = MemberCredentials(FakeSts(), account_id="210987654321", role_name="gip-processing",
+    creds = MemberCredentials(FakeSts(), role_arn="arn:aws:iam::210987654321:role/gip-processing",
                               external_id="ext-1", lease_id="3f1c-lease", worker="w/1",
                               duration_s=session_seconds(300), clock=lambda: now[0])
     assert creds.get()["AWS_ACCESS_KEY_ID"] == "ASIA1"
@@ -539,8 +568,8 @@ def test_a_real_snippet_running_env_leaves_no_credential_in_any_sink(stack):
     worker = make_worker(stack, limits=Limits(timeout_s=20, output_cap=65_536))
     member = worker._member
 
-    def spy(account_id, lease_id):
-        creds = member(account_id, lease_id)
+    def spy(lease):
+        creds = member(lease)
         handed.append(creds)
         return creds
 

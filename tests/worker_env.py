@@ -77,9 +77,12 @@ def send_event(stack: SimpleNamespace, url: str, envelope: Envelope) -> None:
 
 
 def member_credentials(stack: SimpleNamespace):
-    """(account, lease) → the member role's AWS_* getter, as the worker builds it."""
-    def factory(account_id: str, lease_id: str | None):
-        return MemberCredentials(stack.sts, account_id=account_id, role_name=ROLE,
+    """(role ARN, lease) → the member role's AWS_* getter, as the worker builds it. A bare
+    account id stands for our role in it (tests that call the factory directly)."""
+    def factory(role_arn: str, lease_id: str | None):
+        if role_arn.isdigit():
+            role_arn = f"arn:aws:iam::{role_arn}:role/{ROLE}"
+        return MemberCredentials(stack.sts, role_arn=role_arn,
                                  external_id="ext-123", lease_id=lease_id or "cleanup").get
     return factory
 

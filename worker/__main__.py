@@ -39,8 +39,8 @@ def build(cfg: WorkerConfig) -> Worker:
     tables = Tables.from_settings(s)
     pool = Pool.from_settings(s, tables)
 
-    def member_credentials(account_id: str, lease_id: str | None) -> Any:
-        return MemberCredentials(sts, account_id=account_id, role_name=s.processing_role_name,
+    def member_credentials(role_arn: str, lease_id: str | None) -> Any:
+        return MemberCredentials(sts, role_arn=role_arn,
                                  external_id=s.external_id, lease_id=lease_id or "cleanup",
                                  worker=cfg.name).get
 

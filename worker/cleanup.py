@@ -64,7 +64,7 @@ class Cleanup:
 
     pool: Pool
     cleaner: Cleaner
-    member_credentials: Callable[[str, str | None], Credentials]  # (account, lease) → AWS_* getter
+    member_credentials: Callable[[str, str | None], Credentials]  # (role ARN, lease) → AWS_* getter
     regions: tuple[str, ...]
     protection: Protection
     max_attempts: int = 3
@@ -87,7 +87,7 @@ class Cleanup:
         if claim is None:
             return self._busy(account_id, lease_id)
         job = CleanupJob(account_id=account_id, lease_id=lease_id, regions=self.regions,
-                         credentials=self.member_credentials(account_id, lease_id), protection=self.protection,
+                         credentials=self.member_credentials(state.role_arn, lease_id), protection=self.protection,
                          since=since, until=self.clock(), endpoint_url=self.endpoint_url,
                          management_account=self.management_account,
                          wait_s=self.wait_s if wait_s is None else wait_s)

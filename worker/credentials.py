@@ -24,10 +24,6 @@ MIN_SESSION_S = 900  # AssumeRole's floor
 MAX_SESSION_S = 3600  # a role's default MaxSessionDuration
 
 
-def role_arn(account_id: str, role_name: str) -> str:
-    return f"arn:aws:iam::{account_id}:role/{role_name}"
-
-
 def session_name(lease_id: str, worker: str = "") -> str:
     """``gip-<lease id>[-<worker>]``: at most 64 characters of ``[\\w+=,.@-]``."""
     raw = f"gip-{lease_id}" + (f"-{worker}" if worker else "")
@@ -40,13 +36,14 @@ def session_seconds(run_timeout_s: float, margin_s: float = 300) -> int:
 
 
 class MemberCredentials:
-    """Assume ``role_arn`` lazily and refresh it before it expires. Thread-safe."""
+    """Assume ``role_arn`` (the account row's, as registered) lazily and refresh it before it
+    expires. Thread-safe."""
 
-    def __init__(self, sts: Any, *, account_id: str, role_name: str, external_id: str,
+    def __init__(self, sts: Any, *, role_arn: str, external_id: str,
                  lease_id: str, worker: str = "", duration_s: int = MIN_SESSION_S,
                  refresh_margin_s: float = 300, clock: Callable[[], datetime] | None = None) -> None:
         self._sts = sts
-        self.role_arn = role_arn(account_id, role_name)
+        self.role_arn = role_arn
         self.external_id = external_id
         self.session_name = session_name(lease_id, worker)
         self.duration_s = duration_s

@@ -289,7 +289,7 @@ class Worker(QueueMessages):
         s = self.cfg.settings
         try:
             received = self._received(repo, number, run)
-            creds = self._member(lease.account_id, lease.lease_id)
+            creds = self._member(lease)
 
             def credentials() -> dict[str, str]:
                 fresh = creds.get()  # a refresh re-assumes the role: new values, remembered too
@@ -316,10 +316,10 @@ class Worker(QueueMessages):
                 return dict(event["data"])
         return {}
 
-    def _member(self, account_id: str, lease_id: str) -> MemberCredentials:
+    def _member(self, lease: Lease) -> MemberCredentials:
         s = self.cfg.settings
-        return MemberCredentials(self.sts, account_id=account_id, role_name=s.processing_role_name,
-                                 external_id=s.external_id, lease_id=lease_id, worker=self.cfg.name,
+        return MemberCredentials(self.sts, role_arn=lease.role_arn,
+                                 external_id=s.external_id, lease_id=lease.lease_id, worker=self.cfg.name,
                                  duration_s=session_seconds(self.cfg.limits.timeout_s))
 
     def _store(self, repo: str, number: int, run: int, lease: Lease, outcome: Outcome, attempt: int) -> str:

@@ -21,10 +21,12 @@ class OrgAccount:
 class Organization:
     """The few Organizations/STS reads the lifecycle needs (boto3 clients injected)."""
 
-    def __init__(self, orgs: Any, sts: Any, *, role_name: str, external_id: str = "") -> None:
+    def __init__(self, orgs: Any, sts: Any, *, role_name: str, external_id: str = "",
+                 partition: str = "aws") -> None:
         self.orgs = orgs
         self.sts = sts
         self.role_name = role_name
+        self.partition = partition  # the management account's: members share it
         self.external_id = external_id
         self._management: str | None = None
 
@@ -89,7 +91,8 @@ class Organization:
         return bool(parents) and self.parent_in_scope(parents[0]["Id"], target_ou_ids)
 
     def role_arn(self, account_id: str) -> str:
-        return f"arn:aws:iam::{account_id}:role/{self.role_name}"
+        """Our processing role in an account not registered yet (once registered, its row has the ARN)."""
+        return f"arn:{self.partition}:iam::{account_id}:role/{self.role_name}"
 
     def can_assume(self, account_id: str) -> bool:
         """Whether our processing role in the account can be assumed now (the stack is there)."""

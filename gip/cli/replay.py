@@ -23,16 +23,15 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, TextIO
 
-from gip.adapters import aws
+from gip.adapters import aws, bus
 from gip.cli.render import table
-from gip.cli.replay_query import EVENT_COLUMNS, Query, build_query, bus_entries, event_rows
+from gip.cli.replay_query import EVENT_COLUMNS, Query, build_query, bus_entry, event_rows
 from gip.cli.timeparse import parse_instant
 from gip.domain import schemas
 from gip.domain.envelope import Envelope, dumps, iso, parse_iso, utcnow
 from gip.errors import AwsError, GipError, NotFound, StoreUnavailable, UsageError
 
 DEFAULT_WINDOW = timedelta(days=7)  # when the pool has no first_day (nothing registered yet)
-BUS_BATCH = 10  # PutEvents takes at most 10 entries
 
 
 # ---------------------------------------------------------------- reading with a meter
@@ -306,32 +305,29 @@ def verify(core: Core, *, repair: bool, out: TextIO, now: datetime) -> int:
 
 def to_bus(core: Core, events: Iterable[Envelope], *, args: argparse.Namespace, out: TextIO,
            sleep: Callable[[float], None] = time.sleep) -> int:
-    """Re-publish in batches of 10, retrying failed entries; GipError if some never go."""
-    client = aws.client(args, "events")
-    bus = core.settings.bus_name
-    sent = 0
-    batch: list[Envelope] = []
-    for event in events:
-        batch.append(event)
-        if len(batch) == BUS_BATCH:
-            sent += _put_batch(client, batch, prefix=core.settings.prefix, bus=bus, sleep=sleep)
-            batch = []
-    if batch:
-        sent += _put_batch(client, batch, prefix=core.settings.prefix, bus=bus, sleep=sleep)
-    print(f"re-published {sent} event(s) to {bus}, marked \"replay\": true", file=out)
+    """Re-publish the selection, marked ``"replay": true``; GipError if some never go."""
+    bus_name = core.settings.bus_name
+    sent = republish(aws.client(args, "events"), events, prefix=core.settings.prefix,
+                     bus_name=bus_name, sleep=sleep)
+    print(f"re-published {sent} event(s) to {bus_name}, marked \"replay\": true", file=out)
     return 0
 
 
-def _put_batch(client: Any, batch: list[Envelope], *, prefix: str, bus: str,
-               sleep: Callable[[float], None], attempts: int = 4) -> int:
-    entries = bus_entries(batch, prefix=prefix, bus=bus)
-    for attempt in range(attempts):
-        with aws.aws_errors("events:PutEvents"):
-            result = client.put_events(Entries=entries)
-        failed = [entry for entry, res in zip(entries, result.get("Entries", []), strict=False)
-                  if res.get("ErrorCode")]
-        if not failed:
-            return len(batch)
-        entries = failed
-        sleep(0.2 * 2**attempt)
-    raise GipError(f"{len(entries)} event(s) could not be re-published to {bus} after {attempts} attempts")
+def republish(client: bus.EventsClient, events: Iterable[Envelope], *, prefix: str, bus_name: str,
+              sleep: Callable[[float], None], attempts: int = 4) -> int:
+    """PutEvents ``events`` through :func:`gip.adapters.bus.put_events`; how many went."""
+    given = 0
+
+    def entries() -> Iterator[dict[str, Any]]:  # streamed: a long selection is never listed
+        nonlocal given
+        for event in events:
+            given += 1
+            yield bus_entry(event, prefix=prefix, bus=bus_name)
+
+    failed = bus.put_events(client, entries(), sleep=sleep, max_attempts=attempts)
+    if failed:
+        codes = ", ".join(sorted({f.code for f in failed}))
+        raise GipError(f"{len(failed)} event(s) could not be re-published to {bus_name} "
+                       f"after {attempts} attempts ({codes})")
+    return given
+

@@ -79,11 +79,16 @@ def event_rows(events: Iterable[Envelope]) -> Iterator[dict[str, Any]]:
                "correlation_id": (e.get("correlation_id") or "")[:36]}
 
 
-def bus_entries(events: Sequence[Envelope], *, prefix: str, bus: str) -> list[dict[str, Any]]:
-    """PutEvents entries for a replay: the stored envelope plus ``"replay": true``."""
-    return [{
+def bus_entry(e: Envelope, *, prefix: str, bus: str) -> dict[str, Any]:
+    """The PutEvents entry for a replay: the stored envelope plus ``"replay": true``."""
+    return {
         "Source": prefix, "DetailType": e["type"], "EventBusName": bus,
         "Detail": dumps({**e, "replay": True}), "Time": parse_iso(e["occurred_at"]),
-    } for e in events]
+    }
+
+
+def bus_entries(events: Sequence[Envelope], *, prefix: str, bus: str) -> list[dict[str, Any]]:
+    """PutEvents entries for a replay (:func:`bus_entry` of each)."""
+    return [bus_entry(e, prefix=prefix, bus=bus) for e in events]
 
 

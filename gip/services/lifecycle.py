@@ -43,7 +43,8 @@ class Lifecycle:
         sess = session or boto3.Session(region_name=settings.region)
         org = Organization(sess.client("organizations", endpoint_url=settings.endpoint_url),
                            sess.client("sts", endpoint_url=settings.endpoint_url),
-                           role_name=settings.processing_role_name, external_id=settings.external_id)
+                           role_name=settings.processing_role_name, external_id=settings.external_id,
+                           partition=sess.get_partition_for_region(settings.region))
         return cls(Pool.from_settings(settings), Issues.from_settings(settings), org,
                    target_ou_ids=target_ou_ids_from_env())
 
