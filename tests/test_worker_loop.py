@@ -152,10 +152,18 @@ def test_run_and_cleanup_assume_exactly_the_role_arn_the_account_registered(stac
     queue_issue(stack, _fence("sh", "true"))
     sts = RecordingSts(stack.sts)
     # WHEN a worker runs the issue and cleans the account
-    make_worker(SimpleNamespace(**{**vars(stack), "sts": sts})).poll_once()
+    jobs = []
+
+    def cleaner(job):
+        jobs.append(job)
+        return []
+
+    make_worker(SimpleNamespace(**{**vars(stack), "sts": sts}), cleaner=cleaner).poll_once()
     # THEN every AssumeRole (the run's and the cleanup's) named that ARN, never a rebuilt one
     assert types(stack, stack.issue)[-1] == "IssueProcessed"
     assert len(sts.assumed) >= 2 and set(sts.assumed) == {arn}
+    # AND the cleaner protects that role, not the default name
+    assert jobs and jobs[0].protection.role("custom-runner") and not jobs[0].protection.role("gip-processing")
 
 
 def test_no_account_backs_off_without_failing_the_issue_or_spending_receives(stack):

@@ -23,7 +23,7 @@ import threading
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from gip.domain.envelope import Cause, Envelope, account_stream, parse_iso, utcnow
@@ -87,7 +87,7 @@ class Cleanup:
         if claim is None:
             return self._busy(account_id, lease_id)
         job = CleanupJob(account_id=account_id, lease_id=lease_id, regions=self.regions,
-                         credentials=self.member_credentials(state.role_arn, lease_id), protection=self.protection,
+                         credentials=self.member_credentials(state.role_arn, lease_id), protection=self._protection(state.role_arn),
                          since=since, until=self.clock(), endpoint_url=self.endpoint_url,
                          management_account=self.management_account,
                          wait_s=self.wait_s if wait_s is None else wait_s)
@@ -130,6 +130,11 @@ class Cleanup:
         finally:
             done.set()
             keeper.join(timeout=5)
+
+    def _protection(self, role_arn: str) -> Protection:
+        """Protect the role this account registered with (its name may differ from the default)."""
+        name = role_arn.rsplit("/", 1)[-1] if role_arn else ""
+        return replace(self.protection, role_name=name) if name else self.protection
 
     def _busy(self, account_id: str, lease_id: str | None) -> str:
         if not _wanted(self.pool.get(account_id), lease_id):
