@@ -5,9 +5,7 @@ the bus rule played by a thread that forwards every AccountReleased to the clean
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 import threading
 import time
 from collections import Counter
@@ -16,27 +14,23 @@ from pathlib import Path
 import pytest
 
 from gip.domain.pool import AVAILABLE
-from tests.worker_env import ROLE, make_stack, member_ids, queue_issue, register, send_event
+from tests.worker_env import (
+    make_stack,
+    member_ids,
+    queue_issue,
+    register,
+    send_event,
+    start_worker_process,
+)
 
 pytestmark = pytest.mark.server
-ROOT = Path(__file__).resolve().parent.parent
 ISSUES = 3
 
 
 def _start_worker(stack, endpoint: str, name: str, count_file: Path) -> subprocess.Popen:
-    s = stack.settings
-    env = {
-        "PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/tmp"),
-        "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1", "AWS_REGION": "us-east-1", "AWS_ENDPOINT_URL": endpoint,
-        "GIP_PREFIX": s.prefix, "ISSUE_QUEUE_URL": s.issue_queue_url, "CLEANUP_QUEUE_URL": s.cleanup_queue_url,
-        "RESULTS_BUCKET": s.results_bucket, "PROCESSING_ROLE_NAME": ROLE, "EXTERNAL_ID": "ext-123",
-        "WORKER_NAME": name, "WORKER_POLL_SECONDS": "1", "PYTHONPATH": str(ROOT),
-        "CLEANER": "tests.fakes.counting_cleaner:clean", "COUNT_FILE": str(count_file), "CLEAN_DELAY": "4",
-        "CLEANUP_CLAIM_SECONDS": "10", "NUKE": "off",
-    }
-    return subprocess.Popen([sys.executable, "-m", "worker"], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    return start_worker_process(stack, endpoint, name, CLEANER="tests.fakes.counting_cleaner:clean",
+                                COUNT_FILE=str(count_file), CLEAN_DELAY="4", CLEANUP_CLAIM_SECONDS="10",
+                                NUKE="off")
 
 
 class Bus(threading.Thread):

@@ -6,7 +6,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -25,12 +24,12 @@ from tests.worker_env import (
     queue_issue,
     register,
     send_event,
+    start_worker_process,
     types,
     visible,
 )
 
 pytestmark = pytest.mark.server
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def _snippet(tmp: Path) -> str:
@@ -53,18 +52,8 @@ time.sleep(120)
 
 
 def _start_worker(stack, endpoint: str, name: str, **extra: str) -> subprocess.Popen:
-    s = stack.settings
-    env = {
-        "PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/tmp"),
-        "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1", "AWS_REGION": "us-east-1", "AWS_ENDPOINT_URL": endpoint,
-        "GIP_PREFIX": s.prefix, "ISSUE_QUEUE_URL": s.issue_queue_url, "CLEANUP_QUEUE_URL": s.cleanup_queue_url,
-        "RESULTS_BUCKET": s.results_bucket, "PROCESSING_ROLE_NAME": ROLE, "EXTERNAL_ID": "ext-123",
-        "WORKER_NAME": name, "WORKER_POLL_SECONDS": "1", "GITHUB_TOKEN": "ghp_never_in_the_child",
-        "PYTHONPATH": str(ROOT), **extra,
-    }
-    return subprocess.Popen([sys.executable, "-m", "worker"], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    # a token in the worker's environment, to show it never reaches the child
+    return start_worker_process(stack, endpoint, name, GITHUB_TOKEN="ghp_never_in_the_child", **extra)
 
 
 def _wait_for(predicate, timeout: float = 60, what: str = "condition"):

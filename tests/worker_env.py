@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 import random
+import subprocess
+import sys
 import uuid
 from dataclasses import replace
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -170,3 +174,19 @@ def bulk_reserve(stack: SimpleNamespace, ids: list[str], *, at: Any, lease_secon
             rows.save(row_from_account(stack.tables.pool, evolve(state, event), rand=random.random()))
             leases.append(lease_id)
     return leases
+
+
+def start_worker_process(stack: SimpleNamespace, endpoint: str, name: str, **extra: str) -> subprocess.Popen:
+    """A real ``python -m worker`` against the moto server at ``endpoint``, on ``stack``'s queues."""
+    s = stack.settings
+    root = Path(__file__).resolve().parent.parent
+    env = {
+        "PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/tmp"),
+        "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1", "AWS_REGION": "us-east-1", "AWS_ENDPOINT_URL": endpoint,
+        "GIP_PREFIX": s.prefix, "ISSUE_QUEUE_URL": s.issue_queue_url, "CLEANUP_QUEUE_URL": s.cleanup_queue_url,
+        "RESULTS_BUCKET": s.results_bucket, "PROCESSING_ROLE_NAME": ROLE, "EXTERNAL_ID": "ext-123",
+        "WORKER_NAME": name, "WORKER_POLL_SECONDS": "1", "PYTHONPATH": str(root), **extra,
+    }
+    return subprocess.Popen([sys.executable, "-m", "worker"], cwd=root, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
