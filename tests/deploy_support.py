@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -55,3 +56,13 @@ def options(endpoint: str, **overrides: Any) -> DeployOptions:
     }
     base.update(overrides)
     return DeployOptions(**base)
+
+
+def copy_source(dest: Path, *, files: tuple[str, ...] = ("setup.cfg",)) -> Path:
+    """The shipped trees (gip, handlers, schemas, worker) and ``files`` copied under ``dest``."""
+    root = Path(__file__).resolve().parent.parent
+    for top in ("gip", "handlers", "schemas", "worker"):
+        shutil.copytree(root / top, dest / top, ignore=shutil.ignore_patterns("__pycache__"))
+    for name in files:
+        shutil.copy(root / name, dest / name)
+    return dest

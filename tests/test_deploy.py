@@ -25,7 +25,7 @@ from gip.cli import packaging, stacks
 from gip.cli.deploy import deploy, render_outputs
 from gip.cli.destroy import DestroyOptions, destroy
 from gip.errors import GipError, UsageError
-from tests.deploy_support import ORG, FakeInstaller, RecordingReporter, options
+from tests.deploy_support import ORG, FakeInstaller, RecordingReporter, copy_source, options
 
 ROOT = Path(__file__).resolve().parent.parent
 PREFIX = "github-issue-processor"
@@ -48,11 +48,7 @@ pytestmark = pytest.mark.server
 
 @pytest.fixture(scope="module")
 def frozen_src(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    dest = tmp_path_factory.mktemp("src")
-    for top in ("gip", "handlers", "schemas", "worker"):
-        shutil.copytree(ROOT / top, dest / top, ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copy(ROOT / "setup.cfg", dest / "setup.cfg")
-    return dest
+    return copy_source(tmp_path_factory.mktemp("src"))
 
 
 @pytest.fixture(scope="module")

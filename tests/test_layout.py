@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import inspect
-import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+from tests.deploy_support import copy_source
 
 ROOT = Path(__file__).resolve().parent.parent
 MAX_MODULE_LINES = 400
@@ -16,10 +17,7 @@ def egg_info(tmp_path: Path) -> Path:
     """setuptools' metadata for a copy of the source tree (no build, no network)."""
     src = tmp_path / "src"
     src.mkdir()
-    for name in ("setup.cfg", "pyproject.toml", "README.md", "bootstrap.py"):
-        shutil.copy(ROOT / name, src / name)
-    for top in ("gip", "handlers", "worker", "schemas"):
-        shutil.copytree(ROOT / top, src / top, ignore=shutil.ignore_patterns("__pycache__"))
+    copy_source(src, files=("setup.cfg", "pyproject.toml", "README.md", "bootstrap.py"))
     out = tmp_path / "meta"
     out.mkdir()
     subprocess.run([sys.executable, "-c", "from setuptools import setup; setup()", "-q", "egg_info",

@@ -14,7 +14,7 @@ from gip.cli import packaging
 from gip.cli.deploy import deploy
 from gip.cli.template_source import TEMPLATE_BODY_LIMIT, needs_url, template_key
 from gip.errors import GipError
-from tests.deploy_support import RecordingReporter, options
+from tests.deploy_support import RecordingReporter, copy_source, options
 
 ROOT = Path(__file__).resolve().parent.parent
 ACCOUNT = "123456789012"
@@ -47,11 +47,7 @@ def padded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
 
 @pytest.fixture(scope="module")
 def src(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    dest = tmp_path_factory.mktemp("src")
-    for top in ("gip", "handlers", "schemas", "worker"):
-        shutil.copytree(ROOT / top, dest / top, ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copy(ROOT / "setup.cfg", dest / "setup.cfg")
-    return dest
+    return copy_source(tmp_path_factory.mktemp("src"))
 
 
 def test_a_template_over_the_limit_is_uploaded_and_passed_by_url(moto_server: str, padded: str, src: Path) -> None:

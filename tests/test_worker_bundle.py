@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 import json
-import shutil
 import subprocess
 import sys
 import zipfile
@@ -19,7 +18,7 @@ import pytest
 
 from gip.cli import packaging
 from gip.local.gaps import load_template
-from tests.deploy_support import FakeInstaller
+from tests.deploy_support import FakeInstaller, copy_source
 
 ROOT = Path(__file__).resolve().parent.parent
 FAKE_NUKE = b"#!/bin/sh\necho 'aws-nuke version v3.63.4'\n"  # stands in for the pinned release
@@ -60,10 +59,7 @@ def test_the_worker_keeps_the_sdk_the_lambda_prunes_it(tmp_path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def bundle(moto_server: str, tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
-    src = tmp_path_factory.mktemp("src")
-    for top in ("gip", "handlers", "schemas", "worker"):
-        shutil.copytree(ROOT / top, src / top, ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copy(ROOT / "setup.cfg", src / "setup.cfg")
+    src = copy_source(tmp_path_factory.mktemp("src"))
     art = packaging.build("worker", root=src, installer=FakeInstaller(), nuke=FAKE_NUKE)
     s3 = boto3.client("s3", endpoint_url=moto_server, region_name="us-east-1")
     s3.create_bucket(Bucket="artifacts")
