@@ -81,3 +81,13 @@ def test_the_token_is_not_in_the_repr(sm):
     source = TokenSource(secret_id=SECRET_ID, env=LAMBDA, secrets_client=lambda: sm)
     source.get()
     assert "supersecret" not in repr(source)
+
+
+def test_token_source_meets_the_credentials_contract(sm) -> None:
+    from gip.adapters.github.auth import Credentials
+
+    source: Credentials = TokenSource(secret_id=SECRET_ID, env={"GITHUB_TOKEN": "ghp_local"},
+                                      secrets_client=lambda: sm)
+    assert source.token_for("octo/repo") == source.token_for(None) == "ghp_local"
+    assert source.rate_key("octo/repo") == source.rate_key("other/repo") == "token"
+    assert "ghp_local" not in source.rate_key(None)

@@ -57,9 +57,17 @@ class TokenSource:
             self._fetched_at = now
         return self._value
 
-    def invalidate(self) -> None:
+    def invalidate(self, repo: str | None = None) -> None:
         """Forget the cached token (after a 401, the secret may have been rotated)."""
         self._fetched_at = None
+
+    # -- the Credentials contract (gip.adapters.github.auth): one token for every repository
+
+    def token_for(self, repo: str | None) -> str | None:
+        return self.get()
+
+    def rate_key(self, repo: str | None) -> str:
+        return "token"  # a PAT's limits are per user: one bucket for the deployment
 
     def _fetch(self) -> str | None:
         if not self.in_lambda and self._env.get("GITHUB_TOKEN"):
