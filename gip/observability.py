@@ -15,6 +15,7 @@ Names and fields are listed in docs/internals.md, "Logs and metrics".
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import os
 import sys
@@ -57,8 +58,10 @@ class JsonFormatter(LambdaPowertoolsFormatter):
         super().__init__(utc=True, use_rfc3339=True, **keys)
 
     def serialize(self, log: Any) -> str:
+        # as JSON first: values that are objects (the stack trace's exception) become their text
+        plain = json.loads(json.dumps(log, default=self.json_default))
         clean = {k: (REDACTED if k not in KEYS and SECRET_ENV_NAME.search(k) and v else v)
-                 for k, v in _redactor[0].data(log).items()}
+                 for k, v in _redactor[0].data(plain).items()}
         return super().serialize(clean)  # type: ignore[arg-type]
 
 
