@@ -23,4 +23,5 @@ def _service() -> Gatekeeper:
 def handler(event: dict[str, Any], context: Any) -> BatchResponse:
     """SQS batch → partial batch failures; one idempotent decision per record."""
     gatekeeper = _service()
-    return run_batch(event, context, observability.per_event(gatekeeper.handle), github=gatekeeper.github, name="gatekeeper")
+    return run_batch(event, context, observability.per_event(gatekeeper.handle),
+                     github=gatekeeper.github, name="gatekeeper")

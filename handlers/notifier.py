@@ -24,4 +24,5 @@ def handler(event: dict[str, Any], context: Any) -> BatchResponse:
     """SQS batch → partial batch failures; one idempotent update per record."""
     notifier = _service()
     with notifier.batch():
-        return run_batch(event, context, observability.per_event(notifier.handle), github=notifier.github, name="notifier")
+        return run_batch(event, context, observability.per_event(notifier.handle),
+                         github=notifier.github, name="notifier")
