@@ -92,7 +92,8 @@ def setup(service: str | None = None) -> None:
     handler = _Stdout(sys.stdout)
     handler.setFormatter(JsonFormatter(service or os.environ.get(SERVICE_ENV, "")))
     root.addHandler(handler)
-    root.setLevel(os.environ.get(LEVEL_ENV, "INFO").upper())
+    level = os.environ.get(LEVEL_ENV, "INFO").upper()
+    root.setLevel(level if level in logging.getLevelNamesMapping() else "INFO")  # a typo must not stop the function
     _state["owner"] = "process"
 
 
@@ -116,7 +117,7 @@ def entry(service: str) -> Callable[[F], F]:
             with log_keys(service=service, function_request_id=getattr(context, "aws_request_id", None)):
                 return handler(event, context, *args, **kwargs)
 
-        invoke.service = service  # type: ignore[attr-defined]  # = POWERTOOLS_SERVICE_NAME in the template
+        invoke.service = service  # type: ignore[attr-defined]  # the function's name ends with it (tests)
         return cast(F, invoke)
 
     return wrap
