@@ -90,6 +90,25 @@ def test_an_org_event_logs_the_correlation_its_lifecycle_records(lines, monkeypa
     assert line["account_id"] == "210987654321" and line["event_type"] == "CloseAccount"
 
 
+def test_a_webhook_delivery_logs_its_delivery_id_as_correlation_id(lines, monkeypatch) -> None:
+    from gip.local import samples
+    from gip.local.apigw import proxy_event
+
+    monkeypatch.setenv("GITHUB_WEBHOOK_SECRET", "the-right-secret-1")
+    webhook_handler.reset()
+    body = samples.encode(samples.issue_payload(number=3, body="x"))
+    headers = samples.headers(body, "a-wrong-secret-22", delivery="d-hook-1")
+    event = proxy_event(method="POST", path="/webhook", query="", headers=list(headers.items()), body=body,
+                        source_ip="127.0.0.1")
+    try:
+        assert webhook_handler.handler(event, None)["statusCode"] == 401
+    finally:
+        webhook_handler.reset()
+    logged = [x for x in lines() if x.get("service") == "webhook"]
+    assert logged and all(x["correlation_id"] == "d-hook-1" for x in logged)
+    assert "the-right-secret-1" not in json.dumps(logged)
+
+
 # --------------------------------------------------------------------------- redaction
 def test_secrets_never_reach_a_log_line(lines, monkeypatch) -> None:
     secret = "whsec-0f9e8d7c6b5a4"
