@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from functools import cache
 from typing import Any
 
+from gip import observability
 from gip.services.capacity import Capacity
 
 log = logging.getLogger(__name__)
@@ -19,6 +20,7 @@ def _service() -> Capacity:
     return Capacity.from_env()
 
 
+@observability.entry("capacity")
 def lambda_handler(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
     """SQS batch (pool-changing events) or a schedule: one sync covers every record.
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
+from gip import observability
 from gip.adapters.github.consumer import run_batch
 from gip.adapters.sqs_batch import BatchResponse
 from gip.services.gatekeeper import Gatekeeper
@@ -18,7 +19,9 @@ def _service() -> Gatekeeper:
     return Gatekeeper.from_env()
 
 
+@observability.entry("gatekeeper")
 def handler(event: dict[str, Any], context: Any) -> BatchResponse:
     """SQS batch → partial batch failures; one idempotent decision per record."""
     gatekeeper = _service()
-    return run_batch(event, context, gatekeeper.handle, github=gatekeeper.github, name="gatekeeper")
+    return run_batch(event, context, observability.per_event(gatekeeper.handle),
+                     github=gatekeeper.github, name="gatekeeper")

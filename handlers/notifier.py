@@ -8,6 +8,7 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
+from gip import observability
 from gip.adapters.github.consumer import run_batch
 from gip.adapters.sqs_batch import BatchResponse
 from gip.services.notifier import Notifier
@@ -18,8 +19,10 @@ def _service() -> Notifier:
     return Notifier.from_env()
 
 
+@observability.entry("notifier")
 def handler(event: dict[str, Any], context: Any) -> BatchResponse:
     """SQS batch → partial batch failures; one idempotent update per record."""
     notifier = _service()
     with notifier.batch():
-        return run_batch(event, context, notifier.handle, github=notifier.github, name="notifier")
+        return run_batch(event, context, observability.per_event(notifier.handle),
+                         github=notifier.github, name="notifier")

@@ -31,6 +31,7 @@ from collections.abc import Mapping
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
+from gip import observability
 from gip.adapters.sqs_batch import BatchResponse, process_sqs_batch
 from gip.domain.org_changes import classify
 from gip.services.lifecycle import Lifecycle
@@ -48,6 +49,7 @@ def _service() -> Lifecycle:
     return Lifecycle.from_settings(Settings.from_env())
 
 
+@observability.entry("org-events")
 def lambda_handler(event: Mapping[str, Any], context: Any) -> BatchResponse:
     """SQS batch of EventBridge events → partial batch failures."""
     return process_batch(_service(), event)
@@ -62,13 +64,16 @@ def process_batch(lifecycle: Lifecycle, event: Mapping[str, Any]) -> BatchRespon
         except (KeyError, TypeError, ValueError):
             log.error("org event %s is not JSON: dropped", record.message_id)
             return  # retrying cannot fix it
-        try:
-            change = classify(body)
-            outcome = lifecycle.apply(change)
-            log.info("%s %s: %s", change.event_name or "?", change.account_id or "-", outcome)
-        except Exception as exc:
-            log.error("org event %s failed: %s", record.message_id, exc)
-            raise
+        change = classify(body)
+        # the correlation id the lifecycle gives the events it records (gip.services.lifecycle)
+        with observability.log_keys(correlation_id=f"org-{change.event_id or change.account_id}",
+                                    event_type=change.event_name, account_id=change.account_id):
+            try:
+                outcome = lifecycle.apply(change)
+                log.info("%s %s: %s", change.event_name or "?", change.account_id or "-", outcome)
+            except Exception as exc:
+                log.error("org event %s failed: %s", record.message_id, exc)
+                raise
 
     return process_sqs_batch(event, record_handler)
 

@@ -1,5 +1,6 @@
 """Lambda entry: the publisher (:func:`gip.services.publisher.publish_records`), the events
-table's stream onto the bus, in stream order. Settings and client are built once per container.
+table's stream onto the bus, in stream order, and the metrics the published events stand for.
+Settings and client are built once per container.
 """
 
 from __future__ import annotations
@@ -8,6 +9,7 @@ from collections.abc import Mapping
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
+from gip import observability
 from gip.services.publisher import publish_records
 
 if TYPE_CHECKING:
@@ -24,8 +26,9 @@ def _service() -> tuple[Settings, Any]:
     return Settings.from_env(), boto3.client("events")
 
 
+@observability.entry("publisher")
 def handler(event: Mapping[str, Any], context: Any = None) -> dict[str, list[dict[str, str]]]:
     """Lambda entry point for the events table's stream (ReportBatchItemFailures on)."""
     settings, client = _service()
-    return publish_records(event.get("Records", []), client=client,
-                           bus_name=settings.bus_name, source=settings.prefix)
+    return publish_records(event.get("Records", []), client=client, bus_name=settings.bus_name,
+                           source=settings.prefix, metrics=observability.emitter(settings.prefix))

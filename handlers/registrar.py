@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from functools import cache
 from typing import Any
 
+from gip import observability
 from gip.adapters import custom_resource as cr
 from gip.services.registrar import Registrar
 
@@ -35,6 +36,7 @@ def _service(function_arn: str) -> Registrar:
     )
 
 
+@observability.entry("registrar")
 def lambda_handler(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
     """SNS (or SQS, or direct) event → one answered request per record."""
     registrar = _service(str(getattr(context, "invoked_function_arn", "") or ""))

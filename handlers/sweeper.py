@@ -11,6 +11,7 @@ from datetime import datetime
 from functools import cache
 from typing import Any
 
+from gip import observability
 from gip.domain.envelope import utcnow
 from gip.services.issues import Issues
 from gip.services.pool import Pool
@@ -31,6 +32,7 @@ def _service() -> tuple[Pool, Issues, int, int]:
             settings.lease_hard_cap_seconds, int(os.environ.get("MAX_ATTEMPTS") or 3))
 
 
+@observability.entry("sweeper")
 def handler(event: dict[str, Any], context: Any, *, clock: Callable[[], datetime] = utcnow) -> dict[str, Any]:
     """Schedule or SQS entry point: the event's content does not matter, every call sweeps."""
     pool, issues, hard_cap, max_attempts = _service()

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
+from gip import observability
 from gip.domain.delivery import parse_secrets
 from gip.domain.qualify import Rules
 from gip.errors import ConfigError
@@ -25,15 +26,26 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+@observability.entry("webhook")
 def handler(event: Mapping[str, Any], context: Any = None) -> Response:
     """Lambda entry point (API Gateway REST or HTTP API proxy integration)."""
-    try:
-        settings, secrets = _settings(), _secrets()
-    except ConfigError as exc:
-        log.error("webhook: %s; every delivery is refused until it is configured", exc)
-        return answer(500, "error", "webhook is not configured")
-    return handle(event, rules=Rules(settings.required_labels, settings.bot_login),
-                  secrets=secrets, max_bytes=settings.max_body_bytes, issues=_issues)
+    with observability.log_keys(correlation_id=_delivery_id(event)):
+        try:
+            settings, secrets = _settings(), _secrets()
+        except ConfigError as exc:
+            log.error("webhook: %s; every delivery is refused until it is configured", exc)
+            return answer(500, "error", "webhook is not configured")
+        return handle(event, rules=Rules(settings.required_labels, settings.bot_login),
+                      secrets=secrets, max_bytes=settings.max_body_bytes, issues=_issues)
+
+
+def _delivery_id(event: Mapping[str, Any]) -> str | None:
+    """X-GitHub-Delivery, the correlation id of every event this delivery leads to."""
+    headers = event.get("headers") if isinstance(event, Mapping) else None
+    if not isinstance(headers, Mapping):
+        return None
+    found = next((v for k, v in headers.items() if str(k).lower() == "x-github-delivery"), None)
+    return str(found)[:100] if found else None
 
 
 # --- per-container state: settings, secret and the Issues service, each built once ---------
@@ -64,6 +76,7 @@ def _secrets() -> tuple[str, ...]:
         secrets = parse_secrets(_fetch_secret(_settings().webhook_secret_id))
     if not secrets:
         raise ConfigError("no webhook secret configured (GITHUB_WEBHOOK_SECRET or WEBHOOK_SECRET_ID)")
+    observability.hide(*secrets)  # never in a log line, whatever logs it
     return secrets  # only a usable secret is cached: a fix needs no new container
 
 

@@ -9,6 +9,7 @@ from typing import Any
 import boto3
 import pytest
 
+from gip.domain import metrics
 from gip.domain.envelope import Cause
 from gip.services import capacity as capacity_service
 from handlers import capacity as cap
@@ -126,20 +127,31 @@ def test_sqs_batch_syncs_once_and_reports_every_record_on_failure(world: SimpleN
         cap.lambda_handler({"source": "aws.scheduler"}, None)  # the schedule: fail loudly
 
 
-def test_every_sync_publishes_the_usable_count_as_an_emf_metric(world: SimpleNamespace) -> None:
-    lines: list[str] = []
+def test_every_sync_publishes_the_usable_and_available_counts(world: SimpleNamespace) -> None:
+    batches: list[list[metrics.Point]] = []
     register(world, "100000000001", "100000000002")
     capacity = capacity_service.Capacity(world.pool, world.scaling, cluster=CLUSTER, service=SERVICE,
-                            prefix="gip-test", emit=lines.append)
+                                         metrics=batches.append)
     capacity.sync()
+    assert world.pool.reserve(issue="issue-o/r#1", worker="w", cause=Cause("t", "test")) is not None
     capacity.sync()  # no write, but the alarm still gets its data point
-    assert len(lines) == 2
-    record = json.loads(lines[-1])
-    assert record["UsableAccounts"] == 2 and record["Prefix"] == "gip-test"
-    [directive] = record["_aws"]["CloudWatchMetrics"]
-    assert directive == {"Namespace": "GitHubIssueProcessor", "Dimensions": [["Prefix"]],
-                         "Metrics": [{"Name": "UsableAccounts", "Unit": "Count"}]}
-    assert isinstance(record["_aws"]["Timestamp"], int)
+    assert len(batches) == 2
+    assert {p.name: p.value for p in batches[-1]} == {"UsableAccounts": 2, "AvailableAccounts": 1}
+
+
+def test_an_unreadable_pool_scan_leaves_out_only_the_available_gauge(world: SimpleNamespace) -> None:
+    batches: list[list[metrics.Point]] = []
+    register(world, "100000000001")
+
+    class NoScan(SimpleNamespace):
+        def accounts(self) -> list[Any]:
+            raise RuntimeError("AccessDenied: dynamodb:Scan")
+
+    pool = NoScan(counts=world.pool.counts)
+    capacity = capacity_service.Capacity(pool, world.scaling, cluster=CLUSTER, service=SERVICE,
+                                         metrics=batches.append)
+    assert capacity.sync() == capacity_service.Change(0, 1)  # the sync itself goes on
+    assert [(p.name, p.value) for p in batches[0]] == [("UsableAccounts", 1)]
 
 
 def test_cluster_and_service_are_required(world: SimpleNamespace) -> None:
@@ -157,4 +169,9 @@ def test_lambda_entry_builds_from_the_template_environment(world: SimpleNamespac
     register(world, "100000000001")
     assert cap.handler({"source": "aws.events", "detail-type": "Scheduled Event"}, None) == {"batchItemFailures": []}
     assert max_capacity(world) == (0, 1)
-    assert '"UsableAccounts":1' in capsys.readouterr().out
+    [emf] = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith('{"_aws"')]
+    [directive] = emf["_aws"]["CloudWatchMetrics"]
+    assert directive["Namespace"] == "GitHubIssueProcessor" and directive["Dimensions"] == [["Prefix"]]
+    assert {m["Name"]: m["Unit"] for m in directive["Metrics"]} == {"UsableAccounts": "Count", "AvailableAccounts": "Count"}
+    assert emf["Prefix"] == world.core.settings.prefix
+    assert emf["UsableAccounts"] == [1.0] and emf["AvailableAccounts"] == [1.0]

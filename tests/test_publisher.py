@@ -308,3 +308,56 @@ def test_webhook_to_bus_end_to_end_over_moto_server(moto_server: str, monkeypatc
     (stored_event,) = core.store.read("issue-octo-org/hello-world#42")
     assert (message["source"], message["detail-type"]) == ("e2e", "IssueReceived")
     assert message["detail"] == stored_event
+
+
+# --- metrics: the published events are counted, once, by what they say -----------------------
+
+
+def issue_event(number: int, type_: str, data: dict[str, Any]) -> dict[str, Any]:
+    event = new_event(type_, stream=f"issue-octo-org/hello-world#{number}", data=data,
+                      cause=Cause(correlation_id=f"d-{number}", actor="test"))
+    return {**event, "version": 2}
+
+
+PROCESSED = {"run": 1, "verdict": "reproduced", "exit_code": 3, "duration_s": 4.5, "result_uri": "s3://b/k"}
+FAILED = {"run": 1, "error": "processor_error: boom", "retryable": False, "attempt": 1}
+
+
+def test_published_events_are_counted_and_the_retried_tail_is_not() -> None:
+    points: list[Any] = []
+    records = [stored(1, issue_event(1, "IssueProcessed", PROCESSED)), stored(2, envelope(2)),  # IssueSkipped
+               stored(3, issue_event(3, "IssueProcessingFailed", FAILED))]
+    failed = publish(records, FakeEvents(fail={3: 99}), metrics=points.extend)
+    assert failed == seqs(3)  # left for the stream to bring back: counted when it is published
+    assert [(p.name, p.value, p.dimensions) for p in points] == [
+        ("IssuesProcessed", 1.0, (("Verdict", "reproduced"),)), ("ProcessingSeconds", 4.5, ()),
+        ("IssuesSkipped", 1.0, ())]
+
+
+def test_a_metrics_failure_never_fails_the_batch() -> None:
+    def broken(points: Any) -> None:
+        raise RuntimeError("stdout closed")
+
+    assert publish([stored(1, envelope(1))], FakeEvents(), metrics=broken) == []
+
+
+def test_handler_prints_emf_with_namespace_names_units_and_dimensions(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setattr(publisher, "_service", lambda: (Settings.from_env(), FakeEvents()))
+    records = [stored(1, issue_event(1, "IssueProcessed", PROCESSED)),
+               stored(2, issue_event(2, "IssueProcessingFailed", FAILED))]
+    assert publisher.handler({"Records": records}, None) == {"batchItemFailures": []}
+    blobs = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith('{"_aws"')]
+    by_dims = {tuple(b["_aws"]["CloudWatchMetrics"][0]["Dimensions"][0]): b for b in blobs}
+    assert set(by_dims) == {("Prefix", "Verdict"), ("Prefix",), ("Prefix", "Retryable")}
+    for blob in blobs:
+        [directive] = blob["_aws"]["CloudWatchMetrics"]
+        assert directive["Namespace"] == "GitHubIssueProcessor" and blob["Prefix"] == PREFIX
+    processed = by_dims[("Prefix", "Verdict")]
+    assert processed["_aws"]["CloudWatchMetrics"][0]["Metrics"] == [{"Name": "IssuesProcessed", "Unit": "Count"}]
+    assert (processed["Verdict"], processed["IssuesProcessed"]) == ("reproduced", [1.0])
+    assert by_dims[("Prefix",)]["_aws"]["CloudWatchMetrics"][0]["Metrics"] == [
+        {"Name": "ProcessingSeconds", "Unit": "Seconds"}]
+    assert by_dims[("Prefix",)]["ProcessingSeconds"] == [4.5]
+    failures = by_dims[("Prefix", "Retryable")]
+    assert (failures["Retryable"], failures["IssueFailures"]) == ("false", [1.0])

@@ -619,3 +619,113 @@ def test_every_checkov_skip_has_a_reason() -> None:
     makefile = (TEMPLATES.parent / "Makefile").read_text()
     assert re.search(r"^lint:.*\bcheckov\b", makefile, re.MULTILINE)
     assert "--config-file .checkov.yaml" in makefile
+
+
+# ------------------------------------------------------------------ metrics, alarms, dashboard (issue 13)
+# The names come from gip/domain/metrics.py, the module the emitters use: they cannot drift.
+
+def _sub_text(value: Any) -> str:
+    """A ``!Sub`` string with ``${X}`` left as is (placeholders compare as text)."""
+    return value["Fn::Sub"] if isinstance(value, dict) else str(value)
+
+
+def _dashboard_rows(worker: dict[str, Any]) -> list[tuple[str, list[str]]]:
+    """Every metric row of the dashboard, the ``.`` / ``...`` shorthands expanded: (title, row)."""
+    import json
+    import re
+
+    [dashboard] = of_type(worker, "AWS::CloudWatch::Dashboard").values()
+    body = json.loads(re.sub(r"\$\{([^}]+)\}", r"<\1>", _sub_text(dashboard["Properties"]["DashboardBody"])))
+    rows = []
+    for widget in body["widgets"]:
+        props = widget["properties"]
+        assert props["region"] == "<AWS::Region>" and widget["type"] == "metric", props
+        previous: list[str] = []
+        for row in props["metrics"]:
+            if row[0] == "...":  # the row above with its last value(s) replaced
+                row = previous[:len(previous) - len(row) + 1] + row[1:]
+            else:
+                row = [previous[i] if v == "." else v for i, v in enumerate(row)]
+            rows.append((props["title"], row))
+            previous = row
+    return rows
+
+
+def _emitted() -> dict[str, Any]:
+    from gip.domain import metrics
+
+    return {m.name: m for m in metrics.ALL}
+
+
+def test_dashboard_shows_every_emitted_metric_with_its_exact_dimensions(worker: dict[str, Any]) -> None:
+    from gip.domain import metrics
+
+    shown: dict[str, set[tuple[tuple[str, str], ...]]] = {}
+    for _, row in _dashboard_rows(worker):
+        if row[0] != metrics.NAMESPACE:
+            continue
+        dims = dict(zip(row[2::2], row[3::2], strict=True))
+        metric = _emitted()[row[1]]  # a KeyError: a name the code never emits
+        assert set(dims) == {metrics.PREFIX, *metric.dimensions} and dims[metrics.PREFIX] == "<Prefix>", row
+        shown.setdefault(row[1], set()).add(tuple(sorted((k, v) for k, v in dims.items() if k != metrics.PREFIX)))
+    assert set(shown) == set(_emitted())
+    assert {v for (pair,) in shown["IssuesProcessed"] for v in pair[1:]} == metrics.VERDICTS | {"other"}
+    assert shown["IssueFailures"] == {(("Retryable", "true"),), (("Retryable", "false"),)}
+    assert shown["LeaseSeconds"] == {(("End", "released"),), (("End", "timed_out"),)}
+
+
+def test_dashboard_shows_every_dead_letter_queue_and_the_alarmed_lambdas(mgmt: dict[str, Any],
+                                                                         worker: dict[str, Any]) -> None:
+    rows = _dashboard_rows(worker)
+    dlqs = {_sub_text(q["Properties"]["QueueName"]).replace("${Prefix}", "<Prefix>")
+            for lid, q in of_type(mgmt, "AWS::SQS::Queue").items() if lid.endswith("Dlq")}
+    assert {row[3] for _, row in rows if row[:2] == ["AWS/SQS", "ApproximateNumberOfMessagesVisible"]} == dlqs
+    alarmed = {m["MetricStat"]["Metric"]["Dimensions"][0]["Value"]["Ref"]
+               for m in mgmt["Resources"]["LambdaErrorRateAlarm"]["Properties"]["Metrics"]
+               if "MetricStat" in m and m["MetricStat"]["Metric"]["MetricName"] == "Errors"}
+    names = {_sub_text(mgmt["Resources"][f]["Properties"]["FunctionName"]).replace("${Prefix}", "<Prefix>")
+             for f in alarmed}
+    assert {row[3] for _, row in rows if row[:2] == ["AWS/Lambda", "Errors"]} == names
+
+
+def test_alarms_on_our_metrics_name_what_the_code_emits(mgmt: dict[str, Any], worker: dict[str, Any]) -> None:
+    from gip.domain import metrics
+
+    watched = {}
+    for template in (mgmt, worker):
+        for lid, alarm in of_type(template, "AWS::CloudWatch::Alarm").items():
+            props = alarm["Properties"]
+            if props.get("Namespace") != metrics.NAMESPACE:
+                continue
+            metric = _emitted()[props["MetricName"]]
+            dims = {d["Name"]: d["Value"] for d in props["Dimensions"]}
+            assert set(dims) == {metrics.PREFIX, *metric.dimensions} and dims[metrics.PREFIX] == {"Ref": "Prefix"}, lid
+            assert props["AlarmActions"], lid
+            watched[lid] = (metric.name, {k: v for k, v in dims.items() if k != metrics.PREFIX})
+    assert watched == {"NoUsableAccountsAlarm": ("UsableAccounts", {}),
+                       "NonRetryableFailuresAlarm": ("IssueFailures", {"Retryable": "false"}),
+                       "QuarantineAlarm": ("Quarantines", {})}
+    topic = mgmt["Resources"]["AlarmTopic"]["Properties"]["TopicName"]["Fn::Sub"]
+    for lid in ("NonRetryableFailuresAlarm", "QuarantineAlarm"):  # in the worker stack: the topic by name
+        [action] = worker["Resources"][lid]["Properties"]["AlarmActions"]
+        assert action["Fn::Sub"].endswith(f":{topic}")
+
+
+def test_the_worker_names_its_service_and_namespace_as_the_code_does(worker: dict[str, Any]) -> None:
+    from gip.domain import metrics
+
+    [task] = of_type(worker, "AWS::ECS::TaskDefinition").values()
+    env = {e["Name"]: e["Value"] for e in task["Properties"]["ContainerDefinitions"][0]["Environment"]}
+    assert env["POWERTOOLS_METRICS_NAMESPACE"] == metrics.NAMESPACE and env["POWERTOOLS_SERVICE_NAME"] == "worker"
+
+
+def test_every_lambda_handler_sets_up_its_logs_under_its_own_name(mgmt: dict[str, Any]) -> None:
+    import importlib
+
+    services = {}
+    for lid, function in of_type(mgmt, "AWS::Lambda::Function").items():
+        module, _, attribute = function["Properties"]["Handler"].rpartition(".")
+        handler = getattr(importlib.import_module(module), attribute)
+        services[lid] = getattr(handler, "service", None)  # set by gip.observability.entry
+        assert services[lid] and _sub_text(function["Properties"]["FunctionName"]).endswith(f"-{services[lid]}"), lid
+    assert len(set(services.values())) == len(services)

@@ -11,6 +11,7 @@ from typing import Any
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
+from gip import observability
 from gip.errors import ConfigError, GipError
 from gip.services.issues import Issues
 from gip.services.pool import Pool
@@ -54,7 +55,7 @@ def build(cfg: WorkerConfig) -> Worker:
     return Worker(cfg, sqs=boto3.client("sqs", region_name=s.region),
                   s3=boto3.client("s3", region_name=s.region), sts=sts, pool=pool,
                   issues=Issues.from_settings(s, tables), processor=load_processor(cfg.processor),
-                  cleanup=cleanup)
+                  cleanup=cleanup, metrics=observability.emitter(s.prefix))
 
 
 def _own_account(sts: Any) -> str:
@@ -66,13 +67,14 @@ def _own_account(sts: Any) -> str:
 
 
 def main() -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    observability.setup("worker")  # JSON lines on stdout (the task's awslogs), secrets redacted
     protect_worker_process()  # before anything else: our environ is not the snippet's business
     try:
         worker = build(WorkerConfig.from_env())
     except GipError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    observability.bind(worker=worker.cfg.name)
     isolation = worker.cfg.limits.isolation
     if isolation is not None and isolation.note:
         logging.getLogger("worker.sandbox").warning(isolation.note)

@@ -13,6 +13,7 @@ the message is made visible again at once.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import os
 import random
@@ -21,6 +22,7 @@ from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
+from gip import observability
 from gip.domain.envelope import (
     Cause,
     Envelope,
@@ -31,6 +33,7 @@ from gip.domain.envelope import (
     utcnow,
 )
 from gip.domain.issue import FAILED, RUNNING, Issue
+from gip.domain.metrics import Point, lease_seconds, queue_wait
 from gip.domain.redaction import Redactor, secrets_from_env
 from gip.errors import AwsError, ConcurrencyConflict, GipError, IllegalTransition
 from gip.services.issues import Issues
@@ -53,10 +56,14 @@ class Heartbeat(threading.Thread):
     def __init__(self, *, every: float, beat: Callable[[], bool]) -> None:
         super().__init__(daemon=True, name="heartbeat")
         self.every, self._beat = every, beat
+        self._context = contextvars.copy_context()  # the run's log keys on the beat's lines too
         self._done = threading.Event()
         self.lost = threading.Event()
 
     def run(self) -> None:
+        self._context.run(self._run)
+
+    def _run(self) -> None:
         while not self._done.wait(self.every):
             if not self._beat():
                 self.lost.set()
@@ -73,10 +80,11 @@ class Worker(QueueMessages):
 
     def __init__(self, cfg: WorkerConfig, *, sqs: Any, s3: Any, sts: Any, pool: Pool, issues: Issues,
                  processor: Processor, cleanup: Cleanup, clock: Callable[[], datetime] = utcnow,
-                 rng: random.Random | None = None, environ: Mapping[str, str] | None = None) -> None:
+                 rng: random.Random | None = None, environ: Mapping[str, str] | None = None,
+                 metrics: Callable[[list[Point]], None] = lambda points: None) -> None:
         self.cfg, self.sqs, self.s3, self.sts = cfg, sqs, s3, sts
         self.pool, self.issues, self.processor, self.cleanup = pool, issues, processor, cleanup
-        self.clock, self.rng = clock, rng or random.Random()
+        self.clock, self.rng, self.metrics = clock, rng or random.Random(), metrics
         self.stop = threading.Event()
         self._cancel: threading.Event | None = None
         self.actor = f"worker:{cfg.name}"
@@ -105,6 +113,10 @@ class Worker(QueueMessages):
 
     def poll_once(self) -> str:
         """Take one cleanup message if any, else one issue message. Returns what happened."""
+        with observability.log_keys():  # what a message binds ends with it
+            return self._poll()
+
+    def _poll(self) -> str:
         s = self.cfg.settings
         if s.cleanup_queue_url:
             msgs = self._receive(s.cleanup_queue_url, wait=0)
@@ -130,6 +142,7 @@ class Worker(QueueMessages):
         receives = int(msg.get("Attributes", {}).get("ApproximateReceiveCount", 1))
         try:
             event = envelope_from_sqs_body(msg["Body"])
+            observability.bind(**observability.event_keys(event))
             outcome = self.cleanup.from_event(event, actor=self.actor)
         except CleanupFailed:
             self._visibility(url, msg, backoff_seconds(receives, base=30, cap=900, rng=self.rng))
@@ -149,6 +162,7 @@ class Worker(QueueMessages):
         url = self.cfg.settings.issue_queue_url
         try:
             event = envelope_from_sqs_body(msg["Body"])
+            observability.bind(**observability.event_keys(event))
             repo, number = split_issue_stream(event["stream"])
             run = int(event["data"]["run"])
         except (ValueError, KeyError, TypeError) as exc:
@@ -169,6 +183,7 @@ class Worker(QueueMessages):
         lease = self.pool.reserve(issue=event["stream"], worker=self.cfg.name, cause=cause)
         if lease is None:
             return self._no_account(msg, event, issue, cause)
+        observability.bind(account_id=lease.account_id, lease_id=lease.lease_id)
         self._visibility(url, msg, self.cfg.visibility_s)
         attempt = issue.attempt + 1
         try:
@@ -179,6 +194,7 @@ class Worker(QueueMessages):
             log.info("%s changed before the start (%s): giving the account back", event["stream"], exc)
             self._give_back(lease, cause, lambda: self._visibility(url, msg, 0))
             return "conflict"
+        self.metrics(queue_wait(waiting_since=issue.updated_at, started_at=started["occurred_at"]))
         return self._process(msg, lease, repo, number, run, attempt, Cause.from_event(started, actor=self.actor))
 
     def _no_account(self, msg: dict[str, Any], event: Envelope, issue: Issue, cause: Cause) -> str:
@@ -339,11 +355,12 @@ class Worker(QueueMessages):
         After SIGTERM the direct cleanup gets only ``stop_budget_s`` (the ECS stop timeout); what
         it cannot finish stays CLEANING and the cleanup queue finishes it."""
         try:
-            self.pool.release(lease.account_id, lease_id=lease.lease_id, cause=cause)
+            released = self.pool.release(lease.account_id, lease_id=lease.lease_id, cause=cause)
         except (IllegalTransition, ConcurrencyConflict) as exc:
             log.warning("release of %s refused (%s): the sweeper owns it now", lease.account_id, exc)
             settle()
             return
+        self.metrics(lease_seconds(reserved_at=lease.reserved_at, released_at=released["occurred_at"]))
         settle()
         try:
             self.cleanup.attempt(lease.account_id, lease_id=lease.lease_id, since=parse_iso(lease.reserved_at),

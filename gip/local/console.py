@@ -6,8 +6,10 @@ import logging
 import socket
 import warnings
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
+from gip import observability
 from gip.errors import GipError
 from worker.sandbox import MARKER
 
@@ -83,12 +85,16 @@ def ensure_free(host: str, port: int, *, flag: str) -> None:
                            f"{exc.strerror}") from exc
 
 
-def configure_logging() -> None:
-    """Warnings and errors of the functions, one line each; moto/werkzeug chatter off."""
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+def configure_logging(log_dir: Path) -> None:
+    """On the terminal, warnings and errors of the functions, one line each; in
+    ``<log_dir>/<function>.jsonl``, every line from INFO up as JSON (docs/local.md, "Logs").
+    moto/werkzeug chatter off."""
+    console = logging.StreamHandler()
+    console.setLevel(logging.WARNING)  # the webhook's INFO line per delivery: the gateway prints its own
+    console.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.getLogger().addHandler(console)
+    observability.host(observability.FunctionFiles(log_dir))  # root level INFO, for the files
     for noisy in ("werkzeug", "botocore", "urllib3", "moto"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
-    # The webhook logs every delivery at INFO; the gateway prints its own line per request.
-    logging.getLogger("gip.services.webhook").setLevel(logging.WARNING)
     # moto warns for each resource type its CloudFormation skips; local_gaps reports those.
     warnings.filterwarnings("ignore", category=UserWarning, module=r"moto\..*")

@@ -79,8 +79,10 @@ class Printer:
 
 class StdoutRouter:
     """``sys.stdout`` while local mode runs, playing CloudWatch Logs for the functions' prints:
-    Embedded Metric Format records (``{"_aws": ...}``, e.g. capacity's UsableAccounts) go to a
-    metrics file, every other line to the terminal (the notifier's "would post" text)."""
+    Embedded Metric Format records (``{"_aws": ...}``: the publisher's and capacity's metrics) go
+    to a metrics file, every other line to the terminal (the notifier's "would post" text). Log
+    records do not come through here: they go to the terminal (warnings) and to
+    ``.local/logs/<function>.jsonl`` (:func:`gip.local.console.configure_logging`)."""
 
     def __init__(self, terminal: TextIO, metrics_path: Any) -> None:
         self.terminal = terminal

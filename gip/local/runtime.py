@@ -182,12 +182,11 @@ class Supervisor:
         self.threads.append(Scheduler(jobs, stop=self.halt))
         self.webhook = next(f for f in functions.values() if f.name == f"{o.prefix}-webhook")
         self._webhook_handler = self.webhook.load()
-        logging.getLogger("gip.services.webhook").setLevel(logging.WARNING)  # the gateway prints each request
         for thread in self.threads:
             thread.start()
         parent = dict(os.environ)
         self.workers = Workers(
-            count=o.workers, log_dir=o.state_dir / "run", echo=self.say,
+            count=o.workers, log_dir=o.state_dir / "run", json_dir=o.state_dir / "logs", echo=self.say,
             env_for=lambda name: worker_environment(wiring.worker_env, name=name, endpoint=endpoint,
                                                     region=o.region, credentials=parent_credentials(),
                                                     parent=parent))
@@ -329,7 +328,7 @@ class Supervisor:
 
 def run_local(opts: LocalOptions) -> int:
     """Run until Ctrl-C / SIGTERM; a second signal stops waiting for the workers."""
-    configure_logging()
+    configure_logging(opts.state_dir / "logs")
     faulthandler.register(signal.SIGUSR1, all_threads=True)  # `kill -USR1 <pid>`: where is it stuck?
     router = StdoutRouter.install(opts.state_dir / "run" / "metrics.log")
     supervisor = Supervisor(opts, out=router.terminal)

@@ -5,7 +5,9 @@ only what a task would get from ECS: the management account's credentials (the t
 the region and the endpoint. Nothing else of ours is inherited: in particular never the
 GitHub token or the webhook secret (the worker must not hold them; DESIGN.md step 4).
 
-Each worker's output goes to ``<log_dir>/<name>.log``; its warnings and errors are echoed.
+Each worker's output goes to ``<log_dir>/<name>.log``; its JSON log lines also to
+``<json_dir>/<name>.jsonl`` and its EMF metric lines to ``<log_dir>/metrics.log`` (as the
+in-process functions'); its warnings and errors are echoed as one readable line each.
 On stop every worker gets SIGTERM (it gives its run back cleanly), then SIGKILL after the
 ECS stop timeout. On Linux the workers also get SIGTERM if this process dies (PR_SET_PDEATHSIG),
 so even a killed supervisor leaves no orphans behind.
@@ -13,6 +15,7 @@ so even a killed supervisor leaves no orphans behind.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -20,7 +23,7 @@ import sys
 import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 ROOT = Path(__file__).resolve().parents[2]
 STOP_TIMEOUT_S = 30.0  # ECS's default stopTimeout
@@ -49,6 +52,31 @@ def worker_environment(task_env: Mapping[str, str], *, name: str, endpoint: str,
     return env
 
 
+def classify_line(line: str) -> tuple[str, dict[str, Any] | None]:
+    """Pure: ``("metric", doc)`` for an EMF line, ``("log", doc)`` for a JSON log line,
+    ``("text", None)`` for anything else (a start-up error, a traceback)."""
+    if line.startswith("{"):
+        try:
+            doc = json.loads(line)
+        except ValueError:
+            return "text", None
+        if isinstance(doc, dict):
+            return ("metric" if "_aws" in doc else "log" if "level" in doc else "text"), doc
+    return "text", None
+
+
+def echo_line(name: str, line: str) -> str | None:
+    """Pure: the terminal line for a worker's output line (warnings and errors only)."""
+    kind, doc = classify_line(line)
+    if kind == "log" and doc is not None:
+        if doc.get("level") in ("WARNING", "ERROR", "CRITICAL"):
+            return f"[{name}] {doc.get('level')} {doc.get('name', '')}: {doc.get('message', '')}"
+        return None
+    if kind == "text" and (" WARNING " in line or " ERROR " in line or line.startswith("error:")):
+        return f"[{name}] {line}"
+    return None
+
+
 def _die_with_parent() -> None:  # runs in the child between fork and exec
     try:
         import ctypes
@@ -62,8 +90,9 @@ class Workers:
     """Start, watch and stop the worker processes."""
 
     def __init__(self, *, count: int, env_for: Callable[[str], dict[str, str]], log_dir: Path,
-                 echo: Callable[[str], None]) -> None:
+                 echo: Callable[[str], None], json_dir: Path | None = None) -> None:
         self.count, self.env_for, self.log_dir, self.echo = count, env_for, log_dir, echo
+        self.json_dir = json_dir or log_dir
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self._readers: list[threading.Thread] = []
 
@@ -85,13 +114,23 @@ class Workers:
     def _pump(self, name: str, stream: IO[bytes] | None) -> None:
         if stream is None:
             return
-        with open(self.log_dir / f"{name}.log", "ab") as log:
+        self.json_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.log_dir / f"{name}.log", "ab") as log, \
+                open(self.json_dir / f"{name}.jsonl", "a", encoding="utf-8") as jsonl:
             for raw in stream:
                 log.write(raw)
                 log.flush()
                 line = raw.decode("utf-8", "replace").rstrip()
-                if " WARNING " in line or " ERROR " in line or line.startswith("error:"):
-                    self.echo(f"[{name}] {line}")
+                kind, _ = classify_line(line)
+                if kind == "log":
+                    jsonl.write(line + "\n")
+                    jsonl.flush()
+                elif kind == "metric":
+                    with open(self.log_dir / "metrics.log", "a", encoding="utf-8") as metrics:
+                        metrics.write(line + "\n")
+                shown = echo_line(name, line)
+                if shown is not None:
+                    self.echo(shown)
 
     def alive(self) -> int:
         return sum(1 for p in self.procs.values() if p.poll() is None)

@@ -7,26 +7,27 @@ quarantine / reinstate update.
 
 Runs on every pool-changing event (bus rule ``<prefix>-capacity`` → SQS) and every 5 minutes.
 Pipeline: describe the scalable target, ``decide(current, usable)`` (pure), write only when
-something differs; so a repeated run makes no write call at all.
+something differs; so a repeated run makes no write call at all. Every sync also publishes
+the ``UsableAccounts`` and ``AvailableAccounts`` gauges (:func:`gip.domain.metrics.accounts`),
+which the ``<prefix>-no-usable-accounts`` alarm and the dashboard read.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from gip.domain import metrics as metric
+from gip.domain.pool import AVAILABLE
 from gip.errors import AwsError, ConfigError
 
 log = logging.getLogger(__name__)
 
 NAMESPACE = "ecs"
 DIMENSION = "ecs:service:DesiredCount"
-METRIC_NAMESPACE = "GitHubIssueProcessor"
 
 
 @dataclass(frozen=True)
@@ -59,20 +60,6 @@ def decide(current: Target | None, usable: int) -> Change | None:
     return Change(min_capacity=min(current.min_capacity, usable), max_capacity=usable)
 
 
-def usable_metric(*, prefix: str, usable: int, timestamp_ms: int) -> dict[str, Any]:
-    """An Embedded Metric Format record: CloudWatch Logs turns it into the ``UsableAccounts``
-    metric the ``<prefix>-no-usable-accounts`` alarm watches, with no PutMetricData call.
-    https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/CloudWatch_Embedded_Metric_Format_Specification.html
-    """
-    return {
-        "_aws": {"Timestamp": timestamp_ms, "CloudWatchMetrics": [{
-            "Namespace": METRIC_NAMESPACE, "Dimensions": [["Prefix"]],
-            "Metrics": [{"Name": "UsableAccounts", "Unit": "Count"}]}]},
-        "Prefix": prefix,
-        "UsableAccounts": usable,
-    }
-
-
 def resource_id(cluster: str, service: str) -> str:
     return f"service/{cluster}/{service}"
 
@@ -80,15 +67,14 @@ def resource_id(cluster: str, service: str) -> str:
 class Capacity:
     """Reads the counts row, describes the target, writes only a needed change."""
 
-    def __init__(self, pool: Any, autoscaling: Any, *, cluster: str, service: str, prefix: str = "",
-                 emit: Callable[[str], None] = print) -> None:
+    def __init__(self, pool: Any, autoscaling: Any, *, cluster: str, service: str,
+                 metrics: Callable[[list[metric.Point]], None] | None = None) -> None:
         if not cluster or not service:
             raise ConfigError("capacity needs CLUSTER_NAME and SERVICE_NAME")
         self.pool = pool
         self.autoscaling = autoscaling
         self.resource_id = resource_id(cluster, service)
-        self.prefix = prefix
-        self.emit = emit
+        self.metrics = metrics
 
     def current(self) -> Target | None:
         found = self.autoscaling.describe_scalable_targets(
@@ -98,12 +84,20 @@ class Capacity:
             return None
         return Target(min_capacity=int(found[0]["MinCapacity"]), max_capacity=int(found[0]["MaxCapacity"]))
 
+    def available(self) -> int | None:
+        """AVAILABLE accounts right now (a scan of the pool rows: every 5 minutes, not hot);
+        None if it cannot be read (a gauge never fails the sync)."""
+        try:
+            return sum(1 for account in self.pool.accounts() if account.status == AVAILABLE)
+        except Exception as exc:
+            log.warning("AvailableAccounts not published: %s: %s", type(exc).__name__, exc)
+            return None
+
     def sync(self) -> Change | None:
         """Make MaxCapacity equal to the usable count; returns the change made, if any."""
         usable = int(self.pool.counts().usable)
-        if self.prefix:
-            metric = usable_metric(prefix=self.prefix, usable=usable, timestamp_ms=int(time.time() * 1000))
-            self.emit(json.dumps(metric, separators=(",", ":")))
+        if self.metrics is not None:  # before the write: the alarm gets its point even if ECS fails
+            self.metrics(metric.accounts(usable=usable, available=self.available()))
         try:
             change = decide(self.current(), usable)
             if change is not None:
@@ -123,6 +117,7 @@ class Capacity:
         import boto3
 
         from gip.config import Settings
+        from gip.observability import emitter
         from gip.services.pool import Pool
 
         e = os.environ if env is None else env
@@ -133,4 +128,4 @@ class Capacity:
         cluster = e.get("CLUSTER_NAME") or e.get("ECS_CLUSTER", "")
         service = e.get("SERVICE_NAME") or e.get("ECS_SERVICE", "")
         return cls(Pool.from_settings(settings), client, cluster=cluster, service=service,
-                   prefix=settings.prefix)
+                   metrics=emitter(settings.prefix))

@@ -12,6 +12,9 @@ A stream shard is ordered, and Lambda resumes from the lowest reported sequence 
 the first failed record *and every later one* are reported, and no later request is sent.
 Records after a failure may therefore reach the bus twice: delivery is at least once and
 consumers are idempotent on ``event_id``.
+
+The published events are also counted (:func:`gip.domain.metrics.from_event`): every stored
+event passes here once, in order, so this is where the event metrics are emitted.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from typing import Any
 
 from gip.adapters import bus
 from gip.adapters.bus import MAX_REQUEST_BYTES, entry_size
+from gip.domain import metrics as metric
 
 __all__ = ["MAX_REQUEST_BYTES", "Unpublishable", "entry_for", "entry_size", "publish_records"]
 
@@ -69,8 +73,10 @@ def publish_records(
     source: str,
     sleep: Callable[[float], None] = time.sleep,
     max_attempts: int = MAX_ATTEMPTS,
+    metrics: Callable[[list[metric.Point]], None] | None = None,
 ) -> dict[str, list[dict[str, str]]]:
-    """Publish the stored events among ``records``; return the partial-batch-failure answer."""
+    """Publish the stored events among ``records``; return the partial-batch-failure answer.
+    ``metrics`` gets the points of the events that reached the bus (not of those left to retry)."""
     outgoing, first_bad = _collect(records, source=source, bus_name=bus_name)
     # Not Powertools' BatchProcessor: stream order must hold, so stop at the first failure.
     failed = bus.put_events(client, [entry for _, entry in outgoing], sleep=sleep,
@@ -78,6 +84,8 @@ def publish_records(
     if failed:
         failed_at = outgoing[min(f.index for f in failed)][0]
         first_bad = failed_at if first_bad is None else min(first_bad, failed_at)
+    if metrics is not None:
+        _count([entry for index, entry in outgoing if first_bad is None or index < first_bad], metrics)
     if first_bad is None:
         return {"batchItemFailures": []}
     later = records[first_bad:]
@@ -106,6 +114,16 @@ def _collect(
             return outgoing, index
         outgoing.append((index, entry))
     return outgoing, None
+
+
+def _count(published: list[dict[str, Any]], emit: Callable[[list[metric.Point]], None]) -> None:
+    """Emit the published events' metrics; a metric never fails the batch (logged instead)."""
+    try:
+        points = [p for entry in published for p in metric.from_event(json.loads(entry["Detail"]))]
+        if points:
+            emit(points)
+    except Exception:
+        log.exception("publisher: metrics not emitted")
 
 
 def _sequence(record: Mapping[str, Any]) -> str:
