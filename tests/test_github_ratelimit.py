@@ -1,4 +1,4 @@
-"""Issue 19 §1–2: one shared rate-limit gate per key, the 401 retry, 403s and redirects.
+"""Issue 19 §1-2: one shared rate-limit gate per key, the 401 retry, 403s and redirects.
 
 Two clients sharing one gate stand for two containers; the Dynamo gate runs against moto.
 """
