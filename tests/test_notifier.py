@@ -523,3 +523,70 @@ def test_a_failed_label_is_not_remembered(core, gh, t):
     assert "reproduced" not in gh.labels(REPO, NUMBER)
     assert handle(n, [final]) == {"batchItemFailures": []}
     assert gh.labels(REPO, NUMBER)[-1] == "reproduced"
+
+
+# ---------------------------------------------------------------- issue 19 §4: the GitHub we meet
+
+
+def test_a_wrong_bot_login_never_creates_a_second_status_comment(core, gh, t):
+    run = Run(core)
+    make_notifier(core, gh, t, bot_login="gip-bot").handle(run.queued())
+    wrong = make_notifier(core, gh, t, bot_login="someone-else")  # a new container, a typo
+    assert wrong.handle(run.started()) == "edited"  # found by our user id (GET /user)
+    assert len(status_comments(gh)) == 1 and "Running" in status_comments(gh)[0]["body"]
+
+
+def test_an_app_finds_its_comments_by_app_id_when_get_user_is_refused(core, github_server, t):
+    from tests.fakes.github_server import FakeGitHub
+
+    with FakeGitHub(login="gip-app[bot]", app_id=4242).start() as app_gh:
+        app_gh.add_issue(REPO, NUMBER, labels=["bug", LABEL])
+        app_gh.installation_token = True
+        run = Run(core)
+        make_notifier(core, app_gh, t, github_app_id="4242").handle(run.queued())
+        n = make_notifier(core, app_gh, t, github_app_id="4242", bot_login="GIP-APP")
+        assert n.handle(run.started()) == "edited"
+        assert len(status_comments(app_gh)) == 1
+        # no id, no app id, no BOT_LOGIN: refuse rather than risk a duplicate
+        blind = make_notifier(core, app_gh, t)
+        with pytest.raises(ConfigError, match="BOT_LOGIN"):
+            blind.handle(run.events[-1])
+
+
+def test_a_comment_by_someone_else_is_never_edited_even_with_our_marker(core, gh, t):
+    run = Run(core)
+    gh.add_comment(REPO, NUMBER, f"{STATUS_MARKER}\nfake status", login="mallory")
+    n = make_notifier(core, gh, t, bot_login="gip-bot")
+    assert n.handle(run.queued()) == "created"
+    assert [r for r in gh.requests if r.method == "PATCH"] == []
+
+
+def test_verdict_labels_compare_without_case_and_are_created_up_front_once(core, gh, t):
+    gh.add_repo_label(REPO, "Reproduced", color="000000")
+    gh.set_labels(REPO, NUMBER, ["bug", LABEL, "Reproduced"])
+    run = Run(core, labels=[LABEL, "Reproduced"])
+    n = make_notifier(core, gh, t, bot_login="gip-bot")
+    for step in (run.queued, run.started):
+        n.handle(step())
+    n.handle(run.processed(verdict="not_reproduced"))
+    assert gh.labels(REPO, NUMBER) == ["bug", LABEL, "not-reproduced"]  # Reproduced removed
+    labels = gh.repo_labels(REPO)
+    assert labels["not-reproduced"]["color"] == "0e8a16" and labels["not-reproduced"]["description"]
+    assert labels["Reproduced"]["color"] == "000000"  # an existing one is left as it is
+    assert "reproduced" not in labels  # and not created twice under another case
+    second = Run(core, delivery="d-2")
+    for step in (second.queued, second.started):
+        n.handle(step())
+    gh.reset_requests()
+    n.handle(second.processed(verdict="broken_repro"))
+    assert [r for r in gh.requests if r.path == f"/repos/{REPO}/labels"] == []  # cached per repo
+
+
+def test_a_transferred_issue_is_gone_for_the_notifier(core, gh, t):
+    run = Run(core)
+    n = make_notifier(core, gh, t, bot_login="gip-bot")
+    n.handle(run.queued())
+    gh.transfer_issue(REPO, NUMBER, "octo-org/elsewhere", 1)
+    assert n.handle(run.started()) == "issue_gone"  # the edit's 301 is not followed
+    [moved] = gh.comments("octo-org/elsewhere", 1)
+    assert "Running" not in moved["body"]

@@ -87,6 +87,7 @@ class Recorded:
     query: dict[str, str]
     headers: dict[str, str]  # lower-cased names
     json: Any = None
+    raw_path: str = ""  # as sent: with the /api/v3 prefix of a GHES base URL, if any
 
     @property
     def is_write(self) -> bool:
@@ -360,7 +361,7 @@ class FakeGitHub:
         except ValueError:
             doc = None
         with self._lock:
-            self._requests.append(Recorded(method, path, query, headers, doc))
+            self._requests.append(Recorded(method, path, query, headers, doc, split.path))
             failure = self._take_failure(method, path)
             if failure and failure.applied:
                 with contextlib.suppress(LookupError):
