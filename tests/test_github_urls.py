@@ -75,7 +75,6 @@ def test_every_function_holding_the_token_gets_the_api_url_and_the_rate_gate() -
     assert sorted(holders) == ["GatekeeperFunction", "NotifierFunction"]
     for name in holders:
         assert _env(mgmt, name)["GITHUB_API_URL"] == {"Ref": "GitHubApiUrl"}
-        assert _env(mgmt, name)["POOL_TABLE"] == {"Ref": "PoolTable"}
     assert mgmt["Parameters"]["GitHubApiUrl"]["Default"] == "https://api.github.com"
     mapping = mgmt["Resources"]["GatekeeperMapping"]["Properties"]
     assert mapping["ScalingConfig"] == {"MaximumConcurrency": 2}

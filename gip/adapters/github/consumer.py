@@ -91,7 +91,6 @@ def hand_back(records: list[Mapping[str, Any]], *, wait_s: float, sqs: Callable[
     """Make ``records`` come back after ``wait_s``; returns the ids re-sent fresh (to report
     done). SQS errors are logged: such a record comes back at the queue's visibility timeout."""
     resent: set[str] = set()
-    urls: dict[str, str] = {}
     clients: list[Any] = []
     for record in records:
         mid = str(record.get("messageId"))
@@ -100,15 +99,13 @@ def hand_back(records: list[Mapping[str, Any]], *, wait_s: float, sqs: Callable[
             if not clients:
                 clients.append(sqs())
             client = clients[0]
-            arn = str(record.get("eventSourceARN", ""))
-            if arn not in urls:
-                urls[arn] = queue_url_of(client, arn)
+            url = queue_url_of(str(record.get("eventSourceARN", "")))
             if int(attrs.get("ApproximateReceiveCount") or 1) >= REQUEUE_AT:
-                client.send_message(**requeue_args(urls[arn], record, wait_s))
+                client.send_message(**requeue_args(url, record, wait_s))
                 resent.add(mid)
             else:
                 client.change_message_visibility(
-                    QueueUrl=urls[arn], ReceiptHandle=record["receiptHandle"],
+                    QueueUrl=url, ReceiptHandle=record["receiptHandle"],
                     VisibilityTimeout=int(min(MAX_VISIBILITY_S, max(1.0, wait_s + 1))))
         except Exception as exc:  # the boundary: SQS refused; the record still comes back
             log.warning("%s: could not hand record %s back for %.0fs: %s", name, mid, wait_s, exc)
@@ -128,9 +125,11 @@ def requeue_args(url: str, record: Mapping[str, Any], wait_s: float) -> dict[str
     return args
 
 
-def queue_url_of(client: Any, arn: str) -> str:
-    _, _, _, _, account, queue = arn.split(":", 5)
-    return str(client.get_queue_url(QueueName=queue, QueueOwnerAWSAccountId=account)["QueueUrl"])
+def queue_url_of(arn: str) -> str:
+    """Pure: the queue URL of an SQS ARN (no GetQueueUrl call; moto takes the same form)."""
+    _, partition, _, region, account, queue = arn.split(":", 5)
+    domain = "amazonaws.com.cn" if partition == "aws-cn" else "amazonaws.com"
+    return f"https://sqs.{region}.{domain}/{account}/{queue}"
 
 
 def _sqs_client() -> Any:
