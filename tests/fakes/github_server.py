@@ -88,6 +88,7 @@ class Recorded:
     headers: dict[str, str]  # lower-cased names
     json: Any = None
     raw_path: str = ""  # as sent: with the /api/v3 prefix of a GHES base URL, if any
+    at: float = 0.0  # arrival, epoch seconds (spacing between writes across containers)
 
     @property
     def is_write(self) -> bool:
@@ -361,7 +362,7 @@ class FakeGitHub:
         except ValueError:
             doc = None
         with self._lock:
-            self._requests.append(Recorded(method, path, query, headers, doc, split.path))
+            self._requests.append(Recorded(method, path, query, headers, doc, split.path, time.time()))
             failure = self._take_failure(method, path)
             if failure and failure.applied:
                 with contextlib.suppress(LookupError):
