@@ -9,6 +9,7 @@ shortest gap between two writes from any containers (goal: >= 1 s).
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import subprocess
@@ -103,7 +104,7 @@ def test_a_burst_over_four_containers_sends_nothing_while_blocked_and_spaces_wri
         gh.stop()
 
     writes = sorted(r.at for r in gh.writes())
-    gaps = [b - a for a, b in zip(writes, writes[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(writes)]
     print(f"\n[burst] {len(gh.requests)} requests, {len(writes)} writes over "
           f"{writes[-1] - writes[0]:.1f}s; requests while blocked: {gh.blocked_requests}; "
           f"shortest gap between writes: {min(gaps):.3f}s")
