@@ -13,7 +13,13 @@ still carries a required label, and that the sender has a trusted collaborator p
   now, not from the payload); the permission is cached per (repo, sender) for
   ``PERMISSION_TTL_S``.
 - GitHub 5xx/429 or an unreachable GitHub: the record fails and SQS retries it; nothing was
-  appended, because GitHub is asked before anything is written.
+  appended, because GitHub is asked before anything is written. A rate limit stops the batch
+  (:mod:`gip.adapters.github.consumer`).
+- A 401 after the client's one retry with a fresh token, or a 403 that is not a rate limit (a
+  token that does not cover the repository): ``IssueSkipped`` ``github_unauthorized`` /
+  ``github_forbidden``, so the run ends and the issue can be triggered again once fixed.
+- An untrusted sender: ``IssueSkipped`` only; a command also gets 😕 (``confused``) on its
+  comment, never a comment (the notifier's note is opt-in, EXPLAIN_UNTRUSTED).
 - Local mode without a token: the payload's ``author_association`` (OWNER, MEMBER,
   COLLABORATOR) stands in for the permission API, and the payload's labels for GitHub's.
 """
