@@ -375,3 +375,21 @@ def test_an_untrusted_label_sender_is_skipped_silently(core, github_server, t):
     g = make_gatekeeper(core, gh, t)
     assert g.handle(receive(core, sender="reporter-rae")) == "IssueSkipped"
     assert [r for r in gh.requests if r.is_write] == []
+
+
+def test_a_secondary_limit_stops_a_batch_of_ten_after_one_request(core, github_server, t):
+    gh = github_server
+    for n in range(1, 11):
+        gh.add_issue(REPO, n, labels=[LABEL])
+    envelopes = [receive(core, number=n, delivery=f"d-{n}") for n in range(1, 11)]
+    gh.fail_next(403, 1, {"Retry-After": "120"}, body={"message": "You have exceeded a secondary rate limit"})
+    handed_back = []
+    gk = make_gatekeeper(core, gh, t)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr("gip.adapters.github.consumer.hand_back",
+                   lambda records, **kw: handed_back.extend((r["messageId"], kw["wait_s"]) for r in records) or set())
+        result = gatekeeper_handle(gk, envelopes)
+    assert len(gh.requests) == 1  # was: 10 more requests after the limit
+    assert [f["itemIdentifier"] for f in result["batchItemFailures"]] == [f"m{i}" for i in range(10)]
+    assert handed_back == [(f"m{i}", 120.0) for i in range(10)]
+    assert all(stream_types(core, n) == ["IssueReceived"] for n in range(1, 11))

@@ -590,3 +590,13 @@ def test_a_transferred_issue_is_gone_for_the_notifier(core, gh, t):
     assert n.handle(run.started()) == "issue_gone"  # the edit's 301 is not followed
     [moved] = gh.comments("octo-org/elsewhere", 1)
     assert "Running" not in moved["body"]
+
+
+def test_a_token_that_cannot_create_labels_still_sets_the_verdict_label(core, gh, t):
+    run = Run(core)
+    n = make_notifier(core, gh, t, bot_login="gip-bot")
+    for step in (run.queued, run.started):
+        n.handle(step())
+    gh.fail_next(403, 1, body={"message": "Resource not accessible"}, path_contains="/labels", method="GET")
+    assert n.handle(run.processed()).endswith("labels+1-0")
+    assert gh.labels(REPO, NUMBER)[-1] == "reproduced"

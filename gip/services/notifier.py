@@ -217,8 +217,7 @@ class Notifier:
                    settings=settings)
 
     def _find_mine(self, comments: list[dict[str, Any]], marker: str) -> list[dict[str, Any]]:
-        """Ours by id when we know it (``GET /user`` once, or a comment we wrote), by the App's
-        id, else by login: a wrong BOT_LOGIN does not hide our comment behind another login."""
+        """Ours by user id (``GET /user`` once, or a comment we wrote), App id, else login."""
         if self._user_id is None and not self._identity_asked and self.github is not None:
             self._identity_asked = True
             # an App installation token cannot read /user: the app id or the login serve then
@@ -239,15 +238,17 @@ class Notifier:
             self._login = str(user["login"])
 
     def _ensure_repo_labels(self, repo: str) -> None:
-        """Create the verdict labels missing from ``repo``, with colours and descriptions, once
-        per repository and container (one ``GET`` of its labels, then a ``POST`` per missing)."""
+        """Create the verdict labels ``repo`` lacks (colours, descriptions), once per container."""
         assert self.github is not None
         if self.memory.repo_labels.get(repo):
             return
-        existing = [str(label.get("name", "")) for label in self.github.list_labels(repo)]
-        for name in verdict_labels.missing(existing):
-            color, description = verdict_labels.SPECS[name]
-            self.github.create_label(repo, name, color=color, description=description)
+        try:
+            existing = [str(label.get("name", "")) for label in self.github.list_labels(repo)]
+            for name in verdict_labels.missing(existing):
+                color, description = verdict_labels.SPECS[name]
+                self.github.create_label(repo, name, color=color, description=description)
+        except (gh_errors.Forbidden, gh_errors.Invalid) as exc:  # then GitHub makes grey ones
+            log.warning("%s: verdict labels not created up front: %s", repo, exc)
         self.memory.repo_labels.put(repo, True)
 
     @contextlib.contextmanager
