@@ -5,6 +5,7 @@ Two clients sharing one gate stand for two containers; the Dynamo gate runs agai
 
 from __future__ import annotations
 
+import itertools
 import time
 
 import pytest
@@ -202,3 +203,26 @@ def test_a_write_to_a_transferred_issue_is_an_error_naming_the_new_place(github_
     assert moved.value.location.endswith("/repos/octo/elsewhere/issues/3/comments")
     assert gh.comments("octo/elsewhere", 3) == []  # the write was not replayed there
     assert c.get_issue(REPO, 7)["number"] == 3  # a read follows the redirect
+
+
+def test_concurrent_claims_from_many_containers_get_distinct_slots(dynamo_gate):
+    import threading
+
+    slots: list[float] = []
+    lock = threading.Lock()
+
+    def claim() -> None:
+        gate = dynamo_gate()
+        for _ in range(3):
+            slot = gate.claim_write("token", now=NOW, interval=1.1)
+            with lock:
+                slots.append(slot)
+
+    threads = [threading.Thread(target=claim) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    ordered = sorted(slots)
+    assert len(ordered) == 12 and ordered[0] == pytest.approx(NOW)
+    assert all(b - a == pytest.approx(1.1) for a, b in itertools.pairwise(ordered))
