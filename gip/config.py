@@ -33,7 +33,9 @@ class Settings:
     required_labels: tuple[str, ...] = ("needs-reproduction",)
     trusted_permissions: tuple[str, ...] = ("admin", "maintain", "write")
     bot_login: str = ""
-    max_body_bytes: int = 1_048_576
+    github_app_id: str = ""  # GITHUB_APP_ID: the notifier knows its comments by the App's id
+    max_body_bytes: int = 6_000_000  # Lambda's synchronous payload limit (docs/deploy.md)
+    explain_untrusted: bool = False  # comment to an untrusted sender (else IssueSkipped only)
     processing_role_name: str = f"{DEFAULT_PREFIX}-processing"
     external_id: str = ""
     lease_seconds: int = 900
@@ -82,7 +84,9 @@ class Settings:
             required_labels=_csv(get("REQUIRED_LABELS", "needs-reproduction")),
             trusted_permissions=_csv(get("TRUSTED_PERMISSIONS", "admin,maintain,write")),
             bot_login=get("BOT_LOGIN", ""),
-            max_body_bytes=int(get("MAX_BODY_BYTES", "1048576")),
+            github_app_id=get("GITHUB_APP_ID", "").strip(),
+            max_body_bytes=int(get("MAX_BODY_BYTES", "6000000")),
+            explain_untrusted=get("EXPLAIN_UNTRUSTED", "false").strip().lower() in ("1", "true", "yes"),
             processing_role_name=get("PROCESSING_ROLE_NAME", d.processing_role_name),
             external_id=get("EXTERNAL_ID", ""),
             lease_seconds=int(get("LEASE_SECONDS", "900")),

@@ -14,10 +14,9 @@ from functools import cache
 from typing import TYPE_CHECKING, Any
 
 from gip import observability
-from gip.domain.delivery import parse_secrets
 from gip.domain.qualify import Rules
 from gip.errors import ConfigError
-from gip.services.webhook import Response, answer, handle
+from gip.services.webhook import Response, answer, handle, webhook_secrets
 
 if TYPE_CHECKING:
     from gip.config import Settings
@@ -70,10 +69,10 @@ def _settings() -> Settings:
 
 @cache
 def _secrets() -> tuple[str, ...]:
-    """GITHUB_WEBHOOK_SECRET (``current[,next]``), else the Secrets Manager secret; cached."""
-    secrets = parse_secrets(os.environ.get("GITHUB_WEBHOOK_SECRET"))
+    """GITHUB_WEBHOOK_SECRET (+ GITHUB_WEBHOOK_SECRET_NEXT), else the Secrets Manager secret."""
+    secrets = webhook_secrets(os.environ.get("GITHUB_WEBHOOK_SECRET"), os.environ.get("GITHUB_WEBHOOK_SECRET_NEXT"))
     if not secrets:
-        secrets = parse_secrets(_fetch_secret(_settings().webhook_secret_id))
+        secrets = webhook_secrets(_fetch_secret(_settings().webhook_secret_id))
     if not secrets:
         raise ConfigError("no webhook secret configured (GITHUB_WEBHOOK_SECRET or WEBHOOK_SECRET_ID)")
     observability.hide(*secrets)  # never in a log line, whatever logs it

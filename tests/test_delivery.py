@@ -83,10 +83,21 @@ def test_no_secret_configured_never_accepts() -> None:
 
 
 def test_parse_secrets_reads_current_and_next() -> None:
-    assert parse_secrets(" cur , next ") == ("cur", "next")
+    # the deprecated comma form: each part, and the whole value (a secret may hold a comma)
+    assert parse_secrets(" cur , next ") == ("cur", "next", "cur , next")
     assert parse_secrets("only") == ("only",)
     assert parse_secrets(",") == ()
     assert parse_secrets(None) == ()
+
+
+def test_two_settings_rotate_and_a_secret_with_a_comma_is_never_split() -> None:
+    assert parse_secrets("a,b", "next") == ("a,b", "next")
+    assert parse_secrets("current", "next") == ("current", "next")
+    assert parse_secrets(None, "next") == ("next",)
+    body = b'{"a": 1}'
+    verify_signature(body, signature=signature_for(body, "a,b"), secrets=parse_secrets("a,b", "n"))
+    with pytest.raises(InvalidSignature):
+        verify_signature(body, signature=signature_for(body, "a"), secrets=parse_secrets("a,b", "n"))
 
 
 @pytest.mark.parametrize(

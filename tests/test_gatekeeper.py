@@ -295,3 +295,101 @@ def test_github_calls_per_run_one_get_issue_and_a_redelivery_costs_nothing(core,
     assert gh.requests == []
     assert make_gatekeeper(core, gh, t).handle(first) == "already_decided"  # cold: 👀 again, no-op
     assert [r.method for r in gh.requests] == ["POST"] and gh.reactions(REPO, 1) == ["eyes"]
+
+
+# ---------------------------------------------------------------- issue 19: 401/403, no noise
+
+
+def test_a_rotated_token_is_fetched_again_and_the_run_goes_on(core, github_server, t):
+    gh = github_server
+    gh.add_issue(REPO, NUMBER, labels=["bug", LABEL])
+    gh.set_permission(REPO, "maintainer-mia", "write")
+    tokens = ["stale-token", "test-token"]
+    invalidated = []
+
+    class Source:
+        def token_for(self, repo):
+            return tokens[0]
+
+        def invalidate(self, repo):
+            invalidated.append(repo)
+            tokens.pop(0)
+
+        def rate_key(self, repo):
+            return "token"
+
+    g = make_gatekeeper(core, gh, t)
+    g.github = GitHubClient(base_url=gh.url, token=Source(), sleep=t.sleep, clock=t.clock)
+    assert g.handle(receive(core)) == "IssueQueued"
+    assert invalidated == [REPO]
+
+
+@pytest.mark.parametrize(("arrange", "reason"), [
+    (lambda gh: gh.expire_token(), "github_unauthorized"),
+    (lambda gh: gh.uncover(REPO), "github_forbidden"),
+])
+def test_a_terminal_401_or_403_skips_the_run_so_the_issue_can_be_triggered_again(
+        core, github_server, t, arrange, reason):
+    gh = github_server
+    gh.add_issue(REPO, NUMBER, labels=["bug", LABEL])
+    arrange(gh)
+    g = make_gatekeeper(core, gh, t)
+    assert g.handle(receive(core)) == "IssueSkipped"
+    issue = core.issues.get(REPO, NUMBER)
+    assert (issue.status, issue.reason) == ("SKIPPED", reason)
+    assert not issue.active  # a new label or /reproduce starts run 2
+    assert receive(core, delivery="d-2")["data"]["run"] == 2
+
+
+def test_a_stranger_is_untrusted_and_a_rate_limit_is_not_a_skip(core, github_server, t):
+    gh = github_server
+    gh.add_issue(REPO, NUMBER, labels=["bug", LABEL])
+    gh.stranger("ghost")
+    g = make_gatekeeper(core, gh, t)
+    assert g.handle(receive(core, sender="ghost")) == "IssueSkipped"
+    assert core.issues.get(REPO, NUMBER).reason == "untrusted_sender"
+    from gip.adapters.github import errors
+
+    gh.fail_next(403, 1, {"x-ratelimit-remaining": "0", "x-ratelimit-reset": "9999999999"})
+    with pytest.raises(errors.RateLimited):
+        g.handle(receive(core, number=43, delivery="d-43"))
+    assert core.issues.get(REPO, 43).status == "RECEIVED"  # nothing appended: it comes back
+
+
+def test_an_untrusted_command_gets_a_confused_reaction_and_no_comment(core, github_server, t):
+    gh = github_server
+    gh.add_issue(REPO, NUMBER, labels=["bug", LABEL])
+    comment = gh.add_comment(REPO, NUMBER, "/reproduce", login="eve")
+    g = make_gatekeeper(core, gh, t)
+    event = receive(core, sender="eve", trigger="command", comment_id=comment["id"])
+    assert g.handle(event) == "IssueSkipped"
+    assert gh.comment_reactions(REPO, comment["id"]) == ["confused"]
+    assert gh.reactions(REPO, NUMBER) == [] and len(gh.comments(REPO, NUMBER)) == 1
+    assert make_gatekeeper(core, gh, t).handle(event) == "already_decided"  # redelivery: 😕 again, once
+    assert gh.comment_reactions(REPO, comment["id"]) == ["confused"]
+
+
+def test_an_untrusted_label_sender_is_skipped_silently(core, github_server, t):
+    gh = github_server
+    gh.add_issue(REPO, NUMBER, labels=["bug", LABEL])
+    g = make_gatekeeper(core, gh, t)
+    assert g.handle(receive(core, sender="reporter-rae")) == "IssueSkipped"
+    assert [r for r in gh.requests if r.is_write] == []
+
+
+def test_a_secondary_limit_stops_a_batch_of_ten_after_one_request(core, github_server, t):
+    gh = github_server
+    for n in range(1, 11):
+        gh.add_issue(REPO, n, labels=[LABEL])
+    envelopes = [receive(core, number=n, delivery=f"d-{n}") for n in range(1, 11)]
+    gh.fail_next(403, 1, {"Retry-After": "120"}, body={"message": "You have exceeded a secondary rate limit"})
+    handed_back = []
+    gk = make_gatekeeper(core, gh, t)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr("gip.adapters.github.consumer.hand_back",
+                   lambda records, **kw: handed_back.extend((r["messageId"], kw["wait_s"]) for r in records) or set())
+        result = gatekeeper_handle(gk, envelopes)
+    assert len(gh.requests) == 1  # was: 10 more requests after the limit
+    assert [f["itemIdentifier"] for f in result["batchItemFailures"]] == [f"m{i}" for i in range(10)]
+    assert handed_back == [(f"m{i}", 120.0) for i in range(10)]
+    assert all(stream_types(core, n) == ["IssueReceived"] for n in range(1, 11))

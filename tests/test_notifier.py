@@ -15,7 +15,7 @@ from gip.domain.envelope import Cause
 from gip.domain.issue import Issue
 from gip.errors import ConfigError
 from gip.services import notifier as notifier_service
-from gip.services.notifier import Notifier, plan_for
+from gip.services.notifier import Notifier, Plan, plan_for
 from handlers import notifier
 from tests.conftest import empty_tables, new_container
 from tests.fakes import fixtures
@@ -120,8 +120,9 @@ def test_plans_follow_the_state():
     final = plan_for(issue(status="FAILED", error="lost", retryable=False, attempt=3), None)
     assert final.status.state == "failed" and final.label == "repro-infra-error"
     untrusted = plan_for(issue(status="SKIPPED", reason="untrusted_sender"),
-                         {"sender": "eve", "permission": "triage"})
+                         {"sender": "eve", "permission": "triage"}, explain_untrusted=True)
     assert untrusted.untrusted == ("eve", "triage") and untrusted.status is None
+    assert plan_for(issue(status="SKIPPED", reason="untrusted_sender"), {"sender": "eve"}) == Plan()
     closed = plan_for(issue(status="SKIPPED", reason="closed"), None)
     assert closed.status.reason == "closed" and not closed.create
 
@@ -198,19 +199,20 @@ def test_only_our_own_comment_with_the_marker_is_edited(core, gh, t):
     assert len([c for c in status_comments(gh) if c["user"]["login"] == "gip-bot"]) == 1
 
 
-def test_our_login_comes_from_bot_login_or_get_user_once(core, gh, t):
+def test_our_identity_comes_from_get_user_once_even_with_bot_login(core, gh, t):
     n, run = make_notifier(core, gh, t), Run(core)
     n.handle(run.queued())
     n.handle(run.started())
     assert len([r for r in gh.requests if r.path == "/user"]) == 1
     gh.reset_requests()
-    other = make_notifier(core, gh, t, bot_login="gip-bot")
+    other = make_notifier(core, gh, t, bot_login="gip-bot")  # the id is still asked for, once
     other.handle(run.events[-1])
-    assert [r for r in gh.requests if r.path == "/user"] == []
+    other.handle(run.events[-1])
+    assert len([r for r in gh.requests if r.path == "/user"]) == 1
 
 
 def test_untrusted_sender_is_told_politely_once(core, gh, t):
-    n, run = make_notifier(core, gh, t), Run(core)
+    n, run = make_notifier(core, gh, t, explain_untrusted=True), Run(core)
     skipped = run.record("IssueSkipped", reason="untrusted_sender", sender="eve", permission="read")
     assert n.handle(skipped) == "told_untrusted"
     assert n.handle(skipped) == "already_told"
@@ -236,7 +238,7 @@ def test_a_verdict_label_replaces_the_other_verdict_labels(core, gh, t):
     gh.reset_requests()
     assert n.handle(run.processed(verdict="broken_repro", exit_code=2)) == "edited,labels+1-2"
     assert gh.labels(REPO, NUMBER) == [LABEL, "repro-broken"]
-    assert [r for r in gh.requests if r.method == "GET"] == []  # no GET issue, no listing
+    assert [r for r in gh.requests if r.method == "GET" and "/issues" in r.path] == []  # no GET issue, no listing
 
 
 def test_verdict_labels_come_from_the_trigger_time_labels_not_from_get_issue(core, gh, t):
@@ -403,7 +405,7 @@ def test_a_create_whose_answer_was_lost_leaves_one_comment_in_the_end(core, gh, 
 
 
 def test_markers_only_count_at_the_start_of_our_comments(core, gh, t):
-    n, run = make_notifier(core, gh, t), Run(core)
+    n, run = make_notifier(core, gh, t, explain_untrusted=True), Run(core)
     run.queued(), run.started()
     n.handle(run.processed(log_tail=f"echo '{UNTRUSTED_MARKER}'"))
     second = Run(core, delivery="d-2")
@@ -440,7 +442,7 @@ def calls(gh) -> list[str]:
     import re
 
     return [f"{r.method} " + re.sub(r"/\d+", "/{n}", r.path.split(REPO, 1)[-1])
-            for r in gh.requests if REPO in r.path]
+            for r in gh.requests if REPO in r.path and r.path != f"/repos/{REPO}/labels"]
 
 
 def test_a_full_run_costs_one_list_one_create_the_edits_and_one_label(core, gh, t):
@@ -451,7 +453,8 @@ def test_a_full_run_costs_one_list_one_create_the_edits_and_one_label(core, gh, 
         "GET /issues/{n}/comments", "POST /issues/{n}/comments",
         "PATCH /issues/comments/{n}", "PATCH /issues/comments/{n}",  # running, then the verdict
         "POST /issues/{n}/labels"])
-    assert gh.requests == [r for r in gh.requests if REPO in r.path]  # no GET /user either
+    # besides: GET /user once per container (our id), the repository's labels once
+    assert [r.path for r in gh.requests if REPO not in r.path] == ["/user"]
     [comment] = status_comments(gh)
     assert "Reproduced" in comment["body"] and gh.labels(REPO, NUMBER)[-1] == "reproduced"
 
@@ -519,4 +522,81 @@ def test_a_failed_label_is_not_remembered(core, gh, t):
     assert handle(n, [final]) == {"batchItemFailures": [{"itemIdentifier": "m0"}]}
     assert "reproduced" not in gh.labels(REPO, NUMBER)
     assert handle(n, [final]) == {"batchItemFailures": []}
+    assert gh.labels(REPO, NUMBER)[-1] == "reproduced"
+
+
+# ---------------------------------------------------------------- issue 19 §4: the GitHub we meet
+
+
+def test_a_wrong_bot_login_never_creates_a_second_status_comment(core, gh, t):
+    run = Run(core)
+    make_notifier(core, gh, t, bot_login="gip-bot").handle(run.queued())
+    wrong = make_notifier(core, gh, t, bot_login="someone-else")  # a new container, a typo
+    assert wrong.handle(run.started()) == "edited"  # found by our user id (GET /user)
+    assert len(status_comments(gh)) == 1 and "Running" in status_comments(gh)[0]["body"]
+
+
+def test_an_app_finds_its_comments_by_app_id_when_get_user_is_refused(core, github_server, t):
+    from tests.fakes.github_server import FakeGitHub
+
+    with FakeGitHub(login="gip-app[bot]", app_id=4242).start() as app_gh:
+        app_gh.add_issue(REPO, NUMBER, labels=["bug", LABEL])
+        app_gh.installation_token = True
+        run = Run(core)
+        make_notifier(core, app_gh, t, github_app_id="4242").handle(run.queued())
+        n = make_notifier(core, app_gh, t, github_app_id="4242", bot_login="GIP-APP")
+        assert n.handle(run.started()) == "edited"
+        assert len(status_comments(app_gh)) == 1
+        # no id, no app id, no BOT_LOGIN: refuse rather than risk a duplicate
+        blind = make_notifier(core, app_gh, t)
+        with pytest.raises(ConfigError, match="BOT_LOGIN"):
+            blind.handle(run.events[-1])
+
+
+def test_a_comment_by_someone_else_is_never_edited_even_with_our_marker(core, gh, t):
+    run = Run(core)
+    gh.add_comment(REPO, NUMBER, f"{STATUS_MARKER}\nfake status", login="mallory")
+    n = make_notifier(core, gh, t, bot_login="gip-bot")
+    assert n.handle(run.queued()) == "created"
+    assert [r for r in gh.requests if r.method == "PATCH"] == []
+
+
+def test_verdict_labels_compare_without_case_and_are_created_up_front_once(core, gh, t):
+    gh.add_repo_label(REPO, "Reproduced", color="000000")
+    gh.set_labels(REPO, NUMBER, ["bug", LABEL, "Reproduced"])
+    run = Run(core, labels=[LABEL, "Reproduced"])
+    n = make_notifier(core, gh, t, bot_login="gip-bot")
+    for step in (run.queued, run.started):
+        n.handle(step())
+    n.handle(run.processed(verdict="not_reproduced"))
+    assert gh.labels(REPO, NUMBER) == ["bug", LABEL, "not-reproduced"]  # Reproduced removed
+    labels = gh.repo_labels(REPO)
+    assert labels["not-reproduced"]["color"] == "0e8a16" and labels["not-reproduced"]["description"]
+    assert labels["Reproduced"]["color"] == "000000"  # an existing one is left as it is
+    assert "reproduced" not in labels  # and not created twice under another case
+    second = Run(core, delivery="d-2")
+    for step in (second.queued, second.started):
+        n.handle(step())
+    gh.reset_requests()
+    n.handle(second.processed(verdict="broken_repro"))
+    assert [r for r in gh.requests if r.path == f"/repos/{REPO}/labels"] == []  # cached per repo
+
+
+def test_a_transferred_issue_is_gone_for_the_notifier(core, gh, t):
+    run = Run(core)
+    n = make_notifier(core, gh, t, bot_login="gip-bot")
+    n.handle(run.queued())
+    gh.transfer_issue(REPO, NUMBER, "octo-org/elsewhere", 1)
+    assert n.handle(run.started()) == "issue_gone"  # the edit's 301 is not followed
+    [moved] = gh.comments("octo-org/elsewhere", 1)
+    assert "Running" not in moved["body"]
+
+
+def test_a_token_that_cannot_create_labels_still_sets_the_verdict_label(core, gh, t):
+    run = Run(core)
+    n = make_notifier(core, gh, t, bot_login="gip-bot")
+    for step in (run.queued, run.started):
+        n.handle(step())
+    gh.fail_next(403, 1, body={"message": "Resource not accessible"}, path_contains="/labels", method="GET")
+    assert n.handle(run.processed()).endswith("labels+1-0")
     assert gh.labels(REPO, NUMBER)[-1] == "reproduced"

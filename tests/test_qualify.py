@@ -252,3 +252,33 @@ def test_receive_data_plus_run_is_a_valid_issue_received(event: str, name: str) 
     envelope = new_event("IssueReceived", stream=issue_stream(decision.repo, decision.number),
                          data={**decision.data, "run": 1}, cause=Cause(correlation_id="d-1", actor="webhook"))
     schemas.validate({**envelope, "version": 1})
+
+
+# ---------------------------------------------------------------- issue 19 §4
+
+
+@pytest.mark.parametrize("action", ["labeled", "unlabeled"])
+def test_a_label_event_without_label_is_ignored_not_refused(action: str) -> None:
+    payload = payload_of("wh_issues_labeled.json")
+    payload["action"] = action
+    del payload["label"]
+    decision = qualify(delivery("issues", payload), RULES)
+    assert isinstance(decision, Ignore) and "without a label" in decision.reason
+
+
+@pytest.mark.parametrize("action", ["transferred", "deleted"])
+def test_a_transferred_or_deleted_issue_cancels_its_waiting_run(action: str) -> None:
+    payload = payload_of("wh_issues_labeled.json")
+    payload["action"] = action
+    payload.pop("label")
+    decision = qualify(delivery("issues", payload), RULES)
+    assert isinstance(decision, Cancel) and decision.reason == action
+
+
+def test_a_command_is_keyed_by_its_comment_id() -> None:
+    payload = payload_of("wh_issue_comment_created.json")
+    decision = qualify(delivery("issue_comment", payload), RULES)
+    assert isinstance(decision, Receive)
+    assert decision.dedupe_key == f"comment-{payload['comment']['id']}"
+    labelled = qualify(labeled(), RULES)
+    assert isinstance(labelled, Receive) and labelled.dedupe_key == ""

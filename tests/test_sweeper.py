@@ -61,7 +61,7 @@ def test_expired_lease_times_out_and_its_running_issue_fails_retryable(stack):
     stack.issues.record("octo/demo", 1, "IssueProcessingStarted", {"run": 1, "account_id": lease.account_id,
                         "lease_id": lease.lease_id, "worker": "old-worker"}, cause=CAUSE)
     done = sweep(stack.pool, stack.issues, now=_now(), hard_cap_seconds=3 * 3600)
-    assert done == {"timed_out": [lease.account_id], "skipped": []}
+    assert done == {"timed_out": [lease.account_id], "skipped": [], "ended": []}
     assert stack.pool.get(lease.account_id).status == CLEANING
     timed_out = last(stack, f"account-{lease.account_id}", "AccountTimedOut")["data"]
     assert timed_out["lease_id"] == lease.lease_id and timed_out["reserved_at"] == lease.reserved_at
@@ -85,7 +85,7 @@ def test_lease_older_than_the_hard_cap_times_out_even_with_fresh_heartbeats(stac
 def test_live_lease_is_not_touched(stack):
     register(stack, member_ids(1))
     _reserve(stack, at=_now())
-    assert sweep(stack.pool, stack.issues, now=_now(), hard_cap_seconds=3 * 3600) == {"timed_out": [], "skipped": []}
+    assert sweep(stack.pool, stack.issues, now=_now(), hard_cap_seconds=3 * 3600) == {"timed_out": [], "skipped": [], "ended": []}
 
 
 def test_lease_renewed_after_the_index_read_is_left_alone(stack, monkeypatch):
@@ -97,7 +97,7 @@ def test_lease_renewed_after_the_index_read_is_left_alone(stack, monkeypatch):
     monkeypatch.setattr(stack.pool, "stale_leases", lambda **_: snapshot)
     # WHEN it acts on its snapshot THEN the conditional write refuses and nothing is appended
     assert sweep(stack.pool, stack.issues, now=_now(), hard_cap_seconds=3 * 3600) == {
-        "timed_out": [], "skipped": [lease.account_id]}
+        "timed_out": [], "skipped": [lease.account_id], "ended": []}
     assert "AccountTimedOut" not in types(stack, f"account-{lease.account_id}")
 
 
@@ -155,7 +155,8 @@ def test_sweeper_reads_o_stale_items_with_1000_accounts(stack, monkeypatch, caps
     def counting(self, operation, params):
         answer = original(self, operation, params)
         if operation in ("Query", "Scan"):
-            reads[f"{operation}:{params.get('IndexName', 'table')}"] += answer.get("Count", 0)
+            where = params.get("IndexName") or ("table" if operation == "Query" else params["TableName"])
+            reads[f"{operation}:{where}"] += answer.get("Count", 0)
         elif operation in ("GetItem", "BatchGetItem"):
             reads[operation] += 1
         return answer
@@ -163,9 +164,10 @@ def test_sweeper_reads_o_stale_items_with_1000_accounts(stack, monkeypatch, caps
     monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", counting)
     done = sweep(stack.pool, stack.issues, now=_now(), hard_cap_seconds=3 * 3600)
     monkeypatch.undo()
-    # THEN exactly the 3 stale leases are read (through the indexes) and timed out, no scan
+    # THEN exactly the 3 stale leases are read (through the indexes) and timed out, no pool scan
+    # (the stuck-run check scans the issues table: no issue is waiting here, so it reads none)
     assert sorted(done["timed_out"]) == stale
-    assert not any(key.startswith("Scan") for key in reads)
+    assert [key for key in reads if key.startswith("Scan")] == [f"Scan:{stack.settings.issues_table}"]
     assert reads["Query:by-expiry"] == 3 and reads["Query:by-reserved"] == 0
     assert sum(reads.values()) <= 3 * 3  # index rows + at most one issue read per stale lease
     with capsys.disabled():
@@ -195,3 +197,42 @@ def test_timeout_of_the_last_allowed_attempt_is_not_retryable(stack):
     sweep(stack.pool, stack.issues, now=_now(), hard_cap_seconds=3 * 3600, max_attempts=3)
     failed = last(stack, issue_stream("octo/demo", 5), "IssueProcessingFailed")["data"]
     assert (failed["error"], failed["attempt"], failed["retryable"]) == ("timed_out", 3, False)
+
+
+# ---------------------------------------------------------------- issue 19 §2: stuck runs end
+
+
+def _received(stack, number: int):
+    data = {"repo": "octo/demo", "number": number, "title": "t", "labels": ["needs-reproduction"],
+            "trigger": "labeled", "sender": "maint", "html_url": "", "body": ""}
+    got = stack.issues.receive(delivery_id=f"d-stuck-{number}", repo="octo/demo", number=number,
+                               data=data, cause=CAUSE)
+    assert got.appended
+    return got
+
+
+def test_runs_stuck_received_or_queued_past_their_bound_are_skipped_with_the_reason(stack):
+    _received(stack, 1)  # RECEIVED: its gatekeeper record went to the DLQ, say
+    queue_issue(stack, "body", number=2, send=False)  # QUEUED
+    # an hour on, only the RECEIVED run is past its bound
+    done = sweep(stack.pool, stack.issues, now=_now() + HOUR + timedelta(seconds=5), hard_cap_seconds=3 * 3600)
+    assert done["ended"] == [issue_stream("octo/demo", 1)]
+    first = stack.issues.get("octo/demo", 1)
+    assert (first.status, first.reason) == ("SKIPPED", "stuck_received")
+    assert last(stack, issue_stream("octo/demo", 1), "IssueSkipped")["data"]["detail"].startswith("RECEIVED for ")
+    assert stack.issues.get("octo/demo", 2).status == "QUEUED"
+    # a day on, the QUEUED one too; and the issue can be triggered again
+    done = sweep(stack.pool, stack.issues, now=_now() + 25 * HOUR, hard_cap_seconds=3 * 3600)
+    assert done["ended"] == [issue_stream("octo/demo", 2)]
+    assert stack.issues.get("octo/demo", 2).reason == "stuck_queued"
+    again = stack.issues.receive(delivery_id="d-again", repo="octo/demo", number=1,
+                                 data={"repo": "octo/demo", "number": 1, "title": "t", "labels": [],
+                                       "trigger": "labeled", "sender": "maint", "html_url": "", "body": ""},
+                                 cause=CAUSE)
+    assert again.appended and again.issue.run == 2
+
+
+def test_a_fresh_run_is_not_stuck(stack):
+    _received(stack, 3)
+    assert sweep(stack.pool, stack.issues, now=_now(), hard_cap_seconds=3 * 3600)["ended"] == []
+    assert stack.issues.get("octo/demo", 3).status == "RECEIVED"

@@ -278,10 +278,17 @@ def test_invalid_base64_body_is_400(core: SimpleNamespace) -> None:
     assert call(core, event) == rejected(400, "base64")
 
 
-def test_body_over_the_cap_is_413(core: SimpleNamespace) -> None:
+def test_body_over_the_cap_is_413_and_only_a_signed_one_is_recorded(core: SimpleNamespace) -> None:
     event = delivery("wh_issues_labeled.json")
     assert call(core, event, max_bytes=1000) == rejected(413, "limit is 1000")
-    assert items(core) == []
+    [marker] = items(core)  # for the redelivery sweep: no event, no run
+    assert marker["pk"]["S"] == f"oversized-{event['headers']['X-GitHub-Delivery']}"
+    assert (marker["kind"]["S"], marker["type"]["S"]) == ("oversized", "issues")
+    assert "body" not in marker and "day" not in marker
+    forged = delivery("wh_issues_labeled.json", secret="wrong secret")
+    forged["headers"]["X-GitHub-Delivery"] = "forged-id"
+    assert call(core, forged, max_bytes=1000)[0] == 413
+    assert [i["pk"]["S"] for i in items(core)] == [marker["pk"]["S"]]
 
 
 @pytest.mark.parametrize("secret", ["wrong secret", ""])
@@ -502,3 +509,44 @@ def test_storage_failure_is_500_and_logged(caplog: pytest.LogCaptureFixture) -> 
                                   max_bytes=1 << 20, issues=lambda: Down())
     assert response["statusCode"] == 500
     assert "5b8e9a20-16b1-11ef-9d1e-7f0c3b2a1e02" in caplog.text
+
+
+# --- issue 19 §4: transfers, comment ids, secrets -------------------------------------------
+
+
+def test_a_transferred_issue_cancels_its_waiting_run(core: SimpleNamespace) -> None:
+    call(core, delivery("wh_issues_labeled.json"))
+
+    def transfer(p: dict[str, Any]) -> None:
+        p["action"] = "transferred"
+        p["changes"] = {"new_issue": {"number": 3}, "new_repository": {"full_name": "octo/else"}}
+
+    status, body = call(core, delivery("wh_issues_labeled.json", delivery_id="tr-1", mutate=transfer))
+    assert (status, body["reason"]) == (202, "run 1 skipped (transferred)")
+
+
+def test_a_command_resent_under_another_delivery_id_is_a_duplicate(core: SimpleNamespace) -> None:
+    assert call(core, delivery("wh_issue_comment_created.json"))[1]["status"] == "accepted"
+    # the signature does not cover X-GitHub-Delivery: the same signed body under a new id
+    status, body = call(core, delivery("wh_issue_comment_created.json", delivery_id="replayed-1"))
+    assert (status, body) == (202, {"status": "ignored", "reason": "duplicate delivery"})
+    assert [e["type"] for e in log_of(core)] == ["IssueReceived"]
+
+
+def test_webhook_secret_rotation_uses_two_settings_and_warns_on_the_comma_form(caplog) -> None:
+    with caplog.at_level(logging.WARNING):
+        assert webhook_service.webhook_secrets("old", "new") == ("old", "new")
+        assert "deprecated" not in caplog.text
+        assert webhook_service.webhook_secrets("s3cret-a,s3cret-b") == ("s3cret-a", "s3cret-b", "s3cret-a,s3cret-b")
+    assert "GITHUB_WEBHOOK_SECRET_NEXT" in caplog.text
+    assert "s3cret" not in caplog.text  # the secret itself is never logged
+
+
+def test_the_handler_reads_the_next_secret_from_its_own_setting(core: SimpleNamespace, monkeypatch) -> None:
+    monkeypatch.setenv("GITHUB_WEBHOOK_SECRET", "has,a comma")
+    monkeypatch.setenv("GITHUB_WEBHOOK_SECRET_NEXT", SECRET)
+    webhook.reset()
+    try:
+        assert webhook._secrets() == ("has,a comma", SECRET)
+    finally:
+        webhook.reset()

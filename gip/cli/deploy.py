@@ -31,6 +31,7 @@ from typing import Any
 
 from gip.adapters import aws
 from gip.adapters.aws import aws_errors, error_code
+from gip.adapters.github import urls
 from gip.cli import (
     first_create,
     guardrails,
@@ -76,6 +77,7 @@ class DeployOptions:
     vpc_id: str = ""
     subnet_ids: list[str] = field(default_factory=list)
     bot_login: str = ""
+    github_api_url: str = "https://api.github.com"  # checked by gip.adapters.github.urls
     trusted_permissions: str = "admin,maintain,write"
     member_policy_arns: list[str] = field(default_factory=lambda: ["arn:aws:iam::aws:policy/PowerUserAccess"])
     vendor_deps: bool = True
@@ -250,6 +252,7 @@ def _parameters(
             "RequiredLabels": ",".join(options.labels),
             "TrustedPermissions": options.trusted_permissions,
             "BotLogin": options.bot_login,
+            "GitHubApiUrl": options.github_api_url,
             "TargetOuIds": ",".join(options.ou_ids),
             "Guardrails": options.guardrails or "default",
         },
@@ -355,6 +358,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--vpc-id", default="", help="existing VPC for the worker (default: create one)")
     parser.add_argument("--subnet-ids", default="", help="subnets for the worker, comma-separated")
     parser.add_argument("--bot-login", default="", help="the GitHub login the notifier comments as")
+    parser.add_argument("--github-api-url", default=urls.DEFAULT, type=urls.api_url_arg, help="GitHub API root (GHES: https://HOST/api/v3)")
     parser.add_argument("--member-policy-arns", default="arn:aws:iam::aws:policy/PowerUserAccess",
                         help="managed policies of the member processing role, comma-separated")
     parser.add_argument("--no-deps", action="store_true", help="do not vendor dependencies into the bundles")
@@ -375,10 +379,9 @@ def options_from_args(args: argparse.Namespace) -> DeployOptions:
         endpoint_url=args.endpoint_url, labels=split(args.labels), dry_run=args.dry_run,
         yes=args.yes, ou_ids=[ou for value in args.ou for ou in split(value)],
         external_id=args.external_id, worker_image=args.worker_image, vpc_id=args.vpc_id,
-        subnet_ids=split(args.subnet_ids), bot_login=args.bot_login,
+        subnet_ids=split(args.subnet_ids), bot_login=args.bot_login, github_api_url=args.github_api_url,
         member_policy_arns=split(args.member_policy_arns), vendor_deps=not args.no_deps,
-        vendor_nuke=not args.no_nuke,
-        stackset=not args.no_stackset, regions=split(args.regions), guardrails=args.guardrails,
+        vendor_nuke=not args.no_nuke, stackset=not args.no_stackset, regions=split(args.regions), guardrails=args.guardrails,
         adopt=args.adopt,
         # An endpoint on this machine is moto: fill its gaps as local mode does.
         local=aws.is_local_endpoint(args.endpoint_url or os.environ.get("AWS_ENDPOINT_URL")),

@@ -12,7 +12,7 @@ fences, escaped prose, no mention, link, image, HTML or marker). Bodies stay und
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from urllib.parse import quote
 
@@ -225,3 +225,22 @@ def rendered_version(body: str | None) -> tuple[int, int] | None:
     lines = (body or "").split("\n", 2)
     m = _SHOWN.fullmatch(lines[1]) if len(lines) > 1 and lines[0] == STATUS_MARKER else None
     return (int(m.group(1)), int(m.group(2))) if m else None
+
+
+def is_ours(comment: Mapping[str, object], *, login: str, user_id: int | None = None,
+            app_id: int | None = None) -> bool:
+    """Was ``comment`` written by us? By the App's id (``performed_via_github_app.id``) or the
+    author's numeric id when we know them; else by login, without case and ``[bot]``."""
+    via = comment.get("performed_via_github_app")
+    if app_id is not None and isinstance(via, dict) and via.get("id") == app_id:
+        return True
+    user = comment.get("user")
+    user = user if isinstance(user, dict) else {}
+    if user_id is not None and user.get("id") is not None:
+        return bool(user.get("id") == user_id)
+    author = user.get("login")
+    return isinstance(author, str) and bool(login) and _bare(author) == _bare(login)
+
+
+def _bare(login: str) -> str:
+    return login.strip().casefold().removesuffix("[bot]")

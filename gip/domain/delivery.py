@@ -6,7 +6,9 @@ below to HTTP status codes through their ``status`` attribute.
 
 Order of checks, cheapest and least trusting first:
 
-1. body over the cap                      -> :class:`PayloadTooLarge` (413)
+1. body over the cap                      -> :class:`PayloadTooLarge` (413; its ``delivery_id``
+                                             is set only when the signature is valid, so
+                                             the webhook records GitHub's deliveries only)
 2. missing GitHub headers                 -> :class:`BadRequest` (400)
 3. media type other than JSON             -> :class:`UnsupportedMediaType` (415)
 4. signature not valid for any secret     -> :class:`InvalidSignature` (401)
@@ -74,6 +76,10 @@ class PayloadTooLarge(WebhookRejected):
 
     status = 413
 
+    def __init__(self, reason: str, *, delivery_id: str = "", event: str = "", size: int = 0) -> None:
+        super().__init__(reason)
+        self.delivery_id, self.event, self.size = delivery_id, event, size
+
 
 class UnsupportedMediaType(WebhookRejected):
     """The content type is not JSON, e.g. GitHub's application/x-www-form-urlencoded (415)."""
@@ -125,9 +131,25 @@ def verify_signature(body: bytes, *, signature: str, secrets: Sequence[str]) -> 
         raise InvalidSignature("signature does not match")
 
 
-def parse_secrets(raw: str | None) -> tuple[str, ...]:
-    """``"current[,next]"`` -> ``("current", "next")``; blanks dropped, whitespace trimmed."""
-    return tuple(part.strip() for part in (raw or "").split(",") if part.strip())
+def parse_secrets(raw: str | None, next_secret: str | None = None) -> tuple[str, ...]:
+    """The secrets a signature may match: ``raw`` (GITHUB_WEBHOOK_SECRET or the Secrets Manager
+    value) and, during a rotation, ``next_secret`` (GITHUB_WEBHOOK_SECRET_NEXT).
+
+    A secret is never split on commas: it may contain one. Only the deprecated form, ``raw``
+    holding ``"current,next"`` with no separate next secret, is also tried part by part (the
+    whole value stays a candidate); :func:`is_comma_form` tells the caller to warn about it.
+    """
+    whole = (raw or "").strip()
+    secrets = [whole, (next_secret or "").strip()]
+    if is_comma_form(raw, next_secret):
+        parts = [part.strip() for part in whole.split(",") if part.strip()]
+        secrets = [*parts, whole] if parts else []  # "," alone is no secret: fail closed
+    return tuple(dict.fromkeys(s for s in secrets if s))
+
+
+def is_comma_form(raw: str | None, next_secret: str | None = None) -> bool:
+    """Is ``raw`` the deprecated ``"current,next"`` form (no separate next secret)?"""
+    return "," in (raw or "") and not (next_secret or "").strip()
 
 
 def parse_delivery(
@@ -143,7 +165,7 @@ def parse_delivery(
     :class:`ConfigError` when no secret is configured.
     """
     if len(body) > max_bytes:
-        raise PayloadTooLarge(f"body is {len(body)} bytes, the limit is {max_bytes}")
+        raise _too_large(headers, body, secrets=secrets, max_bytes=max_bytes)
     missing = [name for name in REQUIRED_HEADERS if not headers.get(name, "").strip()]
     if missing:
         raise BadRequest(f"missing header(s): {', '.join(missing)}")
@@ -158,6 +180,21 @@ def parse_delivery(
     payload = _decode_object(body)
     hook_id = headers.get("x-github-hook-id", "").strip()
     return Delivery(event=event, delivery_id=delivery_id, payload=payload, hook_id=hook_id)
+
+
+def _too_large(headers: Mapping[str, str], body: bytes, *, secrets: Sequence[str],
+               max_bytes: int) -> PayloadTooLarge:
+    """The 413, naming the delivery only if it is GitHub's (valid id and signature)."""
+    reason = f"body is {len(body)} bytes, the limit is {max_bytes}"
+    delivery_id = headers.get(DELIVERY_HEADER, "").strip()
+    event = headers.get(EVENT_HEADER, "").strip()
+    try:
+        verify_signature(body, signature=headers.get(SIGNATURE_HEADER, ""), secrets=secrets)
+    except (InvalidSignature, ConfigError):
+        return PayloadTooLarge(reason)
+    if not (_DELIVERY_ID.fullmatch(delivery_id) and _EVENT_NAME.fullmatch(event)):
+        return PayloadTooLarge(reason)
+    return PayloadTooLarge(reason, delivery_id=delivery_id, event=event, size=len(body))
 
 
 def _require_json_media_type(content_type: str) -> None:

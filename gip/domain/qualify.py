@@ -9,11 +9,15 @@ What qualifies (DESIGN.md, data flow step 1):
 
 - ``issues.labeled`` where ``payload.label`` is a required label;
 - ``issues.opened`` / ``issues.reopened`` whose issue already carries a required label;
-- ``issue_comment.created`` whose first line is ``/reproduce`` or ``/retry``.
+- ``issue_comment.created`` whose first line is ``/reproduce`` or ``/retry``; such a command is
+  de-duplicated on its comment id (``Receive.dedupe_key``), not only on the delivery id, which
+  the signature does not cover.
 
-Senders of type Bot, and our own app, never start a run. ``issues.closed`` and the
-``issues.unlabeled`` of the last required label ask to cancel a queued run; a bot may do that
-(a stale-bot closing the issue is a real reason to drop the run), our own app may not.
+Senders of type Bot, and our own app, never start a run. ``issues.closed``, ``transferred``,
+``deleted`` and the ``issues.unlabeled`` of the last required label ask to cancel a waiting run;
+a bot may do that (a stale-bot closing the issue is a real reason to drop the run), our own app
+may not. A ``labeled``/``unlabeled`` payload without ``label`` (GitHub's schema makes it
+optional) is ignored, not refused.
 """
 
 from __future__ import annotations
@@ -82,6 +86,7 @@ class Receive:
     repo: str
     number: int
     data: dict[str, object] = field(repr=False)
+    dedupe_key: str = ""  # "comment-<id>" for a command; else the delivery id is the key
 
 
 @dataclass(frozen=True)
@@ -90,7 +95,7 @@ class Cancel:
 
     repo: str
     number: int
-    reason: str  # "closed" | "label_removed"
+    reason: str  # "closed" | "label_removed" | "transferred" | "deleted"
 
 
 Decision = Pong | Ignore | Receive | Cancel
@@ -106,7 +111,7 @@ def qualify(delivery: Delivery, rules: Rules) -> Decision:
         return Pong()
     if event == "issues" and action in ("labeled", "opened", "reopened"):
         return _recordable(_trigger(payload, rules, action))
-    if event == "issues" and action in ("closed", "unlabeled"):
+    if event == "issues" and action in ("closed", "unlabeled", "transferred", "deleted"):
         return _cancel(payload, rules, action)
     if event == "issue_comment" and action == "created":
         return _recordable(_command(payload, rules))
@@ -122,6 +127,8 @@ def _trigger(payload: Mapping[str, object], rules: Rules, action: str) -> Decisi
     issue = _obj(payload, "issue")
     labels = _label_names(issue)
     if action == "labeled":
+        if payload.get("label") is None:
+            return Ignore("labeled without a label")
         label = _str(_obj(payload, "label"), "name", "label.name")
         if not rules.is_required(label):
             return Ignore(f"label {label[:50]!r} is not a required label")
@@ -159,6 +166,7 @@ def _command(payload: Mapping[str, object], rules: Rules) -> Decision:
     comment_id = comment.get("id")
     if isinstance(comment_id, int) and not isinstance(comment_id, bool):
         receive.data["comment_id"] = comment_id
+        return Receive(receive.repo, receive.number, receive.data, dedupe_key=f"comment-{comment_id}")
     return receive
 
 
@@ -168,13 +176,16 @@ def _cancel(payload: Mapping[str, object], rules: Rules, action: str) -> Decisio
     issue = _obj(payload, "issue")
     labels = _label_names(issue)
     if action == "unlabeled":
+        if payload.get("label") is None:
+            return Ignore("unlabeled without a label")
         label = _str(_obj(payload, "label"), "name", "label.name")
         if not rules.is_required(label):
             return Ignore(f"label {label[:50]!r} is not a required label")
         if any(rules.is_required(name) for name in labels):
             return Ignore("issue still carries a required label")
     repo, number = _repo(payload), _number(issue)
-    return Cancel(repo=repo, number=number, reason="closed" if action == "closed" else "label_removed")
+    reason = "label_removed" if action == "unlabeled" else action
+    return Cancel(repo=repo, number=number, reason=reason)
 
 
 def _recordable(decision: Decision) -> Decision:

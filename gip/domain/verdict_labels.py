@@ -14,6 +14,21 @@ BROKEN = "repro-broken"
 INFRA_ERROR = "repro-infra-error"
 ALL = (REPRODUCED, NOT_REPRODUCED, BROKEN, INFRA_ERROR)
 
+# Created up front in each repository (``POST /repos/{o}/{r}/labels``), so GitHub does not
+# make grey ones implicitly: name -> (colour, description).
+SPECS: dict[str, tuple[str, str]] = {
+    REPRODUCED: ("d73a4a", "The reported bug was reproduced"),
+    NOT_REPRODUCED: ("0e8a16", "The reproduction ran and the bug did not show"),
+    BROKEN: ("fbca04", "The reproduction is missing or could not run"),
+    INFRA_ERROR: ("6a737d", "The reproduction could not run: infrastructure error"),
+}
+
+
+def missing(existing: Iterable[str]) -> list[str]:
+    """The verdict labels absent from a repository's label names (compared without case)."""
+    have = {name.casefold() for name in existing}
+    return [name for name in ALL if name.casefold() not in have]
+
 _BY_VERDICT = {
     "reproduced": REPRODUCED,
     "not_reproduced": NOT_REPRODUCED,
@@ -31,11 +46,15 @@ def changes(wanted: str, current: Iterable[str]) -> tuple[list[str], list[str]]:
     """``(to_add, to_remove)`` so that ``wanted`` is the only verdict label left.
 
     Only labels present in ``current`` are removed, so nothing is sent for labels that are
-    not there; ``wanted`` is added only when missing.
+    not there; ``wanted`` is added only when missing. GitHub label names compare without case,
+    so a pre-existing ``Reproduced`` counts as ``reproduced``: it is removed under its own
+    spelling, and it satisfies ``wanted`` if that is the one.
     """
-    have = set(current)
-    add = [] if wanted in have else [wanted]
-    remove = [label for label in ALL if label != wanted and label in have]
+    have = list(current)
+    folded = {label.casefold() for label in have}
+    add = [] if wanted.casefold() in folded else [wanted]
+    remove = [label for verdict in ALL if verdict != wanted
+              for label in have if label.casefold() == verdict.casefold()]
     return add, remove
 
 
@@ -49,7 +68,8 @@ def changes_since_trigger(wanted: str, trigger_labels: Iterable[str],
     Trade-off: a verdict label a human adds or removes by hand *during* a run is not seen (it
     may stay next to ours; removing one that is already gone is a harmless 404).
     """
-    current = set(trigger_labels)
+    current = list(dict.fromkeys(trigger_labels))
     if applied is not None:
-        current = (current - set(ALL)) | {applied}
+        verdicts = {label.casefold() for label in ALL}
+        current = [label for label in current if label.casefold() not in verdicts] + [applied]
     return changes(wanted, current)

@@ -127,6 +127,7 @@ class Supervisor:
         self.outputs = deploy(DeployOptions(
             org_id=o.org, prefix=o.prefix, region=o.region, endpoint_url=endpoint,
             labels=list(o.labels), local=True, yes=True, vendor_deps=False, bot_login=o.bot_login,
+            github_api_url=os.environ.get("GITHUB_API_URL") or "https://api.github.com",
             poll=0.2), QuietReporter(self.say))
         self.say(f"deployed in {time.monotonic() - started:.1f}s")
         if self.requested.is_set():

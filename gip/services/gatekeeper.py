@@ -13,7 +13,13 @@ still carries a required label, and that the sender has a trusted collaborator p
   now, not from the payload); the permission is cached per (repo, sender) for
   ``PERMISSION_TTL_S``.
 - GitHub 5xx/429 or an unreachable GitHub: the record fails and SQS retries it; nothing was
-  appended, because GitHub is asked before anything is written.
+  appended, because GitHub is asked before anything is written. A rate limit stops the batch
+  (:mod:`gip.adapters.github.consumer`).
+- A 401 after the client's one retry with a fresh token, or a 403 that is not a rate limit (a
+  token that does not cover the repository): ``IssueSkipped`` ``github_unauthorized`` /
+  ``github_forbidden``, so the run ends and the issue can be triggered again once fixed.
+- An untrusted sender: ``IssueSkipped`` only; a command also gets 😕 (``confused``) on its
+  comment, never a comment (the notifier's note is opt-in, EXPLAIN_UNTRUSTED).
 - Local mode without a token: the payload's ``author_association`` (OWNER, MEMBER,
   COLLABORATOR) stands in for the permission API, and the payload's labels for GitHub's.
 """
@@ -30,7 +36,7 @@ from gip.adapters.github import errors as gh_errors
 from gip.adapters.github.client import GitHubClient, Permission
 from gip.config import Settings
 from gip.domain.envelope import Cause, Envelope, split_issue_stream
-from gip.domain.issue import QUEUED, RECEIVED
+from gip.domain.issue import QUEUED, RECEIVED, SKIPPED
 from gip.domain.qualify import has_required_label
 from gip.errors import ConcurrencyConflict, GipError
 
@@ -119,11 +125,11 @@ class Gatekeeper:
 
     @classmethod
     def from_env(cls) -> Gatekeeper:
-        from gip.adapters.github.token import client_from_settings
+        from gip.adapters.github.consumer import client_for
         from gip.services.issues import Issues
 
         settings = Settings.from_env()
-        return cls(issues=Issues.from_settings(settings), github=client_from_settings(settings),
+        return cls(issues=Issues.from_settings(settings), github=client_for(settings),
                    settings=settings)
 
     def handle(self, envelope: Envelope) -> str:
@@ -138,8 +144,11 @@ class Gatekeeper:
             if issue is None:
                 raise GipError(f"no issue row for {envelope['stream']} yet")
             if issue.run != run or issue.status != RECEIVED:
-                if issue.run == run and issue.status == QUEUED and (issue.stream, run) not in self._reacted:
-                    self._react(repo, number, data)
+                if issue.run == run and (issue.stream, run) not in self._reacted:
+                    if issue.status == QUEUED:
+                        self._react(repo, number, data)
+                    elif issue.status == SKIPPED and issue.reason == "untrusted_sender":
+                        self._react(repo, number, data, "confused", comment_only=True)
                     self._remember_reaction(issue.stream, run)
                 return "already_decided"
             decision = self._check(repo, number, data)
@@ -153,6 +162,9 @@ class Gatekeeper:
                      decision.data.get("reason", ""))
             if decision.type == "IssueQueued":
                 self._react(repo, number, data)
+                self._remember_reaction(issue.stream, run)
+            elif decision.data.get("reason") == "untrusted_sender":  # no comment: 😕 on the command
+                self._react(repo, number, data, "confused", comment_only=True)
                 self._remember_reaction(issue.stream, run)
             return decision.type
         return "already_decided"
@@ -169,11 +181,19 @@ class Gatekeeper:
             github = self.github
             try:
                 doc = github.get_issue(repo, number)
+                permission = self.permissions.get(repo, sender, lambda: github.permission(repo, sender))
             except gh_errors.NotFound:
                 return Decision("IssueSkipped", {"reason": "not_found", "run": run, "sender": sender})
+            except (gh_errors.Unauthorized, gh_errors.Forbidden) as exc:
+                # after the one retry with a fresh token: the token is wrong or does not cover
+                # the repository. The run ends, so the issue can be triggered again once fixed.
+                reason = ("github_unauthorized" if isinstance(exc, gh_errors.Unauthorized)
+                          else "github_forbidden")
+                log.error("%s#%s: GitHub refused the token (%s): %s", repo, number, reason, exc)
+                return Decision("IssueSkipped", {"reason": reason, "run": run, "sender": sender,
+                                                 "detail": str(exc)[:200]})
             state = str(doc.get("state", "open"))
             labels = [lb["name"] if isinstance(lb, dict) else str(lb) for lb in doc.get("labels", [])]
-            permission = self.permissions.get(repo, sender, lambda: github.permission(repo, sender))
             via = "collaborator_api"
         return decide(run=run, sender=sender, state=state, labels=labels, permission=permission,
                       required=self.settings.required_labels,
@@ -184,15 +204,19 @@ class Gatekeeper:
         while len(self._reacted) > REACTIONS_REMEMBERED:
             del self._reacted[next(iter(self._reacted))]  # oldest first
 
-    def _react(self, repo: str, number: int, data: Mapping[str, Any]) -> None:
-        """👀 on the command comment if there is one, else on the issue."""
+    def _react(self, repo: str, number: int, data: Mapping[str, Any], content: str = "eyes",
+               *, comment_only: bool = False) -> None:
+        """``content`` (👀) on the command comment if there is one, else on the issue
+        (unless ``comment_only``: 😕 answers a command, never a label)."""
         if self.github is None:
             return
         comment_id = data.get("comment_id")
         try:
             if isinstance(comment_id, int):
-                self.github.add_comment_reaction(repo, comment_id, "eyes")
-            else:
-                self.github.add_reaction(repo, number, "eyes")
+                self.github.add_comment_reaction(repo, comment_id, content)
+            elif not comment_only:
+                self.github.add_reaction(repo, number, content)
         except gh_errors.NotFound:  # the comment was deleted: nothing to react to
             log.info("%s#%s: nothing to react to", repo, number)
+        except (gh_errors.Forbidden, gh_errors.Unauthorized, gh_errors.Moved) as exc:
+            log.warning("%s#%s: reaction %s refused: %s", repo, number, content, exc)

@@ -8,10 +8,12 @@ current state, so an older event cannot overwrite a newer one, and an unchanged 
 sent at all. The comment also carries the stream version it shows; a comment showing a newer
 version is left alone.
 
-- The status comment is found by :data:`~gip.domain.comment.STATUS_MARKER`, only among comments
-  written by our own login (``BOT_LOGIN``, or ``GET /user`` once per container).
-- An untrusted sender is told why nothing runs, once per issue (found by its own marker).
-- After a verdict, exactly one verdict label is left (``gip.domain.verdict_labels``).
+- The status comment is found by :data:`~gip.domain.comment.STATUS_MARKER`, only among our own
+  comments (:func:`gip.domain.comment.is_ours`: our user id from ``GET /user`` once per
+  container, the App's id, else ``BOT_LOGIN`` without case).
+- An untrusted sender is told why nothing runs only with EXPLAIN_UNTRUSTED (once per issue).
+- After a verdict, exactly one verdict label is left (``gip.domain.verdict_labels``, compared
+  without case); the four are created up front in each repository, once per container.
 - A GitHub outage fails the record, SQS brings it back, and the comment catches up: the verdict
   itself is already in the event log and in S3.
 - Without a token (local mode) it prints what it would post.
@@ -20,11 +22,10 @@ GitHub reads are kept down by what this container already knows (:class:`Memory`
 - our status comment per issue (id, body, hence the version shown), filled when we find, create
   or edit it. A hit skips ``list_comments``: an identical body sends nothing, another body is
   one edit by id; a 404 (deleted by hand) drops the entry and falls back to listing. The first
-  event of an issue in a container still lists, which finds an existing comment and removes the
-  duplicate a lost create answer may have left (a create that was retried is not remembered,
-  so the next event lists again). The notifier runs one batch at a time (a FIFO queue with one
-  message group, docs/internals.md) and reads the issue row consistently, so the state it renders is never older than a version another
-  container already showed: the remembered body cannot roll a comment back.
+  event of an issue in a container still lists, which finds an existing comment and removes
+  the duplicate a lost create answer may have left (a retried create is not remembered). The
+  notifier runs one batch at a time (FIFO queue, one message group, docs/internals.md) and reads
+  the row consistently: the remembered body cannot roll a comment back.
 - the verdict label set during this run; the labels come from the issue's labels at trigger
   time (``Issue.labels``), not from ``GET issue`` (see ``verdict_labels.changes_since_trigger``).
 - in a batch, records of a stream whose version was already rendered in that batch are done.
@@ -47,6 +48,7 @@ from gip.domain.comment import (
     STATUS_MARKER,
     UNTRUSTED_MARKER,
     StatusView,
+    is_ours,
     render_status,
     render_untrusted,
     rendered_version,
@@ -83,8 +85,11 @@ def needs_last_event(issue: Issue) -> bool:
     return issue.status in (PROCESSED, SKIPPED)
 
 
-def plan_for(issue: Issue, last: Mapping[str, Any] | None) -> Plan:
-    """The plan for ``issue``; ``last`` is the data of its latest event (log tail, links)."""
+def plan_for(issue: Issue, last: Mapping[str, Any] | None, *, explain_untrusted: bool = False) -> Plan:
+    """The plan for ``issue``; ``last`` is the data of its latest event (log tail, links).
+
+    An untrusted sender gets no comment (the gatekeeper's 😕 answers a command) unless
+    ``explain_untrusted`` (EXPLAIN_UNTRUSTED) opts in to the explanatory note."""
     last = last or {}
     base = StatusView(state="queued", run=issue.run, version=issue.version)
     if issue.status == QUEUED:
@@ -107,6 +112,8 @@ def plan_for(issue: Issue, last: Mapping[str, Any] | None) -> Plan:
                     label=None if issue.retryable else verdict_labels.INFRA_ERROR)
     if issue.status == SKIPPED:
         if issue.reason == "untrusted_sender":
+            if not explain_untrusted:
+                return Plan()
             sender = str(last.get("sender") or issue.sender)
             return Plan(untrusted=(sender, str(last.get("permission") or "read")))
         return Plan(replace(base, state="skipped", reason=issue.reason), create=False)
@@ -129,10 +136,12 @@ def status_step(shown_body: str | None, body: str, plan: Plan) -> str:
     return "edit"
 
 
-def find_mine(comments: list[dict[str, Any]], *, login: str, marker: str) -> list[dict[str, Any]]:
-    """Comments by ``login`` that start with ``marker``, oldest first."""
+def find_mine(comments: list[dict[str, Any]], *, login: str, marker: str,
+              user_id: int | None = None, app_id: int | None = None) -> list[dict[str, Any]]:
+    """Our comments (:func:`gip.domain.comment.is_ours`) that start with ``marker``, oldest first."""
     return [c for c in comments
-            if (c.get("user") or {}).get("login") == login and (c.get("body") or "").startswith(marker)]
+            if is_ours(c, login=login, user_id=user_id, app_id=app_id)
+            and (c.get("body") or "").startswith(marker)]
 
 
 # ---------------------------------------------------------------- shell
@@ -180,6 +189,7 @@ class Memory:
     shown: Bounded[str, Shown] = field(default_factory=Bounded)
     labelled: Bounded[str, tuple[int, str]] = field(default_factory=Bounded)  # (run, label)
     told: Bounded[str, bool] = field(default_factory=Bounded)  # untrusted note seen or posted
+    repo_labels: Bounded[str, bool] = field(default_factory=Bounded)  # verdict labels created
 
 
 class Notifier:
@@ -190,29 +200,56 @@ class Notifier:
         self.settings = settings
         self.out = out
         self._login: str | None = settings.bot_login or None
+        self._user_id: int | None = None
+        app = str(getattr(settings, "github_app_id", "") or "")  # ghapp's setting, if there
+        self._app_id: int | None = int(app) if app.isdigit() else None
+        self._identity_asked = False
         self.memory = Memory()
         self._batch: dict[str, int] | None = None  # stream → version rendered in this batch
 
     @classmethod
     def from_env(cls) -> Notifier:
-        from gip.adapters.github.token import client_from_settings
+        from gip.adapters.github.consumer import client_for
         from gip.services.issues import Issues
 
         settings = Settings.from_env()
-        return cls(issues=Issues.from_settings(settings), github=client_from_settings(settings),
+        return cls(issues=Issues.from_settings(settings), github=client_for(settings),
                    settings=settings)
 
-    @property
-    def login(self) -> str:
-        if self._login is None:
-            assert self.github is not None
-            try:
-                self._login = self.github.login()
-            except (gh_errors.Forbidden, gh_errors.NotFound) as exc:
-                # GitHub App installation tokens cannot read GET /user
-                raise ConfigError("cannot find our own GitHub login: set BOT_LOGIN "
-                                  "(for an App, '<app-slug>[bot]')") from exc
-        return self._login
+    def _find_mine(self, comments: list[dict[str, Any]], marker: str) -> list[dict[str, Any]]:
+        """Ours by user id (``GET /user`` once, or a comment we wrote), App id, else login."""
+        if self._user_id is None and not self._identity_asked and self.github is not None:
+            self._identity_asked = True
+            # an App installation token cannot read /user: the app id or the login serve then
+            with contextlib.suppress(gh_errors.Forbidden, gh_errors.NotFound):
+                self._learn_identity({"user": self.github.me()})
+        if self._user_id is None and self._app_id is None and not self._login:
+            raise ConfigError("cannot find our own GitHub identity: set BOT_LOGIN "
+                              "(for an App, '<app-slug>[bot]')")
+        return find_mine(comments, login=self._login or "", marker=marker,
+                         user_id=self._user_id, app_id=self._app_id)
+
+    def _learn_identity(self, doc: Mapping[str, Any]) -> None:
+        found = doc.get("user")
+        user: Mapping[str, Any] = found if isinstance(found, dict) else {}
+        if isinstance(user.get("id"), int):
+            self._user_id = int(user["id"])
+        if self._login is None and isinstance(user.get("login"), str):
+            self._login = str(user["login"])
+
+    def _ensure_repo_labels(self, repo: str) -> None:
+        """Create the verdict labels ``repo`` lacks (colours, descriptions), once per container."""
+        assert self.github is not None
+        if self.memory.repo_labels.get(repo):
+            return
+        try:
+            existing = [str(label.get("name", "")) for label in self.github.list_labels(repo)]
+            for name in verdict_labels.missing(existing):
+                color, description = verdict_labels.SPECS[name]
+                self.github.create_label(repo, name, color=color, description=description)
+        except (gh_errors.Forbidden, gh_errors.Invalid) as exc:  # then GitHub makes grey ones
+            log.warning("%s: verdict labels not created up front: %s", repo, exc)
+        self.memory.repo_labels.put(repo, True)
 
     @contextlib.contextmanager
     def batch(self) -> Iterator[None]:
@@ -244,14 +281,14 @@ class Notifier:
         if needs_last_event(issue):
             last = (envelope["data"] if envelope["version"] == issue.version
                     else self._event_data(issue))
-        plan = plan_for(issue, last)
+        plan = plan_for(issue, last, explain_untrusted=self.settings.explain_untrusted)
         if self.github is None:
             done = self._print(repo, number, plan)
         else:
             try:
                 done = self._apply(issue, plan)
-            except gh_errors.NotFound:  # deleted or transferred: retrying will not bring it back
-                log.warning("%s#%s is gone from GitHub; nothing to update", repo, number)
+            except (gh_errors.NotFound, gh_errors.Moved) as exc:  # deleted or transferred
+                log.warning("%s#%s is gone from GitHub (%s); nothing to update", repo, number, exc)
                 self.memory.shown.drop(stream)
                 done = "issue_gone"
         if self._batch is not None:
@@ -298,7 +335,7 @@ class Notifier:
             else:
                 shown.put(stream, Shown(hit.comment_id, body))
                 return "edited"
-        mine = find_mine(comments(), login=self.login, marker=STATUS_MARKER)
+        mine = self._find_mine(comments(), STATUS_MARKER)
         # A create whose answer was lost (5xx, timeout) may have left a second one: keep the oldest.
         for extra in mine[1:]:
             self.github.delete_comment(repo, int(extra["id"]))
@@ -306,6 +343,7 @@ class Notifier:
         step = status_step(existing.get("body") if existing else None, body, plan)
         if step == "create":
             doc = self.github.create_comment(repo, issue.number, body)
+            self._learn_identity(doc)
             if self.github.last_attempts == 1 and doc.get("id") is not None:
                 shown.put(stream, Shown(int(doc["id"]), body))  # else the next event lists
             return "created"
@@ -321,8 +359,7 @@ class Notifier:
     def _untrusted(self, issue: Issue, who: tuple[str, str],
                    comments: Callable[[], list[dict[str, Any]]]) -> str:
         assert self.github is not None
-        if self.memory.told.get(issue.stream) or find_mine(
-                comments(), login=self.login, marker=UNTRUSTED_MARKER):
+        if self.memory.told.get(issue.stream) or self._find_mine(comments(), UNTRUSTED_MARKER):
             self.memory.told.put(issue.stream, True)
             return "already_told"
         self.github.create_comment(issue.repo, issue.number, self._untrusted_body(who))
@@ -342,6 +379,7 @@ class Notifier:
         applied = known[1] if known is not None and known[0] == issue.run else None
         add, remove = verdict_labels.changes_since_trigger(wanted, issue.labels, applied)
         if add:
+            self._ensure_repo_labels(issue.repo)
             self.github.add_labels(issue.repo, issue.number, add)
         for label in remove:
             self.github.remove_label(issue.repo, issue.number, label)

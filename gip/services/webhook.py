@@ -9,7 +9,9 @@ becomes ``Issues.cancel``. The webhook never calls GitHub, SQS or EventBridge: t
 publisher does, from the table's stream.
 
 Answers: 200 ping; 202 accepted / ignored (with the reason); 400 / 401 / 413 / 415 for bad
-requests, including payloads that could never be stored (nothing appended); 500 when no secret
+requests, including payloads that could never be stored (nothing appended). A 413 for a
+delivery whose signature is valid also writes an ``oversized-<delivery id>`` marker (events
+table, docs/internals.md "Oversized deliveries") for the redelivery sweep; 500 when no secret
 is configured (it never accepts) or storage fails, throttling included (GitHub shows the failed
 delivery, which can be redelivered: the delivery id makes that safe). A 202 "duplicate" or
 "already active" is only ever answered on a condition that DynamoDB itself evaluated.
@@ -28,7 +30,14 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from gip.domain.delivery import BadRequest, WebhookRejected, parse_delivery
+from gip.domain.delivery import (
+    BadRequest,
+    PayloadTooLarge,
+    WebhookRejected,
+    is_comma_form,
+    parse_delivery,
+    parse_secrets,
+)
 from gip.domain.envelope import Cause
 from gip.domain.qualify import Cancel, Ignore, Pong, Receive, Rules, qualify
 from gip.errors import (
@@ -63,6 +72,10 @@ def handle(
         delivery = parse_delivery(headers, body, secrets=secrets, max_bytes=max_bytes)
         decision = qualify(delivery, rules)
         response = _act(decision, delivery.delivery_id, issues)
+    except PayloadTooLarge as exc:
+        response = answer(413, "rejected", exc.reason)
+        if exc.delivery_id:
+            _record_oversized(issues, exc)
     except WebhookRejected as exc:
         response = answer(exc.status, "rejected", exc.reason)
     except ConfigError as exc:
@@ -89,8 +102,8 @@ def _act(decision: Pong | Ignore | Receive | Cancel, delivery_id: str,
     if isinstance(decision, Ignore):
         return answer(decision.status, "ignored", decision.reason)
     cause = Cause(correlation_id=delivery_id, actor=ACTOR)
-    if isinstance(decision, Receive):
-        result = issues().receive(delivery_id=delivery_id, repo=decision.repo,
+    if isinstance(decision, Receive):  # a command's key is its comment: a re-sent one is a duplicate
+        result = issues().receive(delivery_id=decision.dedupe_key or delivery_id, repo=decision.repo,
                                   number=decision.number, data=decision.data, cause=cause)
         if result.appended:
             return answer(202, "accepted", f"run {result.event['data']['run']} received")
@@ -106,6 +119,32 @@ def _act(decision: Pong | Ignore | Receive | Cancel, delivery_id: str,
     if skipped is None:
         return answer(202, "ignored", "no queued run to cancel")
     return answer(202, "accepted", f"run {skipped['data']['run']} skipped ({decision.reason})")
+
+
+def webhook_secrets(current: str | None, next_secret: str | None = None) -> tuple[str, ...]:
+    """GITHUB_WEBHOOK_SECRET and GITHUB_WEBHOOK_SECRET_NEXT (rotation); the old comma form
+    (``current,next`` in one value) still works, with a deprecation notice."""
+    if is_comma_form(current, next_secret):
+        log.warning("webhook: the webhook secret holds a comma: read as the deprecated "
+                    "'current,next' form (and as one secret); put the next secret in "
+                    "GITHUB_WEBHOOK_SECRET_NEXT instead")
+    return parse_secrets(current, next_secret)
+
+
+def _record_oversized(issues: Callable[[], Any], exc: PayloadTooLarge) -> None:
+    """The ``oversized-<delivery id>`` marker; a failure to write it is logged, still a 413."""
+    from datetime import UTC, datetime
+
+    try:
+        model = issues().store.tables.events
+        model(f"oversized-{exc.delivery_id}", 0, kind="oversized", type_=exc.event[:64],
+              occurred_at=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z").save()
+    except Exception as err:  # the boundary: the answer is a 413 either way
+        log.error("webhook: oversized delivery %s (%d bytes) not recorded: %s",
+                  exc.delivery_id, exc.size, type(err).__name__)
+        return
+    log.warning("webhook: delivery %s (%s, %d bytes) is over the cap: answered 413, recorded",
+                exc.delivery_id, exc.event, exc.size)
 
 
 def request_parts(event: Mapping[str, Any]) -> tuple[dict[str, str], bytes]:

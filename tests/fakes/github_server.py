@@ -31,10 +31,32 @@ Routes (all under an optional ``/api/v3`` prefix):
     DELETE /repos/{o}/{r}/issues/{n}/labels/{name}                     -> 404 if absent
     GET    /repos/{o}/{r}/collaborators/{user}/permission
 
+    GET    /repos/{o}/{r}/labels                     ?per_page=
+    POST   /repos/{o}/{r}/labels                     {"name","color","description"} -> 201 / 422
+
 Unknown issues answer 404, as GitHub does: add them first (``add_issue``, or
 ``add_issue_from_payload`` with a webhook payload). A user with no permission set gets
 ``read``, like anyone on a public repository. With ``token`` set, a request without
 ``Authorization: Bearer <token>`` (or ``token <token>``) answers 401.
+
+Stricter where real GitHub is (issue 19):
+
+- ``limit(until, kind="primary"|"secondary", retry_after=True)``: every request until ``until``
+  (epoch s, wall clock) answers 403 (primary: ``x-ratelimit-remaining: 0`` and the reset;
+  secondary: ``Retry-After`` or none); ``blocked_requests`` counts the ones sent after the first;
+- ``expire_token()``: the token answers 401 (then ``token = "new"`` to rotate);
+- ``uncover(repo)``: 403 for a repository the token does not cover;
+- ``stranger(user)``: the permission API answers 404 for a login GitHub does not know;
+- ``transfer_issue(repo, n, to_repo, to_n)``: 301 to the new place for every issue route;
+- repository labels compare without case (``add_repo_label``, ``repo_labels``), and adding an
+  unknown label creates a grey one implicitly, as GitHub does;
+- ``installation_token = True``: ``GET /user`` is refused (403) as for App installation tokens;
+- comments are editable and deletable only by their author (403 otherwise); our comments carry
+  ``user.id`` (``user_id``) and, with ``app_id``, ``performed_via_github_app.id``.
+
+Extending (an App fake, tests/fakes/github_app.py): override :meth:`FakeGitHub.authorize`
+(return None to let a request through, or an answer) and :meth:`FakeGitHub.route` (call
+``super().route`` for the routes here).
 """
 
 from __future__ import annotations
@@ -44,6 +66,8 @@ import itertools
 import json
 import re
 import threading
+import time
+import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -63,6 +87,8 @@ class Recorded:
     query: dict[str, str]
     headers: dict[str, str]  # lower-cased names
     json: Any = None
+    raw_path: str = ""  # as sent: with the /api/v3 prefix of a GHES base URL, if any
+    at: float = 0.0  # arrival, epoch seconds (spacing between writes across containers)
 
     @property
     def is_write(self) -> bool:
@@ -100,10 +126,20 @@ class FakeGitHub:
     """The fake GitHub. Thread-safe; every public method may be called while serving."""
 
     def __init__(self, *, token: str | None = "test-token", login: str = "gip-bot",
-                 host: str = "127.0.0.1") -> None:
+                 host: str = "127.0.0.1", user_id: int = 9001, app_id: int | None = None) -> None:
         self.token = token
         self.login = login
+        self.user_id = user_id
+        self.app_id = app_id
+        self.installation_token = False
         self._host = host
+        self._repo_labels: dict[str, dict[str, dict[str, str]]] = {}
+        self._uncovered: set[str] = set()
+        self._strangers: set[str] = set()
+        self._moved: dict[tuple[str, int], tuple[str, int]] = {}
+        self._limit: tuple[float, str, bool] | None = None
+        self.blocked_requests = 0
+        self._limit_hit = False
         self._lock = threading.RLock()
         self._changed = threading.Condition(self._lock)
         self._issues: dict[tuple[str, int], _Issue] = {}
@@ -196,6 +232,41 @@ class FakeGitHub:
                 method.upper() if method else None, path_contains, applied,
             ))
 
+    def limit(self, until: float, *, kind: str = "primary", retry_after: bool = True) -> None:
+        """Answer every request 403 until ``until`` (epoch seconds, wall clock)."""
+        with self._lock:
+            self._limit, self._limit_hit = (until, kind, retry_after), False
+
+    def expire_token(self) -> None:
+        """The current token stops working (401); set ``token`` to accept a new one."""
+        with self._lock:
+            self.token = f"expired-{self.token}-{next(self._ids)}"
+
+    def uncover(self, repo: str) -> None:
+        with self._lock:
+            self._uncovered.add(repo)
+
+    def stranger(self, user: str) -> None:
+        with self._lock:
+            self._strangers.add(user)
+
+    def transfer_issue(self, repo: str, number: int, to_repo: str, to_number: int) -> None:
+        with self._lock:
+            issue = self._issues.pop((repo, number))
+            issue.repo, issue.number = to_repo, to_number
+            self._issues[(to_repo, to_number)] = issue
+            self._moved[(repo, number)] = (to_repo, to_number)
+
+    def add_repo_label(self, repo: str, name: str, *, color: str = "ededed", description: str = "") -> None:
+        with self._lock:
+            self._labels_of(repo)[name.casefold()] = {"name": name, "color": color,
+                                                      "description": description}
+
+    def repo_labels(self, repo: str) -> dict[str, dict[str, str]]:
+        """name -> {"name", "color", "description"} of the repository's labels."""
+        with self._lock:
+            return {v["name"]: dict(v) for v in self._labels_of(repo).values()}
+
     # ------------------------------------------------------------ inspecting
 
     @property
@@ -244,10 +315,20 @@ class FakeGitHub:
         except KeyError:
             raise LookupError(f"no issue {repo}#{number} in the fake; add_issue() it") from None
 
+    def _labels_of(self, repo: str) -> dict[str, dict[str, str]]:
+        return self._repo_labels.setdefault(repo, {})
+
+    def _user(self, login: str) -> dict[str, Any]:
+        ours = login == self.login
+        uid = self.user_id if ours else 100_000 + zlib.crc32(login.encode()) % 800_000
+        return {"login": login, "id": uid, "type": "Bot" if ours else "User"}
+
     def _new_comment(self, issue: _Issue, body: str, login: str) -> dict[str, Any]:
         cid = next(self._ids)
         comment = {
-            "id": cid, "body": body, "user": {"login": login, "type": "Bot" if login == self.login else "User"},
+            "id": cid, "body": body, "user": self._user(login),
+            "performed_via_github_app": ({"id": self.app_id, "slug": "gip"}
+                                         if login == self.login and self.app_id else None),
             "html_url": f"https://github.com/{issue.repo}/issues/{issue.number}#issuecomment-{cid}",
             "issue_url": f"{self.url if self._server else ''}/repos/{issue.repo}/issues/{issue.number}",
         }
@@ -281,7 +362,7 @@ class FakeGitHub:
         except ValueError:
             doc = None
         with self._lock:
-            self._requests.append(Recorded(method, path, query, headers, doc))
+            self._requests.append(Recorded(method, path, query, headers, doc, split.path, time.time()))
             failure = self._take_failure(method, path)
             if failure and failure.applied:
                 with contextlib.suppress(LookupError):
@@ -289,28 +370,68 @@ class FakeGitHub:
             if failure:
                 self._changed.notify_all()
                 return failure.status, failure.headers, failure.body
-            if self.token is not None and headers.get("authorization") not in (
-                    f"Bearer {self.token}", f"token {self.token}"):
-                return 401, {}, {"message": "Bad credentials"}
+            refused = self._limited() or self.authorize(method, path, headers)
+            if refused is not None:
+                self._changed.notify_all()
+                return refused
             try:
-                return self._route(method, path, query, doc)
+                return self.route(method, path, query, doc, headers)
             except LookupError:
                 return 404, {}, {"message": "Not Found"}
             finally:
                 self._changed.notify_all()
 
+    def _limited(self) -> tuple[int, dict[str, str], Any] | None:
+        if self._limit is None or time.time() >= self._limit[0]:
+            return None
+        until, kind, with_retry_after = self._limit
+        if self._limit_hit:
+            self.blocked_requests += 1
+        self._limit_hit = True
+        if kind == "primary":
+            return 403, {"x-ratelimit-remaining": "0", "x-ratelimit-reset": str(int(until) + 1)}, {
+                "message": "API rate limit exceeded"}
+        extra = {"Retry-After": str(max(1, int(until - time.time()) + 1))} if with_retry_after else {}
+        return 403, extra, {"message": "You have exceeded a secondary rate limit"}
+
+    def authorize(self, method: str, path: str, headers: Mapping[str, str]
+                  ) -> tuple[int, dict[str, str], Any] | None:
+        """None if the request may go on, else the answer (401 bad token, 403 not covered)."""
+        if self.token is not None and headers.get("authorization") not in (
+                f"Bearer {self.token}", f"token {self.token}"):
+            return 401, {}, {"message": "Bad credentials"}
+        m = re.fullmatch(r"/repos/([^/]+/[^/]+)/.*", path)
+        if m and m[1] in self._uncovered:
+            return 403, {}, {"message": "Resource not accessible by personal access token"}
+        if path == "/user" and self.installation_token:
+            return 403, {}, {"message": "Resource not accessible by integration"}
+        return None
+
+    def route(self, method: str, path: str, query: dict[str, str], doc: Any,
+              headers: Mapping[str, str]) -> tuple[int, dict[str, str], Any]:
+        """Answer one authorized request; raise LookupError for a 404."""
+        return self._route(method, path, query, doc)
+
     def _route(self, method: str, path: str, query: dict[str, str], doc: Any
                ) -> tuple[int, dict[str, str], Any]:
         if method == "GET" and path == "/user":
-            return 200, {}, {"login": self.login, "type": "Bot"}
+            return 200, {}, {"login": self.login, "id": self.user_id, "type": "Bot"}
         m = re.fullmatch(r"/repos/([^/]+/[^/]+)/(.+)", path)
         if not m:
             raise LookupError(path)
         repo, rest = m[1], m[2]
+        if rest == "labels":
+            return self._repo_label_route(repo, method, doc)
+        if (mm := re.fullmatch(r"issues/(\d+)(/.*)?", rest)) and (repo, int(mm[1])) in self._moved:
+            to_repo, to_number = self._moved[(repo, int(mm[1]))]
+            return 301, {"Location": f"{self.url}/repos/{to_repo}/issues/{to_number}{mm[2] or ''}"}, {
+                "message": "Moved Permanently"}
         if mm := re.fullmatch(r"collaborators/([^/]+)/permission", rest):
             if method != "GET":
                 raise LookupError(path)
             user = unquote(mm[1])
+            if user in self._strangers:
+                raise LookupError(user)
             role = self._permissions.get((repo, user), "read")
             return 200, {}, {"permission": _LEGACY.get(role, "read"), "role_name": role,
                              "user": {"login": user}}
@@ -321,6 +442,8 @@ class FakeGitHub:
             return self._react(self._comment_reactions.setdefault(int(mm[1]), []), (doc or {})["content"])
         if mm := re.fullmatch(r"issues/comments/(\d+)", rest):
             comment = self._comment(repo, int(mm[1]))
+            if method in ("PATCH", "DELETE") and comment["user"]["login"] != self.login:
+                return 403, {}, {"message": "Must have admin rights to Repository."}
             if method == "DELETE":
                 for i in self._issues.values():
                     if comment in i.comments:
@@ -345,16 +468,33 @@ class FakeGitHub:
             return self._react(issue.reactions, (doc or {})["content"])
         if sub == "/labels" and method == "POST":
             for name in (doc or {}).get("labels", []):
-                if name not in issue.labels:
-                    issue.labels.append(name)
+                known = self._labels_of(repo).setdefault(  # implicit: a grey label
+                    name.casefold(), {"name": name, "color": "ededed", "description": ""})
+                if known["name"].casefold() not in {n.casefold() for n in issue.labels}:
+                    issue.labels.append(known["name"])
             return 200, {}, [{"name": n} for n in issue.labels]
         if sub.startswith("/labels/") and method == "DELETE":
-            name = unquote(sub.removeprefix("/labels/"))
-            if name not in issue.labels:
+            name = unquote(sub.removeprefix("/labels/")).casefold()
+            present = [n for n in issue.labels if n.casefold() == name]
+            if not present:
                 return 404, {}, {"message": "Label does not exist"}
-            issue.labels.remove(name)
+            issue.labels.remove(present[0])
             return 200, {}, [{"name": n} for n in issue.labels]
         raise LookupError(path)
+
+    def _repo_label_route(self, repo: str, method: str, doc: Any) -> tuple[int, dict[str, str], Any]:
+        labels = self._labels_of(repo)
+        if method == "GET":
+            return 200, {}, [dict(v) for v in labels.values()]
+        if method != "POST" or not isinstance(doc, dict) or not doc.get("name"):
+            return 422, {}, {"message": "Validation Failed"}
+        if str(doc["name"]).casefold() in labels:
+            return 422, {}, {"message": "Validation Failed",
+                             "errors": [{"resource": "Label", "code": "already_exists", "field": "name"}]}
+        label = {"name": str(doc["name"]), "color": str(doc.get("color", "ededed")),
+                 "description": str(doc.get("description", ""))}
+        labels[label["name"].casefold()] = label
+        return 201, {}, dict(label)
 
     def _comment(self, repo: str, cid: int) -> dict[str, Any]:
         for issue in self._issues.values():

@@ -23,10 +23,13 @@ class Retryable(GitHubError):
 
 
 class RateLimited(Retryable):
-    """Primary or secondary rate limit (403/429); ``retry_after`` is in seconds."""
+    """Primary or secondary rate limit (403/429), or the shared gate still closed (status 0):
+    ``retry_after`` is in seconds."""
 
-    def __init__(self, status: int, retry_after: float, message: str = "") -> None:
+    def __init__(self, status: int, retry_after: float, message: str = "", *,
+                 reset_in: float | None = None) -> None:
         self.retry_after = retry_after
+        self.reset_in = reset_in  # seconds to x-ratelimit-reset, when GitHub said
         super().__init__(status, message or f"rate limited, retry after {retry_after:.0f}s")
 
 
@@ -55,3 +58,12 @@ class Forbidden(GitHubError):
 
 class Invalid(GitHubError):
     """Another 4xx (400, 409, 422): the request itself is wrong; retrying will not help."""
+
+
+class Moved(GitHubError):
+    """3xx: the resource moved (a transferred issue). Writes never follow it: the new location
+    is named here instead."""
+
+    def __init__(self, status: int, location: str) -> None:
+        self.location = location
+        super().__init__(status, f"moved to {location or 'an unnamed location'}; not followed")

@@ -1,0 +1,114 @@
+"""Issue 19, real processes: two gatekeeper and two notifier containers, a 20-issue burst.
+
+Each container is its own Python process (tests/burst_container.py) polling a queue on the moto
+server and calling the real handler; they share only DynamoDB (the rate gate row) and the fake
+GitHub. Midway, the fake answers a secondary rate limit for 3 s. The fake counts the requests
+that still arrive inside that window after the first 403 (goal: 0), and the test measures the
+shortest gap between two writes from any containers (goal: >= 1 s).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import boto3
+import pytest
+
+from gip.domain.envelope import Cause
+from gip.domain.issue import QUEUED
+from tests.conftest import FAKE_ENV, make_core
+from tests.fakes.github_server import FakeGitHub
+
+ROOT = Path(__file__).resolve().parent.parent
+REPO, ISSUES, LABEL = "octo/burst", 20, "needs-reproduction"
+
+
+def _queue(sqs, name: str) -> str:
+    url = sqs.create_queue(QueueName=name, Attributes={"VisibilityTimeout": "120"})["QueueUrl"]
+    return str(sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"])
+
+
+def _container(handler: str, arn: str, stop: Path, env: dict[str, str], log: Path) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "tests.burst_container", handler, arn, str(stop)],
+                            cwd=ROOT, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
+
+
+def _wait(predicate, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.3)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_a_burst_over_four_containers_sends_nothing_while_blocked_and_spaces_writes(
+        moto_server: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_server)
+    core = make_core(endpoint_url=moto_server, prefix="burst", stream=False)
+    sqs = boto3.client("sqs", endpoint_url=moto_server)
+    gk_arn, nt_arn = _queue(sqs, "burst-gatekeeper"), _queue(sqs, "burst-notifier")
+    gk_url = sqs.get_queue_url(QueueName="burst-gatekeeper")["QueueUrl"]
+    nt_url = sqs.get_queue_url(QueueName="burst-notifier")["QueueUrl"]
+    gh = FakeGitHub(token="test-token", login="gip-bot").start()
+    stop = tmp_path / "stop"
+    procs: list[subprocess.Popen] = []
+    try:
+        for n in range(1, ISSUES + 1):
+            gh.add_issue(REPO, n, labels=[LABEL])
+        gh.set_permission(REPO, "mia", "write")
+        env = {**os.environ, **FAKE_ENV, "AWS_ENDPOINT_URL": moto_server, "GIP_PREFIX": "burst",
+               "GITHUB_API_URL": gh.url, "GITHUB_TOKEN": "test-token", "BOT_LOGIN": "gip-bot",
+               "PYTHONPATH": str(ROOT)}
+        env.pop("AWS_LAMBDA_FUNCTION_NAME", None)
+        for i, (handler, arn) in enumerate([("handlers.gatekeeper.handler", gk_arn)] * 2
+                                           + [("handlers.notifier.handler", nt_arn)] * 2):
+            procs.append(_container(handler, arn, stop, env, tmp_path / f"c{i}.log"))
+
+        # the burst: 20 issues received at once, as the webhook and the bus would deliver them
+        for n in range(1, ISSUES + 1):
+            got = core.issues.receive(
+                delivery_id=f"burst-{n}", repo=REPO, number=n, cause=Cause(correlation_id=f"burst-{n}", actor="test"),
+                data={"repo": REPO, "number": n, "title": "t", "labels": [LABEL], "trigger": "labeled",
+                      "sender": "mia", "html_url": "", "body": ""})
+            sqs.send_message(QueueUrl=gk_url, MessageBody=json.dumps(got.event))
+
+        def limit_midway() -> None:  # a 3 s secondary limit once the writes have begun
+            gh.wait_until(lambda g: len(g.writes()) >= 4, timeout=120)
+            gh.limit(time.time() + 3, kind="secondary", retry_after=True)
+
+        limiter = threading.Thread(target=limit_midway, daemon=True)
+        limiter.start()
+        _wait(lambda: all(core.issues.get(REPO, n).status == QUEUED for n in range(1, ISSUES + 1)),
+              180, "every issue QUEUED")
+        for n in range(1, ISSUES + 1):  # what the bus rule sends the notifier
+            queued = core.store.read(f"issue-{REPO}#{n}")[-1]
+            sqs.send_message(QueueUrl=nt_url, MessageBody=json.dumps(queued))
+        _wait(lambda: all(len(gh.comments(REPO, n)) >= 1 for n in range(1, ISSUES + 1)), 180,
+              "a status comment on every issue")
+        time.sleep(1.5)  # let a late duplicate show up, if there were one
+    finally:
+        stop.touch()
+        for p in procs:
+            try:
+                p.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        gh.stop()
+
+    writes = sorted(r.at for r in gh.writes())
+    gaps = [b - a for a, b in itertools.pairwise(writes)]
+    print(f"\n[burst] {len(gh.requests)} requests, {len(writes)} writes over "
+          f"{writes[-1] - writes[0]:.1f}s; requests while blocked: {gh.blocked_requests}; "
+          f"shortest gap between writes: {min(gaps):.3f}s")
+    assert all(len(gh.comments(REPO, n)) == 1 for n in range(1, ISSUES + 1))  # no duplicate
+    assert all(gh.reactions(REPO, n) == ["eyes"] for n in range(1, ISSUES + 1))
+    assert gh.blocked_requests == 0
+    assert min(gaps) >= 1.0
