@@ -13,7 +13,6 @@ import gip.cli.deploy
 from gip.cli import packaging
 from gip.cli.deploy import deploy
 from gip.cli.template_source import TEMPLATE_BODY_LIMIT, needs_url, template_key
-from gip.errors import GipError
 from tests.deploy_support import RecordingReporter, copy_source, options
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -71,9 +70,14 @@ def test_the_url_key_follows_the_content() -> None:
     assert template_key("a") == template_key("a") != template_key("b")
 
 
-def test_a_dry_run_over_the_limit_without_the_bucket_stops_in_one_line(
+def test_a_first_dry_run_over_the_limit_plans_from_the_template_and_creates_nothing(
         moto_server: str, padded: str, src: Path) -> None:
-    with pytest.raises(GipError) as stopped:
-        deploy(options(moto_server, prefix="gip-bigdry", dry_run=True, source_root=src), RecordingReporter())
-    line = str(stopped.value)
-    assert "\n" not in line and "over the 51200-byte TemplateBody limit" in line and "without --dry-run" in line
+    reporter = RecordingReporter()
+    assert deploy(options(moto_server, prefix="gip-bigdry", dry_run=True, source_root=src), reporter) == {}
+    assert any("planned from the template" in n and "gip-bigdry" in n for n in reporter.notices)
+    adds = [line.split()[1] for line in reporter.infos if line.strip().startswith("Add")]
+    assert "EventsTable" in adds and "WebhookFunction" in adds
+    s3, cfn = client(moto_server, "s3"), client(moto_server, "cloudformation")
+    assert not [b for b in s3.list_buckets()["Buckets"] if b["Name"].startswith("gip-bigdry")]
+    live = [s["StackName"] for s in cfn.list_stacks()["StackSummaries"] if s["StackStatus"] != "DELETE_COMPLETE"]
+    assert not [n for n in live if n.startswith("gip-bigdry")]

@@ -61,6 +61,7 @@ class Template:
 
     body: str | None = None
     url: str | None = None
+    too_big_for: str = ""  # over the inline limit and this artifacts bucket does not exist yet
 
     def api_args(self) -> dict[str, str]:
         return {"TemplateURL": self.url} if self.url else {"TemplateBody": self.body or ""}
@@ -167,6 +168,8 @@ def plan(
     elif status and status.endswith("_IN_PROGRESS") and status != "REVIEW_IN_PROGRESS":
         raise AwsError(f"stack {stack_name} is busy ({status}); wait for it and retry")
     kind = "UPDATE" if status and status != "REVIEW_IN_PROGRESS" else "CREATE"
+    if template.too_big_for:
+        return _plan_from_template(stack_name, kind, template, reporter)
     if status in ("CREATE_COMPLETE", "UPDATE_COMPLETE") and _unchanged(cfn, stack_name, template, parameters):
         # Same template, same parameters: CloudFormation would answer "no changes" after a
         # change set round trip of several seconds; answer it without one.
@@ -196,6 +199,22 @@ def plan(
     # empty, executable change set for a parameter-only update: execute it all the same.
     return Plan(stack_name=stack_name, kind=kind, change_set_id=cs_id, stack_id=stack_id,
                 changes=tuple(changes))
+
+
+def _plan_from_template(stack_name: str, kind: str, template: Template, reporter: Reporter) -> Plan:
+    """A new stack's plan without a change set: every resource of the template is added.
+
+    CreateChangeSet needs a template over 51,200 bytes as an S3 URL, and a first --dry-run
+    has no artifacts bucket to upload to (it creates nothing)."""
+    from gip.cli.template_source import resources_of
+
+    if kind != "CREATE":
+        raise DeployFailed(stack_name, "change set", f"the template is over the inline limit and "
+                           f"s3://{template.too_big_for} does not exist: deploy without --dry-run")
+    reporter.notice(f"{stack_name}: planned from the template (new stack, over the 51,200-byte inline "
+                    f"limit, s3://{template.too_big_for} not created yet)")
+    changes = tuple(Change(logical_id, kind_, "Add") for logical_id, kind_ in resources_of(template.body or ""))
+    return Plan(stack_name=stack_name, kind=kind, changes=changes)
 
 
 def _unchanged(cfn: Any, stack_name: str, template: Template, parameters: dict[str, str]) -> bool:

@@ -8,11 +8,11 @@ https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/cloudformation-li
 from __future__ import annotations
 
 import hashlib
+import re
 from typing import Any
 
 from gip.cli import packaging
 from gip.cli.stacks import Template
-from gip.errors import GipError
 
 TEMPLATE_BODY_LIMIT = 51_200  # bytes, UTF-8
 
@@ -48,7 +48,16 @@ def template_for(body: str, *, s3: Any, bucket: str, region: str, name: str, loc
         return Template(body=body)
     key = template_key(body)
     if not packaging.bucket_exists(s3, bucket=bucket):
-        raise GipError(f"{name} is {len(body.encode())} bytes, over the {limit}-byte TemplateBody limit, "
-                       f"and must go through s3://{bucket}, which does not exist yet: deploy once without --dry-run")
+        # Only a first --dry-run gets here (a deploy creates the bucket first): the plan of a
+        # new stack is read from the template itself (stacks.plan), no upload needed.
+        return Template(body=body, too_big_for=bucket)
     packaging.upload(s3, bucket=bucket, key=key, data=body.encode())
     return Template(body=body, url=template_url(bucket, region, key))
+
+
+def resources_of(body: str) -> list[tuple[str, str]]:
+    """Pure: (logical id, type) of each resource in a template written in this repository's
+    style (two-space indent, ``Type:`` as the first key), in order."""
+    _, _, rest = body.partition("\nResources:\n")
+    found = re.findall(r"^  ([A-Za-z0-9]+):\n(?:    #.*\n)*    Type: *['\"]?([A-Za-z0-9:]+)", rest, re.M)
+    return [(logical_id, kind) for logical_id, kind in found]
