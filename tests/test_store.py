@@ -17,17 +17,10 @@ from gip.domain.envelope import Cause, new_event
 from gip.domain.issue import Issue
 from gip.domain.pool import Account, Counts
 from gip.errors import ConcurrencyConflict, InvalidEvent
+from gip.store import protocols as p
 from gip.store.dynamodb import DynamoEventStore
 from gip.store.memory import InMemoryEventStore
-from gip.store.protocols import (
-    AccountPut,
-    CountsAdd,
-    CountsRow,
-    DeliveryMarker,
-    DuplicateDelivery,
-    IssuePut,
-    Store,
-)
+from gip.store.protocols import AccountPut, CountsAdd, CountsRow, IssuePut, Store
 from tests.conftest import make_core
 
 STREAM = "account-111122223333"
@@ -147,15 +140,15 @@ class StoreContract:
     def test_delivery_marker_is_once_and_wins_over_a_conflict(self) -> None:
         stream = "issue-o/r#1"
         assert self.store.issue_and_delivery(stream, "d1") == (None, False)
-        self.store.append(stream, 0, [received()], rows=[IssuePut(issue(), None), DeliveryMarker("d1", iso_t0())])
+        self.store.append(stream, 0, [received()], rows=[IssuePut(issue(), None), p.DeliveryMarker("d1", iso_t0())])
         assert self.store.issue_and_delivery(stream, "d1") == (issue(), True)
         assert self.store.issue_and_delivery(stream, "d2") == (issue(), False)
-        with pytest.raises(DuplicateDelivery) as info:  # also at a stale version: the marker is checked first
-            self.store.append(stream, 0, [received()], rows=[IssuePut(issue(), None), DeliveryMarker("d1", iso_t0())])
+        with pytest.raises(p.DuplicateDelivery) as info:  # also at a stale version: the marker is checked first
+            self.store.append(stream, 0, [received()], rows=[IssuePut(issue(), None), p.DeliveryMarker("d1", iso_t0())])
         assert info.value.delivery_id == "d1"
-        with pytest.raises(DuplicateDelivery):
+        with pytest.raises(p.DuplicateDelivery):
             self.store.append("issue-o/r#2", 0, [received(2)],
-                              rows=[IssuePut(issue(number=2), None), DeliveryMarker("d1", iso_t0())])
+                              rows=[IssuePut(issue(number=2), None), p.DeliveryMarker("d1", iso_t0())])
         assert self.store.read("issue-o/r#2") == [] and self.store.issue("issue-o/r#2") is None
 
     def test_issue_rows_round_trip(self) -> None:

@@ -8,10 +8,10 @@ trigger for an issue that is already active, appends nothing.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from gip.config import Settings
 from gip.domain.envelope import Cause, Envelope, iso, issue_stream, new_event, utcnow
@@ -55,7 +55,7 @@ class Issues:
         """The issue's projection row (consistent read), or None."""
         return self.store.issue(stream)
 
-    def receive(self, *, delivery_id: str, repo: str, number: int, data: dict[str, Any],
+    def receive(self, *, delivery_id: str, repo: str, number: int, data: Mapping[str, object],
                 cause: Cause) -> ReceiveResult:
         """Append IssueReceived for a new run, once per delivery and once per active run.
 
@@ -82,7 +82,7 @@ class Issues:
             return ReceiveResult(True, "received", evolve(state, event), event)
         return ReceiveResult(False, "already_active", state)
 
-    def record(self, repo: str, number: int, type_: str, data: dict[str, Any], *, cause: Cause,
+    def record(self, repo: str, number: int, type_: str, data: Mapping[str, object], *, cause: Cause,
                expected: Issue | None = None) -> Envelope:
         """Append one event to the issue's stream (IllegalTransition / ConcurrencyConflict)."""
         state = expected if expected is not None else self.get(repo, number)
@@ -96,11 +96,11 @@ class Issues:
         return self.record(repo, number, "IssueSkipped", {"reason": reason, "run": state.run},
                            cause=cause, expected=state)
 
-    def _append(self, repo: str, number: int, type_: str, data: dict[str, Any], cause: Cause,
+    def _append(self, repo: str, number: int, type_: str, data: Mapping[str, object], cause: Cause,
                 state: Issue | None, extra: list[RowWrite]) -> Envelope:
         stream = issue_stream(repo, number)
         version = state.version if state else 0
-        event = new_event(type_, stream=stream, data=data, cause=cause, occurred_at=self.clock())
+        event = new_event(type_, stream=stream, data=dict(data), cause=cause, occurred_at=self.clock())
         after = evolve(state, {**event, "version": version + 1})  # type: ignore[typeddict-item]
         rows: list[RowWrite] = [IssuePut(after, state.version if state else None), *extra]
         return self.store.append(stream, version, [event], rows=rows)[0]

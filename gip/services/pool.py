@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import random
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from gip.config import Settings
 from gip.domain.envelope import Cause, Envelope, account_stream, iso, new_event, utcnow
@@ -222,7 +222,7 @@ class Pool:
         and, on the ``quarantine_after``-th in a row, ``AccountQuarantined`` in the same transaction."""
         state = claim.state
         attempt = state.cleanup_failures + 1
-        changes: list[tuple[str, dict[str, Any]]] = [("AccountCleanupFailed", {
+        changes: list[tuple[str, Mapping[str, object]]] = [("AccountCleanupFailed", {
             "lease_id": state.cleaning_lease, "attempt": attempt, "error": error[:1000] or "failed",
             "residue": [r[:300] for r in residue[:200]]})]
         if attempt >= quarantine_after:
@@ -256,11 +256,11 @@ class Pool:
             raise NotFound(f"account {account_id} is not registered")
         return state
 
-    def _apply(self, account_id: str, type_: str, data: dict[str, Any], cause: Cause, *,
+    def _apply(self, account_id: str, type_: str, data: Mapping[str, object], cause: Cause, *,
                expected: Account | str | None = "read") -> Envelope:
         return self._apply_all(account_id, [(type_, data)], cause, expected=expected)[0]
 
-    def _apply_all(self, account_id: str, changes: list[tuple[str, dict[str, Any]]], cause: Cause, *,
+    def _apply_all(self, account_id: str, changes: list[tuple[str, Mapping[str, object]]], cause: Cause, *,
                    expected: Account | str | None = "read", owner: str | None = None) -> list[Envelope]:
         """Append ``changes`` as consecutive events with the row (and counts) in ONE transaction.
         ``owner``: the row's cleaning claim must still be held by that owner."""
@@ -270,7 +270,7 @@ class Pool:
         version = state.version if state else 0
         events, after = [], state
         for offset, (type_, data) in enumerate(changes, start=1):
-            event = new_event(type_, stream=stream, data=data, cause=cause, occurred_at=self.clock())
+            event = new_event(type_, stream=stream, data=dict(data), cause=cause, occurred_at=self.clock())
             after = evolve(after, {**event, "version": version + offset})  # type: ignore[typeddict-item]
             events.append(event)
         assert after is not None

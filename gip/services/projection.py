@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import random
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from dataclasses import field as dc_field
 from datetime import datetime
-from typing import Any, Literal
+from typing import Literal
 
 from gip.domain import issue as issue_mod
 from gip.domain import pool as pool_mod
@@ -32,8 +32,8 @@ class Drift:
     kind: str  # account | issue | counts
     key: str
     field: str
-    stored: Any
-    expected: Any
+    stored: object
+    expected: object
 
     def __str__(self) -> str:
         return f"{self.kind} {self.key}: {self.field}: stored={self.stored!r} log={self.expected!r}"
@@ -65,7 +65,7 @@ def fold_log(events: Iterable[Envelope]) -> Folded:
     return Folded(accounts, issues)
 
 
-def _diff_dicts(kind: str, expected: dict[str, dict[str, Any]], stored: dict[str, dict[str, Any]],
+def _diff_dicts(kind: str, expected: Mapping[str, Mapping[str, object]], stored: Mapping[str, Mapping[str, object]],
                 ignore: frozenset[str] = frozenset()) -> list[Drift]:
     out: list[Drift] = []
     for key in sorted(set(expected) | set(stored)):
