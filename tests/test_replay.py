@@ -565,3 +565,19 @@ def test_default_format_is_table_on_a_terminal_and_jsonl_in_a_pipe(big: SimpleNa
     _, piped, _ = run_cli(moto_server, "rp", "--stream", "octo/demo#7")
     assert [json.loads(line)["type"] for line in piped.splitlines()] == [
         "IssueReceived", "IssueQueued", "IssueProcessingFailed"]
+
+
+def test_read_all_reads_the_start_of_a_stream_the_window_holds_only_the_end_of() -> None:
+    from gip.services.projection import Projections
+
+    now = [T0]
+    core = make_memory_core(clock=lambda: now[0])
+    core.issues.receive(delivery_id="d-1", repo="octo/demo", number=9, data=ISSUE, cause=Cause("d-1", "webhook"))
+    now[0] = T0 + timedelta(hours=1)
+    core.issues.record("octo/demo", 9, "IssueQueued", {"run": 1, "sender": "maint", "permission": "write"},
+                       cause=Cause("d-1", "gatekeeper"))
+    # WHEN the window (no registration yet, or a late --since) starts after the stream's first event
+    events = Projections(core.store).read_all(since=T0 + timedelta(minutes=30), until=now[0])
+    # THEN the stream's earlier events are read by key, once each, and the fold matches the row
+    assert sorted(e["version"] for e in events) == [1, 2]
+    assert Projections(core.store).verify(events) == []

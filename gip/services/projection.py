@@ -106,16 +106,20 @@ class Projections:
 
     def read_all(self, *, since: datetime | None = None, until: datetime | None = None) -> list[Envelope]:
         """Every event: the time index from the first registration day (or ``since``), plus,
-        read by stream, any stream that has a stored row but no event in that window."""
+        read by stream, the start of any stream with a stored row that the window does not hold
+        from version 1 (no registration yet: the window is empty, or ends within a stream)."""
         if since is None:
             first = self.pool.first_day()
             since = parse_iso(f"{first}T00:00:00Z") if first else utcnow()
         events = list(self.store.read_window(since, until or utcnow()))
-        seen = {e["stream"] for e in events}
+        lowest: dict[str, int] = {}
+        for event in events:
+            lowest[event["stream"]] = min(event["version"], lowest.get(event["stream"], event["version"]))
         accounts, issues, _ = self.stored()
         for stream in [f"account-{a}" for a in accounts] + list(issues):
-            if stream not in seen:
-                events.extend(self.store.read(stream))
+            if lowest.get(stream, 0) != 1:
+                below = lowest.get(stream)
+                events.extend(e for e in self.store.read(stream) if below is None or e["version"] < below)
         return events
 
     def stored(self) -> tuple[dict[str, Account], dict[str, Issue], Counts]:
