@@ -94,12 +94,14 @@ def shared_core() -> Iterator[SimpleNamespace]:
         yield make_core(prefix="test")
 
 
-def empty_tables(core: SimpleNamespace) -> SimpleNamespace:
-    """Delete every item of the events and issues tables, so each test starts clean."""
+def empty_tables(core: SimpleNamespace, *, pool: bool = False) -> SimpleNamespace:
+    """Delete every item of the events and issues tables (and with ``pool``, the pool table),
+    so each test starts clean."""
     import boto3
 
     ddb = boto3.client("dynamodb")
-    for table, keys in ((core.settings.events_table, "pk, sk"), (core.settings.issues_table, "pk")):
+    tables = [(core.settings.events_table, "pk, sk"), (core.settings.issues_table, "pk")]
+    for table, keys in tables + ([(core.settings.pool_table, "pk")] if pool else []):
         for item in ddb.scan(TableName=table, ProjectionExpression=keys)["Items"]:
             ddb.delete_item(TableName=table, Key=item)
     return core

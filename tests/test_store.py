@@ -5,13 +5,12 @@ TransactWriteItems per append)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 from typing import Any
 
 import boto3
 import pytest
-from moto import mock_aws
 
 from gip.domain.envelope import Cause, new_event
 from gip.domain.issue import Issue
@@ -21,7 +20,7 @@ from gip.store import protocols as p
 from gip.store.dynamodb import DynamoEventStore
 from gip.store.memory import InMemoryEventStore
 from gip.store.protocols import AccountPut, CountsAdd, CountsRow, IssuePut, Store
-from tests.conftest import make_core
+from tests.conftest import empty_tables
 
 STREAM = "account-111122223333"
 T0 = datetime(2026, 3, 1, 23, 59, 0, tzinfo=UTC)
@@ -249,10 +248,8 @@ class TestInMemoryStore(StoreContract):
 
 class TestDynamoStore(StoreContract):
     @pytest.fixture(autouse=True)
-    def _store(self) -> Iterator[None]:
-        with mock_aws():
-            self.store = make_core().store
-            yield
+    def _store(self, shared_core: SimpleNamespace) -> None:
+        self.store = empty_tables(shared_core, pool=True).store  # one moto and tables per module
 
     def test_pages_past_one_megabyte(self) -> None:
         big = "x" * 300_000  # 5 items > 1 MB: DynamoDB returns more than one page
