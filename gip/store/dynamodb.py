@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from pynamodb.exceptions import PutError, TransactWriteError
 
@@ -173,3 +174,10 @@ def _condition_failures(
         raise ConcurrencyConflict(stream, expected_version, "transaction conflict") from exc
     return failed
 
+
+
+if TYPE_CHECKING:  # mypy proves the class meets the contract the services take
+    from gip.store.protocols import Store
+
+    def _conforms(tables: Tables) -> Store:
+        return DynamoEventStore(tables)

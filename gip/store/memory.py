@@ -12,7 +12,7 @@ import json
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from gip.domain.envelope import Envelope, iso
 from gip.domain.issue import Issue
@@ -26,6 +26,7 @@ from gip.store.protocols import (
     DuplicateDelivery,
     IssuePut,
     RowWrite,
+    Store,
     finish,
     prepare,
 )
@@ -203,3 +204,7 @@ def _add(row: CountsRow | None, write: CountsAdd) -> CountsRow:
     before = row or CountsRow(Counts())
     total = {k: v + write.delta.as_dict()[k] for k, v in before.counts.as_dict().items()}
     return CountsRow(Counts(**total), before.first_day or write.day)
+
+
+if TYPE_CHECKING:  # mypy proves the class meets the contract the services take
+    _conforms: Store = InMemoryEventStore()
