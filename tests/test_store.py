@@ -235,6 +235,14 @@ class StoreContract:
         assert self.store.put_counts(CountsRow(Counts(usable=1), "2026-03-01"), expected=moved)
         assert self.store.counts_row() == CountsRow(Counts(usable=1), "2026-03-01")
 
+    def test_strikes_are_versioned_and_a_stale_save_is_refused(self) -> None:
+        assert self.store.strikes() == ({}, 0)
+        assert self.store.save_strikes({"register:1:": 1}, expected_version=0, at=iso_t0())
+        assert not self.store.save_strikes({"register:1:": 5}, expected_version=0, at=iso_t0())
+        assert self.store.save_strikes({"register:1:": 2, "x": 1}, expected_version=1, at=iso_t0())
+        assert self.store.strikes() == ({"register:1:": 2, "x": 1}, 2)
+        assert self.store.accounts() == [] and self.store.counts_row() is None  # beside the rows, not one
+
 
 def iso_t0() -> str:
     return "2026-03-01T23:59:00.000Z"

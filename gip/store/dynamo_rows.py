@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Literal, TypeVar
 
@@ -41,6 +41,7 @@ from gip.store.protocols import (
 )
 
 COUNTS_PK = "counts"
+STRIKES_PK = "reconcile#strikes"
 _CONDITION_FAILED = "ConditionalCheckFailedException"
 _M = TypeVar("_M", bound=Model)
 
@@ -241,6 +242,21 @@ class DynamoProjections:
         item = m(COUNTS_PK, first_day=row.first_day, usable=c.usable, registered=c.registered,
                  quarantined=c.quarantined, deregistered=c.deregistered)
         return _conditional(lambda: item.save(condition=condition), "repair the counts row")
+
+
+    # --- reconcile's strikes ---------------------------------------------------------------------
+    def strikes(self) -> tuple[dict[str, int], int]:
+        row = _get(self.tables.pool, STRIKES_PK, action="read the reconcile strikes")
+        if row is None or row.strikes is None:
+            return {}, 0
+        return {str(k): int(v) for k, v in json.loads(row.strikes).items()}, int(row.version or 0)
+
+    def save_strikes(self, strikes: Mapping[str, int], *, expected_version: int, at: str) -> bool:
+        m = self.tables.pool
+        item = m(STRIKES_PK, kind="reconcile-strikes", strikes=json.dumps(dict(strikes), sort_keys=True),
+                 version=expected_version + 1, updated_at=at)
+        condition = m.pk.does_not_exist() | (m.version == expected_version)
+        return _conditional(lambda: item.save(condition=condition), "store the reconcile strikes")
 
 
 def _get(model: type[_M], key: str, *, action: str) -> _M | None:

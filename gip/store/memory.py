@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Literal
@@ -49,6 +49,7 @@ class InMemoryEventStore:
         self.account_rows: dict[str, _AccountRow] = {}
         self.issue_rows: dict[str, str] = {}  # stream → the folded state as JSON, as stored
         self.counts: CountsRow | None = None
+        self.reconcile_strikes: tuple[dict[str, int], int] = ({}, 0)
 
     # --- the log ------------------------------------------------------------------------------
     def append(
@@ -193,6 +194,17 @@ class InMemoryEventStore:
 
     def issue_and_delivery(self, stream: str, delivery_id: str) -> tuple[Issue | None, bool]:
         return self.issue(stream), delivery_id in self.markers
+
+    # --- reconcile's strikes ----------------------------------------------------------------------
+    def strikes(self) -> tuple[dict[str, int], int]:
+        stored, version = self.reconcile_strikes
+        return dict(stored), version
+
+    def save_strikes(self, strikes: Mapping[str, int], *, expected_version: int, at: str) -> bool:
+        if self.reconcile_strikes[1] not in (0, expected_version):  # 0: none stored, as DynamoDB's
+            return False                                              # attribute_not_exists(pk)
+        self.reconcile_strikes = (dict(strikes), expected_version + 1)
+        return True
 
 
 def _version_holds(stored: int | None, expected: int | None) -> bool:

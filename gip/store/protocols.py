@@ -26,7 +26,7 @@ Two implementations pass one contract (tests/test_store.py):
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal, Protocol, TypeAlias
@@ -168,6 +168,15 @@ class ProjectionStore(Protocol):
 
     def put_counts(self, row: CountsRow, *, expected: CountsRow | None) -> bool:
         """Replace the counts row if its counts are still ``expected`` (None: it must not exist)."""
+        ...
+
+    # --- reconcile's strikes: one versioned item beside the pool rows -----------------------
+    def strikes(self) -> tuple[dict[str, int], int]:
+        """The stored strikes and their version (0: none stored yet)."""
+        ...
+
+    def save_strikes(self, strikes: Mapping[str, int], *, expected_version: int, at: str) -> bool:
+        """Store ``strikes`` at ``expected_version + 1`` if they are still at ``expected_version``."""
         ...
 
 
