@@ -4,6 +4,8 @@
 - ``moto_server``  a ThreadedMotoServer on a free 127.0.0.1 port (module scope); yields its URL.
 - ``core``         moto in-process + the three tables: a namespace with settings, tables,
                    store, pool and issues (function scope).
+- ``memory_core``  the same services on the in-memory store (no moto): store, pool, issues.
+                   Service tests use it; moto stays for what is DynamoDB's own behaviour.
 """
 
 from __future__ import annotations
@@ -92,12 +94,14 @@ def shared_core() -> Iterator[SimpleNamespace]:
         yield make_core(prefix="test")
 
 
-def empty_tables(core: SimpleNamespace) -> SimpleNamespace:
-    """Delete every item of the events and issues tables, so each test starts clean."""
+def empty_tables(core: SimpleNamespace, *, pool: bool = False) -> SimpleNamespace:
+    """Delete every item of the events and issues tables (and with ``pool``, the pool table),
+    so each test starts clean."""
     import boto3
 
     ddb = boto3.client("dynamodb")
-    for table, keys in ((core.settings.events_table, "pk, sk"), (core.settings.issues_table, "pk")):
+    tables = [(core.settings.events_table, "pk, sk"), (core.settings.issues_table, "pk")]
+    for table, keys in tables + ([(core.settings.pool_table, "pk")] if pool else []):
         for item in ddb.scan(TableName=table, ProjectionExpression=keys)["Items"]:
             ddb.delete_item(TableName=table, Key=item)
     return core
@@ -109,3 +113,19 @@ def core() -> Iterator[SimpleNamespace]:
 
     with mock_aws():
         yield make_core()
+
+
+def make_memory_core(**kw: object) -> SimpleNamespace:
+    """store, pool and issues on one :class:`~gip.store.memory.InMemoryEventStore`; ``kw`` go
+    to both services (e.g. ``clock``)."""
+    from gip.services.issues import Issues
+    from gip.services.pool import Pool
+    from gip.store.memory import InMemoryEventStore
+
+    store = InMemoryEventStore()
+    return SimpleNamespace(store=store, pool=Pool(store=store, **kw), issues=Issues(store=store, **kw))  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def memory_core() -> SimpleNamespace:
+    return make_memory_core()

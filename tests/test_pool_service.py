@@ -1,4 +1,6 @@
-"""Pool commands against moto in-process: one transaction each, counts row, reserve."""
+"""Pool and Issues commands on the in-memory store: one append (one transaction) each, the
+counts row, reserve, the cleaning claim. What DynamoDB makes of an append (one
+TransactWriteItems, the sparse index key) is in tests/test_store.py."""
 
 from __future__ import annotations
 
@@ -6,15 +8,20 @@ import random
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 
-import boto3
 import pytest
 
 from gip.domain.envelope import Cause
 from gip.domain.pool import AVAILABLE, CLEANING, DEREGISTERED, QUARANTINED, RESERVED, Counts
 from gip.errors import ConcurrencyConflict, IllegalTransition, InvalidEvent, NotFound
 from gip.services.projection import Projections
+from gip.store.protocols import AccountPut, CountsAdd
 
 C = Cause("corr", "test")
+
+
+@pytest.fixture
+def core(memory_core: SimpleNamespace) -> SimpleNamespace:
+    return memory_core
 
 
 def register(core: SimpleNamespace, n: int) -> list[str]:
@@ -24,16 +31,20 @@ def register(core: SimpleNamespace, n: int) -> list[str]:
     return ids
 
 
-def transact_calls(monkeypatch: pytest.MonkeyPatch, core: SimpleNamespace) -> list[str]:
-    calls: list[str] = []
-    conn = core.tables.connection
-    original = conn.dispatch
+WRITES = ("append", "put_row", "delete_row", "put_counts", "take_claim", "extend_claim")
 
-    def spy(operation: str, kwargs: dict) -> dict:
-        calls.append(operation)
-        return original(operation, kwargs)
 
-    monkeypatch.setattr(conn, "dispatch", spy)
+def store_writes(monkeypatch: pytest.MonkeyPatch, core: SimpleNamespace) -> list[tuple[str, list]]:
+    """Every write through the store seam: (method, the rows an append carried)."""
+    calls: list[tuple[str, list]] = []
+    for name in WRITES:
+        original = getattr(core.store, name)
+
+        def spy(*args: object, _name: str = name, _original=original, **kwargs: object) -> object:
+            calls.append((_name, list(kwargs.get("rows", ()))))
+            return _original(*args, **kwargs)
+
+        monkeypatch.setattr(core.store, name, spy)
     return calls
 
 
@@ -47,24 +58,21 @@ def test_register_is_idempotent_and_counts(core: SimpleNamespace) -> None:
 
 def test_each_command_is_one_transaction(core: SimpleNamespace, monkeypatch: pytest.MonkeyPatch) -> None:
     (aid,) = register(core, 1)
-    calls = transact_calls(monkeypatch, core)
+    calls = store_writes(monkeypatch, core)
     lease = core.pool.reserve(issue="issue-o/r#1", worker="w", cause=C)
     core.pool.release(aid, lease_id=lease.lease_id, cause=C)
-    writes = [c for c in calls if c not in ("Query", "GetItem")]
-    assert writes == ["TransactWriteItems", "TransactWriteItems"]  # nothing else writes
+    assert [name for name, _ in calls] == ["append", "append"]  # nothing else writes
 
 
 def test_reserve_and_release_never_touch_the_counts_row(core: SimpleNamespace, monkeypatch: pytest.MonkeyPatch) -> None:
     register(core, 1)
-    seen: list[dict] = []
-    conn = core.tables.connection
-    original = conn.dispatch
-    monkeypatch.setattr(conn, "dispatch", lambda op, kw: (seen.append(kw), original(op, kw))[1])
+    before = core.store.counts_row()
+    calls = store_writes(monkeypatch, core)
     lease = core.pool.reserve(issue="issue-o/r#1", worker="w", cause=C)
     core.pool.release(lease.account_id, lease_id=lease.lease_id, cause=C)
-    keys = [item[kind]["Key"]["pk"]["S"] if "Key" in item[kind] else item[kind]["Item"]["pk"]["S"]
-            for kw in seen if "TransactItems" in kw for item in kw["TransactItems"] for kind in item]
-    assert "counts" not in keys and len(keys) == 4
+    rows = [row for _, appended in calls for row in appended]
+    assert [type(r) for r in rows] == [AccountPut, AccountPut]  # the account row only, no CountsAdd
+    assert core.store.counts_row() == before
 
 
 def test_lease_cycle_and_stale_release_refused(core: SimpleNamespace) -> None:
@@ -130,8 +138,8 @@ def test_stale_leases_through_the_indexes(core: SimpleNamespace) -> None:
     assert len(core.pool.stale_leases(now=later, hard_cap_seconds=3600)) == 3
     capped = core.pool.stale_leases(now=now + timedelta(seconds=60), hard_cap_seconds=30)
     assert {a.account_id for a in capped} == {lease.account_id for lease in leases}
-    rows = boto3.client("dynamodb").scan(TableName="test-pool")["Items"]
-    assert sum("leased" in r for r in rows) == 3  # sparse index: only leased rows
+    core.pool.release(leases[1].account_id, lease_id=leases[1].lease_id, cause=C)
+    assert len(core.pool.stale_leases(now=later, hard_cap_seconds=3600)) == 2  # released: no lease
 
 
 def test_receive_is_once_per_delivery_and_per_active_run(core: SimpleNamespace) -> None:
@@ -180,9 +188,10 @@ def test_third_failure_quarantines_in_the_same_transaction(core: SimpleNamespace
     aid, lease_id = _cleaning(core)
     for attempt in (1, 2, 3):
         claim = core.pool.claim_cleaning(core.pool.get(aid), owner=f"w{attempt}", seconds=60)
-        calls = transact_calls(monkeypatch, core)
+        calls = store_writes(monkeypatch, core)
         events = core.pool.cleanup_failed(claim, error="boom", residue=["s3:bucket/b"], cause=C, quarantine_after=3)
-        assert [c for c in calls if c not in ("Query", "GetItem")] == ["TransactWriteItems"]
+        assert [name for name, _ in calls] == ["append"]
+        assert [type(r) for r in calls[0][1]] == ([AccountPut, CountsAdd] if attempt == 3 else [AccountPut])
         assert events[0]["data"] == {"lease_id": lease_id, "attempt": attempt, "error": "boom",
                                      "residue": ["s3:bucket/b"]}
         monkeypatch.undo()

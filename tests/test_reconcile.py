@@ -126,13 +126,12 @@ def world(core: SimpleNamespace, monkeypatch: pytest.MonkeyPatch) -> SimpleNames
     orgs = boto3.client("organizations", region_name="us-east-1")
     management = orgs.create_organization(FeatureSet="ALL")["Organization"]["MasterAccountId"]
     root = orgs.list_roots()["Roots"][0]["Id"]
-    dynamodb = boto3.client("dynamodb", region_name="us-east-1")
     sts = boto3.client("sts", region_name="us-east-1")
 
     def reconciler(org_cls: type[Organization] = Flaky, targets: tuple[str, ...] = (), threshold: int = 2) -> rc.Reconciler:
         organization = org_cls(orgs, sts, role_name="test-processing")
         lifecycle = Lifecycle(core.pool, core.issues, organization, target_ou_ids=targets)
-        return rc.Reconciler(lifecycle, rc.StrikeStore(dynamodb, core.settings.pool_table), threshold=threshold)
+        return rc.Reconciler(lifecycle, rc.StrikeStore(core.store), threshold=threshold)
 
     def new_account(name: str, parent: str | None = None) -> str:
         account: str = orgs.create_account(AccountName=name, Email=f"{name}@example.com")["CreateAccountStatus"]["AccountId"]
@@ -141,7 +140,7 @@ def world(core: SimpleNamespace, monkeypatch: pytest.MonkeyPatch) -> SimpleNames
         return account
 
     return SimpleNamespace(orgs=orgs, root=root, management=management, core=core, pool=core.pool,
-                           reconciler=reconciler, new_account=new_account, dynamodb=dynamodb)
+                           reconciler=reconciler, new_account=new_account)
 
 
 def status(world: SimpleNamespace, account: str) -> str | None:
@@ -237,13 +236,14 @@ def test_an_account_moved_back_into_a_target_ou_rejoins(world: SimpleNamespace) 
 def test_strikes_live_in_the_pool_table_but_not_among_accounts(world: SimpleNamespace) -> None:
     world.new_account("alpha")
     world.reconciler().run_once()
-    item = world.dynamodb.get_item(TableName=world.core.settings.pool_table, Key={"pk": {"S": "reconcile#strikes"}})["Item"]
+    item = boto3.client("dynamodb").get_item(TableName=world.core.settings.pool_table,
+                                             Key={"pk": {"S": "reconcile#strikes"}})["Item"]
     assert item["version"]["N"] == "1" and "register:" in item["strikes"]["S"]
     assert world.pool.accounts() == []
 
 
 def test_a_concurrent_pass_is_refused_rather_than_double_counted(world: SimpleNamespace) -> None:
-    store = rc.StrikeStore(world.dynamodb, world.core.settings.pool_table)
+    store = rc.StrikeStore(world.core.store)
     store.save({"x": 1}, expected_version=0)
     with pytest.raises(rc.ConcurrencyConflict):
         store.save({"x": 2}, expected_version=0)

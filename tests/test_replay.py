@@ -1,10 +1,12 @@
-"""replay: pure query/render parts, then the CLI over a moto server with a multi-day log."""
+"""replay: pure query/render parts, then the CLI over a moto server with a multi-day log; the
+repair's refusals (rows and counts that moved since read) on the in-memory store."""
 
 from __future__ import annotations
 
 import io
 import json
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 from typing import Any
@@ -24,6 +26,7 @@ from gip.services.issues import Issues
 from gip.services.pool import Pool
 from gip.store.dynamodb import DynamoEventStore
 from gip.store.models import Tables, create_tables
+from tests.conftest import make_memory_core
 
 NOW = datetime(2026, 1, 20, tzinfo=UTC)
 TYPES = {"AccountReserved", "AccountReleased", "IssueReceived"}
@@ -334,10 +337,12 @@ ISSUE = {"repo": "octo/demo", "number": 9, "title": "crash", "labels": ["needs-r
          "trigger": "labeled", "sender": "maint", "html_url": "https://github.com/octo/demo/issues/9"}
 
 
-def leasing_history(endpoint: str, prefix: str) -> SimpleNamespace:
-    """Two accounts; one issue leases one, finishes, releases it and it is cleaned."""
+def leasing_history(endpoint: str | None = None, prefix: str = "") -> SimpleNamespace:
+    """Two accounts; one issue leases one, finishes, releases it and it is cleaned. On the moto
+    server at ``endpoint``, else on the in-memory store."""
     now = [T0]
-    core = make_core(endpoint, prefix, clock=lambda: now[0])
+    clock = lambda: now[0]  # noqa: E731
+    core = make_core(endpoint, prefix, clock=clock) if endpoint else make_memory_core(clock=clock)
 
     def at(minutes: float) -> None:
         now[0] = T0 + timedelta(minutes=minutes)
@@ -432,81 +437,86 @@ def test_verify_clean_then_corrupted_then_repaired(moto_server: str) -> None:
     assert run_cli(moto_server, "drift", "--verify")[0] == 0
 
 
-class RacingStore(DynamoEventStore):
-    """A store whose read of ``stream`` lets a live command commit right after it: the window
-    between repair's read of the log and its write."""
+# ---------------------------------------------------------------- repair's conditions (in-memory store)
 
-    def __init__(self, tables: Any, *, stream: str, live: Any) -> None:
-        super().__init__(tables)
-        self.stream, self.live = stream, live
 
-    def read(self, stream: str, *, after: int = 0, raw: bool = False) -> list[Envelope]:
-        events = super().read(stream, after=after, raw=raw)
-        if stream == self.stream and self.live is not None:
-            live, self.live = self.live, None
-            live()
+def corrupt(core: SimpleNamespace, account_id: str, **changes: Any) -> None:
+    """Change an account row behind the log's back (its version unchanged)."""
+    row = core.store.account_rows[account_id]
+    core.store.account_rows[account_id] = replace(row, account=replace(row.account, **changes))
+
+
+def corrupt_counts(core: SimpleNamespace, **changes: int) -> None:
+    stored = core.store.counts
+    core.store.counts = replace(stored, counts=replace(stored.counts, **changes))
+
+
+def race(monkeypatch: pytest.MonkeyPatch, core: SimpleNamespace, stream: str, live: Any) -> None:
+    """Let a live command commit right after the store's read of ``stream``: the window between
+    repair's read of the log and its write."""
+    original, pending = core.store.read, [live]
+
+    def read(name: str, *, after: int = 0, raw: bool = False) -> list[Envelope]:
+        events = original(name, after=after, raw=raw)
+        if name == stream and pending:
+            pending.pop()()
         return events
 
+    monkeypatch.setattr(core.store, "read", read)
 
-@pytest.mark.server
-def test_repair_refuses_a_row_that_moved_since_it_was_read(moto_server: str) -> None:
-    core = leasing_history(moto_server, "race")
+
+def test_repair_refuses_a_row_that_moved_since_it_was_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    core = leasing_history()
     other = ({"111111111111", "222222222222"} - {core.lease.account_id}).pop()
     # GIVEN a drifted row (corrupted behind the log's back, version unchanged)
-    row = core.tables.pool.get(f"account-{other}")
-    row.status, version = "QUARANTINED", row.version
-    row.save()
+    corrupt(core, other, status="QUARANTINED")
+    version = core.pool.get(other).version
     # AND a live command that moves that row while the repair is between its read and its write
-    live = lambda: core.pool.deregister(other, reason="manual", cause=Cause("live", "operator"))  # noqa: E731
-    racing = RacingStore(core.tables, stream=f"account-{other}", live=live)
+    race(monkeypatch, core, f"account-{other}",
+         lambda: core.pool.deregister(other, reason="manual", cause=Cause("live", "operator")))
     out = io.StringIO()
     # WHEN repairing
-    code = replay.verify(replay.Core(core.settings, racing, Pool(store=racing), replay.ReadMeter()),
+    code = replay.verify(replay.Core(None, core.store, core.pool, replay.ReadMeter()),
                          repair=True, out=out, now=datetime.now(UTC))
     # THEN the live write stands (not rolled back to the log as read), and the refusal is one line
-    after = core.tables.pool.get(f"account-{other}")
+    after = core.pool.get(other)
     assert (after.status, after.version) == ("DEREGISTERED", version + 1)
     last = out.getvalue().splitlines()[-1]
     assert code == 1
     assert last == (f"repaired: 0 row(s) rewritten from the log; refused 1 row(s) changed since they "
                     f"were read, left as they are: account {other} (run --verify again)")
     # and a second run no longer finds that row drifted (the live write followed the log)
-    code, out_again, _ = run_cli(moto_server, "race", "--verify")
-    assert out_again.startswith("drift: ")  # the counts the live command moved from a corrupt row
-    assert not any(line.split()[:2] == ["account", other] for line in out_again.splitlines())
+    again = io.StringIO()
+    assert replay.verify(replay.Core(None, core.store, core.pool, replay.ReadMeter()),
+                         repair=False, out=again, now=datetime.now(UTC)) == 1
+    assert again.getvalue().startswith("drift: ")  # the counts the live command moved from a corrupt row
+    assert not any(line.split()[:2] == ["account", other] for line in again.getvalue().splitlines())
 
 
-@pytest.mark.server
-def test_repair_refuses_counts_that_moved_since_they_were_read(moto_server: str) -> None:
+def test_repair_refuses_counts_that_moved_since_they_were_read(monkeypatch: pytest.MonkeyPatch) -> None:
     from gip.services.projection import Projections
 
-    core = leasing_history(moto_server, "racecounts")
-    counts = core.tables.pool.get("counts")
-    counts.usable = 7  # GIVEN drifted counts
-    counts.save()
+    core = leasing_history()
+    corrupt_counts(core, usable=7)  # GIVEN drifted counts
     # AND a registration that commits while the repair folds the account streams
-    live = lambda: core.pool.register("333333333333", role_arn="arn:aws:iam::333333333333:role/p",  # noqa: E731
-                                      source="manual", cause=Cause("live", "reconcile"))
-    racing = RacingStore(core.tables, stream="account-111111111111", live=live)
-    done = Projections(racing).repair()
+    race(monkeypatch, core, "account-111111111111",
+         lambda: core.pool.register("333333333333", role_arn="arn:aws:iam::333333333333:role/p",
+                                    source="manual", cause=Cause("live", "reconcile")))
+    done = Projections(core.store).repair()
     assert (done.written, done.refused) == (0, ["counts"])
-    assert core.tables.pool.get("counts").usable == 8  # the live ADD stands, not overwritten
+    assert core.pool.counts().usable == 8  # the live add stands, not overwritten
 
 
-@pytest.mark.server
-def test_repair_writes_rows_conditioned_on_the_version_read(moto_server: str) -> None:
+def test_repair_writes_rows_conditioned_on_the_version_read() -> None:
     from gip.services.projection import Projections
 
-    core = leasing_history(moto_server, "cond")
-    row = core.tables.pool.get(f"account-{core.lease.account_id}")
-    row.worker = "ghost"
-    row.save()
-    stale_issue = core.tables.issues.get("issue-octo/demo#9")
-    core.tables.issues.get("issue-octo/demo#9").delete()  # a row missing from the projection
+    core = leasing_history()
+    corrupt(core, core.lease.account_id, worker="ghost")
+    stale_issue = core.store.issue_rows.pop("issue-octo/demo#9")  # a row missing from the projection
     done = Projections(core.store).repair()
     assert (done.written, done.refused) == (2, [])
-    assert core.tables.pool.get(row.pk).worker is None
-    assert core.tables.issues.get("issue-octo/demo#9").state == stale_issue.state
+    assert core.pool.get(core.lease.account_id).worker is None
+    assert core.store.issue_rows["issue-octo/demo#9"] == stale_issue
     assert Projections(core.store).verify() == []
 
 
@@ -555,3 +565,19 @@ def test_default_format_is_table_on_a_terminal_and_jsonl_in_a_pipe(big: SimpleNa
     _, piped, _ = run_cli(moto_server, "rp", "--stream", "octo/demo#7")
     assert [json.loads(line)["type"] for line in piped.splitlines()] == [
         "IssueReceived", "IssueQueued", "IssueProcessingFailed"]
+
+
+def test_read_all_reads_the_start_of_a_stream_the_window_holds_only_the_end_of() -> None:
+    from gip.services.projection import Projections
+
+    now = [T0]
+    core = make_memory_core(clock=lambda: now[0])
+    core.issues.receive(delivery_id="d-1", repo="octo/demo", number=9, data=ISSUE, cause=Cause("d-1", "webhook"))
+    now[0] = T0 + timedelta(hours=1)
+    core.issues.record("octo/demo", 9, "IssueQueued", {"run": 1, "sender": "maint", "permission": "write"},
+                       cause=Cause("d-1", "gatekeeper"))
+    # WHEN the window (no registration yet, or a late --since) starts after the stream's first event
+    events = Projections(core.store).read_all(since=T0 + timedelta(minutes=30), until=now[0])
+    # THEN the stream's earlier events are read by key, once each, and the fold matches the row
+    assert sorted(e["version"] for e in events) == [1, 2]
+    assert Projections(core.store).verify(events) == []

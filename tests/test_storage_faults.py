@@ -27,10 +27,7 @@ CAUSE = Cause(correlation_id="corr", actor="test")
 
 @pytest.fixture
 def core(shared_core: SimpleNamespace) -> Iterator[SimpleNamespace]:
-    empty_tables(shared_core)
-    ddb = boto3.client("dynamodb")
-    for item in ddb.scan(TableName=shared_core.settings.pool_table, ProjectionExpression="pk")["Items"]:
-        ddb.delete_item(TableName=shared_core.settings.pool_table, Key=item)
+    empty_tables(shared_core, pool=True)
     faults = AwsFaults(shared_core.tables.connection.client)
     yield SimpleNamespace(**vars(shared_core), faults=faults)
     faults.close()

@@ -1,4 +1,7 @@
-"""gip.services.sweeper and handlers.sweeper: stale leases are timed out through the index, O(stale); fresh ones are left alone."""
+"""gip.services.sweeper and handlers.sweeper: stale leases are timed out through the index, O(stale); fresh ones are left alone.
+
+The sweep's decisions run on the in-memory store (``svc``); the worker hand-off, the DynamoDB
+read count with 1,000 accounts and the handler run on moto (``stack``)."""
 
 from __future__ import annotations
 
@@ -42,74 +45,80 @@ def stack():
         yield make_stack(prefix="sw")
 
 
+@pytest.fixture
+def svc(memory_core):
+    """store, pool and issues on the in-memory store: the sweep's decisions need nothing else."""
+    return memory_core
+
+
 def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _reserve(stack, *, at: datetime, issue: str = "issue-octo/demo#1"):
+def _reserve(core, *, at: datetime, issue: str = "issue-octo/demo#1"):
     """Reserve with the pool's clock set to ``at`` (so the lease's times are in the past)."""
-    pool = Pool(store=stack.store, clock=lambda: at, lease_seconds=900)
+    pool = Pool(store=core.store, clock=lambda: at, lease_seconds=900)
     lease = pool.reserve(issue=issue, worker="old-worker", cause=CAUSE)
     assert lease is not None
     return lease
 
 
-def test_expired_lease_times_out_and_its_running_issue_fails_retryable(stack):
-    register(stack, member_ids(2))
-    queue_issue(stack, "body", number=1, send=False)
-    lease = _reserve(stack, at=_now() - HOUR)
-    stack.issues.record("octo/demo", 1, "IssueProcessingStarted", {"run": 1, "account_id": lease.account_id,
+def test_expired_lease_times_out_and_its_running_issue_fails_retryable(svc):
+    register(svc, member_ids(2))
+    queue_issue(svc, "body", number=1, send=False)
+    lease = _reserve(svc, at=_now() - HOUR)
+    svc.issues.record("octo/demo", 1, "IssueProcessingStarted", {"run": 1, "account_id": lease.account_id,
                         "lease_id": lease.lease_id, "worker": "old-worker"}, cause=CAUSE)
-    done = sweep(stack.pool, stack.issues, now=_now(), hard_cap_seconds=3 * 3600)
+    done = sweep(svc.pool, svc.issues, now=_now(), hard_cap_seconds=3 * 3600)
     assert done == {"timed_out": [lease.account_id], "skipped": [], "ended": []}
-    assert stack.pool.get(lease.account_id).status == CLEANING
-    timed_out = last(stack, f"account-{lease.account_id}", "AccountTimedOut")["data"]
+    assert svc.pool.get(lease.account_id).status == CLEANING
+    timed_out = last(svc, f"account-{lease.account_id}", "AccountTimedOut")["data"]
     assert timed_out["lease_id"] == lease.lease_id and timed_out["reserved_at"] == lease.reserved_at
-    failed = last(stack, issue_stream("octo/demo", 1), "IssueProcessingFailed")
+    failed = last(svc, issue_stream("octo/demo", 1), "IssueProcessingFailed")
     assert (failed["data"]["error"], failed["data"]["retryable"], failed["data"]["lease_id"]) == (
         "timed_out", True, lease.lease_id)
     # both carry the run's correlation id (its delivery), so the run's audit trail shows the timeout
-    received = stack.store.read(issue_stream("octo/demo", 1))[0]
+    received = svc.store.read(issue_stream("octo/demo", 1))[0]
     assert failed["correlation_id"] == received["correlation_id"]
-    assert last(stack, f"account-{lease.account_id}", "AccountTimedOut")["correlation_id"] == received["correlation_id"]
+    assert last(svc, f"account-{lease.account_id}", "AccountTimedOut")["correlation_id"] == received["correlation_id"]
 
 
-def test_lease_older_than_the_hard_cap_times_out_even_with_fresh_heartbeats(stack):
-    register(stack, member_ids(1))
-    lease = _reserve(stack, at=_now() - 4 * HOUR)
-    stack.pool.renew(lease.account_id, lease_id=lease.lease_id, cause=CAUSE)  # expires in 15 min
-    assert sweep(stack.pool, stack.issues, now=_now(), hard_cap_seconds=3 * 3600)["timed_out"] == [lease.account_id]
-    assert sweep(stack.pool, stack.issues, now=_now(), hard_cap_seconds=3 * 3600)["timed_out"] == []
+def test_lease_older_than_the_hard_cap_times_out_even_with_fresh_heartbeats(svc):
+    register(svc, member_ids(1))
+    lease = _reserve(svc, at=_now() - 4 * HOUR)
+    svc.pool.renew(lease.account_id, lease_id=lease.lease_id, cause=CAUSE)  # expires in 15 min
+    assert sweep(svc.pool, svc.issues, now=_now(), hard_cap_seconds=3 * 3600)["timed_out"] == [lease.account_id]
+    assert sweep(svc.pool, svc.issues, now=_now(), hard_cap_seconds=3 * 3600)["timed_out"] == []
 
 
-def test_live_lease_is_not_touched(stack):
-    register(stack, member_ids(1))
-    _reserve(stack, at=_now())
-    assert sweep(stack.pool, stack.issues, now=_now(), hard_cap_seconds=3 * 3600) == {"timed_out": [], "skipped": [], "ended": []}
+def test_live_lease_is_not_touched(svc):
+    register(svc, member_ids(1))
+    _reserve(svc, at=_now())
+    assert sweep(svc.pool, svc.issues, now=_now(), hard_cap_seconds=3 * 3600) == {"timed_out": [], "skipped": [], "ended": []}
 
 
-def test_lease_renewed_after_the_index_read_is_left_alone(stack, monkeypatch):
+def test_lease_renewed_after_the_index_read_is_left_alone(svc, monkeypatch):
     # GIVEN the sweeper read a stale row, and the worker renewed the lease right after
-    register(stack, member_ids(1))
-    lease = _reserve(stack, at=_now() - HOUR)
-    snapshot = stack.pool.stale_leases(now=_now(), hard_cap_seconds=3 * 3600)
-    stack.pool.renew(lease.account_id, lease_id=lease.lease_id, cause=CAUSE)
-    monkeypatch.setattr(stack.pool, "stale_leases", lambda **_: snapshot)
+    register(svc, member_ids(1))
+    lease = _reserve(svc, at=_now() - HOUR)
+    snapshot = svc.pool.stale_leases(now=_now(), hard_cap_seconds=3 * 3600)
+    svc.pool.renew(lease.account_id, lease_id=lease.lease_id, cause=CAUSE)
+    monkeypatch.setattr(svc.pool, "stale_leases", lambda **_: snapshot)
     # WHEN it acts on its snapshot THEN the conditional write refuses and nothing is appended
-    assert sweep(stack.pool, stack.issues, now=_now(), hard_cap_seconds=3 * 3600) == {
-        "timed_out": [], "skipped": [lease.account_id], "ended": []}
-    assert "AccountTimedOut" not in types(stack, f"account-{lease.account_id}")
+    assert sweep(svc.pool, svc.issues, now=_now(), hard_cap_seconds=3 * 3600) == {
+        "timed_out": [], "skipped": [lease.account_id]}
+    assert "AccountTimedOut" not in types(svc, f"account-{lease.account_id}")
 
 
-def test_stale_workers_late_release_is_refused(stack):
-    register(stack, member_ids(1))
-    lease = _reserve(stack, at=_now() - HOUR)
-    sweep(stack.pool, stack.issues, now=_now(), hard_cap_seconds=3 * 3600)
+def test_stale_workers_late_release_is_refused(svc):
+    register(svc, member_ids(1))
+    lease = _reserve(svc, at=_now() - HOUR)
+    sweep(svc.pool, svc.issues, now=_now(), hard_cap_seconds=3 * 3600)
     with pytest.raises(IllegalTransition):
-        stack.pool.release(lease.account_id, lease_id=lease.lease_id, cause=CAUSE)
+        svc.pool.release(lease.account_id, lease_id=lease.lease_id, cause=CAUSE)
     with pytest.raises(IllegalTransition):
-        stack.pool.renew(lease.account_id, lease_id=lease.lease_id, cause=CAUSE)
-    assert "AccountReleased" not in types(stack, f"account-{lease.account_id}")
+        svc.pool.renew(lease.account_id, lease_id=lease.lease_id, cause=CAUSE)
+    assert "AccountReleased" not in types(svc, f"account-{lease.account_id}")
 
 
 def test_swept_run_is_refused_its_verdict_then_cleaned_and_retried(stack):
@@ -188,14 +197,14 @@ def test_stack_settings_are_the_ones_the_handler_reads(stack):
     assert replace(stack.settings).pool_table == "sw-pool"
 
 
-def test_timeout_of_the_last_allowed_attempt_is_not_retryable(stack):
-    register(stack, member_ids(1))
-    queue_issue(stack, "body", number=5, send=False)
-    lease = _reserve(stack, at=_now() - HOUR, issue=issue_stream("octo/demo", 5))
-    stack.issues.record("octo/demo", 5, "IssueProcessingStarted", {"run": 1, "account_id": lease.account_id,
+def test_timeout_of_the_last_allowed_attempt_is_not_retryable(svc):
+    register(svc, member_ids(1))
+    queue_issue(svc, "body", number=5, send=False)
+    lease = _reserve(svc, at=_now() - HOUR, issue=issue_stream("octo/demo", 5))
+    svc.issues.record("octo/demo", 5, "IssueProcessingStarted", {"run": 1, "account_id": lease.account_id,
                         "lease_id": lease.lease_id, "worker": "w", "attempt": 3}, cause=CAUSE)
-    sweep(stack.pool, stack.issues, now=_now(), hard_cap_seconds=3 * 3600, max_attempts=3)
-    failed = last(stack, issue_stream("octo/demo", 5), "IssueProcessingFailed")["data"]
+    sweep(svc.pool, svc.issues, now=_now(), hard_cap_seconds=3 * 3600, max_attempts=3)
+    failed = last(svc, issue_stream("octo/demo", 5), "IssueProcessingFailed")["data"]
     assert (failed["error"], failed["attempt"], failed["retryable"]) == ("timed_out", 3, False)
 
 

@@ -129,7 +129,7 @@ def bulk_register(stack: SimpleNamespace, ids: list[str]) -> None:
     makes 1,000 transactional registrations take minutes; the rows are identical)."""
     from gip.domain.envelope import account_stream, new_event
     from gip.domain.pool import count, evolve
-    from gip.services.pool import COUNTS_PK, row_from_account
+    from gip.store.dynamo_rows import COUNTS_PK, account_item
     from gip.store.protocols import prepare
 
     cause = Cause(correlation_id="setup", actor="test")
@@ -143,7 +143,7 @@ def bulk_register(stack: SimpleNamespace, ids: list[str]) -> None:
             account = evolve(None, event)
             accounts.append(account)
             events.save(stack.store.item_for(event))
-            rows.save(row_from_account(stack.tables.pool, account, rand=random.random()))
+            rows.save(account_item(stack.tables, account, rand=random.random()))
     totals = count(accounts)
     m = stack.tables.pool
     m(COUNTS_PK).update(actions=[getattr(m, k).add(v) for k, v in totals.as_dict().items()])
@@ -156,7 +156,7 @@ def bulk_reserve(stack: SimpleNamespace, ids: list[str], *, at: Any, lease_secon
 
     from gip.domain.envelope import account_stream, iso, new_event
     from gip.domain.pool import evolve
-    from gip.services.pool import row_from_account
+    from gip.store.dynamo_rows import account_item
     from gip.store.protocols import prepare
 
     cause = Cause(correlation_id="setup", actor="test")
@@ -171,7 +171,7 @@ def bulk_reserve(stack: SimpleNamespace, ids: list[str], *, at: Any, lease_secon
             (event,) = prepare(stream, state.version,
                                 [new_event("AccountReserved", stream=stream, data=data, cause=cause, occurred_at=at)])
             events.save(stack.store.item_for(event))
-            rows.save(row_from_account(stack.tables.pool, evolve(state, event), rand=random.random()))
+            rows.save(account_item(stack.tables, evolve(state, event), rand=random.random()))
             leases.append(lease_id)
     return leases
 

@@ -1,26 +1,26 @@
 """Issue commands: every issue event is appended together with the issue's projection row,
-conditioned on the row's version, in one TransactWriteItems.
+conditioned on the row's version, in one store transaction.
 
-``receive`` is the webhook's path: one consistent GetItem of the issue row, then one
-transaction (delivery marker + IssueReceived + row). A second delivery with the same id, or a
+``receive`` is the webhook's path: one consistent read of the issue row and the delivery
+marker, then one transaction (delivery marker + IssueReceived + row). A second delivery with the same id, or a
 trigger for an issue that is already active, appends nothing.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING
 
 from gip.config import Settings
 from gip.domain.envelope import Cause, Envelope, iso, issue_stream, new_event, utcnow
 from gip.domain.issue import QUEUED, RECEIVED, Issue, evolve
 from gip.errors import ConcurrencyConflict
-from gip.store.dynamodb import DynamoEventStore, storage_errors
-from gip.store.models import Tables
-from gip.store.protocols import DuplicateDelivery, RowWrite
+from gip.store.protocols import DeliveryMarker, DuplicateDelivery, IssuePut, RowWrite, Store
+
+if TYPE_CHECKING:
+    from gip.store.models import Tables
 
 
 @dataclass(frozen=True)
@@ -37,44 +37,39 @@ class ReceiveResult:
 class Issues:
     """The issue streams' command side. Build once per container."""
 
-    store: DynamoEventStore
+    store: Store
     clock: Callable[[], datetime] = utcnow
 
     @classmethod
-    def from_settings(cls, settings: Settings, tables: Tables | None = None, **kw: Any) -> Issues:
-        return cls(store=DynamoEventStore(tables or Tables.from_settings(settings)), **kw)
+    def from_settings(cls, settings: Settings, tables: Tables | None = None) -> Issues:
+        """The composition root: the DynamoDB store for ``settings``."""
+        from gip.store.dynamodb import DynamoEventStore
+        from gip.store.models import Tables
 
-    @property
-    def model(self) -> Any:
-        return self.store.tables.issues
+        return cls(store=DynamoEventStore(tables or Tables.from_settings(settings)))
 
     def get(self, repo: str, number: int) -> Issue | None:
         return self.get_stream(issue_stream(repo, number))
 
     def get_stream(self, stream: str) -> Issue | None:
         """The issue's projection row (consistent read), or None."""
-        try:
-            with storage_errors(f"read {stream}"):
-                row = self.model.get(stream, consistent_read=True)
-        except self.model.DoesNotExist:
-            return None
-        return Issue.from_dict(json.loads(row.state))
+        return self.store.issue(stream)
 
-    def receive(self, *, delivery_id: str, repo: str, number: int, data: dict[str, Any],
+    def receive(self, *, delivery_id: str, repo: str, number: int, data: Mapping[str, object],
                 cause: Cause) -> ReceiveResult:
         """Append IssueReceived for a new run, once per delivery and once per active run.
 
-        One TransactGetItems reads the issue row and the delivery marker together (consistent),
-        so any redelivery costs one call; a new run costs one more (the transaction).
+        One consistent read takes the issue row and the delivery marker together, so any
+        redelivery costs one call; a new run costs one more (the transaction).
         """
-        state, seen = self._read_with_marker(issue_stream(repo, number), delivery_id)
+        state, seen = self.store.issue_and_delivery(issue_stream(repo, number), delivery_id)
         if seen:
             return ReceiveResult(False, "duplicate_delivery", state)
         for attempt in (1, 2):  # a lost race (opened + labeled at once) is re-decided once
             if state is not None and state.active:
                 return ReceiveResult(False, "already_active", state)
             run_data = {**data, "run": (state.run if state else 0) + 1}
-            marker = self.store.delivery_marker(delivery_id, occurred_at=iso(self.clock()))
+            marker = DeliveryMarker(delivery_id, occurred_at=iso(self.clock()))
             try:
                 event = self._append(repo, number, "IssueReceived", run_data, cause, state, [marker])
             except DuplicateDelivery:
@@ -87,25 +82,7 @@ class Issues:
             return ReceiveResult(True, "received", evolve(state, event), event)
         return ReceiveResult(False, "already_active", state)
 
-    def _read_with_marker(self, stream: str, delivery_id: str) -> tuple[Issue | None, bool]:
-        from pynamodb.transactions import TransactGet
-
-        events = self.store.tables.events
-        with storage_errors(f"read {stream} and delivery {delivery_id}"), \
-                TransactGet(connection=self.store.tables.connection) as tx:
-            row = tx.get(self.model, stream)
-            marker = tx.get(events, f"delivery-{delivery_id}", 0)
-        try:
-            state: Issue | None = Issue.from_dict(json.loads(row.get().state))
-        except self.model.DoesNotExist:
-            state = None
-        try:
-            marker.get()
-            return state, True
-        except events.DoesNotExist:
-            return state, False
-
-    def record(self, repo: str, number: int, type_: str, data: dict[str, Any], *, cause: Cause,
+    def record(self, repo: str, number: int, type_: str, data: Mapping[str, object], *, cause: Cause,
                expected: Issue | None = None) -> Envelope:
         """Append one event to the issue's stream (IllegalTransition / ConcurrencyConflict)."""
         state = expected if expected is not None else self.get(repo, number)
@@ -119,15 +96,11 @@ class Issues:
         return self.record(repo, number, "IssueSkipped", {"reason": reason, "run": state.run},
                            cause=cause, expected=state)
 
-    def _append(self, repo: str, number: int, type_: str, data: dict[str, Any], cause: Cause,
+    def _append(self, repo: str, number: int, type_: str, data: Mapping[str, object], cause: Cause,
                 state: Issue | None, extra: list[RowWrite]) -> Envelope:
         stream = issue_stream(repo, number)
         version = state.version if state else 0
-        event = new_event(type_, stream=stream, data=data, cause=cause, occurred_at=self.clock())
+        event = new_event(type_, stream=stream, data=dict(data), cause=cause, occurred_at=self.clock())
         after = evolve(state, {**event, "version": version + 1})  # type: ignore[typeddict-item]
-        m = self.model
-        row = m(stream, version=after.version, status=after.status, run=after.run,
-                state=json.dumps(after.as_dict(), sort_keys=True))
-        condition = m.pk.does_not_exist() if state is None else (m.version == state.version)
-        rows = [RowWrite(row, condition=condition, tag="row"), *extra]
+        rows: list[RowWrite] = [IssuePut(after, state.version if state else None), *extra]
         return self.store.append(stream, version, [event], rows=rows)[0]

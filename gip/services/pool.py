@@ -1,4 +1,4 @@
-"""Pool commands. Each is ONE TransactWriteItems: the event, plus the account's projection row
+"""Pool commands. Each is ONE store transaction: the event, plus the account's projection row
 conditioned on its stored version, plus (for the rare commands that change how many accounts
 are usable) the O(1) counts row. Reserve and release never touch the counts row, so they never
 contend on it.
@@ -11,12 +11,10 @@ from __future__ import annotations
 
 import random
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
-
-from pynamodb.exceptions import UpdateError
+from typing import TYPE_CHECKING
 
 from gip.config import Settings
 from gip.domain.envelope import Cause, Envelope, account_stream, iso, new_event, utcnow
@@ -29,12 +27,11 @@ from gip.domain.pool import (
     counts_delta,
     evolve,
 )
-from gip.errors import AwsError, ConcurrencyConflict, IllegalTransition, NotFound
-from gip.store.dynamodb import DynamoEventStore
-from gip.store.models import Tables
-from gip.store.protocols import RowWrite
+from gip.errors import ConcurrencyConflict, IllegalTransition, NotFound
+from gip.store.protocols import AccountPut, CountsAdd, RowWrite, Store
 
-COUNTS_PK = "counts"
+if TYPE_CHECKING:
+    from gip.store.models import Tables
 
 
 @dataclass(frozen=True)
@@ -76,7 +73,7 @@ class PoolStats:
 class Pool:
     """The account pool's command side. Build once per container."""
 
-    store: DynamoEventStore
+    store: Store
     clock: Callable[[], datetime] = utcnow
     rng: random.Random = field(default_factory=random.Random)
     lease_seconds: int = 900
@@ -88,52 +85,38 @@ class Pool:
     stats: PoolStats = field(default_factory=PoolStats)
 
     @classmethod
-    def from_settings(cls, settings: Settings, tables: Tables | None = None, **kw: Any) -> Pool:
-        store = DynamoEventStore(tables or Tables.from_settings(settings))
-        return cls(store=store, lease_seconds=settings.lease_seconds, **kw)
+    def from_settings(cls, settings: Settings, tables: Tables | None = None) -> Pool:
+        """The composition root: the DynamoDB store for ``settings``."""
+        from gip.store.dynamodb import DynamoEventStore
+        from gip.store.models import Tables
 
-    @property
-    def model(self) -> Any:
-        return self.store.tables.pool
+        store = DynamoEventStore(tables or Tables.from_settings(settings))
+        return cls(store=store, lease_seconds=settings.lease_seconds)
 
     # --- reading -------------------------------------------------------------------------
     def get(self, account_id: str) -> Account | None:
         """The account's projection row (consistent read), or None."""
-        try:
-            row = self.model.get(account_stream(account_id), consistent_read=True)
-        except self.model.DoesNotExist:
-            return None
-        return account_from_row(row)
+        return self.store.account(account_id)
 
     def accounts(self) -> list[Account]:
         """Every account row (a scan of the projection table: for operators, not hot paths)."""
-        rows = self.model.scan(self.model.pk.startswith("account-"))
-        return sorted((account_from_row(r) for r in rows), key=lambda a: a.account_id)
+        return sorted(self.store.accounts(), key=lambda a: a.account_id)
 
     def counts(self) -> Counts:
         """The O(1) counts row."""
-        try:
-            row = self.model.get(COUNTS_PK, consistent_read=True)
-        except self.model.DoesNotExist:
-            return Counts()
-        return Counts(usable=int(row.usable or 0), registered=int(row.registered or 0),
-                      quarantined=int(row.quarantined or 0), deregistered=int(row.deregistered or 0))
+        row = self.store.counts_row()
+        return row.counts if row else Counts()
 
     def first_day(self) -> str | None:
         """The UTC day of the first registration: where a full replay of the log starts."""
-        try:
-            return self.model.get(COUNTS_PK, consistent_read=True).first_day  # type: ignore[no-any-return]
-        except self.model.DoesNotExist:
-            return None
+        row = self.store.counts_row()
+        return row.first_day if row else None
 
     def stale_leases(self, *, now: datetime, hard_cap_seconds: int) -> list[Account]:
         """Leases past ``expires_at`` or older than the hard cap, through the sparse indexes only."""
-        found: dict[str, Account] = {}
-        for row in self.model.by_expiry.query("L", self.model.expires_at < iso(now)):
-            found[row.pk] = account_from_row(row)
+        found = {a.account_id: a for a in self.store.leases_expiring_before(iso(now))}
         cap = iso(now - timedelta(seconds=hard_cap_seconds))
-        for row in self.model.by_reserved.query("L", self.model.reserved_at < cap):
-            found[row.pk] = account_from_row(row)
+        found.update((a.account_id, a) for a in self.store.leases_reserved_before(cap))
         return sorted(found.values(), key=lambda a: a.account_id)
 
     # --- commands ------------------------------------------------------------------------
@@ -183,13 +166,9 @@ class Pool:
         return None
 
     def _candidates(self) -> list[Account]:
-        pivot = self.rng.random()
-        index, rand = self.model.by_status, self.model.rand
-        rows = list(index.query(AVAILABLE, rand >= pivot, limit=self.candidates))
-        if len(rows) < self.candidates:
-            rows += list(index.query(AVAILABLE, rand < pivot, limit=self.candidates - len(rows)))
+        rows = self.store.sample_accounts(AVAILABLE, pivot=self.rng.random(), limit=self.candidates)
         self.stats.items_read += len(rows)
-        return [account_from_row(r) for r in rows]
+        return rows
 
     def renew(self, account_id: str, *, lease_id: str, cause: Cause) -> Envelope:
         expires = iso(self.clock() + timedelta(seconds=self.lease_seconds))
@@ -212,41 +191,21 @@ class Pool:
         """Take the single-owner cleaning claim on a CLEANING account (a conditional update of
         its row, no event). None when another cleaner holds an unexpired claim or the row moved
         past ``expected``. The claim expires so that a crashed cleaner never wedges the account."""
-        m, now = self.model, self.clock()
+        now = self.clock()
         expires = iso(now + timedelta(seconds=seconds))
-        condition = ((m.version == expected.version) & (m.status == CLEANING)
-                     & (m.cleaning_by.does_not_exist() | (m.claim_expires_at < iso(now))))
-        try:
-            m(account_stream(expected.account_id)).update(
-                actions=[m.cleaning_by.set(owner), m.claim_expires_at.set(expires)], condition=condition)
-        except UpdateError as exc:
-            if exc.cause_response_code == "ConditionalCheckFailedException":
-                return None
-            raise AwsError(f"cleaning claim on {expected.account_id} failed: {exc.cause_response_message}") from exc
+        if not self.store.take_claim(expected.account_id, version=expected.version, status=CLEANING,
+                                     owner=owner, now=iso(now), expires_at=expires):
+            return None
         return Claim(expected.account_id, owner, expires, expected)
 
     def renew_claim(self, claim: Claim, *, seconds: int) -> bool:
         """Push a held claim's expiry out (the cleaner's heartbeat). False if it is no longer ours."""
-        m = self.model
-        condition = (m.cleaning_by == claim.owner) & (m.version == claim.state.version)
-        try:
-            m(account_stream(claim.account_id)).update(
-                actions=[m.claim_expires_at.set(iso(self.clock() + timedelta(seconds=seconds)))],
-                condition=condition)
-        except UpdateError as exc:
-            if exc.cause_response_code == "ConditionalCheckFailedException":
-                return False
-            raise AwsError(f"renewing the cleaning claim on {claim.account_id} failed: "
-                           f"{exc.cause_response_message}") from exc
-        return True
+        return self.store.extend_claim(claim.account_id, version=claim.state.version, owner=claim.owner,
+                                       expires_at=iso(self.clock() + timedelta(seconds=seconds)))
 
     def claim_holder(self, account_id: str) -> tuple[str | None, str | None]:
         """``(cleaning_by, claim_expires_at)`` of the row: for logs and back-off timing."""
-        try:
-            row = self.model.get(account_stream(account_id), consistent_read=True)
-        except self.model.DoesNotExist:
-            return None, None
-        return row.cleaning_by, row.claim_expires_at
+        return self.store.claim_holder(account_id)
 
     def mark_cleaned(self, account_id: str, *, lease_id: str | None, removed: list[str],
                      cause: Cause, claim: Claim | None = None) -> Envelope:
@@ -263,7 +222,7 @@ class Pool:
         and, on the ``quarantine_after``-th in a row, ``AccountQuarantined`` in the same transaction."""
         state = claim.state
         attempt = state.cleanup_failures + 1
-        changes: list[tuple[str, dict[str, Any]]] = [("AccountCleanupFailed", {
+        changes: list[tuple[str, Mapping[str, object]]] = [("AccountCleanupFailed", {
             "lease_id": state.cleaning_lease, "attempt": attempt, "error": error[:1000] or "failed",
             "residue": [r[:300] for r in residue[:200]]})]
         if attempt >= quarantine_after:
@@ -297,11 +256,11 @@ class Pool:
             raise NotFound(f"account {account_id} is not registered")
         return state
 
-    def _apply(self, account_id: str, type_: str, data: dict[str, Any], cause: Cause, *,
+    def _apply(self, account_id: str, type_: str, data: Mapping[str, object], cause: Cause, *,
                expected: Account | str | None = "read") -> Envelope:
         return self._apply_all(account_id, [(type_, data)], cause, expected=expected)[0]
 
-    def _apply_all(self, account_id: str, changes: list[tuple[str, dict[str, Any]]], cause: Cause, *,
+    def _apply_all(self, account_id: str, changes: list[tuple[str, Mapping[str, object]]], cause: Cause, *,
                    expected: Account | str | None = "read", owner: str | None = None) -> list[Envelope]:
         """Append ``changes`` as consecutive events with the row (and counts) in ONE transaction.
         ``owner``: the row's cleaning claim must still be held by that owner."""
@@ -311,52 +270,15 @@ class Pool:
         version = state.version if state else 0
         events, after = [], state
         for offset, (type_, data) in enumerate(changes, start=1):
-            event = new_event(type_, stream=stream, data=data, cause=cause, occurred_at=self.clock())
+            event = new_event(type_, stream=stream, data=dict(data), cause=cause, occurred_at=self.clock())
             after = evolve(after, {**event, "version": version + offset})  # type: ignore[typeddict-item]
             events.append(event)
         assert after is not None
-        rows = [self._row_write(state, after, owner=owner)]
-        delta = counts_delta(state, after)
-        if any(delta.as_dict().values()):
-            rows.append(self._counts_write(delta, events[0]["occurred_at"][:10]))
-        return self.store.append(stream, version, events, rows=rows)
-
-    def _row_write(self, before: Account | None, after: Account, *, owner: str | None = None) -> RowWrite:
         # Every transition leaves or enters AVAILABLE, so a fresh random key each time keeps the
         # status index's order random without ever reading the old key.
-        row = row_from_account(self.model, after, rand=self.rng.random())
-        m = self.model
-        condition = m.pk.does_not_exist() if before is None else (m.version == before.version)
-        if owner is not None:
-            condition = condition & (m.cleaning_by == owner)
-        return RowWrite(row, condition=condition, tag="row")
-
-    def _counts_write(self, delta: Counts, day: str) -> RowWrite:
-        m = self.model
-        actions = [getattr(m, name).add(value) for name, value in delta.as_dict().items()]
-        actions.append(m.first_day.set(m.first_day | day))
-        return RowWrite(m(COUNTS_PK), kind="update", actions=actions, tag="counts")
-
-
-def account_from_row(row: Any) -> Account:
-    """Projection row → Account (the same shape the reducer produces)."""
-    return Account(
-        account_id=row.pk.removeprefix("account-"), status=row.status, version=int(row.version),
-        role_arn=row.role_arn or "", source=row.source or "", registered_at=row.registered_at or "",
-        updated_at=row.updated_at or "", lease_id=row.lease_id, issue=row.issue, worker=row.worker,
-        reserved_at=row.reserved_at, expires_at=row.expires_at, cleaning_lease=row.cleaning_lease,
-        reason=row.reason, cleanup_failures=int(row.cleanup_failures or 0),
-    )
-
-
-def row_from_account(model: Any, account: Account, *, rand: float) -> Any:
-    """Account → a full projection row (a put replaces every attribute, so nothing lingers)."""
-    leased = "L" if account.lease_id else None
-    return model(
-        account_stream(account.account_id), version=account.version, status=account.status,
-        rand=rand, leased=leased, expires_at=account.expires_at, reserved_at=account.reserved_at,
-        lease_id=account.lease_id, cleaning_lease=account.cleaning_lease, issue=account.issue,
-        worker=account.worker, role_arn=account.role_arn, source=account.source,
-        reason=account.reason, registered_at=account.registered_at, updated_at=account.updated_at,
-        cleanup_failures=account.cleanup_failures or None,
-    )
+        rows: list[RowWrite] = [AccountPut(after, self.rng.random(), state.version if state else None,
+                                           owner=owner)]
+        delta = counts_delta(state, after)
+        if any(delta.as_dict().values()):
+            rows.append(CountsAdd(delta, events[0]["occurred_at"][:10]))
+        return self.store.append(stream, version, events, rows=rows)

@@ -8,24 +8,21 @@ shell used by ``replay --verify`` / ``--repair`` and the race tests.
 
 from __future__ import annotations
 
-import json
 import random
 from collections import defaultdict
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
 from dataclasses import field as dc_field
 from datetime import datetime
-from typing import Any
-
-from pynamodb.exceptions import DeleteError, PutError
+from typing import Literal
 
 from gip.domain import issue as issue_mod
 from gip.domain import pool as pool_mod
 from gip.domain.envelope import Envelope, account_stream, parse_iso, utcnow
 from gip.domain.issue import Issue
 from gip.domain.pool import Account, Counts
-from gip.services.pool import COUNTS_PK, Pool, account_from_row, row_from_account
-from gip.store.dynamodb import DynamoEventStore
+from gip.services.pool import Pool
+from gip.store.protocols import AccountPut, CountsRow, IssuePut, Store
 
 
 @dataclass(frozen=True)
@@ -35,8 +32,8 @@ class Drift:
     kind: str  # account | issue | counts
     key: str
     field: str
-    stored: Any
-    expected: Any
+    stored: object
+    expected: object
 
     def __str__(self) -> str:
         return f"{self.kind} {self.key}: {self.field}: stored={self.stored!r} log={self.expected!r}"
@@ -68,7 +65,7 @@ def fold_log(events: Iterable[Envelope]) -> Folded:
     return Folded(accounts, issues)
 
 
-def _diff_dicts(kind: str, expected: dict[str, dict[str, Any]], stored: dict[str, dict[str, Any]],
+def _diff_dicts(kind: str, expected: Mapping[str, Mapping[str, object]], stored: Mapping[str, Mapping[str, object]],
                 ignore: frozenset[str] = frozenset()) -> list[Drift]:
     out: list[Drift] = []
     for key in sorted(set(expected) | set(stored)):
@@ -101,7 +98,7 @@ def diff_counts(expected: Counts, stored: Counts) -> list[Drift]:
 class Projections:
     """Read the whole log through the time index and compare it with the stored rows."""
 
-    store: DynamoEventStore
+    store: Store
 
     @property
     def pool(self) -> Pool:
@@ -109,23 +106,25 @@ class Projections:
 
     def read_all(self, *, since: datetime | None = None, until: datetime | None = None) -> list[Envelope]:
         """Every event: the time index from the first registration day (or ``since``), plus,
-        read by stream, any stream that has a stored row but no event in that window."""
+        read by stream, the start of any stream with a stored row that the window does not hold
+        from version 1 (no registration yet: the window is empty, or ends within a stream)."""
         if since is None:
             first = self.pool.first_day()
             since = parse_iso(f"{first}T00:00:00Z") if first else utcnow()
         events = list(self.store.read_window(since, until or utcnow()))
-        seen = {e["stream"] for e in events}
+        lowest: dict[str, int] = {}
+        for event in events:
+            lowest[event["stream"]] = min(event["version"], lowest.get(event["stream"], event["version"]))
         accounts, issues, _ = self.stored()
         for stream in [f"account-{a}" for a in accounts] + list(issues):
-            if stream not in seen:
-                events.extend(self.store.read(stream))
+            if lowest.get(stream, 0) != 1:
+                below = lowest.get(stream)
+                events.extend(e for e in self.store.read(stream) if below is None or e["version"] < below)
         return events
 
     def stored(self) -> tuple[dict[str, Account], dict[str, Issue], Counts]:
-        pool_model, issue_model = self.store.tables.pool, self.store.tables.issues
-        accounts = {a.account_id: a for a in (account_from_row(r) for r in
-                                              pool_model.scan(pool_model.pk.startswith("account-")))}
-        issues = {r.pk: Issue.from_dict(json.loads(r.state)) for r in issue_model.scan()}
+        accounts = {a.account_id: a for a in self.store.accounts()}
+        issues = {i.stream: i for i in self.store.issues()}
         return accounts, issues, self.pool.counts()
 
     def verify(self, events: list[Envelope] | None = None) -> list[Drift]:
@@ -143,7 +142,7 @@ class Projections:
         live command moved in between is refused and listed, never rolled back.
         """
         accounts, issues, counts = self.stored()
-        counts_row = self._counts_row()
+        counts_row = self.store.counts_row()
         folded = fold_log(self.read_all() if events is None else events)
         fresh: dict[str, Folded] = {}
 
@@ -152,52 +151,34 @@ class Projections:
                 fresh[stream] = fold_log(self.store.read(stream))
             return fresh[stream]
 
-        pool_model, issue_model = self.store.tables.pool, self.store.tables.issues
         result = Repair()
         for key in sorted({d.key for d in diff_accounts(folded.accounts, accounts)}):
             read, want = accounts.get(key), fold_stream(account_stream(key)).accounts.get(key)
             if want is not None and read is not None and want.as_dict() == read.as_dict():
                 continue  # the log had moved on, and so had the row: nothing to repair
-            row = None if want is None else row_from_account(pool_model, want, rand=random.random())
-            result.note(f"account {key}", _write(pool_model, account_stream(key), row,
-                                                 read.version if read else None))
+            result.note(f"account {key}", self._write(
+                "account", key, None if want is None else AccountPut(want, random.random(), None), read))
         for key in sorted({d.key for d in diff_issues(folded.issues, issues)}):
             read_issue, want_issue = issues.get(key), fold_stream(key).issues.get(key)
             if want_issue is not None and read_issue is not None and want_issue.as_dict() == read_issue.as_dict():
                 continue
-            row = None if want_issue is None else issue_model(
-                key, version=want_issue.version, status=want_issue.status, run=want_issue.run,
-                state=json.dumps(want_issue.as_dict(), sort_keys=True))
-            result.note(f"issue {key}", _write(issue_model, key, row,
-                                               read_issue.version if read_issue else None))
+            result.note(f"issue {key}", self._write(
+                "issue", key, None if want_issue is None else IssuePut(want_issue, None), read_issue))
         if diff_counts(folded.counts, counts):
             streams = sorted({account_stream(k) for k in set(accounts) | set(folded.accounts)})
             want_counts = pool_mod.count(a for s in streams for a in fold_stream(s).accounts.values())
             if want_counts != counts:
-                result.note("counts", self._write_counts(want_counts, counts_row))
+                first_day = counts_row.first_day if counts_row else None
+                result.note("counts", self.store.put_counts(CountsRow(want_counts, first_day),
+                                                            expected=counts_row))
         return result
 
-    def _counts_row(self) -> Any:
-        try:
-            return self.store.tables.pool.get(COUNTS_PK, consistent_read=True)
-        except self.store.tables.pool.DoesNotExist:
-            return None
-
-    def _write_counts(self, counts: Counts, read: Any) -> bool:
-        """Put the counts row only if every count is still what was read."""
-        m = self.store.tables.pool
-        condition: Any = m.pk.does_not_exist()
-        if read is not None:
-            condition = m.pk.exists()
-            for name in _COUNT_FIELDS:
-                value, attr = getattr(read, name), getattr(m, name)
-                condition &= attr.does_not_exist() if value is None else (attr == value)
-        row = m(COUNTS_PK, first_day=read.first_day if read is not None else None,
-                **{name: getattr(counts, name) for name in _COUNT_FIELDS})
-        return _conditional(lambda: row.save(condition=condition))
-
-
-_COUNT_FIELDS = ("usable", "registered", "quarantined", "deregistered")
+    def _write(self, kind: Literal["account", "issue"], key: str, row: AccountPut | IssuePut | None,
+               read: Account | Issue | None) -> bool:
+        """Put ``row`` (or delete the row when None) only if its version is still the one read."""
+        if row is None:
+            return read is None or self.store.delete_row(kind, key, expected_version=read.version)
+        return self.store.put_row(replace(row, expected_version=read.version if read else None))
 
 
 @dataclass
@@ -213,23 +194,3 @@ class Repair:
         else:
             self.refused.append(what)
 
-
-def _write(model: Any, pk: str, row: Any, read_version: int | None) -> bool:
-    """Put ``row`` (or delete the row when None) only if its version is still ``read_version``."""
-    condition = model.pk.does_not_exist() if read_version is None else (model.version == read_version)
-    if row is None:
-        if read_version is None:
-            return True
-        return _conditional(lambda: model(pk).delete(condition=condition))
-    return _conditional(lambda: row.save(condition=condition))
-
-
-def _conditional(write: Callable[[], Any]) -> bool:
-    """True if the write went through, False if its condition failed; other errors propagate."""
-    try:
-        write()
-    except (PutError, DeleteError) as exc:
-        if exc.cause_response_code == "ConditionalCheckFailedException":
-            return False
-        raise
-    return True

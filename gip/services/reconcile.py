@@ -22,7 +22,6 @@ The management account is never a pool member.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -33,8 +32,9 @@ from gip.domain.envelope import Cause, iso, utcnow
 from gip.domain.org_changes import LIVE_STATES, leave_reason
 from gip.errors import AwsError, ConcurrencyConflict
 from gip.services.lifecycle import Lifecycle
+from gip.store.protocols import ProjectionStore
 
-STRIKES_PK = "reconcile#strikes"
+STRIKES_PK = "reconcile#strikes"  # the item's key in the pool table (gip.store.dynamo_rows)
 DEFAULT_THRESHOLD = 2
 
 
@@ -130,33 +130,17 @@ class Summary:
 
 
 class StrikeStore:
-    """The strikes item in the pool table, written with an optimistic version check."""
+    """The strikes, stored beside the pool rows with an optimistic version check."""
 
-    def __init__(self, dynamodb: Any, table: str) -> None:
-        self.dynamodb = dynamodb
-        self.table = table
+    def __init__(self, store: ProjectionStore) -> None:
+        self.store = store
 
     def load(self) -> tuple[dict[str, int], int]:
-        item = self.dynamodb.get_item(TableName=self.table, Key={"pk": {"S": STRIKES_PK}},
-                                      ConsistentRead=True).get("Item")
-        if not item:
-            return {}, 0
-        return json.loads(item["strikes"]["S"]), int(item["version"]["N"])
+        return self.store.strikes()
 
     def save(self, strikes: Mapping[str, int], *, expected_version: int) -> None:
-        condition = "attribute_not_exists(pk) OR #v = :v"
-        try:
-            self.dynamodb.put_item(
-                TableName=self.table,
-                Item={"pk": {"S": STRIKES_PK}, "kind": {"S": "reconcile-strikes"},
-                      "strikes": {"S": json.dumps(dict(strikes), sort_keys=True)},
-                      "version": {"N": str(expected_version + 1)}, "updated_at": {"S": iso(utcnow())}},
-                ConditionExpression=condition,
-                ExpressionAttributeNames={"#v": "version"},
-                ExpressionAttributeValues={":v": {"N": str(expected_version)}},
-            )
-        except self.dynamodb.exceptions.ConditionalCheckFailedException as exc:
-            raise ConcurrencyConflict(STRIKES_PK, expected_version, "another reconcile ran") from exc
+        if not self.store.save_strikes(strikes, expected_version=expected_version, at=iso(utcnow())):
+            raise ConcurrencyConflict(STRIKES_PK, expected_version, "another reconcile ran")
 
 
 class Reconciler:
@@ -179,8 +163,8 @@ class Reconciler:
         lifecycle = Lifecycle.from_settings(settings, session=sess)
         if target_ou_ids is not None:
             lifecycle.target_ou_ids = target_ou_ids
-        store = StrikeStore(sess.client("dynamodb", endpoint_url=settings.endpoint_url), settings.pool_table)
-        return cls(lifecycle, store, threshold=threshold if threshold is not None else threshold_from_env())
+        return cls(lifecycle, StrikeStore(lifecycle.pool.store),
+                   threshold=threshold if threshold is not None else threshold_from_env())
 
     def run_once(self) -> Summary:
         try:

@@ -16,13 +16,12 @@ Stuck runs (issue 19 §2): whatever stranded it (a gatekeeper record in its DLQ,
 in the issue DLQ), a run still RECEIVED after ``STUCK_RECEIVED_S`` (1 h: the gatekeeper's queue
 gives up after 5 x 180 s) or still QUEUED after ``STUCK_QUEUED_S`` (24 h: a busy pool keeps runs
 queued for hours, not a day) is ended with ``IssueSkipped`` reason ``stuck_received`` /
-``stuck_queued`` (and a ``detail``), so the issue can be triggered again. Found by a filtered scan
+``stuck_queued`` (and a ``detail``), so the issue can be triggered again. Found by one scan
 of the issues table (no index: the table holds one row per issue ever triggered).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from datetime import datetime
 from typing import Any
@@ -74,9 +73,8 @@ def stuck_reason(issue: Issue, *, now: datetime, bounds: dict[str, int]) -> dict
 
 def end_stuck_runs(issues: Issues, *, now: datetime, bounds: dict[str, int]) -> list[str]:
     """``IssueSkipped`` for every run stuck past its bound; a run that moved on is left alone."""
-    model, ended = issues.model, []
-    for row in model.scan(model.status.is_in(*bounds)):
-        issue = Issue.from_dict(json.loads(row.state))
+    ended: list[str] = []
+    for issue in issues.store.issues():  # one scan per sweep: the issues table has no status index
         data = stuck_reason(issue, now=now, bounds=bounds)
         if data is None:
             continue

@@ -136,9 +136,8 @@ def _record_oversized(issues: Callable[[], Any], exc: PayloadTooLarge) -> None:
     from datetime import UTC, datetime
 
     try:
-        model = issues().store.tables.events
-        model(f"oversized-{exc.delivery_id}", 0, kind="oversized", type_=exc.event[:64],
-              occurred_at=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z").save()
+        issues().store.note_oversized(exc.delivery_id, event=exc.event,
+                                      at=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z")
     except Exception as err:  # the boundary: the answer is a 413 either way
         log.error("webhook: oversized delivery %s (%d bytes) not recorded: %s",
                   exc.delivery_id, exc.size, type(err).__name__)

@@ -1,25 +1,30 @@
 """The DynamoDB event store (pynamodb): append with optimistic concurrency, read by stream, by
 time (the ``by-day`` index), by correlation. Each put is conditional on
-``attribute_not_exists(pk)``; projection rows go in the same TransactWriteItems.
-The contract is :mod:`gip.store.protocols`.
+``attribute_not_exists(pk)``; projection rows (:mod:`gip.store.dynamo_rows`) go in the same
+TransactWriteItems. The contracts are :mod:`gip.store.protocols`; pynamodb stays in this package.
 """
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
+from typing import TYPE_CHECKING
 
-from pynamodb.exceptions import DoesNotExist, PutError, PynamoDBException, TransactWriteError
+from pynamodb.exceptions import PutError, TransactWriteError
 
 from gip.domain.envelope import Envelope, dumps, iso, loads
 from gip.errors import ConcurrencyConflict, StoreUnavailable
+from gip.store.dynamo_rows import DynamoProjections, TransactItem, storage_errors, transact_item
+from gip.store.dynamo_rows import code as _code
 from gip.store.models import EventItem, Tables
-from gip.store.protocols import DuplicateDelivery, RowWrite, days, finish, prepare
+from gip.store.protocols import DeliveryMarker, DuplicateDelivery, RowWrite, days, finish, prepare
+
+__all__ = ["DynamoEventStore", "storage_errors"]
 
 
-class DynamoEventStore:
-    """The DynamoDB event table through pynamodb. Build once per container."""
+class DynamoEventStore(DynamoProjections):
+    """The three tables through pynamodb: the event log and its projection rows
+    (:class:`~gip.store.protocols.Store`). Build once per container."""
 
     def __init__(self, tables: Tables) -> None:
         self.tables = tables
@@ -34,11 +39,9 @@ class DynamoEventStore:
             correlation_id=event["correlation_id"], body=dumps(event),
         )
 
-    def delivery_marker(self, delivery_id: str, *, occurred_at: str) -> RowWrite:
+    def delivery_marker(self, delivery_id: str, *, occurred_at: str) -> DeliveryMarker:
         """The idempotency marker for one X-GitHub-Delivery, to write with its first event."""
-        item = self.tables.events(f"delivery-{delivery_id}", 0, kind="marker", occurred_at=occurred_at)
-        return RowWrite(item, condition=self.tables.events.pk.does_not_exist(), tag="delivery",
-                        delivery_id=delivery_id)
+        return DeliveryMarker(delivery_id, occurred_at)
 
     def append(
         self, stream: str, expected_version: int, events: Sequence[Envelope], *,
@@ -54,19 +57,20 @@ class DynamoEventStore:
         if not prepared:
             return []
         items = [self.item_for(e) for e in prepared]
+        writes = [transact_item(self.tables, row) for row in rows]
         not_exists = self.tables.events.pk.does_not_exist()
         try:
-            if len(items) == 1 and not rows:
+            if len(items) == 1 and not writes:
                 items[0].save(condition=not_exists)
             else:
-                self._transact(items, rows)
+                self._transact(items, writes)
         except (PutError, TransactWriteError) as exc:
-            return self._explain(exc, stream, expected_version, prepared, rows)
+            return self._explain(exc, stream, expected_version, prepared, writes)
         return prepared
 
     def _explain(
         self, exc: PutError | TransactWriteError, stream: str, expected_version: int,
-        prepared: list[Envelope], rows: Sequence[RowWrite],
+        prepared: list[Envelope], rows: Sequence[TransactItem],
     ) -> list[Envelope]:
         """Turn a failed write into the right error, or into an idempotent no-op.
 
@@ -74,7 +78,7 @@ class DynamoEventStore:
         any other failure (throttling, validation, internal) is StoreUnavailable.
         """
         # TransactWriteItems reports one reason per item, in pynamodb's order: puts, then updates.
-        ordered: list[tuple[str, RowWrite | None]] = [("event", None)] * len(prepared)
+        ordered: list[tuple[str, TransactItem | None]] = [("event", None)] * len(prepared)
         ordered += [(r.tag, r) for r in rows if r.kind == "put"]
         ordered += [(r.tag, r) for r in rows if r.kind == "update"]
         failed = _condition_failures(exc, ordered, stream=stream, expected_version=expected_version)
@@ -95,7 +99,7 @@ class DynamoEventStore:
         detail = "projection row changed" if tag == "row" else f"{tag} condition failed"
         raise ConcurrencyConflict(stream, expected_version, detail) from exc
 
-    def _transact(self, items: list[EventItem], rows: Sequence[RowWrite]) -> None:
+    def _transact(self, items: list[EventItem], rows: Sequence[TransactItem]) -> None:
         from pynamodb.transactions import TransactWrite
 
         not_exists = self.tables.events.pk.does_not_exist()
@@ -104,10 +108,10 @@ class DynamoEventStore:
                 tx.save(item, condition=not_exists)
             for row in rows:
                 if row.kind == "put":
-                    tx.save(row.model, condition=row.condition)
+                    tx.save(row.item, condition=row.condition)
             for row in rows:
                 if row.kind == "update":
-                    tx.update(row.model, row.actions, condition=row.condition)
+                    tx.update(row.item, row.actions, condition=row.condition)
 
     # --- reading -----------------------------------------------------------------------
     def _events(self, results: Iterable[EventItem], raw: bool) -> Iterator[Envelope]:
@@ -139,6 +143,11 @@ class DynamoEventStore:
         with storage_errors(f"read correlation {correlation_id}"):
             yield from self._events(self.tables.events.by_correlation.query(correlation_id), raw)
 
+    def note_oversized(self, delivery_id: str, *, event: str, at: str) -> None:
+        with storage_errors(f"record oversized delivery {delivery_id}"):
+            self.tables.events(f"oversized-{delivery_id}", 0, kind="oversized", type_=event[:64],
+                               occurred_at=at).save()
+
 
 _CONDITION = "ConditionalCheckFailed"
 # A cancellation reason meaning another transaction was on the same item at the same moment:
@@ -147,14 +156,10 @@ _CONDITION = "ConditionalCheckFailed"
 _CONTENTION = "TransactionConflict"
 
 
-def _code(exc: PynamoDBException) -> str:
-    return exc.cause_response_code or type(exc.cause or exc).__name__
-
-
 def _condition_failures(
-    exc: PutError | TransactWriteError, ordered: list[tuple[str, RowWrite | None]], *, stream: str,
+    exc: PutError | TransactWriteError, ordered: list[tuple[str, TransactItem | None]], *, stream: str,
     expected_version: int,
-) -> list[tuple[str, RowWrite | None]]:
+) -> list[tuple[str, TransactItem | None]]:
     """The (tag, row) entries whose condition failed; ConcurrencyConflict for contention;
     StoreUnavailable for anything else."""
     code = _code(exc)
@@ -175,12 +180,9 @@ def _condition_failures(
     return failed
 
 
-@contextlib.contextmanager
-def storage_errors(action: str) -> Iterator[None]:
-    """A failed DynamoDB read → StoreUnavailable (one line, the AWS code), ``from`` the cause."""
-    try:
-        yield
-    except DoesNotExist:
-        raise  # an answer, not a failure
-    except PynamoDBException as exc:
-        raise StoreUnavailable(action, _code(exc), exc.cause_response_message or "") from exc
+
+if TYPE_CHECKING:  # mypy proves the class meets the contract the services take
+    from gip.store.protocols import Store
+
+    def _conforms(tables: Tables) -> Store:
+        return DynamoEventStore(tables)

@@ -90,7 +90,8 @@ class ByReserved(GlobalSecondaryIndex["AccountRow"]):
 
 
 class AccountRow(Model):
-    """An account's projection row, or the pool ``counts`` row (pk ``counts``)."""
+    """An account's projection row, the pool ``counts`` row (pk ``counts``) or reconcile's
+    strikes (pk ``reconcile#strikes``)."""
 
     pk = UnicodeAttribute(hash_key=True)
     version = NumberAttribute(null=True)
@@ -119,6 +120,9 @@ class AccountRow(Model):
     quarantined = NumberAttribute(null=True)
     deregistered = NumberAttribute(null=True)
     first_day = UnicodeAttribute(null=True)
+    # reconcile's strikes item only (pk ``reconcile#strikes``): JSON of mismatch key → count
+    kind = UnicodeAttribute(null=True)
+    strikes = UnicodeAttribute(null=True)
     by_status = ByStatus()
     by_expiry = ByExpiry()
     by_reserved = ByReserved()

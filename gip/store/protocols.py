@@ -1,26 +1,40 @@
-"""The event store's contract: append with optimistic concurrency, read by stream and by time.
+"""The store's two contracts, storage-neutral (no pynamodb type crosses them).
 
-``append(stream, expected_version, events)`` writes versions ``expected_version + 1 …``, each
-version once. Commands that also change a projection row pass :class:`RowWrite` items, written
-in the **same** transaction. Events are validated against ``schemas/`` before anything is sent.
+:class:`EventStore`: ``append(stream, expected_version, events)`` writes versions
+``expected_version + 1 …``, each version once; events are validated against ``schemas/`` before
+anything is sent. Commands that also change projection rows pass :data:`RowWrite` items, written
+in the **same** transaction: all or nothing, every condition checked before anything is written.
 
-Two implementations share one contract (tests/test_store.py): :class:`~gip.store.dynamodb.DynamoEventStore`
-(pynamodb) and :class:`~gip.store.memory.InMemoryEventStore`.
+:class:`ProjectionStore`: the projection rows (accounts, issues, the counts row, delivery
+markers, the cleaning claim) read by key or index, and the conditional writes ``replay --repair``
+makes outside an append.
+
+Which failure raises what, in every implementation:
+
+* an event's version is taken → :class:`~gip.errors.ConcurrencyConflict` (or a no-op when the
+  same event ids are already there);
+* a :class:`DeliveryMarker` exists → :class:`DuplicateDelivery` (checked first);
+* an :class:`AccountPut` / :class:`IssuePut` condition fails → ConcurrencyConflict
+  ("projection row changed");
+* anything else (throttling, validation, an unattributable failure) →
+  :class:`~gip.errors.StoreUnavailable`.
+
+Two implementations pass one contract (tests/test_store.py):
+:class:`~gip.store.dynamodb.DynamoEventStore` (pynamodb) and
+:class:`~gip.store.memory.InMemoryEventStore`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Literal, Protocol
-
-from pynamodb.expressions.condition import Condition
-from pynamodb.expressions.update import Action
-from pynamodb.models import Model
+from typing import Literal, Protocol, TypeAlias
 
 from gip.domain import schemas
 from gip.domain.envelope import Envelope
+from gip.domain.issue import Issue
+from gip.domain.pool import Account, Counts
 from gip.errors import GipError
 
 
@@ -32,16 +46,52 @@ class DuplicateDelivery(GipError):
         super().__init__(f"delivery {delivery_id} was already recorded")
 
 
-@dataclass
-class RowWrite:
-    """A projection write to commit with the events: a pynamodb ``put`` or ``update``."""
+@dataclass(frozen=True)
+class AccountPut:
+    """Replace an account's row with ``account`` (every attribute: nothing lingers, the cleaning
+    claim included). ``expected_version`` None: the row must not exist yet. ``owner``: the row's
+    cleaning claim must also be held by that owner."""
 
-    model: Model
-    kind: Literal["put", "update"] = "put"
-    actions: list[Action] = field(default_factory=list)
-    condition: Condition | None = None
-    tag: str = "row"  # names the failure: "row" → ConcurrencyConflict, "delivery" → DuplicateDelivery
-    delivery_id: str = ""
+    account: Account
+    rand: float  # the status index's sort key: a fresh random number keeps its order random
+    expected_version: int | None
+    owner: str | None = None
+
+
+@dataclass(frozen=True)
+class IssuePut:
+    """Replace an issue's row (key ``issue.stream``), conditioned like :class:`AccountPut`."""
+
+    issue: Issue
+    expected_version: int | None
+
+
+@dataclass(frozen=True)
+class CountsAdd:
+    """Add ``delta`` to the counts row (no condition: it never contends by design) and set its
+    ``first_day`` to ``day`` unless it has one."""
+
+    delta: Counts
+    day: str
+
+
+@dataclass(frozen=True)
+class DeliveryMarker:
+    """The idempotency marker of one X-GitHub-Delivery: must not exist yet."""
+
+    delivery_id: str
+    occurred_at: str
+
+
+RowWrite: TypeAlias = AccountPut | IssuePut | CountsAdd | DeliveryMarker
+
+
+@dataclass(frozen=True)
+class CountsRow:
+    """The stored counts row: the counts and the UTC day of the first registration."""
+
+    counts: Counts
+    first_day: str | None = None
 
 
 class EventStore(Protocol):
@@ -55,6 +105,88 @@ class EventStore(Protocol):
     def read_window(
         self, since: datetime, until: datetime, *, raw: bool = False
     ) -> Iterator[Envelope]: ...
+
+    def read_correlation(self, correlation_id: str, *, raw: bool = False) -> Iterator[Envelope]: ...
+
+    def note_oversized(self, delivery_id: str, *, event: str, at: str) -> None:
+        """Record that a signed delivery was refused for its size (item ``oversized-<id>``,
+        not an event: it changes no state), so the redelivery sweep can tell it apart."""
+        ...
+
+
+class ProjectionStore(Protocol):
+    # --- accounts (consistent reads by key; index reads are eventually consistent) ---------
+    def account(self, account_id: str) -> Account | None: ...
+
+    def accounts(self) -> list[Account]:
+        """Every account row, in no particular order (a scan: operators, not hot paths)."""
+        ...
+
+    def sample_accounts(self, status: str, *, pivot: float, limit: int) -> list[Account]:
+        """Up to ``limit`` rows in ``status`` from ``pivot`` on in the random order, wrapping
+        round to the start."""
+        ...
+
+    def leases_expiring_before(self, at: str) -> list[Account]:
+        """Leased rows whose ``expires_at`` < ``at`` (a sparse index)."""
+        ...
+
+    def leases_reserved_before(self, at: str) -> list[Account]:
+        """Leased rows whose ``reserved_at`` < ``at`` (a sparse index)."""
+        ...
+
+    def counts_row(self) -> CountsRow | None: ...
+
+    # --- the cleaning claim: operational, on the account row, never folded from the log -----
+    def take_claim(self, account_id: str, *, version: int, status: str, owner: str, now: str,
+                   expires_at: str) -> bool:
+        """Set the claim if the row is at ``version`` and ``status`` and holds no claim that
+        is unexpired at ``now``. False when refused."""
+        ...
+
+    def extend_claim(self, account_id: str, *, version: int, owner: str, expires_at: str) -> bool:
+        """Move the claim's expiry if ``owner`` still holds it at ``version``. False if not."""
+        ...
+
+    def claim_holder(self, account_id: str) -> tuple[str | None, str | None]:
+        """``(owner, expires_at)`` of the row's claim."""
+        ...
+
+    # --- issues and delivery markers -----------------------------------------------------------
+    def issue(self, stream: str) -> Issue | None: ...
+
+    def issues(self) -> list[Issue]: ...
+
+    def issue_and_delivery(self, stream: str, delivery_id: str) -> tuple[Issue | None, bool]:
+        """The issue row and whether the delivery's marker exists, in one consistent read."""
+        ...
+
+    # --- repair: single conditional writes outside an append -------------------------------
+    def put_row(self, write: AccountPut | IssuePut) -> bool:
+        """The write alone; False if its condition failed."""
+        ...
+
+    def delete_row(self, kind: Literal["account", "issue"], key: str, *, expected_version: int) -> bool:
+        """Delete an account (key: the account id) or issue (key: the stream) row if it is still
+        at ``expected_version``; False if not."""
+        ...
+
+    def put_counts(self, row: CountsRow, *, expected: CountsRow | None) -> bool:
+        """Replace the counts row if its counts are still ``expected`` (None: it must not exist)."""
+        ...
+
+    # --- reconcile's strikes: one versioned item beside the pool rows -----------------------
+    def strikes(self) -> tuple[dict[str, int], int]:
+        """The stored strikes and their version (0: none stored yet)."""
+        ...
+
+    def save_strikes(self, strikes: Mapping[str, int], *, expected_version: int, at: str) -> bool:
+        """Store ``strikes`` at ``expected_version + 1`` if they are still at ``expected_version``."""
+        ...
+
+
+class Store(EventStore, ProjectionStore, Protocol):
+    """What the services take: the log and its projections, written together."""
 
 
 def prepare(stream: str, expected_version: int, events: Sequence[Envelope]) -> list[Envelope]:
