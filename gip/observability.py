@@ -97,6 +97,17 @@ def setup(service: str | None = None) -> None:
     _state["owner"] = "process"
 
 
+def reset() -> None:
+    """Undo :func:`setup` (tests: a handler test must not leave JSON lines on the next test's
+    stdout). Local mode's :func:`host` handlers are left to their owner."""
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if isinstance(handler, _Stdout):
+            root.removeHandler(handler)
+    if _state["owner"] == "process":
+        _state["owner"] = ""
+
+
 def host(handler: logging.Handler) -> None:
     """Local mode: add ``handler`` (JSON formatted) to the root logger, which keeps its console
     handler; :func:`setup` then leaves the process's logging alone."""

@@ -18,6 +18,8 @@ from types import ModuleType, SimpleNamespace
 
 import pytest
 
+from gip import observability
+
 pytest_plugins = ["tests.fakes.fixtures"]  # the fake GitHub server fixture, for every test
 
 FAKE_ENV = {
@@ -35,13 +37,15 @@ def new_container(monkeypatch: pytest.MonkeyPatch, handler_module: ModuleType) -
 
 
 @pytest.fixture(autouse=True)
-def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
+def aws_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     for key, value in FAKE_ENV.items():
         monkeypatch.setenv(key, value)
     for key in ("AWS_PROFILE", "GITHUB_TOKEN"):
         monkeypatch.delenv(key, raising=False)
     if "AWS_ENDPOINT_URL" in os.environ and not os.environ.get("GIP_KEEP_ENDPOINT"):
         monkeypatch.delenv("AWS_ENDPOINT_URL")
+    yield
+    observability.reset()  # a handler invoked by this test set up JSON logs on stdout: not for the next
 
 
 def free_port() -> int:

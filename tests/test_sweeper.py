@@ -106,7 +106,7 @@ def test_lease_renewed_after_the_index_read_is_left_alone(svc, monkeypatch):
     monkeypatch.setattr(svc.pool, "stale_leases", lambda **_: snapshot)
     # WHEN it acts on its snapshot THEN the conditional write refuses and nothing is appended
     assert sweep(svc.pool, svc.issues, now=_now(), hard_cap_seconds=3 * 3600) == {
-        "timed_out": [], "skipped": [lease.account_id]}
+        "timed_out": [], "skipped": [lease.account_id], "ended": []}
     assert "AccountTimedOut" not in types(svc, f"account-{lease.account_id}")
 
 
