@@ -32,7 +32,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from jsonschema.exceptions import best_match
 from jsonschema.protocols import Validator
 from openapi_schema_validator import OAS30WriteValidator, oas30_format_checker
-from referencing import Registry, Resource
+from referencing import Registry
 from referencing.jsonschema import DRAFT4
 
 VERSION = "23.0.2"  # keep in step with OPENAPI_VERSION in the Makefile
@@ -83,7 +83,8 @@ class Description:
 
     def __init__(self, doc: Mapping[str, Any]) -> None:
         self._doc = doc
-        self._registry: Registry[Any] = Registry().with_resource(_URI, Resource(doc, DRAFT4))
+        self.checked = 0  # requests checked in this process (approximate under threads)
+        self._registry: Registry[Any] = Registry().with_resource(_URI, DRAFT4.create_resource(doc))
         self._routes: dict[int, list[_Route]] = {}
         for template, item in doc["paths"].items():
             segments = template.strip("/").split("/")
@@ -94,6 +95,7 @@ class Description:
 
     def check(self, method: str, raw_path: str, body: bytes = b"") -> list[Violation]:
         """The violations of one request (``raw_path`` as sent, with its query string)."""
+        self.checked += 1
         split = urlsplit(raw_path)
         path = split.path.removeprefix("/api/v3") or "/"
         where = (method.upper(), path)
@@ -195,7 +197,7 @@ class Description:
 
 @functools.lru_cache(maxsize=1024)
 def _validator(description: Description, schema: str) -> Validator:
-    return OAS30WriteValidator(json.loads(schema), registry=description._registry,  # type: ignore[call-arg]
+    return OAS30WriteValidator(json.loads(schema), registry=description._registry,
                                format_checker=oas30_format_checker)
 
 
@@ -226,7 +228,10 @@ def description_path() -> Path:
 @functools.cache
 def description() -> Description:
     """The description, loaded once per process; :class:`DescriptionMissing` if not fetched."""
-    path = description_path()
+    return load(description_path())
+
+
+def load(path: Path) -> Description:
     if not path.is_file():
         raise DescriptionMissing(
             f"GitHub's OpenAPI description is missing at {path}: run `make openapi` (or `make test`) to fetch it")
