@@ -154,7 +154,9 @@ def test_the_env_var_names_the_description(monkeypatch: pytest.MonkeyPatch, tmp_
     monkeypatch.setenv(github_openapi.ENV, str(tmp_path / "elsewhere.json"))
     assert github_openapi.description_path() == tmp_path / "elsewhere.json"
     monkeypatch.delenv(github_openapi.ENV)
-    assert github_openapi.description_path() == github_openapi.DEFAULT
+    monkeypatch.setattr(github_openapi, "DEFAULT", tmp_path / "cache.json")
+    (tmp_path / "cache.json").write_text("{}")
+    assert github_openapi.description_path() == tmp_path / "cache.json"
 
 
 def test_the_fixture_fails_a_test_that_sent_an_invalid_request_at_teardown(pytester: pytest.Pytester) -> None:
@@ -176,3 +178,23 @@ def test_the_fixture_fails_a_test_that_sent_an_invalid_request_at_teardown(pytes
     result.assert_outcomes(passed=2, errors=1)
     result.stdout.fnmatch_lines(["*ERROR at teardown of test_sends_an_invalid_request*",
                                  "*path parameter issue_number: 'x' is not of type 'integer'*"])
+
+
+def test_a_git_worktree_without_the_description_uses_the_main_checkouts(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
+    relative = github_openapi.DEFAULT.relative_to(github_openapi.DEFAULT.parents[3])
+    worktree, main = tmp_path / "wt", tmp_path / "main"
+    gitdir = main / ".git" / "worktrees" / "wt"
+    gitdir.mkdir(parents=True)
+    (gitdir / "commondir").write_text("../..\n")
+    worktree.mkdir()
+    (worktree / ".git").write_text(f"gitdir: {gitdir}\n")
+    monkeypatch.delenv(github_openapi.ENV, raising=False)
+    monkeypatch.setattr(github_openapi, "DEFAULT", worktree / relative)
+    assert github_openapi.description_path() == worktree / relative  # nowhere: the worktree's path
+    (main / relative).parent.mkdir(parents=True)
+    (main / relative).write_text("{}")
+    assert github_openapi.description_path() == main / relative
+    (worktree / relative).parent.mkdir(parents=True)
+    (worktree / relative).write_text("{}")
+    assert github_openapi.description_path() == worktree / relative

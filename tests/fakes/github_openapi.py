@@ -223,7 +223,22 @@ def _scalar(schema: Mapping[str, Any], value: str) -> Any:
 
 
 def description_path() -> Path:
-    return Path(os.environ.get(ENV) or DEFAULT)
+    """``$GITHUB_OPENAPI``, else this checkout's cache, else (a git worktree) the main checkout's."""
+    if os.environ.get(ENV):
+        return Path(os.environ[ENV])
+    if DEFAULT.is_file():
+        return DEFAULT
+    return _main_checkout_cache() or DEFAULT
+
+
+def _main_checkout_cache() -> Path | None:
+    dot_git = DEFAULT.parents[3] / ".git"
+    if not dot_git.is_file():  # not a worktree
+        return None
+    gitdir = Path(dot_git.read_text().removeprefix("gitdir:").strip())
+    common = gitdir / ((gitdir / "commondir").read_text().strip() if (gitdir / "commondir").is_file() else ".")
+    shared = common.resolve().parent / DEFAULT.relative_to(DEFAULT.parents[3])
+    return shared if shared.is_file() else None
 
 
 @functools.cache
