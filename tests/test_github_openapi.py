@@ -198,3 +198,15 @@ def test_a_git_worktree_without_the_description_uses_the_main_checkouts(
     (worktree / relative).parent.mkdir(parents=True)
     (worktree / relative).write_text("{}")
     assert github_openapi.description_path() == worktree / relative
+
+
+def test_make_test_fetches_the_pinned_description_and_points_the_tests_at_it() -> None:
+    import re
+    from pathlib import Path
+
+    makefile = (Path(__file__).resolve().parents[1] / "Makefile").read_text()
+    assert re.search(r"^OPENAPI_VERSION := (\S+)$", makefile, re.MULTILINE)[1] == github_openapi.VERSION  # type: ignore[index]
+    assert re.search(r"^test:(?!.*:=).*\bopenapi\b", makefile, re.MULTILINE)
+    assert re.search(r"^test: export GITHUB_OPENAPI := \$\(abspath \$\(OPENAPI_DIR\)/api\.github\.com\.json\)$",
+                     makefile, re.MULTILINE)
+    assert "npm pack" in makefile and "package/generated/api.github.com.json" in makefile
