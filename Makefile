@@ -10,7 +10,23 @@ CHECKOV_VERSION := 3.3.30
 CHECKOV_VENV := .venv-checkov
 CHECKOV_STAMP := $(CHECKOV_VENV)/.installed-$(CHECKOV_VERSION)
 
-.PHONY: venv test lint checkov local demo bench clean
+.PHONY: venv test lint checkov local demo bench clean openapi
+
+# GitHub's OpenAPI description (npm @octokit/openapi): the fake GitHub in tests checks every
+# request against it (tests/fakes/github_openapi.py). Fetched once into a git-ignored cache.
+OPENAPI_VERSION := 23.0.2
+OPENAPI_DIR := .cache/octokit-openapi/$(OPENAPI_VERSION)
+OPENAPI_STAMP := $(OPENAPI_DIR)/.fetched
+
+$(OPENAPI_STAMP):
+	@mkdir -p $(OPENAPI_DIR)
+	npm pack --silent --pack-destination $(OPENAPI_DIR) '@octokit/openapi@$(OPENAPI_VERSION)' >/dev/null
+	tar -xzf $(OPENAPI_DIR)/octokit-openapi-$(OPENAPI_VERSION).tgz -C $(OPENAPI_DIR) --strip-components=2 \
+		package/generated/api.github.com.json
+	@rm -f $(OPENAPI_DIR)/octokit-openapi-$(OPENAPI_VERSION).tgz
+	@touch $@
+
+openapi: $(OPENAPI_STAMP)
 
 $(STAMP): setup.cfg pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -38,7 +54,8 @@ lint: venv checkov
 	# One run: strict for gip.domain and gip.store comes from setup.cfg's [mypy-...] section.
 	$(BIN)/mypy
 
-test: venv lint
+test: export GITHUB_OPENAPI := $(abspath $(OPENAPI_DIR)/api.github.com.json)
+test: venv lint openapi
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 local: venv

@@ -16,9 +16,13 @@ from tests.fakes.github_server import FakeGitHub
 
 @pytest.fixture
 def github_server() -> Iterator[FakeGitHub]:
-    """A started :class:`FakeGitHub` (token ``test-token``, our login ``gip-bot``)."""
+    """A started :class:`FakeGitHub` (token ``test-token``, our login ``gip-bot``).
+
+    Teardown fails the test if a request broke GitHub's OpenAPI description
+    (``server.violations``), unless the test set ``server.allow_violations = True``.
+    """
     server = FakeGitHub(token="test-token", login="gip-bot").start()
     try:
         yield server
     finally:
-        server.stop()
+        server.stop()  # raises OpenAPIViolations

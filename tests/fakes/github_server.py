@@ -54,6 +54,14 @@ Stricter where real GitHub is (issue 19):
 - comments are editable and deletable only by their author (403 otherwise); our comments carry
   ``user.id`` (``user_id``) and, with ``app_id``, ``performed_via_github_app.id``.
 
+Checked against GitHub's OpenAPI description (tests/fakes/github_openapi.py): every request is
+checked before it is routed; one GitHub would refuse is answered as GitHub answers it (404 for
+an unknown route, wrong method or a non-integer issue number, 400 for a body that is not JSON,
+422 ``Validation Failed`` for a body or declared query parameter that breaks the schema) and
+recorded in ``gh.violations``. ``stop()`` (so the fixture's teardown, and ``with FakeGitHub()``)
+then fails with the list, unless the test set ``gh.allow_violations = True`` because it sends
+invalid requests on purpose. ``start()`` fails at once if the description was not fetched.
+
 Extending (an App fake, tests/fakes/github_app.py): override :meth:`FakeGitHub.authorize`
 (return None to let a request through, or an answer) and :meth:`FakeGitHub.route` (call
 ``super().route`` for the routes here).
@@ -73,6 +81,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
+
+from tests.fakes import github_openapi
 
 _LEGACY = {"admin": "admin", "maintain": "write", "write": "write", "triage": "read",
            "read": "read", "none": "none"}
@@ -148,12 +158,15 @@ class FakeGitHub:
         self._failures: list[_Failure] = []
         self._ids = itertools.count(1001)
         self._requests: list[Recorded] = []
+        self.violations: list[github_openapi.Violation] = []
+        self.allow_violations = False  # True: a test that sends invalid requests on purpose
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
     # ------------------------------------------------------------ lifecycle
 
     def start(self) -> FakeGitHub:
+        github_openapi.description()  # loaded once per process; fails loudly if not fetched
         handler = type("Handler", (_Handler,), {"fake": self})
         self._server = ThreadingHTTPServer((self._host, 0), handler)
         self._server.daemon_threads = True
@@ -163,10 +176,15 @@ class FakeGitHub:
         return self
 
     def stop(self) -> None:
+        """Stop serving; fail if a request broke GitHub's description (see ``allow_violations``)."""
         if self._server:
             self._server.shutdown()
             self._server.server_close()
             self._server = None
+            with self._lock:
+                violations = list(self.violations)
+            if violations and not self.allow_violations:
+                raise OpenAPIViolations(violations)
 
     def __enter__(self) -> FakeGitHub:
         return self.start()
@@ -361,8 +379,13 @@ class FakeGitHub:
             doc = json.loads(body) if body else None
         except ValueError:
             doc = None
+        violations = github_openapi.check(method, raw_path, body)
         with self._lock:
             self._requests.append(Recorded(method, path, query, headers, doc, split.path, time.time()))
+            if violations:
+                self.violations += violations
+                self._changed.notify_all()
+                return violations[0].status, {}, violations[0].answer()
             failure = self._take_failure(method, path)
             if failure and failure.applied:
                 with contextlib.suppress(LookupError):
@@ -520,6 +543,16 @@ class FakeGitHub:
             nxt = f"{self.url}/repos/{issue.repo}/issues/{issue.number}/comments?per_page={per_page}&page={page + 1}"
             headers["Link"] = f'<{nxt}>; rel="next"'
         return 200, headers, [dict(c) for c in items]
+
+
+class OpenAPIViolations(AssertionError):
+    """Requests GitHub would have refused (each against its OpenAPI description)."""
+
+    def __init__(self, violations: list[github_openapi.Violation]) -> None:
+        super().__init__(f"{len(violations)} request(s) to the fake GitHub break GitHub's OpenAPI "
+                         "description (set allow_violations = True if on purpose):\n"
+                         + "\n".join(f"  {v}" for v in violations))
+        self.violations = violations
 
 
 def _safe(predicate: Callable[[FakeGitHub], bool], fake: FakeGitHub) -> bool:
