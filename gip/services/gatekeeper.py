@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gip.adapters.github import errors as gh_errors
+from gip.adapters.github.app import AppNotInstalled, note_installation
 from gip.adapters.github.client import GitHubClient, Permission
 from gip.config import Settings
 from gip.domain.envelope import Cause, Envelope, split_issue_stream
@@ -167,8 +168,11 @@ class Gatekeeper:
             permission, via = association_permission(association), "author_association"
         else:
             github = self.github
+            note_installation(repo, data.get("installation_id"))
             try:
                 doc = github.get_issue(repo, number)
+            except AppNotInstalled:
+                return Decision("IssueSkipped", {"reason": "app_not_installed", "run": run, "sender": sender})
             except gh_errors.NotFound:
                 return Decision("IssueSkipped", {"reason": "not_found", "run": run, "sender": sender})
             state = str(doc.get("state", "open"))
