@@ -268,3 +268,27 @@ def test_a_github_error_leaves_the_mark_and_the_next_sweep_catches_up(core, gh, 
     [again] = sweep.sweep()
     assert [r["attempt"] for r in again.redelivered] == [2]  # the first request was recorded
     assert issue_events(core) == ["IssueReceived"]
+
+
+def test_the_cli_dry_run_then_redeliver(core, gh, endpoint, monkeypatch, capsys):
+    from gip.cli.main import main
+
+    failed = gh.record_delivery("issues", payload(), status_code=502)
+    on_repo = gh.record_delivery("issues", payload(number=2), status_code=500, hook=REPO_HOOK)
+    for name, value in {"GIP_PREFIX": "test", "GITHUB_API_URL": gh.url, "GITHUB_TOKEN": PAT,
+                        "GITHUB_APP_ID": str(gh.app_id), "GITHUB_APP_PRIVATE_KEY": gh.private_key_pem}.items():
+        monkeypatch.setenv(name, value)
+    assert main(["redeliver", "--dry-run", "--format", "json", "--redeliver-hooks", REPO_HOOK]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["dry_run"] and [[r["guid"] for r in h["redelivered"]] for h in doc["hooks"]] == [
+        [failed["guid"]], [on_repo["guid"]]]
+    assert not any(r.method == "POST" for r in gh.requests) and endpoint.answers == []
+    assert main(["redeliver", "--redeliver-hooks", REPO_HOOK]) == 0
+    out = capsys.readouterr().out
+    assert "app: 1 deliveries listed on 1 page(s), 1 failed, 1 redelivered" in out and failed["guid"] in out
+    assert issue_events(core, 42) == ["IssueReceived"] and issue_events(core, 2) == ["IssueReceived"]
+    assert PAT not in out and "BEGIN" not in out
+    assert main(["redeliver", "--since", "yesterday-ish"]) == 2
+    assert "--since must be an age" in capsys.readouterr().err
+    gh.fail_next(500, n=10, path_contains="/hook/deliveries")
+    assert main(["redeliver", "--format", "json"]) == 1  # a hook that could not be swept
