@@ -292,3 +292,18 @@ def test_the_cli_dry_run_then_redeliver(core, gh, endpoint, monkeypatch, capsys)
     assert "--since must be an age" in capsys.readouterr().err
     gh.fail_next(500, n=10, path_contains="/hook/deliveries")
     assert main(["redeliver", "--format", "json"]) == 1  # a hook that could not be swept
+
+
+def test_locally_the_sweep_runs_on_the_schedule_but_at_most_every_30_s():
+    from gip.local.aws_setup import Schedule
+    from gip.local.lambdas import Function
+    from gip.local.schedules import build_jobs
+
+    calls: list[str] = []
+    functions = {f"arn:{n}": Function(n, f"arn:{n}", f"handlers.{n}.handler") for n in ("redeliver", "sweeper")}
+    schedules = [Schedule(f"p-{n}-schedule", f"arn:rule/{n}", 900, (f"arn:{n}",)) for n in ("redeliver", "sweeper")]
+    jobs = build_jobs(schedules, functions=functions, load=lambda f: lambda e, c: calls.append(f.name),
+                      sqs=None, queue_url=str, account="123456789012", region="us-east-1")
+    assert {j.name: j.period_s for j in jobs} == {"p-redeliver-schedule": 30.0, "p-sweeper-schedule": 2.0}
+    jobs[0].run()
+    assert calls == ["redeliver"]
