@@ -7,6 +7,7 @@ import json
 import logging
 import time
 from collections.abc import Iterator
+from types import SimpleNamespace
 
 import boto3
 import jwt
@@ -26,7 +27,7 @@ from gip.adapters.github.app import (
 from gip.adapters.github.client import GitHubClient, RequestsTransport
 from gip.adapters.github.token import TokenSource, credentials_from_settings, load_app_config
 from gip.config import Settings
-from gip.errors import ConfigError
+from gip.errors import ConfigError, UsageError
 from tests.fakes.clock import FakeTime
 from tests.fakes.github_app import FakeGitHubApp
 
@@ -291,3 +292,91 @@ def test_the_gatekeeper_uses_the_events_installation_or_skips_app_not_installed(
     else:
         assert outcome == "IssueSkipped" and last["data"]["reason"] == "app_not_installed"
         assert gh.minted == [] and gh.reactions(GK_REPO, NUMBER) == []
+
+
+# ---------------------------------------------------------------- deploy flags
+
+
+class Reporter:
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def info(self, text: str) -> None:
+        self.lines.append(text)
+
+    notice = info
+
+
+def test_deploy_stores_the_app_secret_and_the_hooks_and_never_prints_the_key(gh, tmp_path, sm, capsys):
+    from gip.cli import github_app
+    from gip.cli.main import build_parser
+    from gip.services.redelivery import Marks
+
+    key = tmp_path / "key.pem"
+    key.write_text(gh.private_key_pem)
+    args = build_parser().parse_args(["deploy", "--org", "o-abcdefghij", "--prefix", "t1", "--github-app-id", "4242",
+                                      "--github-app-key-file", str(key), "--redeliver-hooks", "repos/o/r/hooks/9"])
+    assert gh.private_key_pem not in repr(args)
+    ddb = boto3.client("dynamodb", region_name="us-east-1")
+    ddb.create_table(TableName="t1-pool", KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+                     AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}], BillingMode="PAY_PER_REQUEST")
+    options = SimpleNamespace(prefix="t1", dry_run=False, region="us-east-1", profile=None, endpoint_url=None)
+    reporter = Reporter()
+    deployed = []
+    out = github_app.deploying(args, options, reporter,
+                               lambda o, r: deployed.append(o) or {"PoolTable": "t1-pool", "WebhookUrl": "u"})
+    assert deployed == [options] and out["WebhookUrl"] == "u"
+    doc = json.loads(sm.get_secret_value(SecretId="t1/github-app")["SecretString"])
+    assert doc == {"app_id": 4242, "private_key": gh.private_key_pem}
+    assert Marks(ddb, "t1-pool").hooks() == ["repos/o/r/hooks/9"]
+    printed = "\n".join(reporter.lines) + capsys.readouterr().out
+    assert "stored GitHub App 4242 in t1/github-app" in printed and "PRIVATE KEY" not in printed
+    assert load_app_config(Settings.for_prefix("t1"), env={"AWS_LAMBDA_FUNCTION_NAME": "f"},
+                           secrets_client=lambda: sm) == AppConfig("4242", gh.private_key_pem)
+
+
+def test_deploy_flags_are_checked_before_anything_is_deployed(gh, tmp_path, capsys):
+    from gip.cli import github_app
+    from gip.cli.main import build_parser
+
+    bad = tmp_path / "bad.pem"
+    bad.write_text("-----BEGIN RSA PRIVATE KEY-----\nAAAA\n-----END RSA PRIVATE KEY-----\n")
+    with pytest.raises(SystemExit) as info:
+        build_parser().parse_args(["deploy", "--org", "o-abcdefghij", "--github-app-key-file", str(bad)])
+    assert info.value.code == 2 and "not a PEM private key" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["deploy", "--org", "o-abcdefghij", "--github-app-key-file", str(tmp_path / "none")])
+    assert "cannot read" in capsys.readouterr().err
+    never = lambda o, r: pytest.fail("deployed")  # noqa: E731
+    for argv, message in ((["--github-app-id", "1"], "go together"),
+                          (["--redeliver-hooks", "users/u/hooks/1"], "not a hook")):
+        args = build_parser().parse_args(["deploy", "--org", "o-abcdefghij", *argv])
+        with pytest.raises(UsageError, match=message):
+            github_app.deploying(args, SimpleNamespace(dry_run=False), Reporter(), never)
+
+
+def test_a_broken_app_deployed_is_one_config_error_line_per_call_never_a_traceback(gh, sm, caplog):
+    from gip.adapters.github.token import BrokenCredentials
+
+    s = settings(gh)
+    sm.create_secret(Name=s.github_app_secret_id, SecretString=json.dumps({"app_id": 31337, "private_key": gh.private_key_pem}))
+    env = {"AWS_LAMBDA_FUNCTION_NAME": "test-notifier"}
+    with caplog.at_level(logging.ERROR):
+        broken = credentials_from_settings(s, env=env)
+    assert isinstance(broken, BrokenCredentials)
+    assert [r.getMessage() for r in caplog.records] == [
+        "ConfigError: GitHub refused GitHub App 31337 (HTTP 401: Integration not found)"]
+    assert all(r.exc_info is None for r in caplog.records)
+    with pytest.raises(ConfigError, match="31337"):
+        broken.token_for(REPO)
+
+
+def test_local_start_up_names_the_app_or_says_one_line(gh):
+    from gip.adapters.github.token import check_app
+
+    good = {"GITHUB_APP_ID": "4242", "GITHUB_APP_PRIVATE_KEY": gh.private_key_pem}
+    assert check_app(settings(gh), env=good) == "GitHub App 4242 (gip-app): installation tokens per repository"
+    assert check_app(settings(gh), env={}) is None
+    with pytest.raises(ConfigError) as info:
+        check_app(settings(gh), env={**good, "GITHUB_APP_ID": "4243"})
+    assert "\n" not in str(info.value) and "4243" in str(info.value)

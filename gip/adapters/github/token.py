@@ -150,10 +150,17 @@ def _local_key(env: Mapping[str, str]) -> str:
 
 def credentials_from_settings(settings: Any, *, env: Mapping[str, str] | None = None,
                               transport: Any = None) -> Credentials | None:
-    """The App's credentials (checked with ``GET /app``), else the token's, else None."""
-    app = load_app_config(settings, env=env)
+    """The App's credentials (checked with ``GET /app``), else the token's, else None.
+
+    A broken App (bad key, unknown id, malformed secret) is a ConfigError here, except in
+    Lambda: there it is logged as one line and every GitHub call fails with it (one line per
+    record, no traceback), so the records wait in their queue until the secret is fixed.
+    """
     source = TokenSource(secret_id=settings.github_token_secret_id, env=env)
-    if app is not None:
+    try:
+        app = load_app_config(settings, env=env)
+        if app is None:
+            return source if source.get() else None
         from gip.adapters.github.app import AppCredentials
 
         if _has_token(source):
@@ -161,7 +168,39 @@ def credentials_from_settings(settings: Any, *, env: Mapping[str, str] | None = 
         creds = AppCredentials(app, base_url=settings.github_api_url, transport=transport)
         creds.check()
         return creds
-    return source if source.get() else None
+    except ConfigError as exc:
+        if not source.in_lambda:
+            raise
+        log.error("ConfigError: %s", exc)
+        return BrokenCredentials(exc)
+
+
+def check_app(settings: Any, *, env: Mapping[str, str] | None = None) -> str | None:
+    """Local start-up: one line naming the App GitHub accepted, None with no App (ConfigError
+    with one clear line if GitHub refuses it or the key is bad)."""
+    app = load_app_config(settings, env=env)
+    if app is None:
+        return None
+    from gip.adapters.github.app import AppCredentials
+
+    doc = AppCredentials(app, base_url=settings.github_api_url).check()
+    return f"GitHub App {app.app_id} ({doc.get('slug') or doc.get('name') or '?'}): installation tokens per repository"
+
+
+class BrokenCredentials:
+    """Credentials that fail every call with the configuration error they were built from."""
+
+    def __init__(self, error: ConfigError) -> None:
+        self.error = error
+
+    def token_for(self, repo: str | None) -> str | None:
+        raise ConfigError(str(self.error))
+
+    def invalidate(self, repo: str | None) -> None:
+        pass
+
+    def rate_key(self, repo: str | None) -> str:
+        return "app"
 
 
 def _has_token(source: TokenSource) -> bool:
