@@ -243,7 +243,7 @@ def test_the_client_uses_installation_tokens_per_repository(gh, t):
     gh.fail_next(401, method="POST", path_contains="/comments")  # rotated under our feet
     client.create_comment(REPO, 7, "again")
     assert [c["body"] for c in gh.comments(REPO, 7)] == ["hello", "again"]
-    assert gh.auth_kinds("POST")[-2:] == ["installation", "installation"]
+    assert [kind for _, p, kind in gh.auth_log if p.endswith("/comments")] == ["installation"] * 3  # (2nd: the 401)
     assert len(gh.minted) == 2  # the 401 re-minted once
 
 
@@ -375,7 +375,9 @@ def test_local_start_up_names_the_app_or_says_one_line(gh):
     from gip.adapters.github.token import check_app
 
     good = {"GITHUB_APP_ID": "4242", "GITHUB_APP_PRIVATE_KEY": gh.private_key_pem}
-    assert check_app(settings(gh), env=good) == "GitHub App 4242 (gip-app): installation tokens per repository"
+    app = check_app(settings(gh), env=good)
+    assert app is not None and app.bot_login == "gip-app[bot]"
+    assert app.line == "GitHub App 4242 (gip-app): installation tokens per repository"
     assert check_app(settings(gh), env={}) is None
     with pytest.raises(ConfigError) as info:
         check_app(settings(gh), env={**good, "GITHUB_APP_ID": "4243"})

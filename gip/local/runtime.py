@@ -121,7 +121,8 @@ class Supervisor:
             self.say(notice)
         app = check_app(Settings.from_env())  # a bad key or an unknown App id: one line, exit 1
         if app:
-            self.say(app)
+            self.say(app.line)
+            os.environ.setdefault("BOT_LOGIN", app.bot_login)  # the App comments as <slug>[bot]
         ensure_free(o.host, o.aws_port, flag="--aws-port")
         self.aws = EmbeddedAws(o.host, o.aws_port, wrap=wrap).start()
         endpoint = self.aws.url

@@ -26,6 +26,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from gip.adapters.github.app import AppConfig
@@ -175,16 +176,32 @@ def credentials_from_settings(settings: Any, *, env: Mapping[str, str] | None = 
         return BrokenCredentials(exc)
 
 
-def check_app(settings: Any, *, env: Mapping[str, str] | None = None) -> str | None:
-    """Local start-up: one line naming the App GitHub accepted, None with no App (ConfigError
-    with one clear line if GitHub refuses it or the key is bad)."""
+@dataclass(frozen=True)
+class AppIdentity:
+    """The App GitHub accepted: its id and slug (its comments are by ``<slug>[bot]``)."""
+
+    app_id: str
+    slug: str
+
+    @property
+    def bot_login(self) -> str:
+        return f"{self.slug}[bot]"
+
+    @property
+    def line(self) -> str:
+        return f"GitHub App {self.app_id} ({self.slug}): installation tokens per repository"
+
+
+def check_app(settings: Any, *, env: Mapping[str, str] | None = None) -> AppIdentity | None:
+    """Start-up (local) and deploy: the App GitHub accepted, None with no App; a ConfigError
+    with one clear line if GitHub refuses it or the key is bad."""
     app = load_app_config(settings, env=env)
     if app is None:
         return None
     from gip.adapters.github.app import AppCredentials
 
     doc = AppCredentials(app, base_url=settings.github_api_url).check()
-    return f"GitHub App {app.app_id} ({doc.get('slug') or doc.get('name') or '?'}): installation tokens per repository"
+    return AppIdentity(app.app_id, str(doc.get("slug") or doc.get("name") or "app"))
 
 
 class BrokenCredentials:
