@@ -307,8 +307,9 @@ class Reporter:
     notice = info
 
 
-def test_deploy_stores_the_app_secret_and_the_hooks_and_never_prints_the_key(gh, tmp_path, sm, capsys):
+def test_deploy_stores_the_app_secret_and_the_hooks_and_never_prints_the_key(gh, tmp_path, sm, capsys, monkeypatch):
     from gip.cli import github_app
+    from gip.cli.deploy import DeployOptions
     from gip.cli.main import build_parser
     from gip.services.redelivery import Marks
 
@@ -320,12 +321,13 @@ def test_deploy_stores_the_app_secret_and_the_hooks_and_never_prints_the_key(gh,
     ddb = boto3.client("dynamodb", region_name="us-east-1")
     ddb.create_table(TableName="t1-pool", KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
                      AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}], BillingMode="PAY_PER_REQUEST")
-    options = SimpleNamespace(prefix="t1", dry_run=False, region="us-east-1", profile=None, endpoint_url=None)
+    options = DeployOptions(org_id="o-abcdefghij", prefix="t1", region="us-east-1")
     reporter = Reporter()
     deployed = []
+    monkeypatch.setenv("GITHUB_API_URL", gh.url)
     out = github_app.deploying(args, options, reporter,
                                lambda o, r: deployed.append(o) or {"PoolTable": "t1-pool", "WebhookUrl": "u"})
-    assert deployed == [options] and out["WebhookUrl"] == "u"
+    assert [o.bot_login for o in deployed] == ["gip-app[bot]"] and out["WebhookUrl"] == "u"
     doc = json.loads(sm.get_secret_value(SecretId="t1/github-app")["SecretString"])
     assert doc == {"app_id": 4242, "private_key": gh.private_key_pem}
     assert Marks(ddb, "t1-pool").hooks() == ["repos/o/r/hooks/9"]
@@ -335,7 +337,7 @@ def test_deploy_stores_the_app_secret_and_the_hooks_and_never_prints_the_key(gh,
                            secrets_client=lambda: sm) == AppConfig("4242", gh.private_key_pem)
 
 
-def test_deploy_flags_are_checked_before_anything_is_deployed(gh, tmp_path, capsys):
+def test_deploy_flags_are_checked_before_anything_is_deployed(gh, tmp_path, capsys, monkeypatch):
     from gip.cli import github_app
     from gip.cli.main import build_parser
 
@@ -353,6 +355,13 @@ def test_deploy_flags_are_checked_before_anything_is_deployed(gh, tmp_path, caps
         args = build_parser().parse_args(["deploy", "--org", "o-abcdefghij", *argv])
         with pytest.raises(UsageError, match=message):
             github_app.deploying(args, SimpleNamespace(dry_run=False), Reporter(), never)
+    key = tmp_path / "other.pem"
+    key.write_text(FakeGitHubApp().private_key_pem)  # a key, but not this App's
+    monkeypatch.setenv("GITHUB_API_URL", gh.url)
+    args = build_parser().parse_args(["deploy", "--org", "o-abcdefghij", "--github-app-id", "4242",
+                                      "--github-app-key-file", str(key)])
+    with pytest.raises(ConfigError, match="GitHub refused GitHub App 4242"):
+        github_app.deploying(args, SimpleNamespace(dry_run=False, bot_login=""), Reporter(), never)
 
 
 def test_a_broken_app_deployed_is_one_config_error_line_per_call_never_a_traceback(gh, sm, caplog):

@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -75,10 +76,12 @@ def deploying(args: argparse.Namespace, options: Any, reporter: Any,
               deploy: Callable[[Any, Any], dict[str, str]]) -> dict[str, str]:
     """Check the flags, deploy, then store the App secret and the hook list (not on a dry run)."""
     hooks = check(args)
+    key: KeyFile | None = getattr(args, "github_app_key_file", None)
+    if key is not None and not options.bot_login:
+        options = replace(options, bot_login=_bot_login(args, key, reporter))
     out = deploy(options, reporter)
     if not out or options.dry_run:
         return out
-    key: KeyFile | None = getattr(args, "github_app_key_file", None)
     if key is not None:
         secret_id = out.get("GithubAppSecretArn") or f"{options.prefix}/github-app"
         value = json.dumps({"app_id": int(args.github_app_id), "private_key": key.pem})
@@ -91,6 +94,25 @@ def deploying(args: argparse.Namespace, options: Any, reporter: Any,
             Marks(aws.client(options, "dynamodb"), out["PoolTable"]).set_hooks(hooks)
         reporter.info(f"redelivery sweep hooks: {', '.join(hooks) or 'none'}")
     return out
+
+
+def _bot_login(args: argparse.Namespace, key: KeyFile, reporter: Any) -> str:
+    """The App's ``<slug>[bot]`` from ``GET /app`` (it checks the id and key too: a refusal is
+    one line, before anything is deployed); "" with a notice if GitHub cannot be reached."""
+    from gip.adapters.github.errors import GitHubError
+    from gip.adapters.github.token import check_app
+    from gip.config import Settings
+
+    url = getattr(args, "github_api_url", None) or os.environ.get("GITHUB_API_URL") or "https://api.github.com"
+    env = {"GITHUB_APP_ID": str(args.github_app_id), "GITHUB_APP_PRIVATE_KEY": key.pem}
+    try:
+        app = check_app(Settings.for_prefix(args.prefix, github_api_url=url.rstrip("/")), env=env)
+    except GitHubError as exc:
+        reporter.notice(f"could not check the GitHub App with {url} ({exc}): pass --bot-login <app-slug>[bot]")
+        return ""
+    assert app is not None
+    reporter.info(f"{app.line}; the notifier comments as {app.bot_login}")
+    return app.bot_login
 
 
 def store_secret(sm: Any, secret_id: str, value: str) -> None:
