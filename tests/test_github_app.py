@@ -391,3 +391,23 @@ def test_local_start_up_names_the_app_or_says_one_line(gh):
     with pytest.raises(ConfigError) as info:
         check_app(settings(gh), env={**good, "GITHUB_APP_ID": "4243"})
     assert "\n" not in str(info.value) and "4243" in str(info.value)
+
+
+def test_the_notifier_stops_on_a_repository_without_the_app(shared_core, gh, t):
+    """An app_not_installed skip reaches the notifier too: no retry loop, nothing written."""
+    from tests.conftest import empty_tables
+    from tests.test_notifier import Run, make_notifier
+
+    core = empty_tables(shared_core)
+    c = creds(gh, t)
+    n = make_notifier(core, gh, t)
+    n.github._token = lambda: c.token_for("octo-org/hello-world")  # type: ignore[union-attr]  # (issue 19: per repo)
+    run = Run(core)
+    assert n.handle(run.record("IssueSkipped", reason="app_not_installed")) == "issue_gone"
+    assert gh.minted == [] and gh.writes() == []
+
+
+def test_the_lambda_bundle_vendors_pyjwt_with_cryptography():
+    from gip.cli import packaging
+
+    assert any(r.startswith("PyJWT[crypto]") for r in packaging.requirements(kind="lambda"))

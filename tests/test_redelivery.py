@@ -307,3 +307,19 @@ def test_locally_the_sweep_runs_on_the_schedule_but_at_most_every_30_s():
     assert {j.name: j.period_s for j in jobs} == {"p-redeliver-schedule": 30.0, "p-sweeper-schedule": 2.0}
     jobs[0].run()
     assert calls == ["redeliver"]
+
+
+def test_the_handler_sweeps_from_the_environment(core, gh, endpoint, monkeypatch):
+    from handlers import redeliver
+    from tests.conftest import new_container
+
+    failed = gh.record_delivery("issues", payload(), status_code=502)
+    for name, value in {"GIP_PREFIX": "test", "GITHUB_API_URL": gh.url, "REDELIVER_HOOKS": REPO_HOOK,
+                        "GITHUB_TOKEN": PAT, "GITHUB_APP_ID": str(gh.app_id),
+                        "GITHUB_APP_PRIVATE_KEY": gh.private_key_pem}.items():
+        monkeypatch.setenv(name, value)
+    new_container(monkeypatch, redeliver)
+    result = redeliver.handler({"detail-type": "Scheduled Event"}, None)
+    assert [h["hook"] for h in result["hooks"]] == ["app", REPO_HOOK]
+    assert [r["guid"] for r in result["hooks"][0]["redelivered"]] == [failed["guid"]]
+    assert redeliver.handler({}, None)["hooks"][0]["redelivered"] == []  # same container: the mark moved

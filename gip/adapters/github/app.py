@@ -38,8 +38,12 @@ _installations: dict[str, int] = {}  # repo (casefolded) -> installation id, for
 _installations_lock = threading.Lock()
 
 
-class AppNotInstalled(errors.GitHubError):
-    """The GitHub App is not installed on this repository (or has lost access to it)."""
+class AppNotInstalled(errors.NotFound):
+    """The GitHub App is not installed on this repository (or has lost access to it).
+
+    A NotFound, as GitHub answers for a repository an installation cannot see: whoever
+    handles a vanished issue (the notifier) stops there instead of retrying; the gatekeeper
+    names it (``IssueSkipped`` reason ``app_not_installed``)."""
 
     def __init__(self, repo: str) -> None:
         self.repo = repo
