@@ -323,3 +323,27 @@ def test_the_handler_sweeps_from_the_environment(core, gh, endpoint, monkeypatch
     assert [h["hook"] for h in result["hooks"]] == ["app", REPO_HOOK]
     assert [r["guid"] for r in result["hooks"][0]["redelivered"]] == [failed["guid"]]
     assert redeliver.handler({}, None)["hooks"][0]["redelivered"] == []  # same container: the mark moved
+
+
+def test_two_sweeps_at_once_redeliver_a_guid_once(core, gh, endpoint):
+    """The append is conditional on the stream's version: the sweep that loses does not POST."""
+    from gip.domain.envelope import Cause, new_event
+
+    failed = gh.record_delivery("issues", payload(), status_code=502)
+
+    class OtherSweepWinsTheRace:
+        def read(self, stream: str, **kw: Any) -> list:
+            events = core.store.read(stream, **kw)
+            data = {"guid": failed["guid"], "delivery_id": failed["id"], "hook": "app", "attempt": 1, "status_code": 502}
+            core.store.append(stream, len(events), [new_event(rules.REQUESTED, stream=stream, data=data,
+                                                              cause=Cause(failed["guid"], "other-sweep"))])
+            return events
+
+        def append(self, *args: Any, **kw: Any) -> list:
+            return core.store.append(*args, **kw)
+
+    sweep = sweeper(core, gh)
+    sweep.store = OtherSweepWinsTheRace()
+    [report] = sweep.sweep()
+    assert report.redelivered == [] and not any(r.method == "POST" for r in gh.requests)
+    assert [e["actor"] for e in core.store.read(f"delivery-{failed['guid']}")] == ["other-sweep"]
