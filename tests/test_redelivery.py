@@ -347,3 +347,18 @@ def test_two_sweeps_at_once_redeliver_a_guid_once(core, gh, endpoint):
     [report] = sweep.sweep()
     assert report.redelivered == [] and not any(r.method == "POST" for r in gh.requests)
     assert [e["actor"] for e in core.store.read(f"delivery-{failed['guid']}")] == ["other-sweep"]
+
+
+def test_the_cli_finds_a_deployed_app_in_its_secret(core, gh, endpoint, monkeypatch, capsys):
+    from gip.cli.main import main
+
+    failed = gh.record_delivery("issues", payload(), status_code=502)
+    sm = boto3.client("secretsmanager")
+    sm.create_secret(Name="test/github-app", SecretString=json.dumps({"app_id": gh.app_id, "private_key": gh.private_key_pem}))
+    try:
+        monkeypatch.setenv("GITHUB_API_URL", gh.url)
+        assert main(["redeliver", "--prefix", "test", "--format", "json"]) == 0
+        [app] = json.loads(capsys.readouterr().out)["hooks"]
+        assert app["hook"] == "app" and [r["guid"] for r in app["redelivered"]] == [failed["guid"]]
+    finally:
+        sm.delete_secret(SecretId="test/github-app", ForceDeleteWithoutRecovery=True)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from datetime import timedelta
 from typing import Any
 
@@ -37,7 +38,8 @@ def run(args: argparse.Namespace) -> int:
     sess = aws.session(args)
     settings = settings_for(args, region=sess.region_name, endpoint_url=aws.endpoint_url(args))
     with aws.aws_errors("redeliver"):
-        reports = from_settings(settings, hooks=hooks, session=sess).sweep(since=since, dry_run=args.dry_run)
+        env = {**os.environ, "GITHUB_APP_SECRET_ID": settings.github_app_secret_id}  # the deployed App too
+        reports = from_settings(settings, hooks=hooks, session=sess, env=env).sweep(since=since, dry_run=args.dry_run)
     docs = [r.as_dict() for r in reports]
     print(json.dumps({"dry_run": args.dry_run, "hooks": docs}, indent=2) if args.format == "json"
           else "\n".join(render(docs, dry_run=args.dry_run)))

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -185,9 +185,10 @@ def _parse(items: list[dict[str, Any]], hook: str) -> list[rules.HookDelivery]:
 
 
 def from_settings(settings: Any, *, hooks: Sequence[str] | None = None, transport: Any = None,
-                  session: Any = None) -> Redelivery:
+                  session: Any = None, env: Mapping[str, str] | None = None) -> Redelivery:
     """The sweep of a deployment: the App's hook if there is an App, and the repository or
-    organization hooks of ``hooks`` (else ``REDELIVER_HOOKS`` and those stored by the deploy)."""
+    organization hooks of ``hooks`` (else ``REDELIVER_HOOKS`` and those stored by the deploy).
+    The secrets are read with ``session`` (the CLI's profile and endpoint)."""
     import boto3
 
     from gip.adapters.github.client import RequestsTransport
@@ -200,7 +201,11 @@ def from_settings(settings: Any, *, hooks: Sequence[str] | None = None, transpor
     marks = Marks(sess.client("dynamodb", endpoint_url=settings.endpoint_url), settings.pool_table)
     transport = transport or RequestsTransport()
     apis: list[HookApi] = []
-    app = load_app_config(settings)
+
+    def secrets() -> Any:
+        return sess.client("secretsmanager", endpoint_url=settings.endpoint_url)
+
+    app = load_app_config(settings, env=env, secrets_client=secrets)
     if app is not None:
         from gip.adapters.github.app import AppCredentials
 
@@ -208,7 +213,7 @@ def from_settings(settings: Any, *, hooks: Sequence[str] | None = None, transpor
         apis.append(HookApi("app", settings.github_api_url, creds.jwt, transport))
     specs = list(hooks) if hooks is not None else [*settings.redeliver_hooks, *marks.hooks()]
     if specs:
-        source = TokenSource(secret_id=settings.github_token_secret_id)
+        source = TokenSource(secret_id=settings.github_token_secret_id, env=env, secrets_client=secrets)
         for spec in dict.fromkeys(check_hook(s) for s in specs):
             apis.append(HookApi(spec, settings.github_api_url, source.get, transport))
     return Redelivery(store=DynamoEventStore(Tables.from_settings(settings)), marks=marks, hooks=apis)
