@@ -362,3 +362,18 @@ def test_the_cli_finds_a_deployed_app_in_its_secret(core, gh, endpoint, monkeypa
         assert app["hook"] == "app" and [r["guid"] for r in app["redelivered"]] == [failed["guid"]]
     finally:
         sm.delete_secret(SecretId="test/github-app", ForceDeleteWithoutRecovery=True)
+
+
+def test_a_broken_app_secret_is_a_config_error_on_each_sweep_never_a_traceback(core, gh, caplog):
+    from gip.services.redelivery import from_settings
+
+    sm = boto3.client("secretsmanager")
+    sm.create_secret(Name="test/github-app", SecretString='{"app_id": 1, "private_key": "not a key"}')
+    try:
+        with caplog.at_level(logging.ERROR):
+            sweep = from_settings(core.settings, env={"AWS_LAMBDA_FUNCTION_NAME": "test-redeliver"})
+        assert "ConfigError: the GitHub App private key is not a PEM private key" in caplog.text
+        [report] = sweep.sweep()
+        assert report.hook == "app" and "not a PEM private key" in report.error and report.calls == 0
+    finally:
+        sm.delete_secret(SecretId="test/github-app", ForceDeleteWithoutRecovery=True)

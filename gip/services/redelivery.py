@@ -205,15 +205,26 @@ def from_settings(settings: Any, *, hooks: Sequence[str] | None = None, transpor
     def secrets() -> Any:
         return sess.client("secretsmanager", endpoint_url=settings.endpoint_url)
 
-    app = load_app_config(settings, env=env, secrets_client=secrets)
-    if app is not None:
-        from gip.adapters.github.app import AppCredentials
+    try:
+        app = load_app_config(settings, env=env, secrets_client=secrets)
+        if app is not None:
+            from gip.adapters.github.app import AppCredentials
 
-        creds = AppCredentials(app, base_url=settings.github_api_url, transport=transport)
-        apis.append(HookApi("app", settings.github_api_url, creds.jwt, transport))
+            creds = AppCredentials(app, base_url=settings.github_api_url, transport=transport)
+            apis.append(HookApi("app", settings.github_api_url, creds.jwt, transport))
+    except ConfigError as exc:  # one line now, and each sweep reports it on the App's hook
+        log.error("ConfigError: %s", exc)
+        apis.append(HookApi("app", settings.github_api_url, _failing(exc), transport))
     specs = list(hooks) if hooks is not None else [*settings.redeliver_hooks, *marks.hooks()]
     if specs:
         source = TokenSource(secret_id=settings.github_token_secret_id, env=env, secrets_client=secrets)
         for spec in dict.fromkeys(check_hook(s) for s in specs):
             apis.append(HookApi(spec, settings.github_api_url, source.get, transport))
     return Redelivery(store=DynamoEventStore(Tables.from_settings(settings)), marks=marks, hooks=apis)
+
+
+def _failing(error: ConfigError) -> Callable[[], str | None]:
+    def token() -> str | None:
+        raise ConfigError(str(error))
+
+    return token
