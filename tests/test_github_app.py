@@ -411,3 +411,24 @@ def test_the_lambda_bundle_vendors_pyjwt_with_cryptography():
     from gip.cli import packaging
 
     assert any(r.startswith("PyJWT[crypto]") for r in packaging.requirements(kind="lambda"))
+
+
+def test_the_worker_never_sees_the_app():
+    """Locally a worker's environment has no GITHUB_*; in AWS only the three GitHub-calling
+    functions may read the App's secret, and the worker template never names it."""
+    import json as _json
+    from pathlib import Path
+
+    from gip.local.gaps import load_template
+    from gip.local.workers import worker_environment
+
+    env = worker_environment({"GITHUB_APP_SECRET_ID": "s", "EVENTS_TABLE": "e"}, name="w", endpoint="http://x",
+                             region="us-east-1", credentials={}, parent={"GITHUB_APP_PRIVATE_KEY": "k", "PATH": "/bin"})
+    assert "EVENTS_TABLE" in env and not any(k.startswith("GITHUB_") for k in env)
+    root = Path(__file__).resolve().parent.parent
+    mgmt = load_template((root / "templates" / "management.yaml").read_text())
+    readers = sorted(name for name, res in mgmt["Resources"].items() if res["Type"] == "AWS::IAM::Role"
+                     and "GithubAppSecret" in _json.dumps(res))
+    assert readers == ["GatekeeperRole", "NotifierRole", "RedeliverRole"]
+    assert "github-app" not in (root / "templates" / "worker.yaml").read_text()
+    assert "GITHUB_APP" not in "".join(p.read_text() for p in (root / "worker").rglob("*.py"))
