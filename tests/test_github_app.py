@@ -432,3 +432,20 @@ def test_the_worker_never_sees_the_app():
     assert readers == ["GatekeeperRole", "NotifierRole", "RedeliverRole"]
     assert "github-app" not in (root / "templates" / "worker.yaml").read_text()
     assert "GITHUB_APP" not in "".join(p.read_text() for p in (root / "worker").rglob("*.py"))
+
+
+def test_client_from_settings_chooses_the_app_then_the_token_then_nothing(gh, monkeypatch):
+    from gip.adapters.github.token import client_from_settings
+
+    monkeypatch.delenv("GITHUB_APP_ID", raising=False)
+    monkeypatch.setenv("GITHUB_TOKEN", "ghp_side_by_side")
+    pat_client = client_from_settings(settings(gh))
+    assert pat_client.get_issue(REPO, 7)["number"] == 7 and gh.auth_kinds()[-1] == "pat"
+    monkeypatch.setenv("GITHUB_APP_ID", str(gh.app_id))
+    monkeypatch.setenv("GITHUB_APP_PRIVATE_KEY", gh.private_key_pem)
+    app_client = client_from_settings(settings(gh))
+    assert isinstance(app_client._token, AppCredentials)  # the client of issue 19 asks it per repository
+    monkeypatch.delenv("GITHUB_APP_ID")
+    monkeypatch.delenv("GITHUB_TOKEN")
+    with mock_aws():  # no secret either: local print mode
+        assert client_from_settings(settings(gh)) is None
