@@ -131,3 +131,21 @@ def test_a_labelled_issue_gets_its_status_comment_with_an_installation_token(sta
     writes = [(m, p, kind) for m, p, kind in gh.auth_log if m == "POST" and p.endswith("/issues/21/comments")]
     assert writes and {kind for _, _, kind in writes} == {"installation"}
     assert gh.minted and set(gh.minted) == {77}
+
+
+@pytest.mark.parametrize("key_text, message", [
+    (None, "cannot read GITHUB_APP_PRIVATE_KEY_FILE"),
+    ("not a key", "the GitHub App private key is not a PEM private key"),
+])
+def test_a_bad_key_at_start_up_is_one_line_and_exit_1(tmp_path, key_text, message):
+    key = tmp_path / "app.pem"
+    if key_text is not None:
+        key.write_text(key_text)
+    done = subprocess.run(
+        [sys.executable, "bootstrap.py", "--org", "o-example0000", "--local", "--port", str(free_port()),
+         "--aws-port", str(free_port()), "--state-dir", str(tmp_path / "state")],
+        cwd=ROOT, env=_env(GITHUB_APP_ID="4242", GITHUB_APP_PRIVATE_KEY_FILE=str(key)),
+        capture_output=True, text=True, timeout=120)
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert done.returncode == 1 and len(errors) == 1 and message in errors[0]
+    assert "Traceback" not in done.stderr + done.stdout
