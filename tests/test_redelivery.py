@@ -75,6 +75,18 @@ def test_the_mark_moves_to_the_newest_but_stays_below_what_could_not_be_sent():
     assert rules.at_cap(3) and not rules.at_cap(2)
 
 
+def test_a_listed_item_is_read_or_refused():
+    doc = {"id": 7, "guid": "0b9a3c80-7d42-11ee-8c99-0242ac120002", "delivered_at": "2026-11-29T11:59:00Z",
+           "status": "Invalid HTTP Response: 502", "status_code": 502, "event": "issues", "action": "labeled"}
+    parsed = HookDelivery.from_api(doc)
+    assert parsed.failed and parsed.delivered_at == NOW - timedelta(minutes=1) and parsed.action == "labeled"
+    assert not HookDelivery.from_api({**doc, "status": "OK", "status_code": 200}).failed
+    assert HookDelivery.from_api({**doc, "status": "OK", "status_code": None}).failed  # no answer
+    for bad in ({"guid": "../x"}, {"id": "7"}, {"delivered_at": None}):
+        with pytest.raises(ValueError):
+            HookDelivery.from_api({**doc, **bad})
+
+
 def test_hook_specs_are_checked():
     assert check_hook("/repos/o/r/hooks/12/") == "repos/o/r/hooks/12"
     assert check_hook("orgs/acme/hooks/3") == "orgs/acme/hooks/3"

@@ -17,6 +17,7 @@ Each qualifying GUID is redelivered once per sweep, through its latest attempt's
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -28,6 +29,7 @@ WINDOW = timedelta(days=3)
 MAX_ATTEMPTS = 3
 REFUSED_FOR_GOOD = frozenset({400, 413})
 REQUESTED = "WebhookRedeliveryRequested"
+GUID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")  # what a delivery-<guid> stream allows
 
 
 @dataclass(frozen=True)
@@ -46,11 +48,12 @@ class HookDelivery:
     @classmethod
     def from_api(cls, doc: Mapping[str, object]) -> HookDelivery:
         """Read GitHub's item; ValueError if a field we rely on is missing or mistyped."""
-        ident, code, when = doc.get("id"), doc.get("status_code"), doc.get("delivered_at")
-        if not isinstance(ident, int) or not isinstance(when, str) or not isinstance(doc.get("guid"), str):
+        ident, code, when, guid = doc.get("id"), doc.get("status_code"), doc.get("delivered_at"), doc.get("guid")
+        if not isinstance(ident, int) or not isinstance(when, str) or not isinstance(guid, str) \
+                or not GUID.fullmatch(guid):
             raise ValueError(f"not a hook delivery: {str(doc)[:120]}")
         action = doc.get("action")
-        return cls(id=ident, guid=str(doc["guid"]), delivered_at=parse_iso(when),
+        return cls(id=ident, guid=guid, delivered_at=parse_iso(when),
                    status=str(doc.get("status") or ""),
                    status_code=code if isinstance(code, int) else 0,
                    event=str(doc.get("event") or ""), action=action if isinstance(action, str) else None,
