@@ -62,6 +62,14 @@ def creds(gh: FakeGitHubApp, t: FakeTime, **kw: object) -> AppCredentials:
     return AppCredentials(config, base_url=gh.url, transport=RequestsTransport(), clock=t.clock)
 
 
+def app_client(gh: FakeGitHubApp, t: FakeTime, c: AppCredentials, repo: str) -> GitHubClient:
+    """A client on the App's credentials: the client of issue 19 asks them per repository;
+    before it, a zero-argument callable stands in for the one repository under test."""
+    token = c if "token_for" in inspect.getsource(client_mod) else (lambda: c.token_for(repo))
+    return GitHubClient(base_url=gh.url, token=token, sleep=t.sleep, clock=t.clock,  # type: ignore[arg-type]
+                        rand=lambda: 1.0, write_interval_s=0, max_attempts=3)
+
+
 def repo_call(gh: FakeGitHubApp, token: str | None) -> dict:
     return GitHubClient(base_url=gh.url, token=token, max_attempts=1).get_issue(REPO, 7)
 
@@ -280,8 +288,7 @@ def test_the_gatekeeper_uses_the_events_installation_or_skips_app_not_installed(
     gh.set_permission(GK_REPO, "maintainer-mia", "write")
     c = creds(gh, t)
     gatekeeper = make_gatekeeper(core, gh, t)
-    # the client of issue 19 asks c.token_for(repo) itself; until then, one repository's token
-    gatekeeper.github._token = lambda: c.token_for(GK_REPO)  # type: ignore[union-attr]
+    gatekeeper.github = app_client(gh, t, c, GK_REPO)
     event = receive(core, installation_id=55)
     outcome = gatekeeper.handle(event)
     last = core.store.read(f"issue-{GK_REPO}#{NUMBER}")[-1]
@@ -401,7 +408,7 @@ def test_the_notifier_stops_on_a_repository_without_the_app(shared_core, gh, t):
     core = empty_tables(shared_core)
     c = creds(gh, t)
     n = make_notifier(core, gh, t)
-    n.github._token = lambda: c.token_for("octo-org/hello-world")  # type: ignore[union-attr]  # (issue 19: per repo)
+    n.github = app_client(gh, t, c, "octo-org/hello-world")
     run = Run(core)
     assert n.handle(run.record("IssueSkipped", reason="app_not_installed")) == "issue_gone"
     assert gh.minted == [] and gh.writes() == []
@@ -444,7 +451,8 @@ def test_client_from_settings_chooses_the_app_then_the_token_then_nothing(gh, mo
     monkeypatch.setenv("GITHUB_APP_ID", str(gh.app_id))
     monkeypatch.setenv("GITHUB_APP_PRIVATE_KEY", gh.private_key_pem)
     app_client = client_from_settings(settings(gh))
-    assert isinstance(app_client._token, AppCredentials)  # the client of issue 19 asks it per repository
+    token = getattr(app_client, "credentials", getattr(app_client, "_token", None))
+    assert isinstance(token, AppCredentials)  # the client of issue 19 asks it per repository
     monkeypatch.delenv("GITHUB_APP_ID")
     monkeypatch.delenv("GITHUB_TOKEN")
     with mock_aws():  # no secret either: local print mode

@@ -75,6 +75,11 @@ class TokenSource:
         """Forget the cached token (after a 401, the secret may have been rotated)."""
         self._fetched_at = None
 
+    def __call__(self) -> str | None:
+        """The token, for a client that takes a zero-argument callable (one that takes a
+        Credentials uses the methods below, and so calls ``invalidate`` after a 401)."""
+        return self.get()
+
     # -- the Credentials contract (gip.adapters.github.auth): one token for every repository
 
     def token_for(self, repo: str | None) -> str | None:
@@ -240,9 +245,6 @@ def client_from_settings(settings: Any) -> Any:
     from gip.adapters.github.client import GitHubClient
 
     creds = credentials_from_settings(settings)
-    if creds is None:
-        return None
-    # A token source is handed over as its zero-arg getter, which every client takes; an App
-    # needs the client of issue 19, which takes a Credentials and asks it per repository.
-    token = creds.get if isinstance(creds, TokenSource) else creds
-    return GitHubClient(base_url=settings.github_api_url, token=token)  # type: ignore[arg-type]
+    # (an App needs the client of issue 19, which asks a Credentials per repository)
+    return None if creds is None else GitHubClient(base_url=settings.github_api_url,
+                                                   token=creds)  # type: ignore[arg-type]
