@@ -29,6 +29,8 @@ class Settings:
     cleanup_queue_url: str = ""
     github_api_url: str = "https://api.github.com"
     github_token_secret_id: str = f"{DEFAULT_PREFIX}/github-token"
+    github_app_secret_id: str = f"{DEFAULT_PREFIX}/github-app"
+    redeliver_hooks: tuple[str, ...] = ()  # repos/OWNER/NAME/hooks/ID, orgs/NAME/hooks/ID
     webhook_secret_id: str = f"{DEFAULT_PREFIX}/webhook-secret"
     required_labels: tuple[str, ...] = ("needs-reproduction",)
     trusted_permissions: tuple[str, ...] = ("admin", "maintain", "write")
@@ -51,6 +53,7 @@ class Settings:
             issues_table=f"{prefix}-issues",
             bus_name=f"{prefix}-bus",
             github_token_secret_id=f"{prefix}/github-token",
+            github_app_secret_id=f"{prefix}/github-app",
             webhook_secret_id=f"{prefix}/webhook-secret",
             processing_role_name=f"{prefix}-processing",
         )
@@ -80,6 +83,8 @@ class Settings:
             cleanup_queue_url=get("CLEANUP_QUEUE_URL", ""),
             github_api_url=get("GITHUB_API_URL", "https://api.github.com").rstrip("/"),
             github_token_secret_id=get("GITHUB_TOKEN_SECRET_ID", d.github_token_secret_id),
+            github_app_secret_id=get("GITHUB_APP_SECRET_ID", d.github_app_secret_id),
+            redeliver_hooks=_csv(get("REDELIVER_HOOKS", "")),
             webhook_secret_id=get("WEBHOOK_SECRET_ID", d.webhook_secret_id),
             required_labels=_csv(get("REQUIRED_LABELS", "needs-reproduction")),
             trusted_permissions=_csv(get("TRUSTED_PERMISSIONS", "admin,maintain,write")),

@@ -127,7 +127,7 @@ def test_bus_rules_target_their_queues_with_a_dlq(deployed: SimpleNamespace) -> 
 def test_lambdas_have_fixed_handlers_and_batch_failure_mappings(deployed: SimpleNamespace) -> None:
     lam = client(deployed.url, "lambda")
     handlers = {f["Handler"] for f in lam.list_functions()["Functions"] if f["FunctionName"].startswith(PREFIX)}
-    assert len(handlers) == 9 and "handlers.org_events.handler" in handlers
+    assert len(handlers) == 10 and {"handlers.org_events.handler", "handlers.redeliver.handler"} <= handlers
     mappings = lam.list_event_source_mappings()["EventSourceMappings"]
     assert len(mappings) == 5
     assert all(m["FunctionResponseTypes"] == ["ReportBatchItemFailures"] for m in mappings)

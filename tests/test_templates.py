@@ -22,6 +22,7 @@ HANDLERS = {
     "handlers.webhook.handler", "handlers.publisher.handler", "handlers.gatekeeper.handler",
     "handlers.notifier.handler", "handlers.sweeper.handler", "handlers.capacity.handler",
     "handlers.org_events.handler", "handlers.registrar.handler", "handlers.reconcile.handler",
+    "handlers.redeliver.handler",
 }
 WORKER_ENV = {
     "EVENTS_TABLE", "POOL_TABLE", "ISSUES_TABLE", "BUS_NAME", "RESULTS_BUCKET", "ISSUE_QUEUE_URL",

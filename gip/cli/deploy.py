@@ -34,6 +34,7 @@ from gip.adapters.aws import aws_errors, error_code
 from gip.adapters.github import urls
 from gip.cli import (
     first_create,
+    github_app,
     guardrails,
     nuke_release,
     packaging,
@@ -367,6 +368,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-stackset", action="store_true", help="skip the member StackSet")
     parser.add_argument("--adopt", action="store_true",
                         help="import the empty event table/results bucket left by an earlier failed create")
+    github_app.add_arguments(parser)  # --github-app-id, --github-app-key-file, --redeliver-hooks
 
 
 def options_from_args(args: argparse.Namespace) -> DeployOptions:
@@ -393,7 +395,7 @@ def run(args: argparse.Namespace) -> int:
     options = options_from_args(args)
     validate(options)
     reporter = ConsoleReporter(yes=options.yes)
-    out = deploy(options, reporter)
+    out = github_app.deploying(args, options, reporter, deploy)  # + the App secret, the hooks
     if out:
         for line in render_outputs(out):
             reporter.info(line)

@@ -34,6 +34,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "unsubscribe": ("gip.cli.subscribe", "remove a subscription rule"),
     "subscriptions": ("gip.cli.subscribe", "list the rules on the bus"),
     "reconcile": ("gip.cli.reconcile_cli", "compare the pool with the Organization and fix it"),
+    "redeliver": ("gip.cli.redeliver", "redeliver the GitHub webhook deliveries that failed"),
     "destroy": ("gip.cli.destroy", "remove the stacks (keeps the event table and results)"),
 }
 

@@ -225,6 +225,10 @@ def _receive(
         "author_association": _opt_str(issue, "author_association") or "NONE",
         "body": cap_json_size(_opt_str(issue, "body"), MAX_BODY_JSON_BYTES),
     }
+    installation = payload.get("installation")  # a GitHub App's delivery names its installation
+    installation_id = installation.get("id") if isinstance(installation, Mapping) else None
+    if isinstance(installation_id, int) and not isinstance(installation_id, bool) and installation_id > 0:
+        data["installation_id"] = installation_id
     return Receive(repo=repo, number=number, data=data)
 
 

@@ -31,6 +31,7 @@ KEYS: dict[str, tuple[str, ...]] = {
     "AccountQuarantined": ("reason", "attempts"),
     "AccountReinstated": ("reason", "operator"),
     "AccountDeregistered": ("reason",),
+    "WebhookRedeliveryRequested": ("hook", "attempt", "status_code"),
 }
 SHORT = {"lease_id": "lease"}
 

@@ -34,6 +34,8 @@ from typing import Any, TextIO
 
 import boto3
 
+from gip.adapters.github.token import check_app
+from gip.config import Settings
 from gip.errors import GipError
 from gip.local import aws_setup, samples
 from gip.local.apigw import Gateway
@@ -57,7 +59,8 @@ from worker.sandbox import Isolation
 log = logging.getLogger("local")
 ROOT = Path(__file__).resolve().parents[2]
 QUEUES = ("Gatekeeper", "Issue", "Notifier", "Cleanup", "Capacity", "OrgEvents")
-PASSED_TO_FUNCTIONS = ("GITHUB_API_URL", "GITHUB_TOKEN", "GITHUB_WEBHOOK_SECRET", "BOT_LOGIN")
+PASSED_TO_FUNCTIONS = ("GITHUB_API_URL", "GITHUB_TOKEN", "GITHUB_WEBHOOK_SECRET", "BOT_LOGIN",
+                       "GITHUB_APP_ID", "GITHUB_APP_PRIVATE_KEY", "GITHUB_APP_PRIVATE_KEY_FILE")
 
 
 @dataclass
@@ -116,6 +119,10 @@ class Supervisor:
         notice = isolation_notice(Isolation.detect().mode)  # the workers decide the same way
         if notice:
             self.say(notice)
+        app = check_app(Settings.from_env())  # a bad key or an unknown App id: one line, exit 1
+        if app:
+            self.say(app.line)
+            os.environ.setdefault("BOT_LOGIN", app.bot_login)  # the App comments as <slug>[bot]
         ensure_free(o.host, o.aws_port, flag="--aws-port")
         self.aws = EmbeddedAws(o.host, o.aws_port, wrap=wrap).start()
         endpoint = self.aws.url
@@ -286,7 +293,7 @@ class Supervisor:
             health=f"http://{o.host}:{gateway.port}/healthz", secret=secret,
             secret_from_env=bool(os.environ.get("GITHUB_WEBHOOK_SECRET")),
             github=os.environ.get("GITHUB_API_URL", "https://api.github.com"),
-            token=bool(os.environ.get("GITHUB_TOKEN")), endpoint=aws.url, region=o.region,
+            token=bool(os.environ.get("GITHUB_TOKEN") or os.environ.get("GITHUB_APP_ID")), endpoint=aws.url, region=o.region,
             curl=samples.curl_command(url, str(sample), body, secret))
 
     def _write_state(self, secret: str) -> None:

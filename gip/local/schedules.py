@@ -8,6 +8,11 @@ and no schedule runs more often than every ``FLOOR_S`` (2 s), to keep a laptop q
 | ``<prefix>-reconcile-schedule`` → reconcile Lambda | rate(1 hour) | every 4 s |
 | ``<prefix>-sweeper-schedule`` → sweeper Lambda | rate(15 minutes) | every 2 s |
 | ``<prefix>-capacity-schedule`` → capacity queue | rate(5 minutes) | every 2 s |
+| ``<prefix>-redeliver-schedule`` → redeliver Lambda | rate(15 minutes) | every 30 s |
+
+The redelivery sweep is the exception to the compression: it lists the hook's deliveries on
+GitHub (the real one, with a real App), so locally it runs at most every ``RULE_FLOORS_S``
+(30 s): two list requests a minute rather than thirty. ``bootstrap.py redeliver`` runs it now.
 
 A rule that targets a Lambda function calls its handler with a "Scheduled Event"; one that
 targets an SQS queue sends that event to the queue, where the queue's mapping picks it up,
@@ -32,6 +37,7 @@ log = logging.getLogger("local.schedules")
 
 COMPRESSION = 900.0
 FLOOR_S = 2.0
+RULE_FLOORS_S = {"-redeliver-schedule": 30.0}  # rule name suffix -> slowest local period
 
 
 def local_period(rate_s: float, *, compression: float = COMPRESSION, floor_s: float = FLOOR_S) -> float:
@@ -64,7 +70,8 @@ def build_jobs(schedules: list[Schedule], *, functions: Mapping[str, Function],
             else:
                 log.warning("schedule %s targets %s, which local mode does not play", schedule.rule_name, arn)
                 continue
-            jobs.append(Job(schedule.rule_name, local_period(schedule.rate_s), run))
+            floor = max([FLOOR_S, *(f for sfx, f in RULE_FLOORS_S.items() if schedule.rule_name.endswith(sfx))])
+            jobs.append(Job(schedule.rule_name, local_period(schedule.rate_s, floor_s=floor), run))
     return jobs
 
 

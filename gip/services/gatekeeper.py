@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gip.adapters.github import errors as gh_errors
+from gip.adapters.github.app import AppNotInstalled, note_installation
 from gip.adapters.github.client import GitHubClient, Permission
 from gip.config import Settings
 from gip.domain.envelope import Cause, Envelope, split_issue_stream
@@ -179,9 +180,12 @@ class Gatekeeper:
             permission, via = association_permission(association), "author_association"
         else:
             github = self.github
+            note_installation(repo, data.get("installation_id"))
             try:
                 doc = github.get_issue(repo, number)
                 permission = self.permissions.get(repo, sender, lambda: github.permission(repo, sender))
+            except AppNotInstalled:
+                return Decision("IssueSkipped", {"reason": "app_not_installed", "run": run, "sender": sender})
             except gh_errors.NotFound:
                 return Decision("IssueSkipped", {"reason": "not_found", "run": run, "sender": sender})
             except (gh_errors.Unauthorized, gh_errors.Forbidden) as exc:

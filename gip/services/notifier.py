@@ -201,7 +201,8 @@ class Notifier:
         self.out = out
         self._login: str | None = settings.bot_login or None
         self._user_id: int | None = None
-        app = str(getattr(settings, "github_app_id", "") or "")  # ghapp's setting, if there
+        # the App's id: local mode's setting, else the deployed App's credentials (its secret)
+        app = str(settings.github_app_id or getattr(getattr(github, "credentials", None), "app_id", "") or "")
         self._app_id: int | None = int(app) if app.isdigit() else None
         self._identity_asked = False
         self.memory = Memory()
