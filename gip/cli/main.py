@@ -27,6 +27,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "deploy": ("gip.cli.deploy", "deploy the stacks to AWS (the default when --org is given)"),
     "local": ("gip.local", "run the whole system on an embedded AWS endpoint (moto server)"),
     "replay": ("gip.cli.replay", "print, verify or re-publish the event log"),
+    "report": ("gip.cli.report", "draw the event log as one HTML page: pool timeline, runs, health"),
     "accounts": ("gip.cli.pool_cli", "show the account pool"),
     "status": ("gip.cli.pool_cli", "pool summary, queue and DLQ depth, recent failures"),
     "reinstate": ("gip.cli.pool_cli", "put a quarantined account back (it is cleaned first)"),
