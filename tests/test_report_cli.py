@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import io
 import re
+import urllib.error
 import urllib.request
 from collections import defaultdict
 from datetime import timedelta
@@ -120,8 +121,55 @@ def test_to_s3_uploads_under_reports_and_prints_a_presigned_url(seeded: SimpleNa
     assert len(keys) == 1 and re.fullmatch(r"reports/report-\d{8}T\d{6}Z\.html", keys[0])
 
 
+def test_local_mode_serves_the_page_drawn_on_each_request(seeded: SimpleNamespace, moto_server: str) -> None:
+    from gip.cli.report import local_page
+    from gip.local.apigw import Gateway
+
+    calls: list[int] = []
+
+    def page() -> str:
+        calls.append(1)
+        if len(calls) == 3:
+            raise RuntimeError("the log cannot be read")
+        return local_page(prefix=PREFIX, region="us-east-1", endpoint_url=moto_server)
+
+    gateway = Gateway("127.0.0.1", 0, invoke=lambda event: {}, health=lambda: (True, {}), report=page)
+    gateway.start()
+    try:
+        url = f"http://127.0.0.1:{gateway.port}/report"
+        with urllib.request.urlopen(url, timeout=30) as response:
+            first = response.read().decode()
+            assert response.headers["Content-Type"] == "text/html; charset=utf-8"
+        assert first.count('<g class="row"') == 2
+        seeded.store.append("account-333333333333", 0, [_registered("333333333333", seeded.log)])
+        with urllib.request.urlopen(url, timeout=30) as response:
+            assert response.read().decode().count('<g class="row"') == 3  # drawn again from the log
+        with pytest.raises(urllib.error.HTTPError) as failed:
+            urllib.request.urlopen(url, timeout=30)
+        assert failed.value.code == 503
+        assert failed.value.read().decode() == ("the report cannot be drawn now: RuntimeError: "
+                                                "the log cannot be read\n")
+    finally:
+        gateway.stop()
+
+
+def test_the_local_banner_names_the_report_url() -> None:
+    from gip.local.console import banner_lines
+
+    lines = banner_lines(accounts=2, workers=1, url="http://127.0.0.1:8080/webhook", health="h", secret="s",
+                         secret_from_env=False, github="g", token=False, endpoint="e", region="r", curl="c")
+    assert any(line.split()[:2] == ["report", "http://127.0.0.1:8080/report"] for line in lines)
+
+
+def _registered(account: str, seeded: Log) -> Envelope:
+    log = Log(t0=seeded.t0)
+    log.register(account, 90)
+    return log.events[0]
+
+
 def test_to_s3_against_aws_gives_an_https_url(tmp_path: Path) -> None:
-    """In-process moto with no endpoint: the URL is the real S3 host, over HTTPS."""
+    """In-process moto with no endpoint: the URL is the real S3 host, over HTTPS. (Last in the
+    module: the in-process mock would otherwise outlive its block in pynamodb's cached clients.)"""
     from moto import mock_aws
 
     from gip.cli import report as report_cli

@@ -69,6 +69,15 @@ def run(args: argparse.Namespace, *, now: datetime | None = None, out: TextIO | 
     return 0
 
 
+def local_page(*, prefix: str, region: str, endpoint_url: str) -> str:
+    """The whole log up to now as a page (local mode's ``GET /report``, re-read per request)."""
+    args = argparse.Namespace(prefix=prefix, region=region, endpoint_url=endpoint_url, profile=None)
+    core = open_core(args)
+    now = utcnow()
+    with dynamo_errors(core.settings):
+        return build_page(core, Query(), end=now, now=now, as_of=False)
+
+
 def build_page(core: Core, query: Query, *, end: datetime, now: datetime, as_of: bool) -> str:
     """Read what the page needs and render it; the whole log up to now is verified too."""
     events, drift = read_events(core, query, end=end, now=now)

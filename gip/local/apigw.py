@@ -80,8 +80,9 @@ class Gateway:
 
     def __init__(self, host: str, port: int, *, invoke: Invoke, health: Callable[[], tuple[bool, dict[str, Any]]],
                  stats: Callable[[], dict[str, Any]] | None = None,
-                 on_request: Callable[[str], None] | None = None) -> None:
+                 on_request: Callable[[str], None] | None = None, report: Callable[[], str] | None = None) -> None:
         self.invoke, self.health, self.stats, self.on_request = invoke, health, stats, on_request
+        self.report = report  # GET /report: the event log as a page (gip.report), drawn per request
         gateway = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -162,12 +163,25 @@ class Gateway:
             return self._send(req, 200 if ready else 503, doc)
         if path == "/stats" and self.stats is not None:
             return self._send(req, 200, self.stats())
+        if path == "/report" and self.report is not None:
+            return self._send_report(req)
         self._send(req, 404, {"message": "Not Found"})
 
     def _send(self, req: BaseHTTPRequestHandler, status: int, doc: Any) -> None:
         payload = json.dumps(doc, sort_keys=True).encode("utf-8")
         req.send_response(status)
         req.send_header("Content-Type", "application/json")
+        req.send_header("Content-Length", str(len(payload)))
+        req.end_headers()
+        req.wfile.write(payload)
+
+    def _send_report(self, req: BaseHTTPRequestHandler) -> None:
+        try:
+            status, payload = 200, self.report().encode("utf-8") if self.report else b""
+        except Exception as exc:  # not ready, or the log cannot be read: one line, no traceback
+            status, payload = 503, f"the report cannot be drawn now: {type(exc).__name__}: {exc}\n".encode()
+        req.send_response(status)
+        req.send_header("Content-Type", "text/html; charset=utf-8" if status == 200 else "text/plain; charset=utf-8")
         req.send_header("Content-Length", str(len(payload)))
         req.end_headers()
         req.wfile.write(payload)

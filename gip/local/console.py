@@ -52,6 +52,7 @@ def banner_lines(*, accounts: int, workers: int, url: str, health: str, secret: 
         "",
         f"Ready: {accounts} account(s) AVAILABLE, {workers} worker(s). Ctrl-C stops everything.",
         f"  webhook   {url}    health: {health}",
+        f"  report    {url.removesuffix('/webhook')}/report    (the event log as a page, drawn on each request)",
         f"  secret    {secret}  ("
         + ("from GITHUB_WEBHOOK_SECRET" if secret_from_env else "generated; set GITHUB_WEBHOOK_SECRET to choose it") + ")",
         f"  GitHub    {github} " + ("with GITHUB_TOKEN" if token else

@@ -114,7 +114,8 @@ class Supervisor:
     def _start(self) -> None:
         o = self.opts
         self.gateway = Gateway(o.host, o.port, invoke=self._invoke_webhook, health=self.health,
-                               stats=self._stats if o.count_calls else None, on_request=self.say)
+                               stats=self._stats if o.count_calls else None, on_request=self.say,
+                               report=self._report)
         wrap = self._wrap if o.count_calls else None
         notice = isolation_notice(Isolation.detect().mode)  # the workers decide the same way
         if notice:
@@ -241,6 +242,14 @@ class Supervisor:
         doc = {"status": "ready", "accounts": self._pool_counts(), "queues": queues,
                "workers": self.workers.alive() if self.workers else 0}
         return True, doc
+
+    def _report(self) -> str:
+        """``GET /report``: the page ``bootstrap.py report`` writes, drawn from the log now."""
+        from gip.cli.report import local_page
+
+        if not self.ready or self.aws is None:
+            raise GipError(f"the stack is not ready yet ({self.phase})")
+        return local_page(prefix=self.opts.prefix, region=self.opts.region, endpoint_url=self.aws.url)
 
     def _stats(self) -> dict[str, Any]:
         return self.counter.snapshot() if self.counter is not None else {}
