@@ -93,8 +93,18 @@ class Model:
         return {r.lease_id: r for r in self.runs if r.lease_id}
 
 
+_DAYS: dict[str, float] = {}
+
+
 def _t(value: str) -> float:
-    return parse_iso(value).timestamp()
+    """Epoch seconds of an ``occurred_at``. The store writes ``iso()``'s fixed shape
+    (``2026-01-10T08:00:00.000Z``): its day is looked up once, the clock read by slicing."""
+    if len(value) != 24 or value[-1] != "Z":
+        return parse_iso(value).timestamp()
+    day = _DAYS.get(value[:10])
+    if day is None:
+        day = _DAYS[value[:10]] = parse_iso(value[:10] + "T00:00:00Z").timestamp()
+    return day + int(value[11:13]) * 3600 + int(value[14:16]) * 60 + float(value[17:23])
 
 
 def build(events: Iterable[Envelope], *, start: datetime | None, end: datetime, as_of: bool = False) -> Model:

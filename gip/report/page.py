@@ -145,8 +145,8 @@ def _history(model: Model, ids: dict[str, str]) -> str:
         rows.append(
             f'<tr><td><a href="#{ids.get(r.stream, "")}">{esc(r.stream.removeprefix("issue-"))}</a></td>'
             f"<td>{r.run}</td><td{_cls(outcome)}>{esc(outcome)}</td>"
-            f"<td>{esc(utc(r.received) if r.received else '')}</td><td>{esc(duration(wait))}</td>"
-            f"<td>{esc(duration(r.processing))}</td><td>{esc(r.account_id or '')}</td>"
+            f"<td>{utc(r.received) if r.received else ''}</td><td>{duration(wait)}</td>"  # digits only
+            f"<td>{duration(r.processing)}</td><td>{esc(r.account_id or '')}</td>"
             f"<td>{_link(r.result_uri)}</td><td>{esc(failure)}</td></tr>")
     return ("<h2 id=\"runs\">Run history</h2><table><tr><th>issue</th><th>run</th><th>outcome</th><th>received</th>"
             "<th>queued → started</th><th>processing</th><th>account</th><th>result</th><th>failure / skip</th></tr>"
@@ -186,6 +186,7 @@ def _issues(model: Model, scale: Scale, ids: dict[str, str]) -> str:
     runs: dict[str, list[Run]] = defaultdict(list)
     for r in model.runs:
         runs[r.stream].append(r)
+    kinds: dict[str, str] = {}  # event type -> escaped label, once per type
     parts = ["<h2 id=\"issues\">Issues</h2><p>Each issue's stream, from its first event to its last.</p>"]
     for stream in sorted(model.streams):
         points = [(at, kind) for at, kind in model.streams[stream] if model.start <= at <= model.end]
@@ -195,7 +196,8 @@ def _issues(model: Model, scale: Scale, ids: dict[str, str]) -> str:
         own = Scale(first, max(last, first + 1), x0=6, width=1188)
         marks = "".join(
             f'<circle{FAILED_DOT if "Failed" in kind else ""} cx="{own.x(at):.0f}" cy="8" r="5">'
-            f"<title>+{esc(duration(at - first))} {esc(kind.removeprefix('Issue'))}</title></circle>" for at, kind in points)
+            f"<title>+{duration(at - first)} {kinds.get(kind) or kinds.setdefault(kind, esc(kind.removeprefix('Issue')))}"
+            "</title></circle>" for at, kind in points)
         outcomes = "; ".join(f"run {r.run}: {esc(r.verdict or r.status.lower())}" for r in sorted(runs[stream], key=lambda r: r.run))
         parts.append(f'<section class="issue" id="{ids[stream]}"><h3>{esc(stream.removeprefix("issue-"))}: {esc(runs[stream][0].title)}</h3>'
                      f"<p>{esc(span(first, last))}: {outcomes}</p>"

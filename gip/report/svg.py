@@ -25,17 +25,31 @@ def num(value: float) -> str:
     return text[:-2] if text.endswith(".0") else text
 
 
+_DATES: dict[int, str] = {}
+
+
+def _date(day: int) -> str:
+    text = _DATES.get(day)
+    if text is None:
+        text = _DATES[day] = datetime.fromtimestamp(day * 86400, UTC).strftime("%Y-%m-%d")
+    return text
+
+
+def _clock(t: float, seconds: bool = True) -> str:
+    s = int(t) % 86400
+    return f"{s // 3600:02d}:{s % 3600 // 60:02d}" + (f":{s % 60:02d}" if seconds else "")
+
+
 def utc(t: float, *, seconds: bool = True) -> str:
     """``2026-01-10 12:00:05 UTC``: every time on the page says its zone."""
-    fmt = "%Y-%m-%d %H:%M:%S" if seconds else "%Y-%m-%d %H:%M"
-    return datetime.fromtimestamp(t, UTC).strftime(fmt) + " UTC"
+    return f"{_date(int(t) // 86400)} {_clock(t, seconds)} UTC"
 
 
 def span(t0: float, t1: float) -> str:
     """``2026-01-10 08:01:00-08:10:00 UTC`` (the end's date only when it differs)."""
-    a, b = datetime.fromtimestamp(t0, UTC), datetime.fromtimestamp(t1, UTC)
-    end = b.strftime("%H:%M:%S" if a.date() == b.date() else "%Y-%m-%d %H:%M:%S")
-    return f"{a.strftime('%Y-%m-%d %H:%M:%S')}-{end} UTC"
+    d0, d1 = int(t0) // 86400, int(t1) // 86400
+    end = _clock(t1) if d0 == d1 else f"{_date(d1)} {_clock(t1)}"
+    return f"{_date(d0)} {_clock(t0)}-{end} UTC"
 
 
 def duration(seconds: float | None) -> str:
