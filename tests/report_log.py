@@ -92,3 +92,19 @@ def synthetic(total: int, *, accounts: int = 20) -> list[Envelope]:
         free[a] = start + 14 + n % 17 + n % 4
         n += 1
     return log.events
+
+
+def demo() -> tuple[list[Envelope], int]:
+    """A few hours of a six-account pool for the screenshot: leases, failures, time-outs, a
+    quarantine and an account that stays idle. Returns the events and the number of accounts."""
+    events = synthetic(420, accounts=5)
+    log = Log()
+    log.events, last = list(events), max(e["occurred_at"] for e in events)
+    for e in events:
+        log.versions[e["stream"]] = max(log.versions[e["stream"]], e["version"])
+    end = (datetime.fromisoformat(last.replace("Z", "+00:00")) - T0).total_seconds() / 60
+    stream = log.issue("octo/flaky", 99, end + 1, title="cleanup leaves a bucket behind")
+    log.quarantine("300000000001", stream, "lease-q", reserved=end + 2, released=end + 9, quarantined=end + 12,
+                   reason="residue: s3 bucket octo-flaky-99")
+    log.register("300000000009", 5)
+    return log.events, 6

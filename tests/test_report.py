@@ -111,7 +111,7 @@ def test_times_are_utc_and_say_so_even_for_an_end_given_in_another_zone() -> Non
     text = render(small_log().events, end=end)
     assert "All times are UTC" in text
     assert "Window: 2026-01-10 08:00:00 UTC to 2026-01-10 09:00:00 UTC" in text
-    ticks = re.findall(r'<text class="tick"[^>]*>(\d{4}-\d\d-\d\d \d\d:\d\d[^<]*)</text>', text)
+    ticks = re.findall(r'<text class="tick ax"[^>]*>(\d{4}-\d\d-\d\d \d\d:\d\d[^<]*)</text>', text)
     assert ticks and all(t.endswith(" UTC") for t in ticks)
 
 

@@ -30,9 +30,10 @@ h1{font-size:20px}h2{font-size:16px;border-bottom:1px solid #ccc;margin-top:28px
 svg.chart{width:100%;height:auto;display:block;margin:6px 0}svg.strip{max-height:16px}
 .tick,.acct,.lbl{font:10px sans-serif;fill:#555}.lbl{fill:#fff}
 .grid{stroke:#e4e4e4}.lane{fill:#f3f8f3}.R{fill:#3b6fd6}.C{fill:#e0a030}.Q{fill:#c03030}
-.to{fill:#000}.rec{fill:#8aa8e0}.pro{fill:#3b6fd6}.hist{fill:#7a9cc6}.q{stroke:#c03030;stroke-dasharray:3 2}
+.to{fill:#000}.key .to{color:#000}.rec{fill:#8aa8e0}.pro{fill:#3b6fd6}.hist{fill:#7a9cc6}.q{stroke:#c03030;stroke-dasharray:3 2}
 .line{fill:none;stroke:#2a8a4a;stroke-width:1.5}.dot{fill:#e0a030}.strip circle{fill:#3b6fd6}.strip circle.evf{fill:#c03030}
-.key span{display:inline-block;padding:1px 6px;margin-right:6px;color:#fff}
+.key span{display:inline-block;padding:1px 6px;margin-right:6px;color:#fff}.ax{text-anchor:middle}
+.key .R{background:#3b6fd6}.key .C{background:#e0a030}.key .Q{background:#c03030}.key .rec{background:#8aa8e0}.key .pro{background:#3b6fd6}
 table{border-collapse:collapse;margin:6px 0}td,th{border:1px solid #ddd;padding:2px 6px;text-align:left;vertical-align:top}
 th{background:#f4f4f4}.ok{color:#2a8a4a}.bad{color:#c03030}.none{color:#888}
 .v0{fill:#c03030;background:#c03030}.v1{fill:#2a8a4a;background:#2a8a4a}.v2{fill:#e0a030;background:#e0a030}

@@ -94,9 +94,11 @@ def axis(scale: Scale, *, y: float, height: float) -> str:
     """Grid lines and UTC labels under a chart of ``height`` starting at ``y``."""
     parts = []
     for t in ticks(scale.t0, scale.t1):
+        if scale.x(t) > WIDTH - 45:
+            continue  # its label would run off the chart
         x = num(scale.x(t))
         parts.append(f'<line class="grid" x1="{x}" x2="{x}" y1="{num(y)}" y2="{num(y + height)}"/>'
-                     f'<text class="tick" x="{x}" y="{num(y + height + 12)}">{esc(utc(t, seconds=False))}</text>')
+                     f'<text class="tick ax" x="{x}" y="{num(y + height + 12)}">{utc(t, seconds=False)}</text>')
     return "".join(parts)
 
 
@@ -121,7 +123,7 @@ def bars_over_time(series: Sequence[tuple[str, str, Sequence[tuple[float, int]]]
     return svg("".join(parts), height=height, label=label)
 
 
-def histogram(values: Sequence[float], *, label: str, bins: int = 30, height: float = 120) -> str:
+def histogram(values: Sequence[float], *, label: str, bins: int = 30, height: float = 140) -> str:
     """A distribution of durations with p50, p95 and max marked."""
     from gip.report.model import quantile
 
@@ -131,7 +133,7 @@ def histogram(values: Sequence[float], *, label: str, bins: int = 30, height: fl
     counts = [0] * bins
     for v in values:
         counts[min(bins - 1, int(v / hi * bins))] += 1
-    top, plot = max(counts), height - 30
+    top, plot = max(counts), height - 45
     scale = Scale(0, hi)
     step = scale.width / bins
     parts = []
@@ -140,11 +142,12 @@ def histogram(values: Sequence[float], *, label: str, bins: int = 30, height: fl
         parts.append(f'<rect class="hist" x="{num(scale.x0 + i * step)}" y="{num(5 + plot - h)}" '
                      f'width="{num(step - 1)}" height="{num(h)}"><title>{esc(duration(i * hi / bins))}-'
                      f'{esc(duration((i + 1) * hi / bins))}: {c}</title></rect>')
-    for name, q in (("p50", 0.5), ("p95", 0.95), ("max", 1.0)):
+    for row, (name, q) in enumerate((("p50", 0.5), ("p95", 0.95), ("max", 1.0))):
         v = quantile(list(values), q)
         x = num(scale.x(v))
-        parts.append(f'<line class="q" x1="{x}" x2="{x}" y1="5" y2="{num(5 + plot)}"/>'
-                     f'<text class="tick" x="{x}" y="{num(plot + 18)}">{name} {esc(duration(v))}</text>')
+        parts.append(f'<line class="q" x1="{x}" x2="{x}" y1="5" y2="{num(5 + plot + 4 + 11 * row)}"/>'
+                     f'<text class="tick" x="{x}" y="{num(plot + 16 + 11 * row)}" text-anchor="end">{name} '
+                     f"{duration(v)}&#160;</text>")
     parts.append(f'<text class="tick" x="2" y="14">{esc(label)}</text><text class="tick" x="2" y="28">n={len(values)}</text>')
     return svg("".join(parts), height=height, label=label)
 
