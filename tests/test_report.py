@@ -135,6 +135,19 @@ def test_run_history_newest_first_with_failures_and_health() -> None:
     failing = render(small_log().events, end=END, drift=["account 1: status: stored='A' log='B'"])
     assert "would fail: 1 field(s) differ" in failing and "stored=&#x27;A&#x27;" in failing
     assert "Projection check: not run" in render(small_log().events, end=END)
+    # verdicts per repository: octo/app has one of each, octo/lib none (its run failed)
+    assert ("<tr><th>repository</th><th>not_reproduced</th><th>reproduced</th><th>total</th></tr>"
+            "<tr><td>octo/app</td><td>1</td><td>1</td><td>2</td></tr>") in text
+    assert "octo/lib</td><td>" not in text.split('id="verdicts"')[1].split('id="runs"')[0]
+
+
+def test_cleanup_durations_and_usable_accounts_follow_the_log() -> None:
+    log = small_log()
+    s = log.issue("octo/app", 9, 52)
+    log.quarantine(A3, s, "lease-9", reserved=53, released=55, quarantined=57)
+    model = build(log.events, start=None, end=END)
+    assert sorted(seconds for _, seconds in model.cleanups) == [60.0, 120.0, 300.0]  # a quarantine is no cleanup
+    assert model.usable == [(T0.timestamp(), 3), (log.at(57).timestamp(), 2)]  # registered at the start
 
 
 def test_quarantine_and_refused_events_are_shown_not_raised() -> None:

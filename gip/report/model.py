@@ -9,15 +9,17 @@ opens or updates a run. Events the reducers refuse are counted as anomalies, nev
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TypeVar
 
 from gip.domain import issue as issue_mod
 from gip.domain import pool as pool_mod
 from gip.domain.envelope import Envelope, iso, parse_iso
 from gip.errors import IllegalTransition
 
+S = TypeVar("S")
 DRAWN = (pool_mod.RESERVED, pool_mod.CLEANING, pool_mod.QUARANTINED)
 MAX_ATTEMPTS = 3  # the worker's MAX_ATTEMPTS: a failure at this attempt goes to the DLQ
 
@@ -137,15 +139,9 @@ def build(events: Iterable[Envelope], *, start: datetime | None, end: datetime, 
 
 def _account(model: Model, account: str, evs: list[Envelope], changes: list[tuple[float, int]]) -> None:
     model.accounts.append(account)
-    state: pool_mod.Account | None = None
     open_seg: Segment | None = None
-    for event in evs:
-        try:
-            after = pool_mod.evolve(state, event)
-        except IllegalTransition as exc:
-            model.anomalies.append(str(exc))
-            continue
-        at = _t(event["occurred_at"])
+    state: pool_mod.Account | None = None
+    for event, state, after, at in _steps(model, evs, pool_mod.evolve):
         before = state.status if state else None
         if before != after.status:
             if open_seg is not None:
@@ -171,16 +167,10 @@ def _account(model: Model, account: str, evs: list[Envelope], changes: list[tupl
 
 
 def _issue(model: Model, stream: str, evs: list[Envelope]) -> None:
-    state: issue_mod.Issue | None = None
     run: Run | None = None
     dots = model.streams.setdefault(stream, [])
-    for event in evs:
-        try:
-            after = issue_mod.evolve(state, event)
-        except IllegalTransition as exc:
-            model.anomalies.append(str(exc))
-            continue
-        at, kind, data = _t(event["occurred_at"]), event["type"], event["data"]
+    for event, _, after, at in _steps(model, evs, issue_mod.evolve):
+        kind, data = event["type"], event["data"]
         dots.append((at, kind))
         if kind == "IssueReceived" or run is None:
             run = Run(stream, after.run, after.title, after.repo, received=at)
@@ -197,6 +187,20 @@ def _issue(model: Model, stream: str, evs: list[Envelope]) -> None:
             run.error, run.retryable, run.reason = after.error, after.retryable, after.reason
             run.attempt = after.attempt
             run.account_id = run.account_id or data.get("account_id")
+
+
+def _steps(model: Model, evs: list[Envelope], evolve: Callable[[S | None, Envelope], S]
+           ) -> Iterator[tuple[Envelope, S | None, S, float]]:
+    """(event, state before, state after, epoch seconds) through the live reducer ``evolve``;
+    an event it refuses is noted as an anomaly and skipped (the state stays as it was)."""
+    state: S | None = None
+    for event in evs:
+        try:
+            after = evolve(state, event)
+        except IllegalTransition as exc:
+            model.anomalies.append(str(exc))
+            continue
+        yield event, state, after, _t(event["occurred_at"])
         state = after
 
 
