@@ -18,13 +18,14 @@ class Log:
         self.t0 = t0
         self.events: list[Envelope] = []
         self.versions: dict[str, int] = defaultdict(int)
+        self.corr = "c"  # the correlation id of what is added next
 
     def at(self, minutes: float) -> datetime:
         return self.t0 + timedelta(minutes=minutes)
 
-    def add(self, type_: str, stream: str, minutes: float, data: dict[str, Any], corr: str = "c") -> Envelope:
+    def add(self, type_: str, stream: str, minutes: float, data: dict[str, Any]) -> Envelope:
         self.versions[stream] += 1
-        event = new_event(type_, stream=stream, data=data, cause=Cause(corr, "test"), occurred_at=self.at(minutes))
+        event = new_event(type_, stream=stream, data=data, cause=Cause(self.corr, "test"), occurred_at=self.at(minutes))
         event = {**event, "version": self.versions[stream]}  # type: ignore[assignment]
         self.events.append(event)
         return event

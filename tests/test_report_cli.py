@@ -35,6 +35,7 @@ def recent_log() -> Log:
     log.register(A2)
     s1 = log.issue("octo/app", 1, 1)
     log.lease(A1, s1, "lease-1", reserved=2, released=30, cleaned=32)
+    log.corr = "delivery-2"
     s2 = log.issue("octo/app", 2, 40)
     log.lease(A2, s2, "lease-2", reserved=41, released=80, cleaned=85, verdict=None, error="worker died")
     return log
@@ -94,6 +95,18 @@ def test_since_only_draws_the_window_but_folds_from_the_start(seeded: SimpleName
     page = target.read_text()
     assert code == 0 and "refuse" not in page  # every stream folded from version 1
     assert "octo/app#2" in page and ">octo/app#1</a>" not in page  # run 1 ended before the window
+
+
+def test_correlation_id_draws_the_streams_one_delivery_touched(seeded: SimpleNamespace, moto_server: str,
+                                                                tmp_path: Path) -> None:
+    target = tmp_path / "r.html"
+    code, _, _ = report(moto_server, "--correlation-id", "delivery-2", "--output", str(target))
+    page = target.read_text()
+    assert code == 0
+    assert re.findall(r'<g class="row" data-account="(\d+)"', page) == [A2]
+    assert ">octo/app#2</a>" in page and ">octo/app#1</a>" not in page
+    code, _, err = report(moto_server, "--correlation-id", "nobody", "--output", str(target))
+    assert code == 1 and "no event has correlation id 'nobody'" in err
 
 
 def test_bad_usage_and_missing_tables_are_one_line(moto_server: str, tmp_path: Path) -> None:

@@ -1,7 +1,8 @@
 """``report``: the event log drawn as one self-contained HTML page (``gip.report``).
 
-Reading is ``replay``'s: the time index from the log's start (never a scan), or ``--stream``
-by key. Every stream is folded from version 1, so ``--since`` only chooses what is drawn;
+Reading is ``replay``'s: the time index from the log's start (never a scan), ``--stream`` by
+key, ``--correlation-id`` through its index (then the streams it touched, by key). ``--type``
+is not offered: a fold needs every event of a stream. Every stream is folded from version 1, so ``--since`` only chooses what is drawn;
 ``--until`` / ``--as-of`` stop the fold there (``--as-of`` draws the pool as it stood then).
 A report of the whole log up to now also runs ``replay --verify``'s check and states its result.
 
@@ -24,7 +25,7 @@ from gip.cli.replay_query import Query, build_query
 from gip.cli.timeparse import parse_instant
 from gip.domain import schemas
 from gip.domain.envelope import Envelope, utcnow
-from gip.errors import UsageError
+from gip.errors import NotFound, UsageError
 from gip.report import render
 
 PRESIGN_SECONDS = 7 * 24 * 3600  # the longest a SigV4 presigned URL lives
@@ -36,6 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--as-of", metavar="T", help="the pool as it stood at T (the fold stops there)")
     parser.add_argument("--stream", action="append", default=[], metavar="ID",
                         help="only these streams: account id, owner/repo#N or stream id (repeatable)")
+    parser.add_argument("--correlation-id", help="only the streams one delivery touched (each drawn whole)")
     parser.add_argument("--output", default="report.html", help="where to write the page (default: report.html)")
     parser.add_argument("--open", action="store_true", help="open the page in a browser")
     parser.add_argument("--to-s3", action="store_true",
@@ -49,7 +51,7 @@ def run(args: argparse.Namespace, *, now: datetime | None = None, out: TextIO | 
     if args.as_of and args.until:
         raise UsageError("--as-of and --until both say where the page ends: give one")
     query = build_query(streams=args.stream, since=args.since, until=args.until, now=now,
-                        known_types=schemas.event_types())
+                        correlation_id=args.correlation_id, known_types=schemas.event_types())
     end = parse_instant(args.as_of, now=now) if args.as_of else (query.until or now)
     if query.since and query.since > end:
         raise UsageError("--since is after the end of the page")
@@ -89,8 +91,14 @@ def read_events(core: Core, query: Query, *, end: datetime, now: datetime) -> tu
     the drift ``replay --verify`` would report (None when not checked)."""
     from gip.services.projection import Projections
 
-    if query.streams:  # read whole by key, as replay --as-of does
-        return list(read_selection(core, Query(streams=query.streams), raw=False, now=end)), None
+    streams = query.streams
+    if query.correlation_id:  # the streams the delivery touched, through the by-correlation index
+        touched = read_selection(core, Query(correlation_id=query.correlation_id), raw=False, now=end)
+        streams = tuple(sorted({e["stream"] for e in touched}))
+        if not streams:
+            raise NotFound(f"no event has correlation id {query.correlation_id!r}")
+    if streams:  # read whole by key, as replay --as-of does
+        return list(read_selection(core, Query(streams=streams), raw=False, now=end)), None
     if end < now:
         return list(read_selection(core, Query(until=end), raw=False, now=end)), None
     projections = Projections(core.store)
