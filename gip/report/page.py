@@ -187,20 +187,26 @@ def _issues(model: Model, scale: Scale, ids: dict[str, str]) -> str:
     runs: dict[str, list[Run]] = defaultdict(list)
     for r in model.runs:
         runs[r.stream].append(r)
-    kinds: dict[str, str] = {}  # event type -> escaped label, once per type
+    kinds: dict[str, tuple[str, str]] = {}  # event type -> its dot's class and escaped label, once per type
+
+    def dot(kind: str) -> tuple[str, str]:
+        label = kinds.get(kind)
+        if label is None:
+            label = kinds[kind] = (FAILED_DOT if "Failed" in kind else "", esc(kind.removeprefix("Issue")))
+        return label
+
+    lo, hi = model.start, model.end
     parts = ["<h2 id=\"issues\">Issues</h2><p>Each issue's stream, from its first event to its last.</p>"]
     for stream in sorted(model.streams):
-        points = [(at, kind) for at, kind in model.streams[stream] if model.start <= at <= model.end]
+        points = [p for p in model.streams[stream] if lo <= p[0] <= hi]
         if not runs.get(stream) or not points:
             continue
         first, last = points[0][0], points[-1][0]
-        own = Scale(first, max(last, first + 1), x0=6, width=1188)
-        marks = "".join(
-            f'<circle{FAILED_DOT if "Failed" in kind else ""} cx="{own.x(at):.0f}" cy="8" r="5">'
-            f"<title>+{duration(at - first)} {kinds.get(kind) or kinds.setdefault(kind, esc(kind.removeprefix('Issue')))}"
-            "</title></circle>" for at, kind in points)
-        outcomes = "; ".join(f"run {r.run}: {esc(r.verdict or r.status.lower())}" for r in sorted(runs[stream], key=lambda r: r.run))
-        parts.append(f'<section class="issue" id="{ids[stream]}"><h3>{esc(stream.removeprefix("issue-"))}: {esc(runs[stream][0].title)}</h3>'
-                     f"<p>{esc(span(first, last))}: {outcomes}</p>"
+        k = 1188 / max(last - first, 1.0)
+        marks = "".join(f'<circle{dot(kind)[0]} cx="{6 + (at - first) * k:.0f}" cy="8" r="5">'
+                        f"<title>+{duration(at - first)} {dot(kind)[1]}</title></circle>" for at, kind in points)
+        outcomes = "; ".join(f"run {r.run}: {esc(r.verdict or r.status.lower())}" for r in reversed(runs[stream]))
+        parts.append(f'<section class="issue" id="{ids[stream]}"><h3>{esc(stream.removeprefix("issue-"))}: '
+                     f"{esc(runs[stream][0].title)}</h3><p>{span(first, last)}: {outcomes}</p>"
                      f'<svg class="chart strip" viewBox="0 0 1200 16">{marks}</svg></section>')
     return "".join(parts)
