@@ -125,6 +125,16 @@ def test_distributions_state_p50_p95_and_max() -> None:
     assert "processing (IssueProcessingStarted → IssueProcessed)</td><td>2</td>" in text
 
 
+def test_received_and_processed_per_hour() -> None:
+    log = small_log()
+    log.issue("octo/app", 4, 65)  # received in the next hour, still queued
+    text = render(log.events, end=END + timedelta(minutes=30))
+    titles = Page(text).titles
+    assert "received 2026-01-10 08:00 UTC: 3" in titles and "received 2026-01-10 09:00 UTC: 1" in titles
+    assert "processed 2026-01-10 08:00 UTC: 2" in titles  # the third run failed
+    assert not any(t.startswith("processed 2026-01-10 09:00") for t in titles)
+
+
 def test_run_history_newest_first_with_failures_and_health() -> None:
     text = render(small_log().events, end=END, drift=[])
     rows = re.findall(r'<tr><td><a href="#i\d+">([^<]+)</a></td>', text)

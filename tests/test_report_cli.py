@@ -109,6 +109,16 @@ def test_correlation_id_draws_the_streams_one_delivery_touched(seeded: SimpleNam
     assert code == 1 and "no event has correlation id 'nobody'" in err
 
 
+def test_stream_and_open(seeded: SimpleNamespace, moto_server: str, tmp_path: Path,
+                         monkeypatch: pytest.MonkeyPatch) -> None:
+    opened: list[str] = []
+    monkeypatch.setattr("webbrowser.open", opened.append)
+    target = tmp_path / "r.html"
+    code, _, _ = report(moto_server, "--stream", A1, "--open", "--output", str(target))
+    assert code == 0 and opened == [target.resolve().as_uri()]
+    assert re.findall(r'<g class="row" data-account="(\d+)"', target.read_text()) == [A1]
+
+
 def test_bad_usage_and_missing_tables_are_one_line(moto_server: str, tmp_path: Path) -> None:
     code, _, err = report(moto_server, "--as-of", "1h", "--until", "2h", "--output", str(tmp_path / "x.html"))
     assert code == 2 and "give one" in err
