@@ -144,6 +144,11 @@ def test_to_s3_uploads_under_reports_and_prints_a_presigned_url(seeded: SimpleNa
     assert len(keys) == 1 and re.fullmatch(r"reports/report-\d{8}T\d{6}Z\.html", keys[0])
 
 
+def test_to_s3_without_the_bucket_is_one_line(seeded: SimpleNamespace, moto_server: str, tmp_path: Path) -> None:
+    code, _, err = report(moto_server, "--to-s3", "--bucket", "no-such-bucket", "--output", str(tmp_path / "r.html"))
+    assert code == 1 and err.count("\n") == 1 and "NoSuchBucket" in err and "Traceback" not in err
+
+
 def test_local_mode_serves_the_page_drawn_on_each_request(seeded: SimpleNamespace, moto_server: str) -> None:
     from gip.cli.report import local_page
     from gip.local.apigw import Gateway
