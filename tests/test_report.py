@@ -188,6 +188,7 @@ def test_hostile_text_in_every_untrusted_field_is_escaped() -> None:
     log = Log()
     log.register(A1)
     log.register(A2)
+    log.register(HOSTILE)  # an account stream the schemas would refuse, drawn all the same
     stream = issue_stream("evil.org/x-y_z", 1)
     log.add("IssueReceived", stream, 1, {
         "repo": HOSTILE, "number": 1, "title": HOSTILE, "labels": [HOSTILE], "trigger": HOSTILE,
@@ -211,6 +212,7 @@ def test_hostile_text_in_every_untrusted_field_is_escaped() -> None:
     escaped = "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;&#x27; onmouseover=&#x27;alert(1)&quot;"
     assert text.count(escaped) >= 6  # title, verdict, error, lease, reason, drift, page title …
     assert any(HOSTILE in t for t in page.titles)  # the hover text reads back as written
+    assert list(page.rows) == sorted([A1, A2, HOSTILE])  # its row's label and attribute, escaped
 
 
 def test_ten_thousand_events_make_a_self_contained_page_under_two_megabytes() -> None:
