@@ -16,9 +16,15 @@ import socket
 from collections.abc import Iterator
 from types import ModuleType, SimpleNamespace
 
+import freezegun
 import pytest
 
 from gip import observability
+
+# freeze_time scans every loaded module's attributes; Powertools' parser package loads its
+# pydantic models lazily on attribute access, which under a frozen clock cannot build its
+# datetime schemas. Powertools reads no clock we freeze, so freezegun leaves it alone.
+freezegun.configure(extend_ignore_list=["aws_lambda_powertools"])
 
 pytest_plugins = ["tests.fakes.fixtures"]  # the fake GitHub server fixture, for every test
 

@@ -323,7 +323,8 @@ def test_deploy_stores_the_app_secret_and_the_hooks_and_never_prints_the_key(gh,
     key = tmp_path / "key.pem"
     key.write_text(gh.private_key_pem)
     args = build_parser().parse_args(["deploy", "--org", "o-abcdefghij", "--prefix", "t1", "--github-app-id", "4242",
-                                      "--github-app-key-file", str(key), "--redeliver-hooks", "repos/o/r/hooks/9"])
+                                      "--github-app-key-file", str(key), "--redeliver-hooks", "repos/o/r/hooks/9",
+                                      "--github-api-url", gh.url])
     assert gh.private_key_pem not in repr(args)
     ddb = boto3.client("dynamodb", region_name="us-east-1")
     ddb.create_table(TableName="t1-pool", KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
@@ -331,7 +332,6 @@ def test_deploy_stores_the_app_secret_and_the_hooks_and_never_prints_the_key(gh,
     options = DeployOptions(org_id="o-abcdefghij", prefix="t1", region="us-east-1")
     reporter = Reporter()
     deployed = []
-    monkeypatch.setenv("GITHUB_API_URL", gh.url)
     out = github_app.deploying(args, options, reporter,
                                lambda o, r: deployed.append(o) or {"PoolTable": "t1-pool", "WebhookUrl": "u"})
     assert [o.bot_login for o in deployed] == ["gip-app[bot]"] and out["WebhookUrl"] == "u"
@@ -364,9 +364,8 @@ def test_deploy_flags_are_checked_before_anything_is_deployed(gh, tmp_path, caps
             github_app.deploying(args, SimpleNamespace(dry_run=False), Reporter(), never)
     key = tmp_path / "other.pem"
     key.write_text(FakeGitHubApp().private_key_pem)  # a key, but not this App's
-    monkeypatch.setenv("GITHUB_API_URL", gh.url)
     args = build_parser().parse_args(["deploy", "--org", "o-abcdefghij", "--github-app-id", "4242",
-                                      "--github-app-key-file", str(key)])
+                                      "--github-app-key-file", str(key), "--github-api-url", gh.url])
     with pytest.raises(ConfigError, match="GitHub refused GitHub App 4242"):
         github_app.deploying(args, SimpleNamespace(dry_run=False, bot_login=""), Reporter(), never)
 

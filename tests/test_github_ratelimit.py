@@ -211,8 +211,29 @@ def test_concurrent_claims_from_many_containers_get_distinct_slots(dynamo_gate):
     slots: list[float] = []
     lock = threading.Lock()
 
+    request_lock = threading.Lock()
+
+    class OneRequestAtATime:
+        """DynamoDB applies each request atomically; moto in-process does not across threads.
+        Each request is made atomic here, nothing more: threads still interleave between the
+        read and the conditional write, which is the race claim_write must survive."""
+
+        def __init__(self, client: object) -> None:
+            self._client = client
+
+        def __getattr__(self, name: str) -> object:
+            call = getattr(self._client, name)
+            if name == "exceptions":
+                return call
+
+            def atomic(*args: object, **kwargs: object) -> object:
+                with request_lock:
+                    return call(*args, **kwargs)
+            return atomic
+
     def claim() -> None:
         gate = dynamo_gate()
+        gate._client = OneRequestAtATime(gate.client)
         for _ in range(3):
             slot = gate.claim_write("token", now=NOW, interval=1.1)
             with lock:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -103,7 +102,7 @@ def _bot_login(args: argparse.Namespace, key: KeyFile, reporter: Any) -> str:
     from gip.adapters.github.token import check_app
     from gip.config import Settings
 
-    url = getattr(args, "github_api_url", None) or os.environ.get("GITHUB_API_URL") or "https://api.github.com"
+    url = getattr(args, "github_api_url", None) or "https://api.github.com"  # --github-api-url, checked
     env = {"GITHUB_APP_ID": str(args.github_app_id), "GITHUB_APP_PRIVATE_KEY": key.pem}
     try:
         app = check_app(Settings.for_prefix(args.prefix, github_api_url=url.rstrip("/")), env=env)
