@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from gip.adapters import aws
-from gip.cli.render import key_values, table
+from gip.cli.render import add_format, key_values, structured, table
 from gip.cli.replay import ACCOUNT_COLUMNS, dynamo_errors, open_core
 from gip.cli.replay_query import summary
 from gip.domain.envelope import ACCOUNT_RE, Cause, Envelope, utcnow
@@ -83,11 +83,11 @@ def failure_rows(events: Iterable[Envelope]) -> list[dict[str, Any]]:
 
 
 def add_accounts_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--format", choices=("table", "json"), default="table")
+    add_format(parser)
 
 
 def add_status_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--format", choices=("table", "json"), default="table")
+    add_format(parser)
 
 
 def add_reinstate_arguments(parser: argparse.ArgumentParser) -> None:
@@ -100,8 +100,8 @@ def run_accounts(args: argparse.Namespace) -> int:
     with dynamo_errors(core.settings):
         accounts = core.pool.accounts()
     rows = [a.as_dict() for a in accounts]
-    if args.format == "json":
-        print(json.dumps(rows, indent=2, sort_keys=True))
+    if args.format != "table":
+        print("\n".join(structured(args.format, rows, rows)))
         return 0
     for line in table(rows, ACCOUNT_COLUMNS):
         print(line)
@@ -118,8 +118,11 @@ def run_status(args: argparse.Namespace, *, now: datetime | None = None) -> int:
         recent = [e for e in core.store.read_window(now - RECENT, now) if e["type"] in FAILURE_TYPES]
     queues = queue_rows(_queues(args))
     failures = failure_rows(recent[-20:])
-    if args.format == "json":
-        print(json.dumps({"pool": pool, "queues": queues, "recent_failures": failures}, indent=2, sort_keys=True))
+    if args.format != "table":
+        doc = {"pool": pool, "queues": queues, "recent_failures": failures}
+        records = [{"kind": "pool", **pool}, *({"kind": "queue", **q} for q in queues),
+                   *({"kind": "failure", **f} for f in failures)]
+        print("\n".join(structured(args.format, doc, records)))
         return 0
     print("pool")
     pairs: list[tuple[str, Any]] = [(f"  {s.lower()}", n) for s, n in pool["by_status"].items()]

@@ -24,7 +24,7 @@ from datetime import datetime, timedelta
 from typing import Any, TextIO
 
 from gip.adapters import aws, bus
-from gip.cli.render import table
+from gip.cli.render import FORMAT_HELP, add_format, structured, table
 from gip.cli.replay_query import EVENT_COLUMNS, Query, build_query, bus_entry, event_rows
 from gip.cli.timeparse import parse_instant
 from gip.domain import schemas
@@ -178,8 +178,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--until", help="ISO-8601 time or age like 2h, 30m, 7d")
     parser.add_argument("--correlation-id", help="follow one delivery through every stream it touched")
     parser.add_argument("--as-of", metavar="T", help="print the pool and issues as they were at T")
-    parser.add_argument("--format", choices=("table", "jsonl"), default=None,
-                        help="table on a terminal, jsonl otherwise")
+    add_format(parser, default=None, help=f"{FORMAT_HELP}; default table on a terminal, jsonl otherwise")
     parser.add_argument("--raw", action="store_true", help="old event versions as stored (no upcasting)")
     parser.add_argument("--verify", action="store_true", help="fold the log and compare it with the stored rows")
     parser.add_argument("--repair", action="store_true", help="with --verify: rewrite drifted rows from the log")
@@ -225,6 +224,9 @@ def print_events(events: Iterable[Envelope], *, fmt: str, out: TextIO) -> int:
         for event in events:
             print(dumps(event), file=out)
         return 0
+    if fmt == "json":
+        print(json.dumps(list(events), indent=2, sort_keys=True, ensure_ascii=False, default=str), file=out)
+        return 0
     rows = list(event_rows(events))
     for line in table(rows, EVENT_COLUMNS, max_width={"stream": 40}):
         print(line, file=out)
@@ -243,11 +245,10 @@ def as_of(core: Core, moment: datetime, query: Query, *, fmt: str, out: TextIO) 
     folded = fold_log(events)
     accounts = [a.as_dict() for _, a in sorted(folded.accounts.items())]
     issues = [i.as_dict() for _, i in sorted(folded.issues.items())]
-    if fmt == "jsonl":
-        for row in accounts:
-            print(json.dumps({"kind": "account", **row}, sort_keys=True), file=out)
-        for row in issues:
-            print(json.dumps({"kind": "issue", **row}, sort_keys=True), file=out)
+    if fmt != "table":
+        records = [*({"kind": "account", **row} for row in accounts), *({"kind": "issue", **row} for row in issues)]
+        doc = {"as_of": iso(moment), "events_folded": len(events), "accounts": accounts, "issues": issues}
+        print("\n".join(structured(fmt, doc, records)), file=out)
         return 0
     counts = folded.counts
     print(f"as of {iso(moment)} ({len(events)} events folded): {counts.usable} usable, "

@@ -19,8 +19,9 @@ MAX_ACCOUNTS = 50
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Local-mode flags (``--region/--profile/--prefix/--endpoint-url`` come from gip.cli.main)."""
-    parser.add_argument("--org", required=True, help="AWS Organization id for the templates, o-xxxxxxxxxx")
-    parser.add_argument("--local", action="store_true", help="run locally (implied by this command)")
+    parser.add_argument("--org", default="o-example0000",
+                        help="AWS Organization id the templates are given (only a label locally; "
+                             "default o-example0000)")
     parser.add_argument("--port", type=int, default=8080, help="webhook port on 127.0.0.1 (default 8080)")
     parser.add_argument("--aws-port", type=int, default=4566, help="embedded AWS endpoint port (default 4566)")
     parser.add_argument("--accounts", type=int, default=3, help="member accounts in the pool (default 3)")
