@@ -75,6 +75,20 @@ def http_answer(response: Mapping[str, Any]) -> tuple[int, list[tuple[str, str]]
     return status, headers, body
 
 
+def body_length(content_length: str | None, transfer_encoding: str | None) -> tuple[int, tuple[int, dict[str, str]] | None]:
+    """Pure: the body's length, or the error answer. Only a plain decimal ``Content-Length`` up
+    to API Gateway's limit is read; anything else is refused and the connection closed."""
+    if transfer_encoding and transfer_encoding.strip().lower() != "identity":
+        return 0, (411, {"message": "Length Required: chunked bodies are not accepted, send Content-Length"})
+    text = (content_length or "0").strip()
+    if not text.isdigit() or not text.isascii():
+        return 0, (400, {"message": f"Bad Request: Content-Length must be a non-negative integer, got {text[:20]!r}"})
+    length = int(text)
+    if length > MAX_BODY:
+        return 0, (413, {"message": "Request Too Long"})
+    return length, None
+
+
 class Gateway:
     """The HTTP server. Binding happens in the constructor, so a busy port fails at once."""
 
@@ -129,10 +143,12 @@ class Gateway:
     def _post(self, req: BaseHTTPRequestHandler) -> None:
         url = urlsplit(req.path)
         if url.path != "/webhook":
+            req.close_connection = True  # its body is not read
             return self._send(req, 404, {"message": "Not Found"})
-        length = int(req.headers.get("Content-Length") or 0)
-        if length > MAX_BODY:
-            return self._send(req, 413, {"message": "Request Too Long"})
+        length, problem = body_length(req.headers.get("Content-Length"), req.headers.get("Transfer-Encoding"))
+        if problem is not None:
+            req.close_connection = True  # the unread body must never be parsed as the next request
+            return self._send(req, *problem)
         body = req.rfile.read(length) if length else b""
         event = proxy_event(method="POST", path=url.path, query=url.query,
                             headers=list(req.headers.items()), body=body,
@@ -168,6 +184,8 @@ class Gateway:
         payload = json.dumps(doc, sort_keys=True).encode("utf-8")
         req.send_response(status)
         req.send_header("Content-Type", "application/json")
+        if req.close_connection:
+            req.send_header("Connection", "close")
         req.send_header("Content-Length", str(len(payload)))
         req.end_headers()
         req.wfile.write(payload)
