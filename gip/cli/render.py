@@ -23,9 +23,12 @@ def cell(value: Any, *, width: int | None = None) -> str:
     else:
         text = str(value)
     text = text.replace("\r", " ").replace("\n", " ")
-    if width is not None and len(text) > width:
-        text = text[: max(width - 1, 0)] + "…"
-    return text
+    return text if width is None else clip(text, width)
+
+
+def clip(text: str, width: int) -> str:
+    """``text`` cut to ``width`` characters, the cut marked with an ellipsis (the one way we cut)."""
+    return text if len(text) <= width else text[: max(width - 1, 0)] + "…"
 
 
 def table(

@@ -20,6 +20,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+from gip.cli.render import clip
+from gip.domain.envelope import iso, utcnow
 from gip.errors import GipError
 
 MAX_BODY = 10 * 1024 * 1024  # API Gateway's payload limit
@@ -159,8 +161,8 @@ class Gateway:
             status, headers, payload = 502, [("Content-Type", "application/json")], \
                 b'{"message": "Internal server error"}'
             self._note(f"webhook function failed: {type(exc).__name__}: {exc}")
-        self._note(f"POST /webhook -> {status} {payload.decode('utf-8', 'replace')[:120]} "
-                   f"(delivery {req.headers.get('X-GitHub-Delivery', '-')[:40]})")
+        self._note(f"POST /webhook -> {status} {clip(payload.decode('utf-8', 'replace'), 120)} "
+                   f"(delivery {clip(req.headers.get('X-GitHub-Delivery', '-'), 40)})")
         req.send_response(status)
         for name, value in headers:
             req.send_header(name, value)
@@ -192,4 +194,4 @@ class Gateway:
 
     def _note(self, text: str) -> None:
         if self.on_request is not None:
-            self.on_request(f"{time.strftime('%H:%M:%S', time.gmtime())}  {text}")
+            self.on_request(f"{iso(utcnow())}  {text}")
