@@ -1,7 +1,7 @@
 """``replay``: print, time-travel, verify or re-publish the event log.
 
 Reading never scans the event table: a time window goes through the ``by-day`` index (one
-query per UTC day, paged), ``--stream`` reads the stream by key, ``--correlation-id`` goes
+query per UTC day that holds events, from the store's day index, paged), ``--stream`` reads the stream by key, ``--correlation-id`` goes
 through the ``by-correlation`` index. :class:`ReadMeter` counts the DynamoDB calls and pages
 through botocore's event hooks and shows progress on stderr for long reads.
 
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import os
 import sys
@@ -157,6 +158,28 @@ def read_selection(core: Core, query: Query, *, raw: bool, now: datetime) -> Ite
     return (e for e in source if query.matches(e))
 
 
+def newest_event_at(core: Core, *, now: datetime) -> datetime | None:
+    """When the newest event happened: the last day of the day index, read (one query). None
+    when the log has no day index (written before it existed) or nothing up to ``now``."""
+    days = core.store.log_days()
+    if not days:
+        return None
+    last = None
+    for event in core.store.read_window(parse_iso(f"{days[-1]}T00:00:00Z"), now):
+        last = event["occurred_at"]
+    return parse_iso(last) if last else None
+
+
+def clamp(moment: datetime, newest: datetime | None, *, now: datetime) -> datetime:
+    """``--as-of`` after the newest event means the newest event (and never after ``now``)."""
+    limit = min(newest, now) if newest is not None else now
+    if moment <= limit:
+        return moment
+    what = "the newest event" if newest is not None else "now"
+    print(f"notice: --as-of {iso(moment)} is after {what}; showing the state as of {iso(limit)}", file=sys.stderr)
+    return limit
+
+
 def log_start(core: Core, *, now: datetime) -> datetime:
     """Where the whole log starts: the pool's first registration day, else a week ago."""
     first = core.pool.first_day()
@@ -197,8 +220,16 @@ def run(args: argparse.Namespace, *, now: datetime | None = None, out: TextIO | 
         with dynamo_errors(core.settings):
             if args.verify:
                 return verify(core, repair=args.repair, out=out, now=now)
+            newest = newest_event_at(core, now=now)
             if args.as_of:
-                return as_of(core, parse_instant(args.as_of, now=now), query, fmt=fmt, out=out)
+                return as_of(core, clamp(parse_instant(args.as_of, now=now), newest, now=now), query,
+                             fmt=fmt, out=out)
+            if query.since is not None and newest is not None and query.since > newest:
+                print(f"no events after {iso(newest)} (the newest event; --since is {iso(query.since)})",
+                      file=sys.stderr)
+                return 0
+            if query.until is not None and query.until > now:  # nothing is stored in the future
+                query = dataclasses.replace(query, until=now)
             events = read_selection(core, query, raw=args.raw, now=now)
             if args.to_bus:
                 return to_bus(core, events, args=args, out=out)
