@@ -568,7 +568,7 @@ class FakeStackSets:
     def __init__(self, current: dict[str, Any] | None) -> None:
         self.current = current
 
-    def describe_stack_set(self, StackSetName: str) -> dict[str, Any]:  # noqa: N803
+    def describe_stack_set(self, StackSetName: str) -> dict[str, Any]:
         if self.current is None:
             raise botocore.exceptions.ClientError(
                 {"Error": {"Code": "StackSetNotFoundException", "Message": "nope"}}, "DescribeStackSet")
