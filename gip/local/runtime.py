@@ -37,7 +37,7 @@ import boto3
 from gip.adapters.github.token import check_app
 from gip.config import Settings
 from gip.errors import GipError
-from gip.local import aws_setup, samples
+from gip.local import aws_setup, health, samples
 from gip.local.apigw import Gateway
 from gip.local.console import (
     QuietReporter,
@@ -93,6 +93,7 @@ class Supervisor:
         self.gateway: Gateway | None = None
         self.workers: Workers | None = None
         self.threads: list[threading.Thread] = []
+        self.stream_pollers: list[StreamPoller] = []
         self.outputs: dict[str, str] = {}
         self.state_file = opts.state_dir / "local-stack.json"
 
@@ -179,7 +180,9 @@ class Supervisor:
                 thread: threading.Thread = StreamPoller(
                     client=client("dynamodbstreams"), function=mapping.function, handler=handler,
                     stream_arn=mapping.source_arn, region=o.region, batch_size=mapping.batch_size,
-                    stop=self.halt, on_event=self.printer.event)
+                    stop=self.halt, on_event=self.printer.event, retry_s=0.2,  # the compressed clock
+                    max_retries=mapping.max_retries, park=self._parker(sqs, mapping.on_failure_arn))
+                self.stream_pollers.append(thread)  # type: ignore[arg-type]
             else:
                 thread = QueuePoller(sqs=client("sqs"), function=mapping.function, handler=handler,
                                      queue_arn=mapping.source_arn, region=o.region,
@@ -202,6 +205,13 @@ class Supervisor:
         self.gateway.start()  # type: ignore[union-attr]
         self.phase = "registering accounts"
         self._expected_accounts = len(members)
+
+    @staticmethod
+    def _parker(sqs: Any, destination_arn: str) -> Callable[[dict[str, Any]], None] | None:
+        """Send a parked record's invocation record to the mapping's on-failure queue."""
+        if not destination_arn:
+            return None
+        return lambda doc: sqs.send_message(QueueUrl=queue_url(sqs, destination_arn), MessageBody=json.dumps(doc))
 
     def _member_client(self, sts: Any, endpoint: str) -> Callable[[str, str], Any]:
         def factory(account_id: str, service: str) -> Any:
@@ -237,10 +247,13 @@ class Supervisor:
     def health(self) -> tuple[bool, dict[str, Any]]:
         if not self.ready:
             return False, {"status": self.phase}
-        queues = self._queue_depths()
-        doc = {"status": "ready", "accounts": self._pool_counts(), "queues": queues,
-               "workers": self.workers.alive() if self.workers else 0}
-        return True, doc
+        queues, dlq = self._queue_depths()
+        pollers = self.stream_pollers
+        return True, health.document(
+            accounts=self._pool_counts(), queues=queues, dlq=dlq,
+            lag_s=max((p.lag_s for p in pollers), default=0.0), parked=sum(p.parked for p in pollers),
+            last_error="; ".join(p.last_error for p in pollers if p.last_error),
+            live_workers=self.workers.alive() if self.workers else 0, configured_workers=self.opts.workers)
 
     def _stats(self) -> dict[str, Any]:
         return self.counter.snapshot() if self.counter is not None else {}
@@ -253,10 +266,10 @@ class Supervisor:
             self._pool = Pool.from_settings(Settings.from_env())
         return dict(Counter(a.status for a in self._pool.accounts()))
 
-    def _queue_depths(self) -> dict[str, Any]:
+    def _queue_depths(self) -> tuple[dict[str, Any], dict[str, int]]:
+        """Each queue's depths, and each dead-letter queue's (by output name, ``…DlqUrl``)."""
         sqs = boto3.client("sqs", region_name=self.opts.region)
         depths: dict[str, Any] = {}
-        dlq = 0
         for name in QUEUES:
             attrs = sqs.get_queue_attributes(
                 QueueUrl=self.outputs[f"{name}QueueUrl"],
@@ -264,12 +277,15 @@ class Supervisor:
             )["Attributes"]
             depths[name.lower()] = {"visible": int(attrs["ApproximateNumberOfMessages"]),
                                     "in_flight": int(attrs["ApproximateNumberOfMessagesNotVisible"])}
-        # Each queue's DLQ, plus the notifier rule's own (EventBridge cannot use a FIFO DLQ).
-        for url in [*(self.outputs[f"{name}DlqUrl"] for name in QUEUES), self.outputs["NotifierRuleDlqUrl"]]:
-            dlq += int(sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"])
-                       ["Attributes"]["ApproximateNumberOfMessages"])
-        depths["dlq_total"] = dlq
-        return depths
+        # Every DLQ output: each queue's, the notifier rule's own (EventBridge cannot use a FIFO
+        # DLQ) and the publisher's (the stream mapping's on-failure destination).
+        dlq = {}
+        for key in sorted(k for k in self.outputs if k.endswith("DlqUrl")):
+            dlq[key.removesuffix("DlqUrl").lower()] = int(sqs.get_queue_attributes(
+                QueueUrl=self.outputs[key], AttributeNames=["ApproximateNumberOfMessages"])
+                ["Attributes"]["ApproximateNumberOfMessages"])
+        depths["dlq_total"] = sum(dlq.values())
+        return depths, dlq
 
     def _webhook_secret(self) -> str:
         """GITHUB_WEBHOOK_SECRET, else the one the template generated (read like the webhook does)."""
