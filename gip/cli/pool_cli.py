@@ -67,6 +67,19 @@ def queue_rows(queues: Mapping[str, Mapping[str, str]]) -> list[dict[str, Any]]:
     return rows
 
 
+def queue_health(queues: Sequence[Mapping[str, Any]], *, prefix: str) -> dict[str, Any]:
+    """Pure: ``ready`` or ``degraded`` with the reasons, from what the queues show: records the
+    stream mapping parked after failing (``<prefix>-publisher-dlq``) and every other DLQ's depth.
+    (The publisher's lag and the live workers are the running stack's: local ``/healthz``.)"""
+    from gip.local.health import assess
+
+    parked_queue = f"{prefix}-publisher-dlq"
+    parked = sum(int(q["visible"]) for q in queues if q["queue"] == parked_queue)
+    dlq = {str(q["queue"]): int(q["visible"]) for q in queues if q["dlq_for"] is not None and q["queue"] != parked_queue}
+    status, reasons = assess(lag_s=0.0, parked=parked, dlq=dlq, live_workers=0, configured_workers=0)
+    return {"status": status, "reasons": reasons, "parked": parked}
+
+
 def failure_rows(events: Iterable[Envelope]) -> list[dict[str, Any]]:
     """The why (``error`` or ``reason``) first, then the rest of the data, clipped."""
     rows = []
@@ -118,13 +131,17 @@ def run_status(args: argparse.Namespace, *, now: datetime | None = None) -> int:
         recent = [e for e in core.store.read_window(now - RECENT, now) if e["type"] in FAILURE_TYPES]
     queues = queue_rows(_queues(args))
     failures = failure_rows(recent[-20:])
+    checked = queue_health(queues, prefix=args.prefix)
     if args.format != "table":
-        doc = {"pool": pool, "queues": queues, "recent_failures": failures}
-        records = [{"kind": "pool", **pool}, *({"kind": "queue", **q} for q in queues),
+        doc = {"pool": pool, "queues": queues, "recent_failures": failures, "health": checked}
+        records = [{"kind": "health", **checked}, {"kind": "pool", **pool}, *({"kind": "queue", **q} for q in queues),
                    *({"kind": "failure", **f} for f in failures)]
         print("\n".join(structured(args.format, doc, records)))
         return 0
-    print("pool")
+    print(f"health: {checked['status']}")
+    for reason in checked["reasons"]:
+        print(f"  {reason}")
+    print("\npool")
     pairs: list[tuple[str, Any]] = [(f"  {s.lower()}", n) for s, n in pool["by_status"].items()]
     pairs.append(("  usable", f"{pool['usable']} (counts row: {pool['counts_row']['usable']})"))
     for line in key_values(pairs):
