@@ -51,7 +51,7 @@ from gip.local.embedded_aws import EmbeddedAws
 from gip.local.lambdas import Function, merged_environment
 from gip.local.printer import Printer, StdoutRouter
 from gip.local.schedules import Scheduler, build_jobs
-from gip.local.sqs_mappings import QueuePoller, queue_url
+from gip.local.sqs_mappings import QueuePoller, compress_visibility, queue_url
 from gip.local.streams import StreamPoller
 from gip.local.workers import Workers, parent_credentials, worker_environment
 from worker.sandbox import Isolation
@@ -163,6 +163,7 @@ class Supervisor:
         aws_setup.stop_moto_lambda(client("lambda"), endpoint, wiring.mappings)
         sqs = client("sqs")
         aws_setup.check_queue_keeps_messages(sqs, out["GatekeeperQueueUrl"])
+        compress_visibility(sqs, [out[f"{name}QueueUrl"] for name in QUEUES])
         self.say(f"moto's Lambda runtime off; {len(wiring.mappings)} event source mapping(s) disabled "
                  f"(checked: a message sent stays in its queue) and played here with the real handlers")
         trust = aws_setup.processing_trust_policy(worker_role_arn=out["WorkerTaskRoleArn"],
@@ -325,10 +326,8 @@ class Supervisor:
     def _watch_workers(self) -> None:
         if self.workers is None:
             return
-        for name, code in self.workers.exited().items():
-            if name not in getattr(self, "_reported", set()):
-                self._reported = getattr(self, "_reported", set()) | {name}
-                self.say(f"{name} exited with code {code}; see {self.opts.state_dir / 'run' / (name + '.log')}")
+        for notice in self.workers.replace_dead(time.monotonic()):
+            self.say(notice)
 
     def _shutdown(self) -> None:
         if self.ready or self.workers is not None:
