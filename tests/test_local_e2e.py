@@ -219,6 +219,38 @@ def test_three_issues_reach_their_verdicts_with_one_comment_each(stack: SimpleNa
     rows = _wait(pool, timeout=60, what="every account AVAILABLE", proc=stack.proc, log=stack.log)
     assert len(rows) == 3 and {r["source"] for r in rows} == {"reconcile"}
 
+    # ... and /healthz tells the truth: nothing parked, no lag, every worker alive
+    doc = requests.get(f"{stack.base}/healthz", timeout=10).json()
+    assert doc["status"] == "ready" and doc["reasons"] == [], doc
+    assert doc["publisher"]["parked"] == 0 and doc["publisher"]["lag_s"] < 30
+    assert doc["workers"] == {"live": 3, "configured": 3} and "publisher" in doc["dlq"]
+
+
+def _children(pid: int) -> list[int]:
+    """Direct children of ``pid`` (from /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                if int(fields[1]) == pid:
+                    found.append(int(entry.name))
+    return found
+
+
+def test_a_killed_worker_is_replaced_and_health_shows_it(stack: SimpleNamespace) -> None:
+    workers = [p for p in _children(stack.proc.pid)
+               if b"-m\x00worker" in Path(f"/proc/{p}/cmdline").read_bytes()]
+    assert len(workers) == 3
+    os.kill(workers[0], signal.SIGKILL)
+
+    def replaced() -> bool:
+        return "replaced with a new process, as ECS would" in stack.log.read_text(errors="replace")
+
+    _wait(replaced, timeout=15, what="the worker replaced", proc=stack.proc, log=stack.log)
+    doc = requests.get(f"{stack.base}/healthz", timeout=10).json()
+    assert doc["workers"] == {"live": 3, "configured": 3}, doc
+
 
 def _comment_shows(gh: FakeGitHub, number: int, verdict: str) -> bool:
     ours = [c for c in gh.comments(REPO, number) if c["body"].startswith(STATUS_MARKER)]
