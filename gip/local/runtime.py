@@ -6,13 +6,13 @@ Start-up, in order (each step prints one line):
 2. deploy the same templates through ``gip.cli.deploy`` (``local=True``), read back the wiring,
    stop moto's own Lambda runtime, create the Organization and its member accounts
    (``gip.local.aws_setup``);
-3. play the runtime: the stream mapping (``streams``), the SQS mappings (``sqs_mappings``),
-   the schedules on a compressed clock (``schedules``), ECS (``workers``), API Gateway
-   (``apigw``); the member accounts are registered by reconcile, as a real account is;
+3. append the saved event log back (``state``), then play the runtime: the stream mapping
+   (``streams``), the SQS mappings, the schedules on a compressed clock, ECS (``workers``),
+   API Gateway (``apigw``); the member accounts are registered by reconcile, as in AWS;
 4. once every account is AVAILABLE, ``/healthz`` answers 200 and the banner is printed.
 
 Shutdown (Ctrl-C / SIGTERM): stop taking webhooks, SIGTERM the workers (they give their work
-back while the endpoint and pollers still run), then stop the pollers and the endpoint.
+back while the endpoint and pollers still run), stop the pollers, save the log, stop the endpoint.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ import boto3
 from gip.adapters.github.token import check_app
 from gip.config import Settings
 from gip.errors import GipError
-from gip.local import aws_setup, health, samples
+from gip.local import aws_setup, health, samples, state
 from gip.local.apigw import Gateway
 from gip.local.console import (
     QuietReporter,
@@ -76,7 +76,9 @@ class LocalOptions:
     labels: tuple[str, ...] = ("needs-reproduction",)
     bot_login: str = ""
     count_calls: bool = False
-    state_dir: Path = ROOT / ".local"
+    state_dir: Path = ROOT / ".local"  # logs, run files, local-stack.json
+    event_log: Path = ROOT / ".local" / "state" / "events.jsonl"  # kept across restarts (gip.local.state)
+    fresh: bool = False
     ready_timeout_s: float = 90.0
 
 
@@ -96,6 +98,8 @@ class Supervisor:
         self.stream_pollers: list[StreamPoller] = []
         self.outputs: dict[str, str] = {}
         self.state_file = opts.state_dir / "local-stack.json"
+        self.saved: state.Saved | None = None
+        self.may_save = False  # only once the saved log is restored (or there was none)
 
     # ------------------------------------------------------------------ lifecycle
     def say(self, text: str) -> None:
@@ -124,6 +128,12 @@ class Supervisor:
         if app:
             self.say(app.line)
             os.environ.setdefault("BOT_LOGIN", app.bot_login)  # the App comments as <slug>[bot]
+        if o.fresh:
+            aside = state.set_aside(o.event_log)
+            if aside:
+                self.say(f"--fresh: starting empty; the saved event log is kept as {aside}")
+        else:
+            self.saved = state.load(o.event_log)  # unreadable: one line, refuse (before deploying)
         ensure_free(o.host, o.aws_port, flag="--aws-port")
         self.aws = EmbeddedAws(o.host, o.aws_port, wrap=wrap).start()
         endpoint = self.aws.url
@@ -194,6 +204,7 @@ class Supervisor:
         self.threads.append(Scheduler(jobs, stop=self.halt))
         self.webhook = next(f for f in functions.values() if f.name == f"{o.prefix}-webhook")
         self._webhook_handler = self.webhook.load()
+        self._restore()
         for thread in self.threads:
             thread.start()
         parent = dict(os.environ)
@@ -206,6 +217,11 @@ class Supervisor:
         self.gateway.start()  # type: ignore[union-attr]
         self.phase = "registering accounts"
         self._expected_accounts = len(members)
+
+    def _restore(self) -> None:  # before any poller runs: the stream pollers start after it
+        if self.saved is not None and self.saved.events:
+            self.say(state.restore_stack(self.saved, pollers=self.stream_pollers, path=self.opts.event_log))
+        self.may_save = True
 
     @staticmethod
     def _parker(sqs: Any, destination_arn: str) -> Callable[[dict[str, Any]], None] | None:
@@ -341,6 +357,11 @@ class Supervisor:
         self.halt.set()
         for thread in self.threads:
             thread.join(timeout=5)
+        try:
+            if self.may_save and self.aws is not None:
+                self.say(state.save_stack(boto3.client("dynamodb", region_name=self.opts.region), self.opts.event_log))
+        except Exception as exc:  # never lose the old file: dump() renames only a whole new one
+            self.say(f"error: the event log could not be saved to {self.opts.event_log}: {type(exc).__name__}: {exc}")
         if self.aws is not None:
             self.aws.stop()
         if self.ready:

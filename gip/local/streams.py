@@ -132,6 +132,24 @@ class StreamPoller(threading.Thread):
             if not busy:
                 self.stop.wait(self.idle_s)
 
+    def skip_to_end(self) -> int:
+        """Start after every record already in the stream (the restored log: on the bus
+        before the stop, never published twice). Returns how many records were skipped."""
+        skipped = 0
+        shards = self.client.describe_stream(StreamArn=self.stream_arn)["StreamDescription"]["Shards"]
+        for shard in shards:
+            kind, sequence = "TRIM_HORIZON", None
+            while True:
+                page = self.client.get_records(ShardIterator=self._iterator(shard["ShardId"], kind, sequence),
+                                               Limit=1000)
+                records = page.get("Records", [])
+                if not records:
+                    break
+                skipped += len(records)
+                kind, sequence = "AFTER_SEQUENCE_NUMBER", str(records[-1]["dynamodb"]["SequenceNumber"])
+            self.positions[shard["ShardId"]] = (kind, sequence)
+        return skipped
+
     def poll_once(self) -> bool:
         """Read and deliver one batch per shard; True if anything was delivered."""
         if not self.positions:
