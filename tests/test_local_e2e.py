@@ -68,6 +68,13 @@ def _cli(*args: str, endpoint: str) -> subprocess.CompletedProcess[str]:
                           cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=60)
 
 
+def _healthy(base: str) -> bool:
+    try:
+        return requests.get(f"{base}/healthz", timeout=10).status_code == 200
+    except requests.RequestException:
+        return False
+
+
 def _stop(proc: subprocess.Popen[bytes]) -> None:
     """Terminate the whole process tree (the stack, its workers and their children)."""
     if proc.poll() is None:
@@ -96,14 +103,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimpleNamespace]
                 env=_env(GITHUB_API_URL=gh.url, GITHUB_TOKEN=TOKEN, GITHUB_WEBHOOK_SECRET=SECRET),
             )
         base = f"http://127.0.0.1:{port}"
-
-        def healthy() -> bool:
-            try:
-                return requests.get(f"{base}/healthz", timeout=10).status_code == 200
-            except requests.RequestException:
-                return False
-
-        _wait(healthy, timeout=BOOT_TIMEOUT_S, what="/healthz 200", proc=proc, log=log)
+        _wait(lambda: _healthy(base), timeout=BOOT_TIMEOUT_S, what="/healthz 200", proc=proc, log=log)
         yield SimpleNamespace(proc=proc, gh=gh, webhook=f"{base}/webhook", base=base,
                               endpoint=f"http://127.0.0.1:{aws_port}", log=log)
     finally:
