@@ -29,7 +29,7 @@ from gip.local import samples
 from tests.conftest import FAKE_ENV, free_port
 from tests.fakes.github_server import FakeGitHub
 
-pytestmark = [pytest.mark.e2e, pytest.mark.server, pytest.mark.timeout(420)]
+pytestmark = [pytest.mark.e2e, pytest.mark.server, pytest.mark.timeout(600)]
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = "e2e-webhook-secret"
 TOKEN = "test-token"
@@ -224,6 +224,43 @@ def test_three_issues_reach_their_verdicts_with_one_comment_each(stack: SimpleNa
     assert doc["status"] == "ready" and doc["reasons"] == [], doc
     assert doc["publisher"]["parked"] == 0 and doc["publisher"]["lag_s"] < 30
     assert doc["workers"] == {"live": 3, "configured": 3} and "publisher" in doc["dlq"]
+
+
+def test_a_broken_subscription_parks_its_records_and_the_rest_flow(stack: SimpleNamespace) -> None:
+    """Issue 14 §2/§3: a subscriber whose target is gone. moto delivers synchronously, so the
+    publish fails; the stream mapping retries it MaximumRetryAttempts times, then parks it in
+    the publisher DLQ (the template's on-failure destination) and the pipeline goes on."""
+    gh: FakeGitHub = stack.gh
+    sqs = boto3.client("sqs", region_name="us-east-1", endpoint_url=stack.endpoint)
+    doomed = sqs.create_queue(QueueName="e2e-doomed")["QueueUrl"]
+    doomed_arn = sqs.get_queue_attributes(QueueUrl=doomed, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    pattern = json.dumps({"detail-type": ["IssueReceived"], "detail": {"data": {"number": [5]}}})
+    done = _cli("subscribe", "broken", "--pattern", pattern, "--target", doomed_arn, endpoint=stack.endpoint)
+    assert done.returncode == 0, done.stdout + done.stderr
+    sqs.delete_queue(QueueUrl=doomed)  # the subscriber's target breaks
+    payloads = {n: samples.issue_payload(number=n, title=f"issue {n}", body=samples.FAILS) for n in (5, 6)}
+    for payload in payloads.values():
+        gh.add_issue_from_payload(payload)
+    assert _send(stack, payloads[5], delivery="e2e-5").json()["status"] == "accepted"
+
+    def degraded() -> dict[str, Any] | None:
+        doc = requests.get(f"{stack.base}/healthz", timeout=10).json()
+        return doc if doc["publisher"]["parked"] else None
+
+    doc = _wait(degraded, timeout=300, what="the record parked", proc=stack.proc, log=stack.log)
+    assert doc["status"] == "degraded" and doc["dlq"]["publisher"] == 1
+    assert "1 record(s) parked after failing (in the publisher DLQ)" in doc["reasons"]
+    assert "dead-letter queue publisher holds 1 message(s)" in doc["reasons"]
+    parked_url = sqs.get_queue_url(QueueName="github-issue-processor-publisher-dlq")["QueueUrl"]
+    (message,) = sqs.receive_message(QueueUrl=parked_url, VisibilityTimeout=0)["Messages"]
+    assert json.loads(message["Body"])["requestContext"]["condition"] == "RetryAttemptsExhausted"
+    status = _cli("status", endpoint=stack.endpoint)
+    assert status.stdout.splitlines()[:2] == ["health: degraded", "  1 record(s) parked after failing (in the publisher DLQ)"]
+    # ... and the pipeline flows on for everyone else: issue 6 reaches its verdict
+    assert _send(stack, payloads[6], delivery="e2e-6").json()["status"] == "accepted"
+    _wait(lambda: any(e["type"] == "IssueProcessed" for e in _events(stack, 6)), timeout=RUN_TIMEOUT_S,
+          what="issue 6's verdict", proc=stack.proc, log=stack.log)
+    assert _cli("unsubscribe", "broken", endpoint=stack.endpoint).returncode == 0
 
 
 def _children(pid: int) -> list[int]:

@@ -48,21 +48,28 @@ def test_the_failure_record_has_lambdas_on_failure_shape() -> None:
 
 
 @pytest.mark.server
-def test_a_record_that_keeps_failing_is_parked_and_the_rest_flow(moto_server: str) -> None:
+@pytest.mark.parametrize("whole_batch", [False, True])
+def test_a_record_that_keeps_failing_is_parked_and_the_rest_flow(moto_server: str, whole_batch: bool) -> None:
+    """``whole_batch``: the function fails the whole batch whenever the bad record is in it (as
+    the publisher does when moto's PutEvents fails): bisecting isolates it, nothing innocent is parked."""
     def client(name: str) -> Any:
         return boto3.client(name, endpoint_url=moto_server, region_name="us-east-1")
 
     ddb, sqs = client("dynamodb"), client("sqs")
+    name = f"health-events-{whole_batch}".lower()
     table = ddb.create_table(
-        TableName="health-events", KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+        TableName=name, KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
         AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}], BillingMode="PAY_PER_REQUEST",
         StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_IMAGE"})["TableDescription"]
-    dlq_url = sqs.create_queue(QueueName="health-publisher-dlq")["QueueUrl"]
+    dlq_url = sqs.create_queue(QueueName=f"{name}-dlq")["QueueUrl"]
     delivered: list[str] = []
     calls = {"n": 0}
 
     def handler(event: dict[str, Any], _context: Any) -> dict[str, Any]:
         calls["n"] += 1
+        keys = [r["dynamodb"]["NewImage"]["pk"]["S"] for r in event["Records"]]
+        if whole_batch and "bad" in keys:
+            return {"batchItemFailures": [{"itemIdentifier": event["Records"][0]["dynamodb"]["SequenceNumber"]}]}
         failures = []
         for record in event["Records"]:
             pk = record["dynamodb"]["NewImage"]["pk"]["S"]
@@ -73,13 +80,13 @@ def test_a_record_that_keeps_failing_is_parked_and_the_rest_flow(moto_server: st
         return {"batchItemFailures": failures}
 
     for pk in ("a", "bad", "b"):
-        ddb.put_item(TableName="health-events", Item={"pk": {"S": pk}})
+        ddb.put_item(TableName=name, Item={"pk": {"S": pk}})
     poller = StreamPoller(
         client=client("dynamodbstreams"), function=Function("pub", "arn:aws:lambda:us-east-1:1:function:pub", "x.y"),
         handler=handler, stream_arn=table["LatestStreamArn"], region="us-east-1", batch_size=10,
         stop=threading.Event(), on_event=lambda _e: None, retry_s=0.0, max_retries=2,
         park=lambda doc: sqs.send_message(QueueUrl=dlq_url, MessageBody=json.dumps(doc)))
-    for _ in range(10):
+    for _ in range(12):
         poller.poll_once()
     assert delivered == ["a", "b"]  # the bad one did not hold up the rest
     assert poller.parked == 1 and poller.lag_s == 0.0
@@ -88,7 +95,9 @@ def test_a_record_that_keeps_failing_is_parked_and_the_rest_flow(moto_server: st
     parked = json.loads(message["Body"])
     assert parked["requestContext"]["approximateInvokeCount"] == 3  # the first try and 2 retries
     assert parked["DDBStreamBatchInfo"]["streamArn"] == table["LatestStreamArn"]
-    assert calls["n"] == 1 + 3  # a, bad (fail) ... then two retries, the third parks and b goes on
+    # [a, bad, b] fails at bad (or at a, for the whole batch): halve from there until bad is
+    # alone, then the first try and two retries; the third failure parks it and b goes on
+    assert calls["n"] == (1 + 1 + 1 + 3 + 1 if whole_batch else 1 + 3 + 1)
 
 
 @pytest.mark.server

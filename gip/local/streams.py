@@ -9,8 +9,10 @@ whole batch. https://docs.aws.amazon.com/lambda/latest/dg/services-ddb-batchfail
 
 Every stored event the publisher got through is also shown by the printer.
 
-Like the template's mapping, a failing record is retried ``MaximumRetryAttempts`` times (from
-the mapping), then *parked*: an invocation record in Lambda's on-failure shape (``requestContext``
+Like the template's mapping (``BisectBatchOnFunctionError``), a failing batch is split: the
+next read from the failed record takes half as many records, down to that one record alone,
+so an innocent record that shared a batch with a bad one goes through. The record alone is
+retried ``MaximumRetryAttempts`` times (from the mapping), then *parked*: an invocation record in Lambda's on-failure shape (``requestContext``
 with ``condition: RetryAttemptsExhausted`` and ``DDBStreamBatchInfo`` naming the shard and
 sequence numbers) is sent to the mapping's ``OnFailure`` destination (the publisher's DLQ), and
 the shard moves past it, so one bad record never holds up the rest. ``lag_s`` (the age of the
@@ -109,6 +111,7 @@ class StreamPoller(threading.Thread):
         self.max_retries, self.park = max_retries, park
         self.positions: dict[str, tuple[str, str | None]] = {}  # shard → (iterator type, sequence)
         self.attempts: dict[str, tuple[str, int]] = {}  # shard → (failing sequence, failures so far)
+        self.limits: dict[str, int] = {}  # shard → a bisected batch size while a record fails
         self.pending_since: dict[str, float] = {}  # shard → creation time of its oldest undelivered record
         self.parked = 0
         self.last_error = ""
@@ -159,7 +162,7 @@ class StreamPoller(threading.Thread):
         busy = False
         for shard_id, (kind, sequence) in list(self.positions.items()):
             iterator = self._iterator(shard_id, kind, sequence)
-            page = self.client.get_records(ShardIterator=iterator, Limit=self.batch_size)
+            page = self.client.get_records(ShardIterator=iterator, Limit=self.limits.get(shard_id, self.batch_size))
             records = [lambda_record(r, source_arn=self.stream_arn, region=self.region)
                        for r in page.get("Records", [])]
             if not records:
@@ -178,6 +181,11 @@ class StreamPoller(threading.Thread):
                 self.positions[shard_id] = ("AFTER_SEQUENCE_NUMBER", last)
                 self.pending_since.pop(shard_id, None)
                 self.attempts.pop(shard_id, None)
+                self.limits.pop(shard_id, None)
+            elif len(records) - retry_at > 1:  # bisect: retry from the failed record with half as many
+                self.limits[shard_id] = (len(records) - retry_at) // 2
+                self.positions[shard_id] = ("AT_SEQUENCE_NUMBER", str(records[retry_at]["dynamodb"]["SequenceNumber"]))
+                self.stop.wait(self.retry_s)
             else:
                 self._retry_or_park(shard_id, records[retry_at])
         return busy
@@ -199,6 +207,7 @@ class StreamPoller(threading.Thread):
                     self.function.name, sequence, failures, self.last_error)
         self.attempts.pop(shard_id, None)
         self.pending_since.pop(shard_id, None)
+        self.limits.pop(shard_id, None)
         self.positions[shard_id] = ("AFTER_SEQUENCE_NUMBER", sequence)
 
     def _deliver(self, records: list[dict[str, Any]]) -> int | None:
