@@ -9,12 +9,12 @@ Out of bounds (each one reason):
 * a non-empty dead-letter queue;
 * fewer live workers than configured (ECS would be replacing one).
 
-``assess`` is pure; the supervisor gathers the numbers.
+``assess`` and ``document`` are pure; :func:`queue_depths` reads the queues.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 MAX_LAG_S = 30.0
@@ -46,3 +46,23 @@ def document(*, accounts: Mapping[str, int], queues: Mapping[str, Any], dlq: Map
         "dlq": dict(dlq), "publisher": {"lag_s": round(lag_s, 3), "parked": parked, "last_error": last_error or None},
         "workers": {"live": live_workers, "configured": configured_workers},
     }
+
+
+def queue_depths(sqs: Any, outputs: Mapping[str, str], queues: Iterable[str]) -> tuple[dict[str, Any], dict[str, int]]:
+    """Each queue's visible / in-flight depth (``<Name>QueueUrl`` outputs), and every dead-letter
+    queue's (each ``…DlqUrl`` output: each queue's, the notifier rule's own, since EventBridge
+    cannot use a FIFO DLQ, and the publisher's, the stream mapping's on-failure destination)."""
+    depths: dict[str, Any] = {}
+    for name in queues:
+        attrs = sqs.get_queue_attributes(
+            QueueUrl=outputs[f"{name}QueueUrl"],
+            AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"])["Attributes"]
+        depths[name.lower()] = {"visible": int(attrs["ApproximateNumberOfMessages"]),
+                                "in_flight": int(attrs["ApproximateNumberOfMessagesNotVisible"])}
+    dlq = {}
+    for key in sorted(k for k in outputs if k.endswith("DlqUrl")):
+        dlq[key.removesuffix("DlqUrl").lower()] = int(sqs.get_queue_attributes(
+            QueueUrl=outputs[key], AttributeNames=["ApproximateNumberOfMessages"])["Attributes"]
+            ["ApproximateNumberOfMessages"])
+    depths["dlq_total"] = sum(dlq.values())
+    return depths, dlq

@@ -52,7 +52,7 @@ from gip.local.lambdas import Function, merged_environment
 from gip.local.printer import Printer, StdoutRouter
 from gip.local.schedules import Scheduler, build_jobs
 from gip.local.sqs_mappings import QueuePoller, compress_visibility, queue_url
-from gip.local.streams import StreamPoller
+from gip.local.streams import StreamPoller, sqs_parker
 from gip.local.workers import Workers, parent_credentials, worker_environment
 from worker.sandbox import Isolation
 
@@ -192,7 +192,7 @@ class Supervisor:
                     client=client("dynamodbstreams"), function=mapping.function, handler=handler,
                     stream_arn=mapping.source_arn, region=o.region, batch_size=mapping.batch_size,
                     stop=self.halt, on_event=self.printer.event, retry_s=0.2,  # the compressed clock
-                    max_retries=mapping.max_retries, park=self._parker(sqs, mapping.on_failure_arn))
+                    max_retries=mapping.max_retries, park=sqs_parker(sqs, mapping.on_failure_arn))
                 self.stream_pollers.append(thread)  # type: ignore[arg-type]
             else:
                 thread = QueuePoller(sqs=client("sqs"), function=mapping.function, handler=handler,
@@ -222,13 +222,6 @@ class Supervisor:
         if self.saved is not None and self.saved.events:
             self.say(state.restore_stack(self.saved, pollers=self.stream_pollers, path=self.opts.event_log))
         self.may_save = True
-
-    @staticmethod
-    def _parker(sqs: Any, destination_arn: str) -> Callable[[dict[str, Any]], None] | None:
-        """Send a parked record's invocation record to the mapping's on-failure queue."""
-        if not destination_arn:
-            return None
-        return lambda doc: sqs.send_message(QueueUrl=queue_url(sqs, destination_arn), MessageBody=json.dumps(doc))
 
     def _member_client(self, sts: Any, endpoint: str) -> Callable[[str, str], Any]:
         def factory(account_id: str, service: str) -> Any:
@@ -264,7 +257,7 @@ class Supervisor:
     def health(self) -> tuple[bool, dict[str, Any]]:
         if not self.ready:
             return False, {"status": self.phase}
-        queues, dlq = self._queue_depths()
+        queues, dlq = health.queue_depths(boto3.client("sqs", region_name=self.opts.region), self.outputs, QUEUES)
         pollers = self.stream_pollers
         return True, health.document(
             accounts=self._pool_counts(), queues=queues, dlq=dlq,
@@ -282,27 +275,6 @@ class Supervisor:
         if not hasattr(self, "_pool"):
             self._pool = Pool.from_settings(Settings.from_env())
         return dict(Counter(a.status for a in self._pool.accounts()))
-
-    def _queue_depths(self) -> tuple[dict[str, Any], dict[str, int]]:
-        """Each queue's depths, and each dead-letter queue's (by output name, ``…DlqUrl``)."""
-        sqs = boto3.client("sqs", region_name=self.opts.region)
-        depths: dict[str, Any] = {}
-        for name in QUEUES:
-            attrs = sqs.get_queue_attributes(
-                QueueUrl=self.outputs[f"{name}QueueUrl"],
-                AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
-            )["Attributes"]
-            depths[name.lower()] = {"visible": int(attrs["ApproximateNumberOfMessages"]),
-                                    "in_flight": int(attrs["ApproximateNumberOfMessagesNotVisible"])}
-        # Every DLQ output: each queue's, the notifier rule's own (EventBridge cannot use a FIFO
-        # DLQ) and the publisher's (the stream mapping's on-failure destination).
-        dlq = {}
-        for key in sorted(k for k in self.outputs if k.endswith("DlqUrl")):
-            dlq[key.removesuffix("DlqUrl").lower()] = int(sqs.get_queue_attributes(
-                QueueUrl=self.outputs[key], AttributeNames=["ApproximateNumberOfMessages"])
-                ["Attributes"]["ApproximateNumberOfMessages"])
-        depths["dlq_total"] = sum(dlq.values())
-        return depths, dlq
 
     def _webhook_secret(self) -> str:
         """GITHUB_WEBHOOK_SECRET, else the one the template generated (read like the webhook does)."""

@@ -96,6 +96,15 @@ def failure_record(record: Mapping[str, Any], *, shard_id: str, function_arn: st
     }
 
 
+def sqs_parker(sqs: Any, destination_arn: str) -> Callable[[dict[str, Any]], None] | None:
+    """Send a parked record's invocation record to an SQS on-failure destination (None: none)."""
+    if not destination_arn:
+        return None
+    from gip.local.sqs_mappings import queue_url
+
+    return lambda doc: sqs.send_message(QueueUrl=queue_url(sqs, destination_arn), MessageBody=json.dumps(doc))
+
+
 class StreamPoller(threading.Thread):
     """One thread per stream mapping; stops when ``stop`` is set."""
 
