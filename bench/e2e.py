@@ -124,7 +124,7 @@ def main() -> int:
     proc = subprocess.Popen(
         [sys.executable, "bootstrap.py", "--org", "o-example0000", "--local", "--port", str(port),
          "--aws-port", str(aws_port), "--accounts", str(args.accounts), "--workers", str(args.workers),
-         "--bot-login", "gip-bot", "--count-aws-calls", "--state-dir", str(state)],
+         "--bot-login", "gip-bot", "--count-aws-calls", "--state-dir", str(state), "--fresh"],
         cwd=ROOT, env=env(GITHUB_API_URL=gh.url, GITHUB_TOKEN=TOKEN, GITHUB_WEBHOOK_SECRET=SECRET),
         stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:

@@ -114,6 +114,7 @@ def empty_tables(core: SimpleNamespace, *, pool: bool = False) -> SimpleNamespac
     for table, keys in tables + ([(core.settings.pool_table, "pk")] if pool else []):
         for item in ddb.scan(TableName=table, ProjectionExpression=keys)["Items"]:
             ddb.delete_item(TableName=table, Key=item)
+    getattr(core.store, "_days_noted", set()).clear()  # the day index went with the items
     return core
 
 

@@ -229,6 +229,14 @@ def test_dry_run_of_a_new_deployment_creates_nothing(deployed: SimpleNamespace) 
 def test_dry_run_of_a_change_executes_nothing(deployed: SimpleNamespace) -> None:
     reporter = RecordingReporter()
     deploy(options(deployed.url, labels=["other"], dry_run=True, source_root=deployed.src), reporter)
+    # the preview names the parameter that changes, old → new, and what happens outside the stacks
+    assert "  parameter RequiredLabels: needs-reproduction → other" in reporter.infos
+    assert not any("template or parameters changed" in line for line in reporter.infos)
+    bucket = packaging.artifacts_bucket_name(PREFIX, ACCOUNT, "us-east-1")
+    assert f"artifacts bucket {bucket}: exists" in reporter.infos
+    assert any(line.startswith("  lambda bundle artifacts/lambda-") and line.endswith(": unchanged")
+               for line in reporter.infos)
+    assert f"StackSet {PREFIX}-member: not deployed (local mode registers member accounts directly)" in reporter.infos
     env = client(deployed.url, "lambda").get_function_configuration(FunctionName=f"{PREFIX}-webhook")["Environment"]
     assert env["Variables"]["REQUIRED_LABELS"] == "needs-reproduction"
     summaries = client(deployed.url, "cloudformation").list_change_sets(StackName=PREFIX)["Summaries"]
@@ -544,3 +552,36 @@ def test_removal_is_not_executed_without_confirmation(
     assert reporter.questions and any("Remove" in line and "BusArchive" in line for line in reporter.infos)
     assert client(deployed.url, "events").describe_archive(ArchiveName=f"{PREFIX}-archive")["ArchiveName"]
     assert reporter.events == []
+
+
+# ------------------------------------------------------------------ the dry-run preview, pure parts
+
+def test_parameter_changes_name_old_and_new_and_skip_hidden_and_list_spelling() -> None:
+    from gip.cli.preview import parameter_changes
+
+    live = {"Labels": "a", "Regions": "['us-east-1', 'eu-west-1']", "Secret": "****", "Same": "x"}
+    wanted = {"Labels": "b", "Regions": "us-east-1,eu-west-1", "Secret": "new", "Same": "x", "Added": "1"}
+    assert parameter_changes(live, wanted) == [("Added", "(new)", "1"), ("Labels", "a", "b")]
+
+
+class FakeStackSets:
+    def __init__(self, current: dict[str, Any] | None) -> None:
+        self.current = current
+
+    def describe_stack_set(self, StackSetName: str) -> dict[str, Any]:
+        if self.current is None:
+            raise botocore.exceptions.ClientError(
+                {"Error": {"Code": "StackSetNotFoundException", "Message": "nope"}}, "DescribeStackSet")
+        return {"StackSet": self.current}
+
+
+def test_the_member_stackset_preview_says_created_updated_or_unchanged() -> None:
+    from gip.cli.preview import stackset_lines
+
+    kw: dict[str, Any] = {"name": "p-member", "template": "T", "ou_ids": ["ou-ab12-abcdefgh"]}
+    assert stackset_lines(FakeStackSets(None), parameters=None, **kw) == [
+        "StackSet p-member: would be created and deployed to ou-ab12-abcdefgh (after the stacks)"]
+    live = {"TemplateBody": "T", "Parameters": [{"ParameterKey": "Prefix", "ParameterValue": "p"}]}
+    assert stackset_lines(FakeStackSets(live), parameters={"Prefix": "p"}, **kw) == ["StackSet p-member: no changes"]
+    assert stackset_lines(FakeStackSets({**live, "TemplateBody": "U"}), parameters={"Prefix": "q"}, **kw) == [
+        "StackSet p-member: would update every instance (template; parameters Prefix)"]

@@ -29,7 +29,7 @@ from gip.local import samples
 from tests.conftest import FAKE_ENV, free_port
 from tests.fakes.github_server import FakeGitHub
 
-pytestmark = [pytest.mark.e2e, pytest.mark.server, pytest.mark.timeout(420)]
+pytestmark = [pytest.mark.e2e, pytest.mark.server, pytest.mark.timeout(600)]
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = "e2e-webhook-secret"
 TOKEN = "test-token"
@@ -68,6 +68,13 @@ def _cli(*args: str, endpoint: str) -> subprocess.CompletedProcess[str]:
                           cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=60)
 
 
+def _healthy(base: str) -> bool:
+    try:
+        return requests.get(f"{base}/healthz", timeout=10).status_code == 200
+    except requests.RequestException:
+        return False
+
+
 def _stop(proc: subprocess.Popen[bytes]) -> None:
     """Terminate the whole process tree (the stack, its workers and their children)."""
     if proc.poll() is None:
@@ -96,14 +103,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimpleNamespace]
                 env=_env(GITHUB_API_URL=gh.url, GITHUB_TOKEN=TOKEN, GITHUB_WEBHOOK_SECRET=SECRET),
             )
         base = f"http://127.0.0.1:{port}"
-
-        def healthy() -> bool:
-            try:
-                return requests.get(f"{base}/healthz", timeout=10).status_code == 200
-            except requests.RequestException:
-                return False
-
-        _wait(healthy, timeout=BOOT_TIMEOUT_S, what="/healthz 200", proc=proc, log=log)
+        _wait(lambda: _healthy(base), timeout=BOOT_TIMEOUT_S, what="/healthz 200", proc=proc, log=log)
         yield SimpleNamespace(proc=proc, gh=gh, webhook=f"{base}/webhook", base=base,
                               endpoint=f"http://127.0.0.1:{aws_port}", log=log)
     finally:
@@ -218,6 +218,75 @@ def test_three_issues_reach_their_verdicts_with_one_comment_each(stack: SimpleNa
 
     rows = _wait(pool, timeout=60, what="every account AVAILABLE", proc=stack.proc, log=stack.log)
     assert len(rows) == 3 and {r["source"] for r in rows} == {"reconcile"}
+
+    # ... and /healthz tells the truth: nothing parked, no lag, every worker alive
+    doc = requests.get(f"{stack.base}/healthz", timeout=10).json()
+    assert doc["status"] == "ready" and doc["reasons"] == [], doc
+    assert doc["publisher"]["parked"] == 0 and doc["publisher"]["lag_s"] < 30
+    assert doc["workers"] == {"live": 3, "configured": 3} and "publisher" in doc["dlq"]
+
+
+def test_a_broken_subscription_parks_its_records_and_the_rest_flow(stack: SimpleNamespace) -> None:
+    """Issue 14 §2/§3: a subscriber whose target is gone. moto delivers synchronously, so the
+    publish fails; the stream mapping retries it MaximumRetryAttempts times, then parks it in
+    the publisher DLQ (the template's on-failure destination) and the pipeline goes on."""
+    gh: FakeGitHub = stack.gh
+    sqs = boto3.client("sqs", region_name="us-east-1", endpoint_url=stack.endpoint)
+    doomed = sqs.create_queue(QueueName="e2e-doomed")["QueueUrl"]
+    doomed_arn = sqs.get_queue_attributes(QueueUrl=doomed, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    pattern = json.dumps({"detail-type": ["IssueReceived"], "detail": {"data": {"number": [5]}}})
+    done = _cli("subscribe", "broken", "--pattern", pattern, "--target", doomed_arn, endpoint=stack.endpoint)
+    assert done.returncode == 0, done.stdout + done.stderr
+    sqs.delete_queue(QueueUrl=doomed)  # the subscriber's target breaks
+    payloads = {n: samples.issue_payload(number=n, title=f"issue {n}", body=samples.FAILS) for n in (5, 6)}
+    for payload in payloads.values():
+        gh.add_issue_from_payload(payload)
+    assert _send(stack, payloads[5], delivery="e2e-5").json()["status"] == "accepted"
+
+    def degraded() -> dict[str, Any] | None:
+        doc = requests.get(f"{stack.base}/healthz", timeout=10).json()
+        return doc if doc["publisher"]["parked"] else None
+
+    doc = _wait(degraded, timeout=300, what="the record parked", proc=stack.proc, log=stack.log)
+    assert doc["status"] == "degraded" and doc["dlq"]["publisher"] == 1
+    assert "1 record(s) parked after failing (in the publisher DLQ)" in doc["reasons"]
+    assert "dead-letter queue publisher holds 1 message(s)" in doc["reasons"]
+    parked_url = sqs.get_queue_url(QueueName="github-issue-processor-publisher-dlq")["QueueUrl"]
+    (message,) = sqs.receive_message(QueueUrl=parked_url, VisibilityTimeout=0)["Messages"]
+    assert json.loads(message["Body"])["requestContext"]["condition"] == "RetryAttemptsExhausted"
+    status = _cli("status", endpoint=stack.endpoint)
+    assert status.stdout.splitlines()[:2] == ["health: degraded", "  1 record(s) parked after failing (in the publisher DLQ)"]
+    # ... and the pipeline flows on for everyone else: issue 6 reaches its verdict
+    assert _send(stack, payloads[6], delivery="e2e-6").json()["status"] == "accepted"
+    _wait(lambda: any(e["type"] == "IssueProcessed" for e in _events(stack, 6)), timeout=RUN_TIMEOUT_S,
+          what="issue 6's verdict", proc=stack.proc, log=stack.log)
+    assert _cli("unsubscribe", "broken", endpoint=stack.endpoint).returncode == 0
+
+
+def _children(pid: int) -> list[int]:
+    """Direct children of ``pid`` (from /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                if int(fields[1]) == pid:
+                    found.append(int(entry.name))
+    return found
+
+
+def test_a_killed_worker_is_replaced_and_health_shows_it(stack: SimpleNamespace) -> None:
+    workers = [p for p in _children(stack.proc.pid)
+               if b"-m\x00worker" in Path(f"/proc/{p}/cmdline").read_bytes()]
+    assert len(workers) == 3
+    os.kill(workers[0], signal.SIGKILL)
+
+    def replaced() -> bool:
+        return "replaced with a new process, as ECS would" in stack.log.read_text(errors="replace")
+
+    _wait(replaced, timeout=15, what="the worker replaced", proc=stack.proc, log=stack.log)
+    doc = requests.get(f"{stack.base}/healthz", timeout=10).json()
+    assert doc["workers"] == {"live": 3, "configured": 3}, doc
 
 
 def _comment_shows(gh: FakeGitHub, number: int, verdict: str) -> bool:

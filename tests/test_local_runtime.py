@@ -197,9 +197,9 @@ def test_one_readable_line_per_event() -> None:
                          "occurred_at": "2026-11-27T05:01:31.556Z",
                          "data": {"lease_id": "0b281ab1-aaaa", "issue": "issue-octo/x#1", "worker": "w1",
                                   "expires_at": "…"}})
-    assert line.startswith("05:01:31.556  AccountReserved")
+    assert line.startswith("2026-11-27T05:01:31.556Z  AccountReserved")
     assert "account-123456789012" in line and "v2" in line
-    assert line.endswith("issue=octo/x#1 lease=0b281ab1 worker=w1")
+    assert line.endswith("issue=octo/x#1 lease=0b281ab1… worker=w1")
     assert "\n" not in format_event({"type": "Unknown", "data": {"x": 1}})
 
 

@@ -162,3 +162,26 @@ def test_missing_tables_are_one_line_not_a_traceback(moto_server: str) -> None:
             code = main([*argv, "--prefix", "absent", "--endpoint-url", moto_server, "--region", "us-east-1"])
         assert code == 1, argv
         assert err.getvalue().startswith("error: the absent-* tables are not there") and err.getvalue().count("\n") == 1
+
+
+@pytest.mark.server
+def test_status_says_degraded_with_the_reasons(pool: SimpleNamespace, moto_server: str) -> None:
+    """Issue 14 §3: a DLQ with messages, and records parked by the stream mapping (its on-failure
+    destination, the publisher DLQ), each make `status` say degraded and why."""
+    code, out, _ = cli(moto_server, "status", "--format", "json")
+    health = json.loads(out)["health"]
+    assert health == {"status": "degraded", "parked": 0,
+                      "reasons": [f"dead-letter queue {PREFIX}-issues-dlq holds 2 message(s)"]}
+    sqs = boto3.client("sqs", endpoint_url=moto_server)
+    parked = sqs.create_queue(QueueName=f"{PREFIX}-publisher-dlq")["QueueUrl"]
+    sqs.send_message(QueueUrl=parked, MessageBody=json.dumps({"requestContext": {"condition": "RetryAttemptsExhausted"}}))
+    try:
+        code, out, _ = cli(moto_server, "status")
+        assert code == 0 and out.splitlines()[:3] == [
+            "health: degraded", "  1 record(s) parked after failing (in the publisher DLQ)",
+            f"  dead-letter queue {PREFIX}-issues-dlq holds 2 message(s)"]
+        _, lines, _ = cli(moto_server, "status", "--format", "jsonl")
+        first = json.loads(lines.splitlines()[0])
+        assert first["kind"] == "health" and first["parked"] == 1
+    finally:
+        sqs.delete_queue(QueueUrl=parked)

@@ -148,7 +148,7 @@ def test_items_written_by_the_store_are_published(bus: Any) -> None:
     items = boto3.client("dynamodb").scan(TableName=settings.events_table)["Items"]
     items.sort(key=lambda item: int(item["sk"]["N"]))  # marker (sk 0) first, as written
     records = [record(seq, item) for seq, item in enumerate(items, start=1)]
-    assert len(records) == 2  # the event and the delivery marker
+    assert len(records) == 3  # the event, the delivery marker and the day index (skipped: no body)
     assert publish(records, events) == []
     (message,) = drain(sqs, url)
     assert message["detail-type"] == "IssueSkipped"
@@ -301,7 +301,7 @@ def test_webhook_to_bus_end_to_end_over_moto_server(moto_server: str, monkeypatc
                                     ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
     records = streams.get_records(ShardIterator=it)["Records"]
     assert sorted(r["dynamodb"]["Keys"]["pk"]["S"] for r in records) == [
-        "delivery-5b8e9a20-16b1-11ef-9d1e-7f0c3b2a1e02", "issue-octo-org/hello-world#42"]
+        "delivery-5b8e9a20-16b1-11ef-9d1e-7f0c3b2a1e02", "issue-octo-org/hello-world#42", "log-days"]
     assert publisher.handler({"Records": records}) == {"batchItemFailures": []}
 
     (message,) = drain(sqs, url)

@@ -581,3 +581,57 @@ def test_read_all_reads_the_start_of_a_stream_the_window_holds_only_the_end_of()
     # THEN the stream's earlier events are read by key, once each, and the fold matches the row
     assert sorted(e["version"] for e in events) == [1, 2]
     assert Projections(core.store).verify(events) == []
+
+
+# ---------------------------------------------------------------- issue 14: formats and truncation
+
+
+@pytest.mark.server
+def test_json_is_one_document_and_jsonl_one_object_per_line(big: SimpleNamespace, moto_server: str) -> None:
+    _, doc, _ = run_cli(moto_server, "rp", "--stream", "octo/demo#7", "--format", "json")
+    _, lines, _ = run_cli(moto_server, "rp", "--stream", "octo/demo#7", "--format", "jsonl")
+    parsed = json.loads(doc)
+    assert isinstance(parsed, list) and len(lines.splitlines()) == 3
+    assert parsed == [json.loads(line) for line in lines.splitlines()]
+
+
+def test_the_table_shows_the_whole_correlation_id_and_marks_every_cut() -> None:
+    long_id = "delivery-" + "0123456789abcdef" * 4  # 73 characters, longer than any column limit
+    event = {**_event(), "correlation_id": long_id, "data": {"error": "e" * 300}}
+    (row,) = replay_query.event_rows([event])  # type: ignore[list-item]
+    assert row["correlation_id"] == long_id
+    line = table([row], replay_query.EVENT_COLUMNS)[2]
+    assert long_id in line and line.endswith("…")
+    assert replay_query.summary({"k": "v" * 200}, width=20).endswith("…")
+
+
+def test_console_log_lines_use_iso_utc_with_milliseconds() -> None:
+    import logging
+
+    from gip.local.console import UtcFormatter
+
+    record = logging.LogRecord("x", logging.WARNING, __file__, 1, "hello", None, None)
+    record.created = datetime(2026, 5, 4, 4, 41, 2, 118000, tzinfo=UTC).timestamp()
+    assert UtcFormatter("%(asctime)s %(message)s").format(record) == "2026-05-04T04:41:02.118Z hello"
+
+
+@pytest.mark.server
+def test_a_far_future_as_of_is_clamped_to_the_newest_event_and_reads_only_days_with_events(
+        history: SimpleNamespace, moto_server: str, meters: list[replay.ReadMeter]) -> None:
+    newest = iso(T0 + timedelta(minutes=25))
+    code, out, err = run_cli(moto_server, "hist", "--as-of", "2099-01-01", "--format", "table")
+    assert code == 0 and out.startswith(f"as of {newest} ")
+    assert f"notice: --as-of 2099-01-01T00:00:00.000Z is after the newest event; showing the state as of {newest}" in err
+    (meter,) = meters
+    assert meter.index_pages <= 3  # the newest day, then the fold's window: not one query per day to 2099
+
+
+@pytest.mark.server
+def test_since_after_the_newest_event_says_so(history: SimpleNamespace, moto_server: str) -> None:
+    newest = iso(T0 + timedelta(minutes=25))
+    for since in ("2099-01-01", iso(T0 + timedelta(hours=1))):
+        code, out, err = run_cli(moto_server, "hist", "--since", since, "--format", "jsonl")
+        assert code == 0 and out == ""
+        assert err.startswith(f"no events after {newest} (the newest event; --since is ")
+    code, out, _ = run_cli(moto_server, "hist", "--since", iso(T0 + timedelta(minutes=21)), "--format", "jsonl")
+    assert code == 0 and [json.loads(line)["type"] for line in out.splitlines()] == ["AccountCleaned"]

@@ -40,7 +40,9 @@ def call(core: SimpleNamespace, event: dict[str, Any]) -> tuple[int, dict[str, s
 
 
 def items(core: SimpleNamespace) -> list[dict[str, Any]]:
-    return boto3.client("dynamodb").scan(TableName=core.settings.events_table)["Items"]
+    """The events table's items, except the day index (put before a day's first event, by design)."""
+    found = boto3.client("dynamodb").scan(TableName=core.settings.events_table)["Items"]
+    return [item for item in found if item["pk"]["S"] != "log-days"]
 
 
 def cleaned(n: int) -> Any:

@@ -91,6 +91,15 @@ class StoreContract:
         assert [e["data"]["lease_id"] for e in got] == ["L1", "L2", "L3", "L4"]
         assert {e["occurred_at"][:10] for e in got} == {"2026-03-01", "2026-03-02"}
 
+    def test_the_day_index_lists_the_days_with_events_and_a_long_window_still_reads_them(self) -> None:
+        assert self.store.log_days() == []
+        far = T0 + timedelta(days=400)
+        self.store.append(STREAM, 0, [cleaned(i, T0 + timedelta(seconds=30 * i)) for i in range(4)])
+        self.store.append(STREAM, 4, [cleaned(9, far)])
+        assert self.store.log_days() == ["2026-03-01", "2026-03-02", far.date().isoformat()]
+        got = list(self.store.read_window(T0 - timedelta(days=30), far + timedelta(days=3000)))
+        assert [e["data"]["lease_id"] for e in got] == ["L0", "L1", "L2", "L3", "L9"]
+
     def test_old_versions_are_upcast_on_read_and_raw_on_request(self) -> None:
         v1 = new_event("IssueProcessingFailed", stream="issue-o/r#2", cause=Cause("c", "t"),
                        data={"run": 1, "error": "x", "retryable": True, "attempt": 1}, schema_version=1)
@@ -290,7 +299,40 @@ class TestDynamoStore(StoreContract):
         self.store.append(STREAM, 0, [cleaned(1)])
         self.store.append(STREAM, 1, [cleaned(2)], rows=[AccountPut(account(), 0.5, None),
                                                          CountsAdd(Counts(usable=1), "2026-03-01")])
-        assert calls == ["PutItem", "TransactWriteItems"]
+        # the first event of a day also puts the day in the day index, once per store instance
+        assert calls == ["PutItem", "PutItem", "TransactWriteItems"]
+        calls.clear()
+        self.store.append(STREAM, 2, [cleaned(3)])
+        assert calls == ["PutItem"]
+
+    def test_a_window_queries_only_the_days_that_hold_events(self) -> None:
+        assert isinstance(self.store, DynamoEventStore)
+        self.store.append(STREAM, 0, [cleaned(1)])
+        self.store.append(STREAM, 1, [cleaned(2, T0 + timedelta(days=90))])
+        queries: list[str] = []
+        conn = self.store.tables.connection
+        original = conn.dispatch
+
+        def counting(op: str, kw: dict) -> Any:
+            if op == "Query" and kw.get("IndexName") == "by-day":
+                queries.append(kw["ExpressionAttributeValues"][":0"]["S"])
+            return original(op, kw)
+
+        conn.dispatch = counting  # type: ignore[method-assign]
+        got = list(self.store.read_window(T0, datetime(2099, 1, 1, tzinfo=UTC)))
+        assert len(got) == 2 and sorted(queries) == ["2026-03-01", "2026-05-30"]
+        queries.clear()  # days before the index's first may hold history written before the index
+        list(self.store.read_window(T0 - timedelta(days=2), T0))
+        assert sorted(queries) == ["2026-02-27", "2026-02-28", "2026-03-01"]
+
+    def test_a_log_from_before_the_day_index_is_still_read_day_by_day(self) -> None:
+        assert isinstance(self.store, DynamoEventStore)
+        self.store.append(STREAM, 0, [cleaned(1)])
+        self.store.tables.events("log-days", 20260301).delete()  # as if written before the index
+        self.store.append(STREAM, 1, [cleaned(2, T0 + timedelta(days=3))])
+        fresh = DynamoEventStore(self.store.tables)
+        got = list(fresh.read_window(T0 - timedelta(days=1), T0 + timedelta(days=4)))
+        assert [e["data"]["lease_id"] for e in got] == ["L1", "L2"]
 
     def test_only_leased_rows_carry_the_sparse_index_key(self) -> None:
         leased = account(1, "RESERVED", "100000000001", lease_id="L", reserved_at="2026-03-01T00:00:00.000Z",

@@ -80,8 +80,9 @@ def call(core: SimpleNamespace, event: dict[str, Any], *, max_bytes: int = 1 << 
 
 
 def items(core: SimpleNamespace) -> list[dict[str, Any]]:
-    """Every item in the events table (events and delivery markers)."""
-    return boto3.client("dynamodb").scan(TableName=core.settings.events_table)["Items"]
+    """Every item in the events table (events and delivery markers; not the day index)."""
+    found = boto3.client("dynamodb").scan(TableName=core.settings.events_table)["Items"]
+    return [item for item in found if item["pk"]["S"] != "log-days"]
 
 
 def log_of(core: SimpleNamespace) -> list[dict[str, Any]]:

@@ -176,6 +176,7 @@ def deploy(options: DeployOptions, reporter: stacks.Reporter | None = None) -> d
     if not options.local and first_create.creating(worker_status):
         settle.append((f"{options.prefix}-worker", "worker.yaml", "CreatingStack", "false",
                        "handing DesiredCount to the capacity function and the autoscaler"))
+    from gip.cli import preview  # (deploy.py is at the 400-line limit)
     plans, templates = [], {}
     for name, template_file in stack_names(options.prefix).items():
         templates[name] = template_for((TEMPLATES / template_file).read_text(), s3=s3, bucket=bucket,
@@ -184,12 +185,11 @@ def deploy(options: DeployOptions, reporter: stacks.Reporter | None = None) -> d
                            parameters=params[template_file], tags=tags,
                            reporter=reporter, sleep=options.sleep, poll=options.poll)
         plans.append(plan)
-        for line in stacks.render_changes(plan):
+        for line in preview.stack_lines(cfn, plan, params[template_file], dry_run=options.dry_run):
             reporter.info(line)
     if options.dry_run:
-        for plan in plans:
-            stacks.discard(cfn, plan)
-        reporter.info("dry run: nothing was executed")
+        preview.finish(cfn, s3, plans, options, bucket=bucket, artifacts=artifacts.values(), templates=TEMPLATES,
+                       member=lambda out: member_parameters(options, out, external_id), reporter=reporter)
         return {}
     risky = [c for p in plans for c in p.risky]
     if risky and not reporter.confirm(f"{len(risky)} resource(s) will be replaced or removed. Continue?"):
@@ -317,11 +317,8 @@ def member_parameters(options: DeployOptions, out: dict[str, str], external_id: 
     """Pure: the member StackSet's parameters from the options and the stack outputs."""
     return {
         "Prefix": options.prefix, "OrgId": options.org_id, "ExternalId": external_id,
-        "WorkerTaskRoleArn": out.get("WorkerTaskRoleArn", ""),
-        "WorkerTaskRoleId": out.get("WorkerTaskRoleId", ""),
-        "OrgEventsRoleArn": out.get("OrgEventsRoleArn", ""),
-        "ReconcileRoleArn": out.get("ReconcileRoleArn", ""),
-        "RegistrarTopicArn": out.get("RegistrarTopicArn", ""),
+        **{key: out.get(key, "") for key in ("WorkerTaskRoleArn", "WorkerTaskRoleId", "OrgEventsRoleArn",
+                                             "ReconcileRoleArn", "RegistrarTopicArn")},
         "ManagedPolicyArns": ",".join(options.member_policy_arns),
     }
 

@@ -42,9 +42,13 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 def add_common(parser: argparse.ArgumentParser) -> None:
     """Options every subcommand takes (DESIGN.md, CLI contract)."""
-    parser.add_argument("--region", default=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION"))
-    parser.add_argument("--profile", default=os.environ.get("AWS_PROFILE"))
-    parser.add_argument("--prefix", default=os.environ.get("GIP_PREFIX", DEFAULT_PREFIX))
+    parser.add_argument("--region", default=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION"),
+                        help="AWS region (default: $AWS_REGION, $AWS_DEFAULT_REGION, then the profile's)")
+    parser.add_argument("--profile", default=os.environ.get("AWS_PROFILE"),
+                        help="AWS named profile for credentials (default: $AWS_PROFILE)")
+    parser.add_argument("--prefix", default=os.environ.get("GIP_PREFIX", DEFAULT_PREFIX),
+                        help=f"name prefix of every stack, table, queue and bus (default: $GIP_PREFIX, "
+                             f"else {DEFAULT_PREFIX})")
     parser.add_argument("--endpoint-url", default=os.environ.get("AWS_ENDPOINT_URL"),
                         help="AWS endpoint (e.g. http://127.0.0.1:4566 for --local)")
 
@@ -82,11 +86,27 @@ def _load(module_name: str) -> ModuleType | None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Parse ``argv`` (default: ``sys.argv[1:]``, as the console script calls it) and run."""
+    """Parse ``argv`` (default: ``sys.argv[1:]``, as the console script calls it) and run.
+
+    A reader that hangs up (``replay | head``) ends the command quietly with exit 0: stdout is
+    pointed at devnull so the interpreter's final flush does not fail again, as Python's
+    documentation of SIGPIPE recommends (https://docs.python.org/3/library/signal.html#note-on-sigpipe).
+    """
+    try:
+        code = _main(argv)
+        sys.stdout.flush()
+        return code
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
+
+
+def _main(argv: Sequence[str] | None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     # `bootstrap.py --org o-x [--local]` with no subcommand means deploy (or local).
     if argv and argv[0].startswith("-") and argv[0] not in ("-h", "--help"):
-        argv = ["local" if "--local" in argv else "deploy", *argv]
+        argv = ["local", *(a for a in argv if a != "--local")] if "--local" in argv else ["deploy", *argv]
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "command", None):

@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from gip.adapters import aws
-from gip.cli.render import key_values, table
+from gip.cli.render import add_format, key_values, structured, table
 from gip.cli.replay import ACCOUNT_COLUMNS, dynamo_errors, open_core
 from gip.cli.replay_query import summary
 from gip.domain.envelope import ACCOUNT_RE, Cause, Envelope, utcnow
@@ -67,6 +67,19 @@ def queue_rows(queues: Mapping[str, Mapping[str, str]]) -> list[dict[str, Any]]:
     return rows
 
 
+def queue_health(queues: Sequence[Mapping[str, Any]], *, prefix: str) -> dict[str, Any]:
+    """Pure: ``ready`` or ``degraded`` with the reasons, from what the queues show: records the
+    stream mapping parked after failing (``<prefix>-publisher-dlq``) and every other DLQ's depth.
+    (The publisher's lag and the live workers are the running stack's: local ``/healthz``.)"""
+    from gip.local.health import assess
+
+    parked_queue = f"{prefix}-publisher-dlq"
+    parked = sum(int(q["visible"]) for q in queues if q["queue"] == parked_queue)
+    dlq = {str(q["queue"]): int(q["visible"]) for q in queues if q["dlq_for"] is not None and q["queue"] != parked_queue}
+    status, reasons = assess(lag_s=0.0, parked=parked, dlq=dlq, live_workers=0, configured_workers=0)
+    return {"status": status, "reasons": reasons, "parked": parked}
+
+
 def failure_rows(events: Iterable[Envelope]) -> list[dict[str, Any]]:
     """The why (``error`` or ``reason``) first, then the rest of the data, clipped."""
     rows = []
@@ -83,11 +96,11 @@ def failure_rows(events: Iterable[Envelope]) -> list[dict[str, Any]]:
 
 
 def add_accounts_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--format", choices=("table", "json"), default="table")
+    add_format(parser)
 
 
 def add_status_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--format", choices=("table", "json"), default="table")
+    add_format(parser)
 
 
 def add_reinstate_arguments(parser: argparse.ArgumentParser) -> None:
@@ -100,8 +113,8 @@ def run_accounts(args: argparse.Namespace) -> int:
     with dynamo_errors(core.settings):
         accounts = core.pool.accounts()
     rows = [a.as_dict() for a in accounts]
-    if args.format == "json":
-        print(json.dumps(rows, indent=2, sort_keys=True))
+    if args.format != "table":
+        print("\n".join(structured(args.format, rows, rows)))
         return 0
     for line in table(rows, ACCOUNT_COLUMNS):
         print(line)
@@ -118,10 +131,17 @@ def run_status(args: argparse.Namespace, *, now: datetime | None = None) -> int:
         recent = [e for e in core.store.read_window(now - RECENT, now) if e["type"] in FAILURE_TYPES]
     queues = queue_rows(_queues(args))
     failures = failure_rows(recent[-20:])
-    if args.format == "json":
-        print(json.dumps({"pool": pool, "queues": queues, "recent_failures": failures}, indent=2, sort_keys=True))
+    checked = queue_health(queues, prefix=args.prefix)
+    if args.format != "table":
+        doc = {"pool": pool, "queues": queues, "recent_failures": failures, "health": checked}
+        records = [{"kind": "health", **checked}, {"kind": "pool", **pool}, *({"kind": "queue", **q} for q in queues),
+                   *({"kind": "failure", **f} for f in failures)]
+        print("\n".join(structured(args.format, doc, records)))
         return 0
-    print("pool")
+    print(f"health: {checked['status']}")
+    for reason in checked["reasons"]:
+        print(f"  {reason}")
+    print("\npool")
     pairs: list[tuple[str, Any]] = [(f"  {s.lower()}", n) for s, n in pool["by_status"].items()]
     pairs.append(("  usable", f"{pool['usable']} (counts row: {pool['counts_row']['usable']})"))
     for line in key_values(pairs):

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import os
 from typing import Any
 
+from gip.cli.render import add_format, structured
 from gip.errors import UsageError
 
 
@@ -21,7 +21,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="act on a mismatch seen N passes in a row (default RECONCILE_STRIKES or 2)")
     parser.add_argument("--target-ou", action="append", default=None, metavar="OU_ID",
                         help="target OU (repeatable; default TARGET_OU_IDS, empty = whole org)")
-    parser.add_argument("--format", choices=("table", "json"), default="table")
+    add_format(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -35,7 +35,8 @@ def run(args: argparse.Namespace) -> int:
     targets = tuple(args.target_ou) if args.target_ou else None
     with aws.aws_errors("reconcile"):
         summary = reconcile_once(settings, session=sess, threshold=args.strikes, target_ou_ids=targets)
-    print(json.dumps(summary.to_dict(), indent=2) if args.format == "json" else summary.render())
+    doc = summary.to_dict()
+    print("\n".join(structured(args.format, doc, [doc])) if args.format != "table" else summary.render())
     return 0
 
 

@@ -10,11 +10,11 @@ redelivered and changes nothing. Exit 1 if a hook could not be swept.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 from datetime import timedelta
 from typing import Any
 
+from gip.cli.render import add_format, structured
 from gip.cli.timeparse import parse_relative
 from gip.errors import UsageError
 
@@ -23,7 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--since", default=None, metavar="AGE",
                         help="look back this far (6h, 2d; at most 3d) instead of to the last sweep")
     parser.add_argument("--dry-run", action="store_true", help="show what would be redelivered, change nothing")
-    parser.add_argument("--format", choices=("table", "json"), default="table")
+    add_format(parser)
     parser.add_argument("--redeliver-hooks", default=None, metavar="HOOKS",
                         help="repos/OWNER/NAME/hooks/ID or orgs/NAME/hooks/ID, comma-separated")
 
@@ -41,8 +41,10 @@ def run(args: argparse.Namespace) -> int:
         env = {**os.environ, "GITHUB_APP_SECRET_ID": settings.github_app_secret_id}  # the deployed App too
         reports = from_settings(settings, hooks=hooks, session=sess, env=env).sweep(since=since, dry_run=args.dry_run)
     docs = [r.as_dict() for r in reports]
-    print(json.dumps({"dry_run": args.dry_run, "hooks": docs}, indent=2) if args.format == "json"
-          else "\n".join(render(docs, dry_run=args.dry_run)))
+    lines = (structured(args.format, {"dry_run": args.dry_run, "hooks": docs},
+                        [{"dry_run": args.dry_run, **d} for d in docs])
+             if args.format != "table" else render(docs, dry_run=args.dry_run))
+    print("\n".join(lines))
     return 1 if any(d["error"] for d in docs) else 0
 
 

@@ -23,9 +23,12 @@ def cell(value: Any, *, width: int | None = None) -> str:
     else:
         text = str(value)
     text = text.replace("\r", " ").replace("\n", " ")
-    if width is not None and len(text) > width:
-        text = text[: max(width - 1, 0)] + "…"
-    return text
+    return text if width is None else clip(text, width)
+
+
+def clip(text: str, width: int) -> str:
+    """``text`` cut to ``width`` characters, the cut marked with an ellipsis (the one way we cut)."""
+    return text if len(text) <= width else text[: max(width - 1, 0)] + "…"
 
 
 def table(
@@ -61,3 +64,19 @@ def jsonl(items: Iterable[Mapping[str, Any]]) -> Iterator[str]:
     """One compact JSON object per line, spelled like the store's canonical ``body``."""
     for item in items:
         yield json.dumps(item, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+FORMATS = ("table", "json", "jsonl")
+FORMAT_HELP = "table (aligned text), json (one document) or jsonl (one object per line)"
+
+
+def add_format(parser: Any, *, default: str | None = "table", help: str = FORMAT_HELP) -> None:
+    """The one ``--format`` every printing command takes (the same three names everywhere)."""
+    parser.add_argument("--format", choices=FORMATS, default=default, help=help)
+
+
+def structured(fmt: str, document: Any, records: Iterable[Mapping[str, Any]]) -> list[str]:
+    """``json``: the document, indented; ``jsonl``: each record on its own line."""
+    if fmt == "jsonl":
+        return list(jsonl(records))
+    return [json.dumps(document, indent=2, sort_keys=True, default=str)]

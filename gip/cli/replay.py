@@ -1,7 +1,7 @@
 """``replay``: print, time-travel, verify or re-publish the event log.
 
 Reading never scans the event table: a time window goes through the ``by-day`` index (one
-query per UTC day, paged), ``--stream`` reads the stream by key, ``--correlation-id`` goes
+query per UTC day that holds events, from the store's day index, paged), ``--stream`` reads the stream by key, ``--correlation-id`` goes
 through the ``by-correlation`` index. :class:`ReadMeter` counts the DynamoDB calls and pages
 through botocore's event hooks and shows progress on stderr for long reads.
 
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import os
 import sys
@@ -24,7 +25,7 @@ from datetime import datetime, timedelta
 from typing import Any, TextIO
 
 from gip.adapters import aws, bus
-from gip.cli.render import table
+from gip.cli.render import FORMAT_HELP, add_format, structured, table
 from gip.cli.replay_query import EVENT_COLUMNS, Query, build_query, bus_entry, event_rows
 from gip.cli.timeparse import parse_instant
 from gip.domain import schemas
@@ -157,6 +158,28 @@ def read_selection(core: Core, query: Query, *, raw: bool, now: datetime) -> Ite
     return (e for e in source if query.matches(e))
 
 
+def newest_event_at(core: Core, *, now: datetime) -> datetime | None:
+    """When the newest event happened: the last day of the day index, read (one query). None
+    when the log has no day index (written before it existed) or nothing up to ``now``."""
+    days = core.store.log_days()
+    if not days:
+        return None
+    last = None
+    for event in core.store.read_window(parse_iso(f"{days[-1]}T00:00:00Z"), now):
+        last = event["occurred_at"]
+    return parse_iso(last) if last else None
+
+
+def clamp(moment: datetime, newest: datetime | None, *, now: datetime) -> datetime:
+    """``--as-of`` after the newest event means the newest event (and never after ``now``)."""
+    limit = min(newest, now) if newest is not None else now
+    if moment <= limit:
+        return moment
+    what = "the newest event" if newest is not None else "now"
+    print(f"notice: --as-of {iso(moment)} is after {what}; showing the state as of {iso(limit)}", file=sys.stderr)
+    return limit
+
+
 def log_start(core: Core, *, now: datetime) -> datetime:
     """Where the whole log starts: the pool's first registration day, else a week ago."""
     first = core.pool.first_day()
@@ -178,8 +201,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--until", help="ISO-8601 time or age like 2h, 30m, 7d")
     parser.add_argument("--correlation-id", help="follow one delivery through every stream it touched")
     parser.add_argument("--as-of", metavar="T", help="print the pool and issues as they were at T")
-    parser.add_argument("--format", choices=("table", "jsonl"), default=None,
-                        help="table on a terminal, jsonl otherwise")
+    add_format(parser, default=None, help=f"{FORMAT_HELP}; default table on a terminal, jsonl otherwise")
     parser.add_argument("--raw", action="store_true", help="old event versions as stored (no upcasting)")
     parser.add_argument("--verify", action="store_true", help="fold the log and compare it with the stored rows")
     parser.add_argument("--repair", action="store_true", help="with --verify: rewrite drifted rows from the log")
@@ -198,8 +220,16 @@ def run(args: argparse.Namespace, *, now: datetime | None = None, out: TextIO | 
         with dynamo_errors(core.settings):
             if args.verify:
                 return verify(core, repair=args.repair, out=out, now=now)
+            newest = newest_event_at(core, now=now)
             if args.as_of:
-                return as_of(core, parse_instant(args.as_of, now=now), query, fmt=fmt, out=out)
+                return as_of(core, clamp(parse_instant(args.as_of, now=now), newest, now=now), query,
+                             fmt=fmt, out=out)
+            if query.since is not None and newest is not None and query.since > newest:
+                print(f"no events after {iso(newest)} (the newest event; --since is {iso(query.since)})",
+                      file=sys.stderr)
+                return 0
+            if query.until is not None and query.until > now:  # nothing is stored in the future
+                query = dataclasses.replace(query, until=now)
             events = read_selection(core, query, raw=args.raw, now=now)
             if args.to_bus:
                 return to_bus(core, events, args=args, out=out)
@@ -225,6 +255,9 @@ def print_events(events: Iterable[Envelope], *, fmt: str, out: TextIO) -> int:
         for event in events:
             print(dumps(event), file=out)
         return 0
+    if fmt == "json":
+        print(json.dumps(list(events), indent=2, sort_keys=True, ensure_ascii=False, default=str), file=out)
+        return 0
     rows = list(event_rows(events))
     for line in table(rows, EVENT_COLUMNS, max_width={"stream": 40}):
         print(line, file=out)
@@ -243,11 +276,10 @@ def as_of(core: Core, moment: datetime, query: Query, *, fmt: str, out: TextIO) 
     folded = fold_log(events)
     accounts = [a.as_dict() for _, a in sorted(folded.accounts.items())]
     issues = [i.as_dict() for _, i in sorted(folded.issues.items())]
-    if fmt == "jsonl":
-        for row in accounts:
-            print(json.dumps({"kind": "account", **row}, sort_keys=True), file=out)
-        for row in issues:
-            print(json.dumps({"kind": "issue", **row}, sort_keys=True), file=out)
+    if fmt != "table":
+        records = [*({"kind": "account", **row} for row in accounts), *({"kind": "issue", **row} for row in issues)]
+        doc = {"as_of": iso(moment), "events_folded": len(events), "accounts": accounts, "issues": issues}
+        print("\n".join(structured(fmt, doc, records)), file=out)
         return 0
     counts = folded.counts
     print(f"as of {iso(moment)} ({len(events)} events folded): {counts.usable} usable, "

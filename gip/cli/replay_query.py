@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from gip.cli.render import clip
 from gip.cli.timeparse import parse_instant
 from gip.domain.envelope import Envelope, dumps, iso, normalize_stream, parse_iso
 from gip.errors import UsageError
@@ -64,8 +65,7 @@ def summary(data: dict[str, Any], *, width: int = 70) -> str:
         value = data[key]
         text = value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
         parts.append(f"{key}={text}")
-    line = " ".join(parts)
-    return line if len(line) <= width else line[: width - 1] + "…"
+    return clip(" ".join(parts), width)
 
 
 EVENT_COLUMNS = [("OCCURRED_AT", "occurred_at"), ("STREAM", "stream"), ("V", "version"),
@@ -76,7 +76,7 @@ def event_rows(events: Iterable[Envelope]) -> Iterator[dict[str, Any]]:
     for e in events:
         suffix = f" (v{e['schema_version']})" if e.get("schema_version", 1) != 1 else ""
         yield {**e, "type": e["type"] + suffix, "data": summary(e.get("data") or {}),
-               "correlation_id": (e.get("correlation_id") or "")[:36]}
+               "correlation_id": e.get("correlation_id") or ""}  # whole: it is pasted into --correlation-id
 
 
 def bus_entry(e: Envelope, *, prefix: str, bus: str) -> dict[str, Any]:

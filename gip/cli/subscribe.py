@@ -27,7 +27,7 @@ from typing import Any
 import botocore.exceptions
 
 from gip.adapters import aws
-from gip.cli.render import table
+from gip.cli.render import add_format, structured, table
 from gip.cli.subscription_target import check_target, grant, revoke, target_kind
 from gip.domain import schemas
 from gip.errors import GipError, NotFound, UsageError
@@ -148,7 +148,7 @@ def add_unsubscribe_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def add_subscriptions_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--format", choices=("table", "json"), default="table")
+    add_format(parser)
 
 
 def known_types() -> set[str]:
@@ -295,8 +295,8 @@ def list_rules(args: Any) -> list[dict[str, Any]]:
 
 def run_subscriptions(args: argparse.Namespace) -> int:
     rows = list_rules(args)
-    if args.format == "json":
-        print(json.dumps(rows, indent=2, sort_keys=True))
+    if args.format != "table":
+        print("\n".join(structured(args.format, rows, rows)))
         return 0
     cols = [("RULE", "rule"), ("OWNER", "owner"), ("STATE", "state"), ("TARGETS", "targets"), ("PATTERN", "pattern")]
     for line in table(rows, cols, max_width={"pattern": 80}):

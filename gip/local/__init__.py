@@ -19,8 +19,9 @@ MAX_ACCOUNTS = 50
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Local-mode flags (``--region/--profile/--prefix/--endpoint-url`` come from gip.cli.main)."""
-    parser.add_argument("--org", required=True, help="AWS Organization id for the templates, o-xxxxxxxxxx")
-    parser.add_argument("--local", action="store_true", help="run locally (implied by this command)")
+    parser.add_argument("--org", default="o-example0000",
+                        help="AWS Organization id the templates are given (only a label locally; "
+                             "default o-example0000)")
     parser.add_argument("--port", type=int, default=8080, help="webhook port on 127.0.0.1 (default 8080)")
     parser.add_argument("--aws-port", type=int, default=4566, help="embedded AWS endpoint port (default 4566)")
     parser.add_argument("--accounts", type=int, default=3, help="member accounts in the pool (default 3)")
@@ -30,7 +31,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bot-login", default="", help="the GitHub login the notifier comments as")
     parser.add_argument("--count-aws-calls", action="store_true",
                         help="count AWS calls by service and operation (GET /stats; bench/e2e.py)")
-    parser.add_argument("--state-dir", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--state-dir", default=None, metavar="DIR",
+                        help="where the event log is kept across restarts (default .local/state); given, "
+                             "the logs and run files go there too")
+    parser.add_argument("--fresh", action="store_true",
+                        help="start with an empty event log (a saved one is moved aside, never deleted)")
 
 
 def local_org_id(org: str) -> str:
@@ -66,6 +71,8 @@ def run(args: argparse.Namespace) -> int:
                         port=args.port, aws_port=args.aws_port, accounts=args.accounts,
                         workers=workers, labels=labels, bot_login=args.bot_login,
                         count_calls=args.count_aws_calls)
+    opts.fresh = args.fresh
     if args.state_dir:
         opts.state_dir = Path(args.state_dir)
+        opts.event_log = opts.state_dir / "events.jsonl"
     return run_local(opts)

@@ -20,6 +20,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+from gip.cli.render import clip
+from gip.domain.envelope import iso, utcnow
 from gip.errors import GipError
 
 MAX_BODY = 10 * 1024 * 1024  # API Gateway's payload limit
@@ -73,6 +75,20 @@ def http_answer(response: Mapping[str, Any]) -> tuple[int, list[tuple[str, str]]
     raw = response.get("body") or ""
     body = base64.b64decode(raw) if response.get("isBase64Encoded") else str(raw).encode("utf-8")
     return status, headers, body
+
+
+def body_length(content_length: str | None, transfer_encoding: str | None) -> tuple[int, tuple[int, dict[str, str]] | None]:
+    """Pure: the body's length, or the error answer. Only a plain decimal ``Content-Length`` up
+    to API Gateway's limit is read; anything else is refused and the connection closed."""
+    if transfer_encoding and transfer_encoding.strip().lower() != "identity":
+        return 0, (411, {"message": "Length Required: chunked bodies are not accepted, send Content-Length"})
+    text = (content_length or "0").strip()
+    if not text.isdigit() or not text.isascii():
+        return 0, (400, {"message": f"Bad Request: Content-Length must be a non-negative integer, got {text[:20]!r}"})
+    length = int(text)
+    if length > MAX_BODY:
+        return 0, (413, {"message": "Request Too Long"})
+    return length, None
 
 
 class Gateway:
@@ -130,10 +146,12 @@ class Gateway:
     def _post(self, req: BaseHTTPRequestHandler) -> None:
         url = urlsplit(req.path)
         if url.path != "/webhook":
+            req.close_connection = True  # its body is not read
             return self._send(req, 404, {"message": "Not Found"})
-        length = int(req.headers.get("Content-Length") or 0)
-        if length > MAX_BODY:
-            return self._send(req, 413, {"message": "Request Too Long"})
+        length, problem = body_length(req.headers.get("Content-Length"), req.headers.get("Transfer-Encoding"))
+        if problem is not None:
+            req.close_connection = True  # the unread body must never be parsed as the next request
+            return self._send(req, *problem)
         body = req.rfile.read(length) if length else b""
         event = proxy_event(method="POST", path=url.path, query=url.query,
                             headers=list(req.headers.items()), body=body,
@@ -144,8 +162,8 @@ class Gateway:
             status, headers, payload = 502, [("Content-Type", "application/json")], \
                 b'{"message": "Internal server error"}'
             self._note(f"webhook function failed: {type(exc).__name__}: {exc}")
-        self._note(f"POST /webhook -> {status} {payload.decode('utf-8', 'replace')[:120]} "
-                   f"(delivery {req.headers.get('X-GitHub-Delivery', '-')[:40]})")
+        self._note(f"POST /webhook -> {status} {clip(payload.decode('utf-8', 'replace'), 120)} "
+                   f"(delivery {clip(req.headers.get('X-GitHub-Delivery', '-'), 40)})")
         req.send_response(status)
         for name, value in headers:
             req.send_header(name, value)
@@ -171,6 +189,8 @@ class Gateway:
         payload = json.dumps(doc, sort_keys=True).encode("utf-8")
         req.send_response(status)
         req.send_header("Content-Type", "application/json")
+        if req.close_connection:
+            req.send_header("Connection", "close")
         req.send_header("Content-Length", str(len(payload)))
         req.end_headers()
         req.wfile.write(payload)
@@ -188,4 +208,4 @@ class Gateway:
 
     def _note(self, text: str) -> None:
         if self.on_request is not None:
-            self.on_request(f"{time.strftime('%H:%M:%S', time.gmtime())}  {text}")
+            self.on_request(f"{iso(utcnow())}  {text}")

@@ -53,6 +53,8 @@ class SourceMapping:
     function: Function
     source_arn: str
     batch_size: int
+    max_retries: int = -1  # MaximumRetryAttempts (-1: until the record expires, Lambda's default)
+    on_failure_arn: str = ""  # DestinationConfig.OnFailure.Destination
 
     @property
     def kind(self) -> str:
@@ -104,8 +106,10 @@ def read_wiring(client: Callable[[str], Any], *, outputs: dict[str, str], accoun
             target = wiring.functions.get(m["FunctionArn"])
             if target is None:
                 raise AwsError(f"event source mapping {m['UUID']} names an unknown function")
-            wiring.mappings.append(SourceMapping(m["UUID"], target, m["EventSourceArn"],
-                                                 int(m.get("BatchSize") or 10)))
+            destination = ((m.get("DestinationConfig") or {}).get("OnFailure") or {}).get("Destination", "")
+            retries = m.get("MaximumRetryAttempts")
+            wiring.mappings.append(SourceMapping(m["UUID"], target, m["EventSourceArn"], int(m.get("BatchSize") or 10),
+                                                 -1 if retries is None else int(retries), destination))
     for rule in events.list_rules()["Rules"]:  # schedules live on the default bus
         rate = rate_seconds(rule.get("ScheduleExpression", ""))
         if rate is None:

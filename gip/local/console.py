@@ -6,10 +6,12 @@ import logging
 import socket
 import warnings
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from gip import observability
+from gip.domain.envelope import iso
 from gip.errors import GipError
 from worker.sandbox import MARKER
 
@@ -86,13 +88,20 @@ def ensure_free(host: str, port: int, *, flag: str) -> None:
                            f"{exc.strerror}") from exc
 
 
+class UtcFormatter(logging.Formatter):
+    """``%(asctime)s`` as ISO-8601 UTC with milliseconds, like every other console line."""
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        return iso(datetime.fromtimestamp(record.created, UTC))
+
+
 def configure_logging(log_dir: Path) -> None:
     """On the terminal, warnings and errors of the functions, one line each; in
     ``<log_dir>/<function>.jsonl``, every line from INFO up as JSON (docs/local.md, "Logs").
     moto/werkzeug chatter off."""
     console = logging.StreamHandler()
     console.setLevel(logging.WARNING)  # the webhook's INFO line per delivery: the gateway prints its own
-    console.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    console.setFormatter(UtcFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.getLogger().addHandler(console)
     observability.host(observability.FunctionFiles(log_dir))  # root level INFO, for the files
     for noisy in ("werkzeug", "botocore", "urllib3", "moto"):

@@ -1,7 +1,10 @@
 """One readable line per stored event, as it happens (the stream poller calls it).
 
-    04:41:02.118  IssueReceived           issue-octo/demo#1      v1  run=1 trigger=labeled sender=alice
-    04:41:03.502  AccountReserved         account-318224109183   v2  issue=octo/demo#1 lease=3f2a9c1e
+    2026-05-04T04:41:02.118Z  IssueReceived           issue-octo/demo#1      v1  run=1 trigger=labeled sender=alice
+    2026-05-04T04:41:03.502Z  AccountReserved         account-318224109183   v2  issue=octo/demo#1 lease=3f2a9c1e…
+
+Times are ISO-8601 UTC with milliseconds, the one format of every console line; a cut value ends
+in an ellipsis.
 
 ``format_event`` is pure; :class:`Printer` only serialises writes from several threads.
 """
@@ -12,6 +15,8 @@ import sys
 import threading
 from collections.abc import Mapping
 from typing import Any, TextIO
+
+from gip.cli.render import clip
 
 # Which data fields are worth a glance, per event type, in this order.
 KEYS: dict[str, tuple[str, ...]] = {
@@ -38,7 +43,7 @@ SHORT = {"lease_id": "lease"}
 
 def _value(key: str, value: Any) -> str:
     if key == "lease_id" and isinstance(value, str):
-        return value[:8]
+        return clip(value, 9)
     if key == "issue" and isinstance(value, str):
         return value.removeprefix("issue-")
     if isinstance(value, list):
@@ -46,13 +51,12 @@ def _value(key: str, value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.1f}"
     text = str(value)
-    return text if len(text) <= 60 else text[:59] + "…"
+    return clip(text, 60)
 
 
 def format_event(envelope: Mapping[str, Any]) -> str:
-    """``HH:MM:SS.mmm  Type  stream  vN  key=value ...`` (time in UTC, from ``occurred_at``)."""
-    occurred = str(envelope.get("occurred_at", ""))
-    clock = occurred[11:23] if len(occurred) >= 23 else occurred
+    """``YYYY-MM-DDTHH:MM:SS.mmmZ  Type  stream  vN  key=value ...`` (``occurred_at``, UTC)."""
+    clock = str(envelope.get("occurred_at", ""))
     type_ = str(envelope.get("type", "?"))
     data = envelope.get("data") or {}
     pairs = [f"{SHORT.get(k, k)}={_value(k, data[k])}" for k in KEYS.get(type_, ())

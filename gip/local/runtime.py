@@ -6,13 +6,13 @@ Start-up, in order (each step prints one line):
 2. deploy the same templates through ``gip.cli.deploy`` (``local=True``), read back the wiring,
    stop moto's own Lambda runtime, create the Organization and its member accounts
    (``gip.local.aws_setup``);
-3. play the runtime: the stream mapping (``streams``), the SQS mappings (``sqs_mappings``),
-   the schedules on a compressed clock (``schedules``), ECS (``workers``), API Gateway
-   (``apigw``); the member accounts are registered by reconcile, as a real account is;
+3. append the saved event log back (``state``), then play the runtime: the stream mapping
+   (``streams``), the SQS mappings, the schedules on a compressed clock, ECS (``workers``),
+   API Gateway (``apigw``); the member accounts are registered by reconcile, as in AWS;
 4. once every account is AVAILABLE, ``/healthz`` answers 200 and the banner is printed.
 
 Shutdown (Ctrl-C / SIGTERM): stop taking webhooks, SIGTERM the workers (they give their work
-back while the endpoint and pollers still run), then stop the pollers and the endpoint.
+back while the endpoint and pollers still run), stop the pollers, save the log, stop the endpoint.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ import boto3
 from gip.adapters.github.token import check_app
 from gip.config import Settings
 from gip.errors import GipError
-from gip.local import aws_setup, samples
+from gip.local import aws_setup, health, samples, state
 from gip.local.apigw import Gateway
 from gip.local.console import (
     QuietReporter,
@@ -51,8 +51,8 @@ from gip.local.embedded_aws import EmbeddedAws
 from gip.local.lambdas import Function, merged_environment
 from gip.local.printer import Printer, StdoutRouter
 from gip.local.schedules import Scheduler, build_jobs
-from gip.local.sqs_mappings import QueuePoller, queue_url
-from gip.local.streams import StreamPoller
+from gip.local.sqs_mappings import QueuePoller, compress_visibility, queue_url
+from gip.local.streams import StreamPoller, sqs_parker
 from gip.local.workers import Workers, parent_credentials, worker_environment
 from worker.sandbox import Isolation
 
@@ -76,7 +76,9 @@ class LocalOptions:
     labels: tuple[str, ...] = ("needs-reproduction",)
     bot_login: str = ""
     count_calls: bool = False
-    state_dir: Path = ROOT / ".local"
+    state_dir: Path = ROOT / ".local"  # logs, run files, local-stack.json
+    event_log: Path = ROOT / ".local" / "state" / "events.jsonl"  # kept across restarts (gip.local.state)
+    fresh: bool = False
     ready_timeout_s: float = 90.0
 
 
@@ -93,8 +95,11 @@ class Supervisor:
         self.gateway: Gateway | None = None
         self.workers: Workers | None = None
         self.threads: list[threading.Thread] = []
+        self.stream_pollers: list[StreamPoller] = []
         self.outputs: dict[str, str] = {}
         self.state_file = opts.state_dir / "local-stack.json"
+        self.saved: state.Saved | None = None
+        self.may_save = False  # only once the saved log is restored (or there was none)
 
     # ------------------------------------------------------------------ lifecycle
     def say(self, text: str) -> None:
@@ -124,6 +129,12 @@ class Supervisor:
         if app:
             self.say(app.line)
             os.environ.setdefault("BOT_LOGIN", app.bot_login)  # the App comments as <slug>[bot]
+        if o.fresh:
+            aside = state.set_aside(o.event_log)
+            if aside:
+                self.say(f"--fresh: starting empty; the saved event log is kept as {aside}")
+        else:
+            self.saved = state.load(o.event_log)  # unreadable: one line, refuse (before deploying)
         ensure_free(o.host, o.aws_port, flag="--aws-port")
         self.aws = EmbeddedAws(o.host, o.aws_port, wrap=wrap).start()
         endpoint = self.aws.url
@@ -163,6 +174,7 @@ class Supervisor:
         aws_setup.stop_moto_lambda(client("lambda"), endpoint, wiring.mappings)
         sqs = client("sqs")
         aws_setup.check_queue_keeps_messages(sqs, out["GatekeeperQueueUrl"])
+        compress_visibility(sqs, [out[f"{name}QueueUrl"] for name in QUEUES])
         self.say(f"moto's Lambda runtime off; {len(wiring.mappings)} event source mapping(s) disabled "
                  f"(checked: a message sent stays in its queue) and played here with the real handlers")
         trust = aws_setup.processing_trust_policy(worker_role_arn=out["WorkerTaskRoleArn"],
@@ -180,7 +192,9 @@ class Supervisor:
                 thread: threading.Thread = StreamPoller(
                     client=client("dynamodbstreams"), function=mapping.function, handler=handler,
                     stream_arn=mapping.source_arn, region=o.region, batch_size=mapping.batch_size,
-                    stop=self.halt, on_event=self.printer.event)
+                    stop=self.halt, on_event=self.printer.event, retry_s=0.2,  # the compressed clock
+                    max_retries=mapping.max_retries, park=sqs_parker(sqs, mapping.on_failure_arn))
+                self.stream_pollers.append(thread)  # type: ignore[arg-type]
             else:
                 thread = QueuePoller(sqs=client("sqs"), function=mapping.function, handler=handler,
                                      queue_arn=mapping.source_arn, region=o.region,
@@ -191,6 +205,7 @@ class Supervisor:
         self.threads.append(Scheduler(jobs, stop=self.halt))
         self.webhook = next(f for f in functions.values() if f.name == f"{o.prefix}-webhook")
         self._webhook_handler = self.webhook.load()
+        self._restore()
         for thread in self.threads:
             thread.start()
         parent = dict(os.environ)
@@ -203,6 +218,11 @@ class Supervisor:
         self.gateway.start()  # type: ignore[union-attr]
         self.phase = "registering accounts"
         self._expected_accounts = len(members)
+
+    def _restore(self) -> None:  # before any poller runs: the stream pollers start after it
+        if self.saved is not None and self.saved.events:
+            self.say(state.restore_stack(self.saved, pollers=self.stream_pollers, path=self.opts.event_log))
+        self.may_save = True
 
     def _member_client(self, sts: Any, endpoint: str) -> Callable[[str, str], Any]:
         def factory(account_id: str, service: str) -> Any:
@@ -238,10 +258,13 @@ class Supervisor:
     def health(self) -> tuple[bool, dict[str, Any]]:
         if not self.ready:
             return False, {"status": self.phase}
-        queues = self._queue_depths()
-        doc = {"status": "ready", "accounts": self._pool_counts(), "queues": queues,
-               "workers": self.workers.alive() if self.workers else 0}
-        return True, doc
+        queues, dlq = health.queue_depths(boto3.client("sqs", region_name=self.opts.region), self.outputs, QUEUES)
+        pollers = self.stream_pollers
+        return True, health.document(
+            accounts=self._pool_counts(), queues=queues, dlq=dlq,
+            lag_s=max((p.lag_s for p in pollers), default=0.0), parked=sum(p.parked for p in pollers),
+            last_error="; ".join(p.last_error for p in pollers if p.last_error),
+            live_workers=self.workers.alive() if self.workers else 0, configured_workers=self.opts.workers)
 
     def _report(self) -> str:
         """``GET /report``: the page ``bootstrap.py report`` writes, drawn from the log now."""
@@ -261,24 +284,6 @@ class Supervisor:
         if not hasattr(self, "_pool"):
             self._pool = Pool.from_settings(Settings.from_env())
         return dict(Counter(a.status for a in self._pool.accounts()))
-
-    def _queue_depths(self) -> dict[str, Any]:
-        sqs = boto3.client("sqs", region_name=self.opts.region)
-        depths: dict[str, Any] = {}
-        dlq = 0
-        for name in QUEUES:
-            attrs = sqs.get_queue_attributes(
-                QueueUrl=self.outputs[f"{name}QueueUrl"],
-                AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
-            )["Attributes"]
-            depths[name.lower()] = {"visible": int(attrs["ApproximateNumberOfMessages"]),
-                                    "in_flight": int(attrs["ApproximateNumberOfMessagesNotVisible"])}
-        # Each queue's DLQ, plus the notifier rule's own (EventBridge cannot use a FIFO DLQ).
-        for url in [*(self.outputs[f"{name}DlqUrl"] for name in QUEUES), self.outputs["NotifierRuleDlqUrl"]]:
-            dlq += int(sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"])
-                       ["Attributes"]["ApproximateNumberOfMessages"])
-        depths["dlq_total"] = dlq
-        return depths
 
     def _webhook_secret(self) -> str:
         """GITHUB_WEBHOOK_SECRET, else the one the template generated (read like the webhook does)."""
@@ -318,10 +323,8 @@ class Supervisor:
     def _watch_workers(self) -> None:
         if self.workers is None:
             return
-        for name, code in self.workers.exited().items():
-            if name not in getattr(self, "_reported", set()):
-                self._reported = getattr(self, "_reported", set()) | {name}
-                self.say(f"{name} exited with code {code}; see {self.opts.state_dir / 'run' / (name + '.log')}")
+        for notice in self.workers.replace_dead(time.monotonic()):
+            self.say(notice)
 
     def _shutdown(self) -> None:
         if self.ready or self.workers is not None:
@@ -335,6 +338,11 @@ class Supervisor:
         self.halt.set()
         for thread in self.threads:
             thread.join(timeout=5)
+        try:
+            if self.may_save and self.aws is not None:
+                self.say(state.save_stack(boto3.client("dynamodb", region_name=self.opts.region), self.opts.event_log))
+        except Exception as exc:  # never lose the old file: dump() renames only a whole new one
+            self.say(f"error: the event log could not be saved to {self.opts.event_log}: {type(exc).__name__}: {exc}")
         if self.aws is not None:
             self.aws.stop()
         if self.ready:

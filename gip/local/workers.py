@@ -30,11 +30,23 @@ STOP_TIMEOUT_S = 30.0  # ECS's default stopTimeout
 # What ECS does not pass to a task, or the bundle loader only needs in AWS.
 DROPPED = ("BUNDLE_BUCKET", "BUNDLE_KEY")
 PASSED = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "SYSTEMROOT")
+# The compressed clock: AWS's 900 s lease is 120 s here, and every other period the local stack
+# plays (queue visibility timeouts, the worker's visibility heartbeat) shrinks by the same factor.
+CLOCK = 900 / 120
+
+
+def compressed(seconds: float, *, floor: int = 5) -> int:
+    """Pure: ``seconds`` of AWS time on the local clock (at least ``floor``)."""
+    return max(floor, round(seconds / CLOCK))
+
+
 LOCAL = {
     "WORKER_POLL_SECONDS": "1",  # long-poll wait: short, so SIGTERM is seen quickly
     "LEASE_SECONDS": "120",  # compressed clock: a dead worker's lease is swept within ~2 min
+    "VISIBILITY_SECONDS": str(compressed(300)),  # a killed worker's message is back in ~40 s, not 300 s
     "PYTHONUNBUFFERED": "1",
 }
+RESTART_BACKOFF_S = (1.0, 60.0)  # ECS-like: a worker that keeps dying is restarted less often
 
 
 def worker_environment(task_env: Mapping[str, str], *, name: str, endpoint: str, region: str,
@@ -90,26 +102,52 @@ class Workers:
     """Start, watch and stop the worker processes."""
 
     def __init__(self, *, count: int, env_for: Callable[[str], dict[str, str]], log_dir: Path,
-                 echo: Callable[[str], None], json_dir: Path | None = None) -> None:
+                 echo: Callable[[str], None], json_dir: Path | None = None,
+                 command: tuple[str, ...] = (sys.executable, "-m", "worker")) -> None:
         self.count, self.env_for, self.log_dir, self.echo = count, env_for, log_dir, echo
+        self.command = command
         self.json_dir = json_dir or log_dir
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self._readers: list[threading.Thread] = []
+        self.restarts: dict[str, int] = {}  # name → times replaced
+        self._due: dict[str, float] = {}  # name → when a dead worker may be replaced
+        self.stopping = False
 
     def start(self) -> None:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         for n in range(1, self.count + 1):
-            name = f"local-worker-{n}"
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "worker"], cwd=ROOT, env=self.env_for(name),
-                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
-            )
-            self.procs[name] = proc
-            reader = threading.Thread(target=self._pump, args=(name, proc.stdout), daemon=True,
-                                      name=f"{name}-output")
-            reader.start()
-            self._readers.append(reader)
+            self._spawn(f"local-worker-{n}")
+
+    def _spawn(self, name: str) -> None:
+        proc = subprocess.Popen(
+            list(self.command), cwd=ROOT, env=self.env_for(name),
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
+        )
+        self.procs[name] = proc
+        reader = threading.Thread(target=self._pump, args=(name, proc.stdout), daemon=True,
+                                  name=f"{name}-output")
+        reader.start()
+        self._readers.append(reader)
+
+    def replace_dead(self, now: float) -> list[str]:
+        """As ECS keeps a service at its desired count: start a new process for each worker
+        that ended by itself (after a backoff that doubles each time the same one dies, from
+        1 s to 60 s). Returns one notice per worker replaced or waiting to be."""
+        notices = []
+        for name, code in self.exited().items():
+            if self.stopping:
+                break
+            due = self._due.setdefault(name, now + min(RESTART_BACKOFF_S[0] * 2 ** self.restarts.get(name, 0),
+                                                      RESTART_BACKOFF_S[1]))
+            if now < due:
+                continue
+            del self._due[name]
+            self.restarts[name] = self.restarts.get(name, 0) + 1
+            self._spawn(name)
+            notices.append(f"{name} exited with code {code}; replaced with a new process, as ECS would "
+                           f"(restart {self.restarts[name]}; its log: {self.log_dir / (name + '.log')})")
+        return notices
 
     def _pump(self, name: str, stream: IO[bytes] | None) -> None:
         if stream is None:
@@ -140,6 +178,7 @@ class Workers:
         return {n: p.returncode for n, p in self.procs.items() if p.poll() is not None}
 
     def stop(self, timeout_s: float = STOP_TIMEOUT_S) -> None:
+        self.stopping = True
         for proc in self.procs.values():
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)

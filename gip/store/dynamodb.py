@@ -17,9 +17,18 @@ from gip.errors import ConcurrencyConflict, StoreUnavailable
 from gip.store.dynamo_rows import DynamoProjections, TransactItem, storage_errors, transact_item
 from gip.store.dynamo_rows import code as _code
 from gip.store.models import EventItem, Tables
-from gip.store.protocols import DeliveryMarker, DuplicateDelivery, RowWrite, days, finish, prepare
+from gip.store.protocols import (
+    DeliveryMarker,
+    DuplicateDelivery,
+    RowWrite,
+    days_to_read,
+    finish,
+    prepare,
+)
 
 __all__ = ["DynamoEventStore", "storage_errors"]
+
+DAYS_PK = "log-days"  # the day index's items (no ``day`` attribute: they stay out of by-day)
 
 
 class DynamoEventStore(DynamoProjections):
@@ -28,6 +37,7 @@ class DynamoEventStore(DynamoProjections):
 
     def __init__(self, tables: Tables) -> None:
         self.tables = tables
+        self._days_noted: set[str] = set()  # days this instance has put in the day index
 
     # --- writing -----------------------------------------------------------------------
     def item_for(self, event: Envelope) -> EventItem:
@@ -58,6 +68,7 @@ class DynamoEventStore(DynamoProjections):
             return []
         items = [self.item_for(e) for e in prepared]
         writes = [transact_item(self.tables, row) for row in rows]
+        self._note_days({e["occurred_at"][:10] for e in prepared})
         not_exists = self.tables.events.pk.does_not_exist()
         try:
             if len(items) == 1 and not writes:
@@ -113,6 +124,15 @@ class DynamoEventStore(DynamoProjections):
                 if row.kind == "update":
                     tx.update(row.item, row.actions, condition=row.condition)
 
+    def _note_days(self, wanted: set[str]) -> None:
+        """Put each new day in the day index *before* its first event (an unconditional,
+        idempotent PutItem, once per day per instance): a crash in between leaves at worst a day
+        indexed that holds nothing, never a day with events missing from the index."""
+        for day in sorted(wanted - self._days_noted):
+            with storage_errors(f"index the day {day}"):
+                self.tables.events(DAYS_PK, int(day.replace("-", "")), kind="day", day_listed=day).save()
+            self._days_noted.add(day)
+
     # --- reading -----------------------------------------------------------------------
     def _events(self, results: Iterable[EventItem], raw: bool) -> Iterator[Envelope]:
         for item in results:
@@ -130,13 +150,19 @@ class DynamoEventStore(DynamoProjections):
     ) -> Iterator[Envelope]:
         """Events with ``since <= occurred_at <= until`` in time order, through the time index.
 
-        One query per UTC day in the window; pynamodb pages past 1 MB by itself.
+        One query per UTC day of the window that holds events (:meth:`log_days`; every day
+        before the index's first); pynamodb pages past 1 MB by itself.
         """
         lo, hi = iso(since), iso(until) + "~"
         index = self.tables.events.by_day
-        for day in days(since, until):
+        for day in days_to_read(since, until, self.log_days()):
             with storage_errors(f"read the time index for {day}"):
                 yield from self._events(index.query(day, self.tables.events.ts.between(lo, hi)), raw)
+
+    def log_days(self) -> list[str]:
+        """The day index: one item per day under ``pk = log-days``, ``sk = YYYYMMDD``."""
+        with storage_errors("read the day index"):
+            return [item.day_listed for item in self.tables.events.query(DAYS_PK) if item.day_listed]
 
     def read_correlation(self, correlation_id: str, *, raw: bool = False) -> Iterator[Envelope]:
         """Every event of one delivery, across streams, in time order."""

@@ -88,6 +88,9 @@ class InMemoryEventStore:
     def read_correlation(self, correlation_id: str, *, raw: bool = False) -> Iterator[Envelope]:
         yield from self._sorted(lambda e: e["correlation_id"] == correlation_id, raw)
 
+    def log_days(self) -> list[str]:
+        return sorted({e["occurred_at"][:10] for events in self.streams.values() for e in events})
+
     def _sorted(self, keep: Callable[[Envelope], bool], raw: bool) -> Iterator[Envelope]:
         selected = [e for events in self.streams.values() for e in events if keep(e)]
         selected.sort(key=lambda e: (e["occurred_at"], e["event_id"]))

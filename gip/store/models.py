@@ -52,6 +52,7 @@ class EventItem(Model):
     correlation_id = UnicodeAttribute(null=True)
     body = UnicodeAttribute(null=True)
     kind = UnicodeAttribute(null=True)
+    day_listed = UnicodeAttribute(null=True)  # the day index's items (gip.store.dynamodb.DAYS_PK)
     by_day = ByDay()
     by_correlation = ByCorrelation()
 

@@ -108,6 +108,12 @@ class EventStore(Protocol):
 
     def read_correlation(self, correlation_id: str, *, raw: bool = False) -> Iterator[Envelope]: ...
 
+    def log_days(self) -> list[str]:
+        """The UTC days (``YYYY-MM-DD``) that hold events, ascending: the day index, so a time
+        window costs one read per day with events, not per calendar day. Empty for a log written
+        before the index existed (then :meth:`read_window` reads every day, as it did)."""
+        ...
+
     def note_oversized(self, delivery_id: str, *, event: str, at: str) -> None:
         """Record that a signed delivery was refused for its size (item ``oversized-<id>``,
         not an event: it changes no state), so the redelivery sweep can tell it apart."""
@@ -206,6 +212,14 @@ def days(since: datetime, until: datetime) -> Iterator[str]:
     while day <= until.date():
         yield day.isoformat()
         day += timedelta(days=1)
+
+
+def days_to_read(since: datetime, until: datetime, indexed: Sequence[str]) -> Iterator[str]:
+    """The days of the window worth a query: those in the day index, and every day before the
+    index's first (history written before the index existed; all days when there is no index)."""
+    known = set(indexed)
+    first = min(known) if known else None
+    return (d for d in days(since, until) if first is None or d < first or d in known)
 
 
 def finish(event: Envelope, raw: bool) -> Envelope:
