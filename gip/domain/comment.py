@@ -46,6 +46,7 @@ SKIP_TEXT = {
     "label_removed": "the label was removed",
     "untrusted_sender": "the request did not come from someone with write access",
     "duplicate": "a run is already queued or running",
+    "bad_config": "the repository's `.github/reproduce.yml` is not valid",
 }
 
 
