@@ -7,7 +7,17 @@ import cmarkgfm
 
 from gip.domain import verdict_labels
 from gip.domain.comment import StatusView, matrix_rows, render_status
-from tests.test_notifier import LABEL, NUMBER, REPO, Run, core, gh, make_notifier, status_comments, t  # noqa: F401
+from tests.test_notifier import (  # noqa: F401
+    LABEL,
+    NUMBER,
+    REPO,
+    Run,
+    core,
+    gh,
+    make_notifier,
+    status_comments,
+    t,
+)
 
 MATRIX = [{"version": "1.1.0", "verdict": "reproduced", "exit_code": 1, "duration_s": 1.25},
           {"version": "1.6.0", "verdict": "not_reproduced", "exit_code": 0, "duration_s": 0.5},
