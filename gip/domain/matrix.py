@@ -20,9 +20,10 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from packaging.version import InvalidVersion, Version
+if TYPE_CHECKING:  # imported where used: a handler without a reproduce.yml never loads packaging
+    from packaging.version import Version
 
 REPRODUCED, NOT_REPRODUCED, BROKEN_REPRO = "reproduced", "not_reproduced", "broken_repro"
 STILL_REPRODUCES, FIXED_IN_LATEST = "still_reproduces", "fixed_in_latest"
@@ -117,6 +118,8 @@ class MatrixConfig:
 def order_versions(candidates: Iterable[tuple[str, bool]], *, include_prereleases: bool = False) -> tuple[str, ...]:
     """``(version, yanked)`` pairs → distinct valid versions, ascending; yanked dropped, and
     prereleases (and dev releases) unless ``include_prereleases``. Unparseable ones are dropped."""
+    from packaging.version import InvalidVersion, Version
+
     seen: dict[Version, str] = {}
     for text, yanked in candidates:
         if yanked:
@@ -133,6 +136,8 @@ def order_versions(candidates: Iterable[tuple[str, bool]], *, include_prerelease
 
 def find_version(versions: Sequence[str], wanted: str) -> int | None:
     """Index of ``wanted`` in ``versions`` by version equality (``1.4`` is ``1.4.0``), or None."""
+    from packaging.version import InvalidVersion, Version
+
     try:
         target = Version(wanted.strip().lstrip("vV"))
     except InvalidVersion:

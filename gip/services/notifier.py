@@ -119,10 +119,9 @@ def plan_for(issue: Issue, last: Mapping[str, Any] | None, *, explain_untrusted:
                 return Plan()
             sender = str(last.get("sender") or issue.sender)
             return Plan(untrusted=(sender, str(last.get("permission") or "read")))
-        if issue.reason == "bad_config":  # issue 17: say which line of reproduce.yml is wrong
-            return Plan(replace(base, state="skipped", reason=issue.reason,
-                                error=str(last.get("detail") or "")), create=True)
-        return Plan(replace(base, state="skipped", reason=issue.reason), create=False)
+        bad = issue.reason == "bad_config"  # issue 17: a new comment names the line of reproduce.yml
+        return Plan(replace(base, state="skipped", reason=issue.reason,
+                            error=str(last.get("detail") or "") if bad else None), create=bad)
     return Plan()  # RECEIVED: the gatekeeper has not decided yet
 
 
