@@ -62,3 +62,5 @@ def test_the_notifier_shows_the_matrix_and_sets_the_summary_label(core, gh, t): 
     body = status_comments(gh)[0]["body"]
     assert "| `1.4.0` | ❌ Not reproduced | 2.0s |" in body and SENTENCE.replace(".", "\\.", 0) in body
     assert gh.labels(REPO, NUMBER) == [LABEL, "reproduced", "fixed-in-latest"]
+
+    assert gh.repo_labels(REPO)["fixed-in-latest"]["color"] == "0e8a16"  # created up front, not grey

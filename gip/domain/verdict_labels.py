@@ -47,9 +47,10 @@ def matrix_changes(wanted: str, current: Iterable[str], names: dict[str, str] | 
 
 
 def missing(existing: Iterable[str]) -> list[str]:
-    """The verdict labels absent from a repository's label names (compared without case)."""
+    """The verdict labels (and the matrix summary labels, issue 17) absent from a repository's
+    label names (compared without case)."""
     have = {name.casefold() for name in existing}
-    return [name for name in ALL if name.casefold() not in have]
+    return [name for name in SPECS if name.casefold() not in have]
 
 _BY_VERDICT = {
     "reproduced": REPRODUCED,
