@@ -4,9 +4,11 @@ label beside the verdict label (notifier against the fake GitHub)."""
 from __future__ import annotations
 
 import cmarkgfm
+import pytest
 
 from gip.domain import verdict_labels
 from gip.domain.comment import StatusView, matrix_rows, render_status
+from gip.errors import InvalidEvent
 from tests.test_notifier import (  # noqa: F401
     LABEL,
     NUMBER,
@@ -64,3 +66,29 @@ def test_the_notifier_shows_the_matrix_and_sets_the_summary_label(core, gh, t): 
     assert gh.labels(REPO, NUMBER) == [LABEL, "reproduced", "fixed-in-latest"]
 
     assert gh.repo_labels(REPO)["fixed-in-latest"]["color"] == "0e8a16"  # created up front, not grey
+
+
+def test_v1_events_upcast_to_v2_without_matrix_fields():
+    from gip.domain.schemas import upcast, validate
+
+    for type_, data in (("IssueQueued", {"run": 1, "sender": "s", "permission": "write"}),
+                        ("IssueProcessed", {"run": 1, "verdict": "reproduced", "exit_code": 1,
+                                            "duration_s": 1.0, "result_uri": "s3://b/k"})):
+        v1 = {"type": type_, "schema_version": 1, "data": data}
+        v2 = upcast(v1)
+        assert v2["schema_version"] == 2 and v2["data"] == data and v1["schema_version"] == 1
+    bad = {"event_id": "00000000-0000-4000-8000-000000000000", "type": "IssueProcessed", "stream": "issue-o/r#1", "version": 1,
+           "schema_version": 2, "occurred_at": "2026-01-01T00:00:00Z", "correlation_id": "c",
+           "causation_id": None, "actor": "worker",
+           "data": {"run": 1, "verdict": "reproduced", "exit_code": 1, "duration_s": 1.0,
+                    "result_uri": "s3://b/k", "summary": "fixed_somewhere"}}
+    with pytest.raises(InvalidEvent, match="data/summary"):
+        validate(bad)
+
+
+def test_replay_shows_a_matrix_runs_answer_before_the_long_fields():
+    from gip.cli.replay_query import summary
+
+    line = summary({"command": "python snippet.py", "log_tail": "x" * 50, "verdict": "reproduced",
+                    "summary": "fixed_in_latest", "fixed_in": "1.4.0", "matrix": [{"version": "1.1.0"}]})
+    assert line.startswith("fixed_in=1.4.0 summary=fixed_in_latest verdict=reproduced ")
