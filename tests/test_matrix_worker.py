@@ -119,3 +119,16 @@ def test_queued_config_reads_this_runs_issue_queued_only():
               {"type": "IssueQueued", "data": {"run": 2}}]
     assert matrix_cells.queued_config(events, 1).versions == tuple(VERSIONS)
     assert matrix_cells.queued_config(events, 2) is None
+
+
+def test_a_broken_cell_is_skipped_over_and_the_message_says_so():
+    verdicts = {"1.1.0": "reproduced", "1.2.0": "reproduced", "1.3.0": "broken_repro", "1.4.0": "not_reproduced",
+                "1.5.0": "not_reproduced", "1.6.0": "not_reproduced"}
+
+    def processor(job):
+        return Outcome(verdicts[job.repro_version], "x", exit_code=1, duration_s=1.0, log=job.repro_version)
+    outcome = matrix_cells.run(_job(), processor, MatrixConfig.from_mapping(config()))
+    fields = matrix_cells.event_fields(outcome)
+    assert fields["fixed_in"] == "1.4.0" and "skipped broken cells: 1.3.0" in fields["matrix_note"]
+    assert outcome.message.endswith("latest 1.6.0 passes. (skipped broken cells: 1.3.0)")
+    assert outcome.cell_logs["1.3.0"] == "1.3.0" and outcome.duration_s == len(outcome.cell_logs)

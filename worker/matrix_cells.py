@@ -88,7 +88,8 @@ def fold(result: Any, outcomes: Mapping[str, Outcome]) -> Outcome:
     log_text = "\n".join(f"===== REPRO_VERSION={v}: {outcomes[v].verdict} ({outcomes[v].duration_s:g}s)"
                          f" =====\n{outcomes[v].log}" for v in order)
     secrets = frozenset().union(*(o.secrets for o in outcomes.values()))
-    return Outcome(main.verdict, sentence(result), exit_code=main.exit_code,
+    message = sentence(result) + (f" ({result.note})" if result.note else "")  # skipped cells, a stopped search
+    return Outcome(main.verdict, message, exit_code=main.exit_code,
                    duration_s=round(sum(o.duration_s for o in outcomes.values()), 3),
                    command=main.command, log=log_text, details=details, secrets=secrets,
                    cell_logs={v: outcomes[v].log for v in order})
