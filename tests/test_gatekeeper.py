@@ -285,11 +285,11 @@ def test_github_calls_per_run_one_get_issue_and_a_redelivery_costs_nothing(core,
     assert gk.handle(first) == "IssueQueued"
     assert [(r.method, r.path.split(REPO, 1)[-1]) for r in gh.requests] == [
         ("GET", "/issues/1"), ("GET", "/collaborators/maintainer-mia/permission"),
-        ("POST", "/issues/1/reactions")]
+        ("GET", "/contents/.github/reproduce.yml"), ("POST", "/issues/1/reactions")]  # issue 17
     gh.reset_requests()
     assert gk.handle(receive(core, number=2, delivery="d-2")) == "IssueQueued"  # permission cached
     assert [(r.method, r.path.split(REPO, 1)[-1]) for r in gh.requests] == [
-        ("GET", "/issues/2"), ("POST", "/issues/2/reactions")]
+        ("GET", "/issues/2"), ("GET", "/contents/.github/reproduce.yml"), ("POST", "/issues/2/reactions")]
     gh.reset_requests()
     assert gatekeeper_handle(gk, [first]) == {"batchItemFailures": []}  # redelivered, warm
     assert gh.requests == []

@@ -29,7 +29,7 @@ from datetime import datetime
 from gip.domain.envelope import Cause, Envelope, account_stream, parse_iso, utcnow
 from gip.domain.pool import CLEANING, Account
 from gip.domain.redaction import PATTERNS_ONLY
-from gip.errors import ConcurrencyConflict, GipError, IllegalTransition
+from gip.errors import AwsError, ConcurrencyConflict, GipError, IllegalTransition
 from gip.services.pool import Claim, Pool
 from worker.cleaning.builtin import short_error
 from worker.cleaning.job import Cleaner, CleanupJob, Protection
@@ -86,11 +86,7 @@ class Cleanup:
         claim = self.pool.claim_cleaning(state, owner=f"{cause.actor}#{uuid.uuid4().hex[:8]}", seconds=self.claim_s)
         if claim is None:
             return self._busy(account_id, lease_id)
-        job = CleanupJob(account_id=account_id, lease_id=lease_id, regions=self.regions,
-                         credentials=self.member_credentials(state.role_arn, lease_id), protection=self._protection(state.role_arn),
-                         since=since, until=self.clock(), endpoint_url=self.endpoint_url,
-                         management_account=self.management_account,
-                         wait_s=self.wait_s if wait_s is None else wait_s)
+        job = self._job(account_id, state.role_arn, lease_id, since, wait_s)
         removed: list[str] = []
         residue: list[str] = []
         try:
@@ -108,6 +104,26 @@ class Cleanup:
             return NOT_NEEDED  # our claim lapsed and another cleaner finished first
         log.info("account %s cleaned: removed %d resource(s)", account_id, len(removed))
         return CLEANED
+
+    def _job(self, account_id: str, role_arn: str, lease_id: str | None, since: datetime | None,
+             wait_s: float | None) -> CleanupJob:
+        return CleanupJob(account_id=account_id, lease_id=lease_id, regions=self.regions,
+                          credentials=self.member_credentials(role_arn, lease_id), protection=self._protection(role_arn),
+                          since=since, until=self.clock(), endpoint_url=self.endpoint_url,
+                          management_account=self.management_account,
+                          wait_s=self.wait_s if wait_s is None else wait_s)
+
+    def between(self, account_id: str, role_arn: str, lease_id: str, since: datetime | None) -> None:
+        """Clean a still-leased account between matrix cells (issue 17, ``clean_between``): the
+        cleaner and the residue check, no pool transition. A failure is :class:`AwsError`."""
+        job = self._job(account_id, role_arn, lease_id, since, None)
+        try:
+            self.cleaner(job)
+            residue = list(self.residue(job))
+        except Exception as exc:
+            raise AwsError(f"cleaning between matrix cells failed: {short_error(exc)}") from exc
+        if residue:
+            raise AwsError(f"cleaning between matrix cells left {len(residue)} resource(s)")
 
     @contextmanager
     def _held(self, claim: Claim) -> Iterator[None]:

@@ -38,7 +38,7 @@ from gip.domain.redaction import Redactor, secrets_from_env
 from gip.errors import AwsError, ConcurrencyConflict, GipError, IllegalTransition
 from gip.services.issues import Issues
 from gip.services.pool import Lease, Pool
-from worker import results
+from worker import matrix_cells, results
 from worker.cleanup import Cleanup, CleanupBusy, CleanupFailed
 from worker.config import WorkerConfig
 from worker.credentials import MemberCredentials, session_seconds
@@ -275,7 +275,8 @@ class Worker(QueueMessages):
                     **base, "verdict": outcome.verdict, "exit_code": outcome.exit_code,
                     "duration_s": outcome.duration_s, "result_uri": uri, "message": outcome.message[:1000],
                     # the outcome is redacted whole (see _process), so these cuts split no secret
-                    "command": outcome.command[:1000], "log_tail": results.log_tail(outcome.log)}, cause)
+                    "command": outcome.command[:1000], "log_tail": results.log_tail(outcome.log),
+                    **matrix_cells.event_fields(outcome)}, cause)
                 if not recorded:  # the sweeper ended this run first: its retry comes from this message
                     self._give_back(lease, cause, lambda: self._visibility(url, msg, 0))
                     return "lost_lease"
@@ -318,7 +319,9 @@ class Worker(QueueMessages):
                       account_id=lease.account_id, lease_id=lease.lease_id, region=s.region,
                       credentials=credentials, cancel=cancel, limits=self.cfg.limits,
                       endpoint_url=s.endpoint_url)
-            return self.processor(job), None
+            matrix = matrix_cells.queued_config(self.issues.store.read(f"issue-{repo}#{number}"), run)
+            return matrix_cells.run(job, self.processor, matrix, lambda: self.cleanup.between(
+                lease.account_id, lease.role_arn, lease.lease_id, parse_iso(lease.reserved_at))), None
         except AwsError as exc:
             return None, (f"infrastructure: {exc}", True)
         except Exception as exc:  # a processor bug must not kill the worker
@@ -345,7 +348,7 @@ class Worker(QueueMessages):
                   "account_id": lease.account_id, "lease_id": lease.lease_id, "worker": self.cfg.name,
                   "finished_at": iso(self.clock()), **outcome.details}
         return results.store(self.s3, self.cfg.settings.results_bucket, repo=repo, number=number, run=run,
-                             result=result, log=outcome.log)
+                             result=result, log=outcome.log, cell_logs=outcome.cell_logs)
 
     def _give_back(self, lease: Lease, cause: Cause, settle: Callable[[], None]) -> None:
         """Release (conditioned on the lease id), ``settle`` the message, then clean directly

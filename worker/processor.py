@@ -49,6 +49,7 @@ class Job:
     cancel: threading.Event = field(default_factory=threading.Event)
     limits: Limits = field(default_factory=Limits)
     endpoint_url: str | None = None
+    repro_version: str | None = None  # a matrix cell: REPRO_VERSION for the snippet (issue 17)
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,7 @@ class Outcome:
     interrupted: bool = False
     details: dict[str, Any] = field(default_factory=dict)
     secrets: frozenset[str] = field(default=frozenset(), repr=False)
+    cell_logs: dict[str, str] = field(default_factory=dict)  # a matrix run: version -> its log
 
     def __post_init__(self) -> None:
         if self.verdict not in VERDICTS:
@@ -73,7 +75,8 @@ class Outcome:
     def redacted(self, redact: Redactor) -> Outcome:
         """This outcome with every text redacted whole (cut it afterwards), and no secrets."""
         return replace(self, message=redact(self.message), command=redact(self.command),
-                       log=redact(self.log), details=redact.data(self.details), secrets=frozenset())
+                       log=redact(self.log), details=redact.data(self.details), secrets=frozenset(),
+                       cell_logs={v: redact(text) for v, text in self.cell_logs.items()})
 
 
 Processor = Callable[[Job], Outcome]
@@ -99,13 +102,14 @@ def reproduce(job: Job, *, interpreters: Interpreters | None = None) -> Outcome:
         if job.limits.timeout_s <= STATIC_CREDENTIALS_MAX_S:
             result = run_snippet(snippet.language, snippet.code, credentials=job.credentials(),
                                  region=job.region, limits=job.limits, interpreters=interpreters,
-                                 cancel=job.cancel, endpoint_url=job.endpoint_url)
+                                 cancel=job.cancel, endpoint_url=job.endpoint_url,
+                                 version=job.repro_version)
         else:  # the run may outlive one session: hand the child a refreshing endpoint instead
             with CredentialServer(job.credentials) as server:
                 result = run_snippet(snippet.language, snippet.code, credentials={},
                                      region=job.region, limits=job.limits, interpreters=interpreters,
                                      cancel=job.cancel, endpoint_url=job.endpoint_url,
-                                     credserver=server)
+                                     credserver=server, version=job.repro_version)
             details["credentials"] = f"refreshing endpoint, served {server.served} time(s)"
             secrets = frozenset({server.token})
     except Unavailable as exc:

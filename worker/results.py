@@ -8,6 +8,7 @@ which the loop turns into ``IssueProcessingFailed``, never into a verdict.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -30,11 +31,18 @@ def log_tail(log: str, *, lines: int = TAIL_LINES, chars: int = TAIL_CHARS) -> s
 
 
 def store(s3: Any, bucket: str, *, repo: str, number: int, run: int, result: dict[str, Any],
-          log: str) -> str:
-    """Write the log then result.json (the result names the log); return the result's s3:// URI."""
+          log: str, cell_logs: Mapping[str, str] | None = None) -> str:
+    """Write the log(s) then result.json (the result names them); return the result's s3:// URI.
+    A matrix run (issue 17) also writes each cell's log, ``cells/<version>.log``."""
     key = prefix(repo, number, run)
     body = dict(result, log_key=f"{key}output.log")
+    cells = {version: f"{key}cells/{version}.log" for version in (cell_logs or {})}
+    if cells:
+        body["cell_log_keys"] = cells
     try:
+        for version, cell_key in cells.items():
+            s3.put_object(Bucket=bucket, Key=cell_key, Body=(cell_logs or {})[version].encode("utf-8"),
+                          ContentType="text/plain; charset=utf-8")
         s3.put_object(Bucket=bucket, Key=f"{key}output.log", Body=log.encode("utf-8"),
                       ContentType="text/plain; charset=utf-8")
         s3.put_object(Bucket=bucket, Key=f"{key}result.json",

@@ -90,7 +90,8 @@ class Unavailable(Exception):
 
 
 def child_env(credentials: Mapping[str, str], *, region: str, home: str, marker: str = "",
-              endpoint_url: str | None = None, container: tuple[str, str] | None = None) -> dict[str, str]:
+              endpoint_url: str | None = None, container: tuple[str, str] | None = None,
+              version: str | None = None) -> dict[str, str]:
     """The child's whole environment: member credentials, region, the run's marker and the
     basics. PURE.
 
@@ -116,6 +117,8 @@ def child_env(credentials: Mapping[str, str], *, region: str, home: str, marker:
         env[MARKER_VAR] = marker
     if endpoint_url:
         env["AWS_ENDPOINT_URL"] = endpoint_url
+    if version:
+        env["REPRO_VERSION"] = version
     return env
 
 
@@ -179,6 +182,7 @@ def run_snippet(
     endpoint_url: str | None = None,
     credserver: CredentialServer | None = None,
     clock: Callable[[], float] = time.monotonic,
+    version: str | None = None,
 ) -> RunResult:
     """Run the snippet in a fresh directory under the run's own identity; afterwards kill
     everything of that identity and verify it. Raises :class:`worker.sandbox.Leftover`."""
@@ -197,7 +201,7 @@ def run_snippet(
             credserver.allow_uid(box.uid)  # another run's uid is refused even with the token
             container = (credserver.uri, credserver.token)
         env = child_env(credentials, region=region, home=box.workdir, marker=box.marker,
-                        endpoint_url=endpoint_url, container=container)
+                        endpoint_url=endpoint_url, container=container, version=version)
         argv = command_for(language, path, interpreters)
         broken = syntax_check(language, path, code, interpreters, env, box.workdir, box)
         if broken:

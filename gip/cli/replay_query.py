@@ -61,13 +61,14 @@ def build_query(*, streams: Sequence[str] = (), types: Sequence[str] = (), since
 def summary(data: dict[str, Any], *, width: int = 70) -> str:
     """``key=value`` pairs of an event's data, compact, for the table's last column."""
     parts = []
-    for key in sorted(data):
+    for key in sorted(data, key=lambda k: (k not in _FIRST, k)):  # the verdict and matrix first
         value = data[key]
         text = value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
         parts.append(f"{key}={text}")
     return clip(" ".join(parts), width)
 
 
+_FIRST = ("verdict", "summary", "fixed_in", "introduced_in")  # issue 17: a matrix run's answer
 EVENT_COLUMNS = [("OCCURRED_AT", "occurred_at"), ("STREAM", "stream"), ("V", "version"),
                  ("TYPE", "type"), ("ACTOR", "actor"), ("CORRELATION", "correlation_id"), ("DATA", "data")]
 

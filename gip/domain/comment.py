@@ -46,6 +46,7 @@ SKIP_TEXT = {
     "label_removed": "the label was removed",
     "untrusted_sender": "the request did not come from someone with write access",
     "duplicate": "a run is already queued or running",
+    "bad_config": "the repository's `.github/reproduce.yml` is not valid",
 }
 
 
@@ -67,6 +68,7 @@ class StatusView:
     version: int | None = None  # the issue stream version shown; a lower one never overwrites
     message: str | None = None  # the worker's one-line explanation of the verdict
     command: str | None = None  # the reproduction command that ran
+    matrix: tuple[tuple[str, str, float | None], ...] = ()  # issue 17: (version, verdict, seconds)
 
 
 # ---------------------------------------------------------------- sanitising
@@ -144,6 +146,28 @@ def _rows(view: StatusView) -> Iterable[tuple[str, str]]:
         yield "Result", link.replace("|", "%7C")
 
 
+_VERSION = re.compile(r"[A-Za-z0-9.+!_-]{1,64}")
+
+
+def matrix_rows(data: Mapping[str, object] | None) -> tuple[tuple[str, str, float | None], ...]:
+    """The matrix of an ``IssueProcessed``'s data (issue 17) as rows for :class:`StatusView`."""
+    rows = (data or {}).get("matrix")
+    if not isinstance(rows, list):
+        return ()
+    out = []
+    for row in rows[:40]:
+        if isinstance(row, Mapping):
+            seconds = row.get("duration_s")
+            out.append((str(row.get("version", "")), str(row.get("verdict", "")),
+                        float(seconds) if isinstance(seconds, (int, float)) else None))
+    return tuple(out)
+
+
+def _version_cell(version: str) -> str:
+    """A version in a table cell: registry versions are PEP 440 / semver text; anything else is ``?``."""
+    return code_span(version) if _VERSION.fullmatch(version) else "?"
+
+
 def _head(view: StatusView) -> str:
     rows = "\n".join(f"| {k} | {v} |" for k, v in _rows(view))
     parts = [STATUS_MARKER]
@@ -153,6 +177,10 @@ def _head(view: StatusView) -> str:
     if view.command:
         # redact the whole field, then cut (a secret split by the cut cannot survive)
         parts += ["", "**Command:** " + code_span(_clip(sanitize(view.command), 300))]
+    if view.matrix:
+        parts += ["", "| Version | Verdict | Time |", "|---|---|---|",
+                  *(f"| {_version_cell(v)} | {_known(VERDICT_TEXT, verdict)} | "
+                    f"{format_duration(t) if t is not None else ''} |" for v, verdict, t in view.matrix)]
     if view.message:
         parts += ["", inert(_clip(sanitize(view.message), 500))]
     if view.error:

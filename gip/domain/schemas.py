@@ -101,8 +101,16 @@ def _processing_failed_v1_to_v2(event: Envelope) -> Envelope:
     return {**event, "schema_version": 2, "data": data}
 
 
+def _no_matrix_v1_to_v2(event: Envelope) -> Envelope:
+    """IssueQueued / IssueProcessed v2 (issue 17) add optional matrix fields; a v1 event is a
+    single run without them, unchanged otherwise."""
+    return {**event, "schema_version": 2}
+
+
 UPCASTERS: dict[tuple[str, int], Upcaster] = {
     ("IssueProcessingFailed", 1): _processing_failed_v1_to_v2,
+    ("IssueQueued", 1): _no_matrix_v1_to_v2,
+    ("IssueProcessed", 1): _no_matrix_v1_to_v2,
 }
 
 

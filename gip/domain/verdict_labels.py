@@ -24,10 +24,33 @@ SPECS: dict[str, tuple[str, str]] = {
 }
 
 
+# Issue 17: beside the verdict label, a matrix run's summary (``reproduce.yml``).
+FIXED_IN_LATEST = "fixed-in-latest"
+STILL_REPRODUCES = "still-reproduces"
+MATRIX_LABELS = {"fixed_in_latest": FIXED_IN_LATEST, "still_reproduces": STILL_REPRODUCES}
+SPECS[FIXED_IN_LATEST] = ("0e8a16", "Reproduces on the reported version, not on the latest release")
+SPECS[STILL_REPRODUCES] = ("b60205", "Reproduces on the reported version and on the latest release")
+
+
+def matrix_label_for(summary: object, names: dict[str, str] | None = None) -> str | None:
+    """The summary label of a matrix run (``names`` overrides the defaults), or None."""
+    return (names or MATRIX_LABELS).get(str(summary or ""))
+
+
+def matrix_changes(wanted: str, current: Iterable[str], names: dict[str, str] | None = None
+                   ) -> tuple[list[str], list[str]]:
+    """``(to_add, to_remove)`` so that ``wanted`` is the only matrix summary label left."""
+    have = list(current)
+    folded = {label.casefold() for label in have}
+    others = {n.casefold() for n in (names or MATRIX_LABELS).values()} - {wanted.casefold()}
+    return ([] if wanted.casefold() in folded else [wanted]), [x for x in have if x.casefold() in others]
+
+
 def missing(existing: Iterable[str]) -> list[str]:
-    """The verdict labels absent from a repository's label names (compared without case)."""
+    """The verdict labels (and the matrix summary labels, issue 17) absent from a repository's
+    label names (compared without case)."""
     have = {name.casefold() for name in existing}
-    return [name for name in ALL if name.casefold() not in have]
+    return [name for name in SPECS if name.casefold() not in have]
 
 _BY_VERDICT = {
     "reproduced": REPRODUCED,

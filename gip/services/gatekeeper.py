@@ -40,6 +40,7 @@ from gip.domain.envelope import Cause, Envelope, split_issue_stream
 from gip.domain.issue import QUEUED, RECEIVED, SKIPPED
 from gip.domain.qualify import has_required_label
 from gip.errors import ConcurrencyConflict, GipError
+from gip.services import repo_config
 
 log = logging.getLogger(__name__)
 
@@ -153,6 +154,8 @@ class Gatekeeper:
                     self._remember_reaction(issue.stream, run)
                 return "already_decided"
             decision = self._check(repo, number, data)
+            if decision.type == "IssueQueued" and self.github is not None:  # reproduce.yml (issue 17)
+                decision = Decision(*repo_config.decide(self.github, repo, decision.data))
             cause = Cause.from_event(envelope, actor=ACTOR)
             try:
                 self.issues.record(repo, number, decision.type, decision.data, cause=cause,

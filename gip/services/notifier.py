@@ -49,6 +49,7 @@ from gip.domain.comment import (
     UNTRUSTED_MARKER,
     StatusView,
     is_ours,
+    matrix_rows,
     render_status,
     render_untrusted,
     rendered_version,
@@ -75,6 +76,7 @@ class Plan:
     create: bool = False  # may the status comment be created if it is missing?
     untrusted: tuple[str, str] | None = None  # (sender, permission): the note, once
     label: str | None = None  # the one verdict label to leave on the issue
+    matrix_label: str | None = None  # issue 17: fixed-in-latest / still-reproduces beside it
 
 
 # ---------------------------------------------------------------- pure
@@ -102,9 +104,10 @@ def plan_for(issue: Issue, last: Mapping[str, Any] | None, *, explain_untrusted:
             base, state="processed", verdict=verdict, exit_code=issue.exit_code,
             duration_s=issue.duration_s, result_uri=issue.result_uri,
             result_url=last.get("result_url"), log_tail=last.get("log_tail"),
-            message=last.get("message"), command=last.get("command"),
+            message=last.get("message"), command=last.get("command"), matrix=matrix_rows(last),
         )
-        return Plan(status, create=True, label=verdict_labels.label_for(verdict))
+        return Plan(status, create=True, label=verdict_labels.label_for(verdict),
+                    matrix_label=verdict_labels.matrix_label_for(last.get("summary")))
     if issue.status == FAILED:
         status = replace(base, state="retrying" if issue.retryable else "failed",
                          error=issue.error, attempt=issue.attempt)
@@ -116,7 +119,9 @@ def plan_for(issue: Issue, last: Mapping[str, Any] | None, *, explain_untrusted:
                 return Plan()
             sender = str(last.get("sender") or issue.sender)
             return Plan(untrusted=(sender, str(last.get("permission") or "read")))
-        return Plan(replace(base, state="skipped", reason=issue.reason), create=False)
+        bad = issue.reason == "bad_config"  # issue 17: a new comment names the line of reproduce.yml
+        return Plan(replace(base, state="skipped", reason=issue.reason,
+                            error=str(last.get("detail") or "") if bad else None), create=bad)
     return Plan()  # RECEIVED: the gatekeeper has not decided yet
 
 
@@ -313,6 +318,12 @@ class Notifier:
             done.append(self._untrusted(issue, plan.untrusted, comments))
         if plan.label:
             done.append(self._labels(issue, plan.label))
+        if plan.matrix_label:  # issue 17; the trigger-time labels stand in for GitHub's
+            add, remove = verdict_labels.matrix_changes(plan.matrix_label, issue.labels)
+            for label in add:
+                github.add_labels(repo, number, [label])
+            for label in remove:
+                github.remove_label(repo, number, label)
         return ",".join(done) or "nothing"
 
     def _event_data(self, issue: Issue) -> Mapping[str, Any]:

@@ -87,12 +87,15 @@ class Description:
         self.checked = 0  # requests checked in this process (approximate under threads)
         self._registry: Registry[Any] = Registry().with_resource(_URI, DRAFT4.create_resource(doc))
         self._routes: dict[int, list[_Route]] = {}
+        self._deep: list[tuple[_Route, re.Pattern[str]]] = []
         for template, item in doc["paths"].items():
             segments = template.strip("/").split("/")
             pattern = "/".join(re.sub(r"\\\{[^}]+\\\}", "([^/]+)", re.escape(s)) for s in segments)
             route = _Route(template, re.compile(pattern), tuple(re.findall(r"\{([^}]+)\}", template)),
                            tuple(0 if "{" not in s else 1 for s in segments), item)
             self._routes.setdefault(len(segments), []).append(route)
+            if template.endswith("/{path}"):  # the contents API: GitHub's {path} spans segments
+                self._deep.append((route, re.compile(pattern.removesuffix("([^/]+)") + "(.+)")))
 
     def check(self, method: str, raw_path: str, body: bytes = b"") -> list[Violation]:
         """The violations of one request (``raw_path`` as sent, with its query string)."""
@@ -125,6 +128,9 @@ class Description:
             m = route.pattern.fullmatch("/".join(segments))
             if m and (best is None or route.rank < best[0].rank):
                 best = route, {n: unquote(v) for n, v in zip(route.names, m.groups(), strict=True)}
+        for route, pattern in [] if best else self._deep:
+            if m := pattern.fullmatch("/".join(segments)):
+                return route, {n: unquote(v) for n, v in zip(route.names, m.groups(), strict=True)}
         return best
 
     def _resolve(self, node: Mapping[str, Any]) -> Mapping[str, Any]:

@@ -52,7 +52,9 @@ Stricter where real GitHub is (issue 19):
   unknown label creates a grey one implicitly, as GitHub does;
 - ``installation_token = True``: ``GET /user`` is refused (403) as for App installation tokens;
 - comments are editable and deletable only by their author (403 otherwise); our comments carry
-  ``user.id`` (``user_id``) and, with ``app_id``, ``performed_via_github_app.id``.
+  ``user.id`` (``user_id``) and, with ``app_id``, ``performed_via_github_app.id``;
+- ``set_file(repo, path, text)``: a file on the default branch, served by ``GET
+  /repos/{o}/{r}/contents/{path}`` (base64, as GitHub does); any other path is 404 (issue 17).
 
 Checked against GitHub's OpenAPI description (tests/fakes/github_openapi.py): every request is
 checked before it is routed; one GitHub would refuse is answered as GitHub answers it (404 for
@@ -69,7 +71,9 @@ Extending (an App fake, tests/fakes/github_app.py): override :meth:`FakeGitHub.a
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import hashlib
 import itertools
 import json
 import re
@@ -154,6 +158,7 @@ class FakeGitHub:
         self._changed = threading.Condition(self._lock)
         self._issues: dict[tuple[str, int], _Issue] = {}
         self._permissions: dict[tuple[str, str], str] = {}
+        self._files: dict[tuple[str, str], str] = {}
         self._comment_reactions: dict[int, list[dict[str, Any]]] = {}
         self._failures: list[_Failure] = []
         self._ids = itertools.count(1001)
@@ -222,6 +227,11 @@ class FakeGitHub:
     def set_labels(self, repo: str, number: int, labels: list[str]) -> None:
         with self._lock:
             self._issue(repo, number).labels = list(labels)
+
+    def set_file(self, repo: str, path: str, text: str) -> None:
+        """A file on the default branch, served by the contents API."""
+        with self._lock:
+            self._files[(repo, path)] = text
 
     def set_permission(self, repo: str, user: str, permission: str) -> None:
         """``permission`` is a role: admin, maintain, write, triage, read or none."""
@@ -445,6 +455,8 @@ class FakeGitHub:
         repo, rest = m[1], m[2]
         if rest == "labels":
             return self._repo_label_route(repo, method, doc)
+        if rest.startswith("contents/") and method == "GET":
+            return self._contents(repo, unquote(rest.removeprefix("contents/")))
         if (mm := re.fullmatch(r"issues/(\d+)(/.*)?", rest)) and (repo, int(mm[1])) in self._moved:
             to_repo, to_number = self._moved[(repo, int(mm[1]))]
             return 301, {"Location": f"{self.url}/repos/{to_repo}/issues/{to_number}{mm[2] or ''}"}, {
@@ -504,6 +516,14 @@ class FakeGitHub:
             issue.labels.remove(present[0])
             return 200, {}, [{"name": n} for n in issue.labels]
         raise LookupError(path)
+
+    def _contents(self, repo: str, path: str) -> tuple[int, dict[str, str], Any]:
+        text = self._files[(repo, path)]  # KeyError is a LookupError: 404
+        raw = text.encode("utf-8")
+        return 200, {}, {"type": "file", "encoding": "base64", "size": len(raw),
+                         "name": path.rsplit("/", 1)[-1], "path": path,
+                         "sha": hashlib.sha1(raw).hexdigest(),
+                         "content": base64.encodebytes(raw).decode("ascii")}
 
     def _repo_label_route(self, repo: str, method: str, doc: Any) -> tuple[int, dict[str, str], Any]:
         labels = self._labels_of(repo)

@@ -21,6 +21,7 @@ Rate limits (docs/internals.md, "GitHub rate limits"), per ``rate_key(repo)``:
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import random
 import threading
@@ -318,6 +319,16 @@ class GitHubClient:
         path = f"{repo_path(repo)}/issues/{int(number)}/labels/{quote(label, safe='')}"
         with contextlib.suppress(errors.NotFound):
             self.request("DELETE", path, repo=repo)
+
+    def get_file(self, repo: str, path: str) -> str | None:
+        """A text file on the default branch (the contents API), or None when there is none."""
+        try:
+            doc = self.request("GET", f"{repo_path(repo)}/contents/{quote(path, safe='/')}", repo=repo)
+        except errors.NotFound:
+            return None
+        if not isinstance(doc, dict) or doc.get("type") != "file":
+            return None  # a directory or a submodule is not a config file
+        return base64.b64decode(str(doc.get("content") or "")).decode("utf-8", "replace")
 
     def permission(self, repo: str, user: str) -> Permission:
         """The user's permission on ``repo``; someone GitHub does not know gets ``none``."""
