@@ -199,16 +199,23 @@ def test_only_our_own_comment_with_the_marker_is_edited(core, gh, t):
     assert len([c for c in status_comments(gh) if c["user"]["login"] == "gip-bot"]) == 1
 
 
-def test_our_identity_comes_from_get_user_once_even_with_bot_login(core, gh, t):
-    n, run = make_notifier(core, gh, t), Run(core)
+def restored(core) -> Run:
+    """A second run with no status record (as after a restore): the notifier must list."""
+    Run(core).record("IssueSkipped", reason="closed")
+    return Run(core, delivery="d-2")
+
+
+def test_our_identity_comes_from_get_user_once_when_a_listing_needs_it(core, gh, t):
+    n, run = make_notifier(core, gh, t, bot_login="gip-bot"), restored(core)
     n.handle(run.queued())
     n.handle(run.started())
     assert len([r for r in gh.requests if r.path == "/user"]) == 1
+    assert calls(gh).count("GET /issues/{n}/comments") == 1  # no record: listed once
     gh.reset_requests()
-    other = make_notifier(core, gh, t, bot_login="gip-bot")  # the id is still asked for, once
-    other.handle(run.events[-1])
-    other.handle(run.events[-1])
-    assert len([r for r in gh.requests if r.path == "/user"]) == 1
+    other = make_notifier(core, gh, t, bot_login="gip-bot")  # a cold container: the record
+    assert other.handle(run.events[-1]) == "unchanged"
+    assert other.handle(run.events[-1]) == "unchanged"
+    assert calls(gh) == ["GET /issues/comments/{n}"]  # read by id once; no /user, no listing
 
 
 def test_untrusted_sender_is_told_politely_once(core, gh, t):
@@ -388,7 +395,8 @@ def test_gatekeeper_then_notifier_over_one_github(core, gh, t):
 
 
 def test_a_token_that_cannot_read_get_user_asks_for_bot_login(core, gh, t):
-    n, run = make_notifier(core, gh, t), Run(core)
+    n = make_notifier(core, gh, t)
+    run = restored(core)  # no record: a listing, and our identity to read it
     gh.fail_next(403, 1, body={"message": "Resource not accessible by integration"}, path_contains="/user")
     with pytest.raises(ConfigError, match="BOT_LOGIN"):
         n.handle(run.queued())
@@ -445,16 +453,17 @@ def calls(gh) -> list[str]:
             for r in gh.requests if REPO in r.path and r.path != f"/repos/{REPO}/labels"]
 
 
-def test_a_full_run_costs_one_list_one_create_the_edits_and_one_label(core, gh, t):
+def test_a_full_run_costs_the_eyes_one_create_the_edits_and_one_label_and_no_read(core, gh, t):
     n, run = make_notifier(core, gh, t, bot_login="gip-bot"), Run(core)
     for step in (run.queued, run.started, run.processed):
         assert handle(n, [step()]) == {"batchItemFailures": []}
-    assert sorted(calls(gh)) == sorted([
-        "GET /issues/{n}/comments", "POST /issues/{n}/comments",
+    assert calls(gh) == [
+        "POST /issues/{n}/reactions", "POST /issues/{n}/comments",
         "PATCH /issues/comments/{n}", "PATCH /issues/comments/{n}",  # running, then the verdict
-        "POST /issues/{n}/labels"])
-    # besides: GET /user once per container (our id), the repository's labels once
-    assert [r.path for r in gh.requests if REPO not in r.path] == ["/user"]
+        "POST /issues/{n}/labels"]
+    assert gh.reactions(REPO, NUMBER) == ["eyes"]
+    # besides: the repository's labels once per container; no GET /user (no listing)
+    assert [r.path for r in gh.requests if REPO not in r.path] == []
     [comment] = status_comments(gh)
     assert "Reproduced" in comment["body"] and gh.labels(REPO, NUMBER)[-1] == "reproduced"
 
@@ -467,7 +476,7 @@ def test_a_batch_holding_the_whole_run_renders_it_once(core, gh, t):
     n.handle = lambda e: seen.append(n_handle(e)) or seen[-1]  # type: ignore[method-assign]
     assert handle(n, batch) == {"batchItemFailures": []}
     assert seen == ["created,labels+1-0", "rendered_in_batch", "rendered_in_batch"]
-    assert calls(gh) == ["GET /issues/{n}/comments", "POST /issues/{n}/comments", "POST /issues/{n}/labels"]
+    assert calls(gh) == ["POST /issues/{n}/reactions", "POST /issues/{n}/comments", "POST /issues/{n}/labels"]
     assert "Reproduced" in status_comments(gh)[0]["body"]
 
 
@@ -485,15 +494,14 @@ def test_redelivering_the_final_event_costs_nothing_on_a_warm_container(core, gh
     assert "Reproduced" in status_comments(gh)[0]["body"]
 
 
-def test_a_deleted_comment_falls_back_to_listing_and_is_recreated_once(core, gh, t):
+def test_a_deleted_comment_is_recreated_once_without_a_listing(core, gh, t):
     n, run = make_notifier(core, gh, t, bot_login="gip-bot"), Run(core)
     n.handle(run.queued())
     [comment] = status_comments(gh)
     n.github.delete_comment(REPO, comment["id"])  # by hand
     gh.reset_requests()
     assert n.handle(run.started()) == "created"
-    assert calls(gh) == ["PATCH /issues/comments/{n}", "GET /issues/{n}/comments",
-                         "POST /issues/{n}/comments"]
+    assert calls(gh) == ["PATCH /issues/comments/{n}", "POST /issues/{n}/comments"]  # edit, 404, create
     [again] = status_comments(gh)
     assert "Running" in again["body"] and again["id"] != comment["id"]
     gh.reset_requests()
@@ -505,7 +513,7 @@ def test_a_deleted_comment_falls_back_to_listing_and_is_recreated_once(core, gh,
 def test_a_failed_record_in_a_batch_leaves_the_next_one_to_render(core, gh, t):
     n, run = make_notifier(core, gh, t, bot_login="gip-bot", attempts=1), Run(core)
     batch = [run.queued(), run.started(), run.processed()]
-    gh.fail_next(500, 1, method="GET", path_contains="/comments")
+    gh.fail_next(500, 1, method="POST", path_contains="/reactions")
     assert handle(n, batch) == {"batchItemFailures": [{"itemIdentifier": "m0"}]}
     [comment] = status_comments(gh)
     assert "Reproduced" in comment["body"] and "reproduced" in gh.labels(REPO, NUMBER)
@@ -547,10 +555,9 @@ def test_an_app_finds_its_comments_by_app_id_when_get_user_is_refused(core, gith
         n = make_notifier(core, app_gh, t, github_app_id="4242", bot_login="GIP-APP")
         assert n.handle(run.started()) == "edited"
         assert len(status_comments(app_gh)) == 1
-        # no id, no app id, no BOT_LOGIN: refuse rather than risk a duplicate
+        # no id, no app id, no BOT_LOGIN: our record still finds the comment by its id
         blind = make_notifier(core, app_gh, t)
-        with pytest.raises(ConfigError, match="BOT_LOGIN"):
-            blind.handle(run.events[-1])
+        assert blind.handle(run.events[-1]) == "unchanged"
 
 
 def test_a_comment_by_someone_else_is_never_edited_even_with_our_marker(core, gh, t):

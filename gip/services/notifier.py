@@ -42,7 +42,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from gip.adapters.github import errors as gh_errors
-from gip.adapters.github.client import GitHubClient
+from gip.adapters.github.client import GitHubClient, repo_path
 from gip.config import Settings
 from gip.domain import verdict_labels
 from gip.domain.comment import (
@@ -291,13 +291,15 @@ class Notifier:
         repo, stream, shown = issue.repo, issue.stream, self.memory.shown
         body = render_status(plan.status)
         hit = shown.get(stream)
-        if hit is None and record.comment_id is not None:
-            hit = Shown(record.comment_id, None)
+        if hit is None and record.comment_id is not None:  # a cold container: read it by id
+            try:
+                doc = self.github.request("GET", f"{repo_path(repo)}/issues/comments/{record.comment_id}", repo=repo)
+            except gh_errors.NotFound:  # deleted by hand: create it again
+                return self._create(issue, body, plan)
+            hit = Shown(record.comment_id, str(doc.get("body") or ""))
+            shown.put(stream, hit)
         if hit is not None:
-            if hit.body is not None:
-                step = status_step(hit.body, body, plan)
-            else:  # body unknown: a run skipped before it was queued keeps the last verdict
-                step = "edit" if plan.create or record.run == plan.status.run else "other_run_shown"
+            step = status_step(hit.body, body, plan)
             if step != "edit":
                 return step
             try:

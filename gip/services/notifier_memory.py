@@ -41,7 +41,7 @@ class Shown:
     """Our status comment on an issue, as we last saw or wrote it."""
 
     comment_id: int
-    body: str | None  # None: known from the record only (edited without comparing)
+    body: str
 
 
 @dataclass
