@@ -184,7 +184,11 @@ class Gatekeeper:
             github = self.github
             note_installation(repo, data.get("installation_id"))
             try:
-                doc = github.get_issue(repo, number) if reread else {"labels": list(data.get("labels", []))}
+                if reread:
+                    doc = github.get_issue(repo, number)
+                else:  # an App not installed here must say so (permission() reads a 404 as "none")
+                    github.credentials.token_for(repo)
+                    doc = {"labels": list(data.get("labels", []))}
                 permission = self.permissions.get(repo, sender, lambda: github.permission(repo, sender))
             except AppNotInstalled:
                 return Decision("IssueSkipped", {"reason": "app_not_installed", "run": run, "sender": sender})
