@@ -21,7 +21,10 @@ version is left alone.
 GitHub calls are kept down by our own records (:mod:`gip.services.status_record`) and by
 what this container already knows (:class:`Memory`):
 - the notifier's first write for a run is the 👀 (the gatekeeper makes none: docs/internals.md,
-  "Queue first, then react"); 😕 answers an untrusted command.
+  "Time to verdict"); 😕 answers an untrusted command. The 👀 is what shows a queued run: the
+  status comment is created once the run starts (or ends), and an earlier run's comment is
+  brought up to date when the new run is queued. So a run costs 👀, a create, a label (3 writes)
+  when the notifier sees its end in one go, plus one edit per state it sees apart.
 - our status comment's id comes from the record (a ``comment-`` stream read once per issue per
   container), and its body from memory: an identical body sends nothing, another is one edit by
   id; a 404 (deleted by hand) creates it again. Comments are listed only when the record is
@@ -95,8 +98,8 @@ def plan_for(issue: Issue, last: Mapping[str, Any] | None, *, explain_untrusted:
     ``explain_untrusted`` (EXPLAIN_UNTRUSTED) opts in to the explanatory note."""
     last = last or {}
     base = StatusView(state="queued", run=issue.run, version=issue.version)
-    if issue.status == QUEUED:
-        return Plan(base, create=True)
+    if issue.status == QUEUED:  # the 👀 says queued; an earlier run's comment is brought up to date
+        return Plan(base, create=False)
     if issue.status == RUNNING:
         return Plan(replace(base, state="running", attempt=issue.attempt or None), create=True)
     if issue.status == PROCESSED:
@@ -134,7 +137,7 @@ def status_step(shown_body: str | None, body: str, plan: Plan) -> str:
     shown = rendered_version(shown_body)
     if shown is not None and plan.status.version is not None and shown[0] > plan.status.version:
         return "newer_shown"
-    if not plan.create and (shown is None or shown[1] != plan.status.run):
+    if plan.status.state == "skipped" and (shown is None or shown[1] != plan.status.run):
         return "other_run_shown"  # a run skipped before it was queued keeps the last verdict
     return "edit"
 
@@ -265,7 +268,7 @@ class Notifier:
             return listed[0]
 
         record = self.memory.records.get(issue.stream) or self.records.get(issue.stream) or NONE
-        owed = reaction(issue, plan.status is not None and plan.create, record.run,
+        owed = reaction(issue, issue.status in (QUEUED, RUNNING, PROCESSED, FAILED), record.run,
                          lambda: self.issues.store.read(issue.stream))
         if owed is not None and (owed[0] == "eyes" or self.memory.confused.get(issue.stream) != issue.run):
             react(self.github, issue, *owed)
@@ -309,7 +312,8 @@ class Notifier:
                 return self._create(issue, body, plan)
             shown.put(stream, Shown(hit.comment_id, body))
             return "edited"
-        if not record.exists and issue.run == 1:  # we never wrote here: nothing to find
+        if (not record.exists and issue.run == 1) or (record.exists and not record.check):
+            # our record says there is no comment (every create is recorded): nothing to find
             return self._create(issue, body, plan)
         mine = self._find_mine(comments(), STATUS_MARKER)
         # A create whose answer was lost (5xx, timeout) may have left a second one: keep the oldest.
@@ -339,17 +343,17 @@ class Notifier:
         return "created"
 
     def _keep_record(self, issue: Issue, record: Record, *, reacted: bool, created: bool) -> None:
-        """Record the comment id (None after a retried create) and the run reacted to."""
+        """Record the comment id (``check`` after a retried create) and the run reacted to."""
         hit = self.memory.shown.get(issue.stream)
         comment_id = hit.comment_id if hit else None if created else record.comment_id
-        run = issue.run if reacted else record.run
-        if record.exists and (comment_id, run) == (record.comment_id, record.run):
+        run, check = issue.run if reacted else record.run, created and hit is None
+        if record.exists and (comment_id, run, check) == (record.comment_id, record.run, record.check):
             return self.memory.records.put(issue.stream, record)
         if not (record.exists or reacted or created):
             return self.memory.records.put(issue.stream, record)
         cause = Cause(correlation_id=issue.correlation_id, actor="notifier")
         self.memory.records.put(issue.stream, self.records.put(
-            issue.stream, Record(comment_id, run), after=record, cause=cause))
+            issue.stream, Record(comment_id, run, check=check), after=record, cause=cause))
 
     def _untrusted(self, issue: Issue, who: tuple[str, str],
                    comments: Callable[[], list[dict[str, Any]]]) -> str:

@@ -9,8 +9,9 @@ streams only).
 
 - No record and run 1: we never wrote on this issue (every create since this change is
   recorded), so the comment is created without a listing.
+- A record without a comment id: none was created yet (the 👀 came first), create directly.
 - No record and a later run (an issue from before this change, or after a restore), or a
-  record whose id is None (a create was retried, so a second comment may exist): list once.
+  record with ``check`` (a create was retried, so a second comment may exist): list once.
 """
 
 from __future__ import annotations
@@ -33,12 +34,13 @@ POSTED = "StatusCommentPosted"
 
 @dataclass(frozen=True)
 class Record:
-    """The status comment (None: unknown, list) and the run whose reaction is on GitHub."""
+    """The status comment (None: none yet) and the run whose reaction is on GitHub."""
 
     comment_id: int | None
     run: int
     version: int = 0  # of the comment stream, for the next append
     exists: bool = True  # False: nothing recorded for this issue
+    check: bool = False  # a create was retried: a second comment may exist, list to find them
 
 
 class StatusRecords:
@@ -55,19 +57,21 @@ class StatusRecords:
             return None
         data, version = events[-1]["data"], int(events[-1]["version"])
         comment_id = data.get("comment_id")
-        return Record(int(comment_id) if isinstance(comment_id, int) else None, int(data["run"]), version)
+        return Record(int(comment_id) if isinstance(comment_id, int) else None, int(data["run"]), version,
+                      check=bool(data.get("check")))
 
     def put(self, issue_stream: str, record: Record, *, after: Record | None, cause: Cause) -> Record:
         """Append ``record`` after ``after`` (the one read); a lost race keeps the other's."""
         stream = comment_stream(issue_stream)
         event = new_event(POSTED, stream=stream, cause=cause,
-                          data={"comment_id": record.comment_id, "run": record.run})
+                          data={"comment_id": record.comment_id, "run": record.run,
+                                **({"check": True} if record.check else {})})
         try:
             stored = self.store.append(stream, after.version if after else 0, [event])[0]
         except ConcurrencyConflict:
             log.info("%s: the status record moved meanwhile; kept the stored one", stream)
             return self.get(issue_stream) or record
-        return Record(record.comment_id, record.run, int(stored["version"]))
+        return Record(record.comment_id, record.run, int(stored["version"]), check=record.check)
 
 
 NONE = Record(None, 0, 0, exists=False)
