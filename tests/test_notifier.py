@@ -376,7 +376,8 @@ def test_a_new_run_skipped_before_it_was_queued_keeps_the_last_verdict(core, gh,
 
 def test_an_issue_gone_from_github_is_not_retried_forever(core, github_server, t):
     n, run = make_notifier(core, github_server, t), Run(core)  # the fake has no such issue
-    assert handle(n, [run.queued()]) == {"batchItemFailures": []}
+    run.queued()
+    assert handle(n, [run.started()]) == {"batchItemFailures": []}
     assert n.handle(run.events[-1]) == "issue_gone"
 
 

@@ -108,11 +108,16 @@ def test_the_gatekeeper_queues_a_burst_without_a_write_and_the_notifier_adds_the
     assert not [r for r in gh.requests if r.is_write] and gh.reactions(REPO, NUMBER) == []
     queued = core.store.read(STREAM)[-1]
     n = notifier(core, gh, t)
-    assert n.handle(queued) == "created"
-    assert gh.reactions(REPO, NUMBER) == ["eyes"]
-    [posted] = core.store.read(f"comment-{REPO}#{NUMBER}")
-    assert posted["type"] == "StatusCommentPosted"
-    assert posted["data"] == {"comment_id": status_comments(gh)[0]["id"], "run": 1}
+    assert n.handle(queued) == "no_status_comment"  # the 👀 shows a queued run
+    assert gh.reactions(REPO, NUMBER) == ["eyes"] and status_comments(gh) == []
+    assert n.handle(queued) == "no_status_comment"
+    assert gh.reactions(REPO, NUMBER) == ["eyes"] and len(gh.writes()) == 1  # once per run
+    assert n.handle(record(core, "IssueProcessingStarted", account_id="111122223333", lease_id="l",
+                           worker="w")) == "created"
+    posted = core.store.read(f"comment-{REPO}#{NUMBER}")
+    assert [e["type"] for e in posted] == ["StatusCommentPosted"] * 2
+    assert [e["data"] for e in posted] == [{"comment_id": None, "run": 1},
+                                           {"comment_id": status_comments(gh)[0]["id"], "run": 1}]
 
 
 def test_a_command_gets_eyes_on_its_comment_and_an_untrusted_one_gets_confused_once(core, github_server, t):
@@ -123,7 +128,8 @@ def test_a_command_gets_eyes_on_its_comment_and_an_untrusted_one_gets_confused_o
     n = notifier(core, gh, t)
     n.handle(record(core, "IssueQueued", sender="mia", permission="write"))
     assert gh.comment_reactions(REPO, mia["id"]) == ["eyes"] and gh.reactions(REPO, NUMBER) == []
-    record(core, "IssueSkipped", reason="closed")
+    n.handle(record(core, "IssueProcessingStarted", account_id="111122223333", lease_id="l", worker="w"))
+    record(core, "IssueProcessingFailed", error="boom", retryable=False, attempt=1)
     eve = gh.add_comment(REPO, NUMBER, "/reproduce", login="eve")
     receive(core, delivery="d-2", sender="eve", trigger="command", comment_id=eve["id"])
     skipped = record(core, "IssueSkipped", reason="untrusted_sender", sender="eve", permission="read")
@@ -170,15 +176,16 @@ def test_a_hand_deleted_comment_is_re_created_on_the_next_update(core, github_se
     gh.add_issue(REPO, NUMBER, labels=["bug", LABEL])
     receive(core)
     n = notifier(core, gh, t)
-    n.handle(record(core, "IssueQueued", sender="mia", permission="write"))
+    record(core, "IssueQueued", sender="mia", permission="write")
+    n.handle(record(core, "IssueProcessingStarted", account_id="111122223333", lease_id="l", worker="w"))
     [gone] = status_comments(gh)
     client(gh, t).delete_comment(REPO, gone["id"])
-    started = record(core, "IssueProcessingStarted", account_id="111122223333", lease_id="l", worker="w")
+    done = record(core, "IssueProcessed", verdict="reproduced", exit_code=1, duration_s=1.0, result_uri="s3://r/x")
     cold = notifier(core, gh, t)  # a new container: the record, then a 404, then a create
     gh.reset_requests()
-    assert cold.handle(started) == "created"
+    assert cold.handle(done) == "created,labels+1-0"
     [again] = status_comments(gh)
-    assert again["id"] != gone["id"] and "Running" in again["body"]
+    assert again["id"] != gone["id"] and "Reproduced" in again["body"]
     assert not [r for r in gh.requests if r.path.endswith(f"/issues/{NUMBER}/comments") and r.method == "GET"]
     assert StatusRecords(core.store).get(STREAM).comment_id == again["id"]  # recorded again
 

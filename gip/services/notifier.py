@@ -267,7 +267,9 @@ class Notifier:
                 listed.append(github.list_comments(repo, number))
             return listed[0]
 
-        record = self.memory.records.get(issue.stream) or self.records.get(issue.stream) or NONE
+        record = self.memory.records.get(issue.stream)
+        if record is None or record.comment_id is None:  # "no comment yet" is re-read: another
+            record = self.records.get(issue.stream) or NONE  # container may have created it
         owed = reaction(issue, issue.status in (QUEUED, RUNNING, PROCESSED, FAILED), record.run,
                          lambda: self.issues.store.read(issue.stream))
         if owed is not None and (owed[0] == "eyes" or self.memory.confused.get(issue.stream) != issue.run):
