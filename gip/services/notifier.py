@@ -18,19 +18,16 @@ version is left alone.
   itself is already in the event log and in S3.
 - Without a token (local mode) it prints what it would post.
 
-GitHub calls are kept down by our own records (:mod:`gip.services.status_record`) and by
-what this container already knows (:class:`Memory`):
+GitHub calls are kept down by our own records and what this container knows (:class:`Memory`):
 - the notifier's first write for a run is the 👀 (the gatekeeper makes none: docs/internals.md,
   "Time to verdict"); 😕 answers an untrusted command. The 👀 is what shows a queued run: the
   status comment is created once the run starts (or ends), and an earlier run's comment is
   brought up to date when the new run is queued. So a run costs 👀, a create, a label (3 writes)
   when the notifier sees its end in one go, plus one edit per state it sees apart.
-- our status comment's id comes from the record (a ``comment-`` stream read once per issue per
-  container), and its body from memory: an identical body sends nothing, another is one edit by
-  id; a 404 (deleted by hand) creates it again. Comments are listed only when the record is
-  missing on a later run (after a restore) or says a retried create may have left two (the
-  listing keeps the oldest). The notifier runs one batch at a time (FIFO queue, one message
-  group) and reads the row consistently: the remembered body cannot roll a comment back.
+- our status comment's id comes from the record (:mod:`~gip.services.status_record`), its
+  body from memory or a read by id: an identical body sends nothing, another is one edit; a 404
+  (deleted by hand) creates it again. Comments are listed only as that module says. The
+  notifier runs one batch at a time (FIFO, one message group) and reads the row consistently.
 - the verdict label set during this run; the labels come from the issue's labels at trigger
   time (``Issue.labels``), not from ``GET issue`` (see ``verdict_labels.changes_since_trigger``).
 - in a batch, records of a stream whose version was already rendered in that batch are done.
