@@ -245,6 +245,9 @@ def main() -> int:
           f"max {max(gates):.2f}s (goal p95 <= 1 s)")
     print(f"   received -> verdict (IssueProcessed) worst {max(totals_s):.1f}s = {max(totals_s) / max(runs):.1f}x "
           f"the worst processing time {max(runs):.2f}s (goal <= 3x); median {statistics.median(totals_s):.1f}s")
+    in_a_row = -(-n_issues // args.accounts)
+    print(f"   the pool bounds it: {n_issues} issues on {args.accounts} accounts are {in_a_row} runs in a row on "
+          f"one account (each run, then its cleanup), so the worst is at least {in_a_row}x a run")
     print(f"   GitHub calls per issue: mean {statistics.mean(totals):.2f}, max {max(totals)}; writes mean "
           f"{statistics.mean(writes):.2f}, max {max(writes)}")
     return 0
