@@ -88,9 +88,14 @@ def test_a_burst_over_four_containers_sends_nothing_while_blocked_and_spaces_wri
         limiter.start()
         _wait(lambda: all(core.issues.get(REPO, n).status == QUEUED for n in range(1, ISSUES + 1)),
               180, "every issue QUEUED")
-        for n in range(1, ISSUES + 1):  # what the bus rule sends the notifier
+        for n in range(1, ISSUES + 1):  # what the bus rule sends the notifier: the 👀 for
+            # IssueQueued, the status comment once the run has started (issue 18)
             queued = core.store.read(f"issue-{REPO}#{n}")[-1]
-            sqs.send_message(QueueUrl=nt_url, MessageBody=json.dumps(queued))
+            started = core.issues.record(REPO, n, "IssueProcessingStarted", {
+                "run": 1, "account_id": "111122223333", "lease_id": f"l-{n}", "worker": "w"},
+                cause=Cause(correlation_id=f"burst-{n}", actor="test"))
+            for event in (queued, started):
+                sqs.send_message(QueueUrl=nt_url, MessageBody=json.dumps(event))
         _wait(lambda: all(len(gh.comments(REPO, n)) >= 1 for n in range(1, ISSUES + 1)), 180,
               "a status comment on every issue")
         time.sleep(1.5)  # let a late duplicate show up, if there were one
