@@ -49,16 +49,15 @@ from gip.domain.comment import (
     STATUS_MARKER,
     UNTRUSTED_MARKER,
     StatusView,
-    is_ours,
     render_status,
     render_untrusted,
-    rendered_version,
 )
 from gip.domain.envelope import Cause, Envelope, split_issue_stream
 from gip.domain.issue import FAILED, PROCESSED, QUEUED, RUNNING, SKIPPED, Issue
 from gip.errors import ConfigError, GipError
 from gip.services.notifier_memory import Memory, Shown
 from gip.services.status_record import NONE, Record, StatusRecords, react, reaction
+from gip.services.status_step import find_mine, status_step
 
 log = logging.getLogger(__name__)
 
@@ -121,30 +120,6 @@ def plan_for(issue: Issue, last: Mapping[str, Any] | None, *, explain_untrusted:
             return Plan(untrusted=(sender, str(last.get("permission") or "read")))
         return Plan(replace(base, state="skipped", reason=issue.reason), create=False)
     return Plan()  # RECEIVED: the gatekeeper has not decided yet
-
-
-def status_step(shown_body: str | None, body: str, plan: Plan) -> str:
-    """What to do to our status comment now showing ``shown_body`` (None: there is none):
-    ``create``, ``edit``, or why nothing is sent."""
-    assert plan.status is not None
-    if shown_body is None:
-        return "create" if plan.create else "no_status_comment"
-    if shown_body == body:
-        return "unchanged"
-    shown = rendered_version(shown_body)
-    if shown is not None and plan.status.version is not None and shown[0] > plan.status.version:
-        return "newer_shown"
-    if plan.status.state == "skipped" and (shown is None or shown[1] != plan.status.run):
-        return "other_run_shown"  # a run skipped before it was queued keeps the last verdict
-    return "edit"
-
-
-def find_mine(comments: list[dict[str, Any]], *, login: str, marker: str,
-              user_id: int | None = None, app_id: int | None = None) -> list[dict[str, Any]]:
-    """Our comments (:func:`gip.domain.comment.is_ours`) that start with ``marker``, oldest first."""
-    return [c for c in comments
-            if is_ours(c, login=login, user_id=user_id, app_id=app_id)
-            and (c.get("body") or "").startswith(marker)]
 
 
 # ---------------------------------------------------------------- shell
