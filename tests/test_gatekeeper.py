@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from datetime import timedelta
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -13,7 +14,7 @@ import pytest
 from gip.adapters.github.client import GitHubClient, Permission
 from gip.adapters.github.consumer import envelope_from_record
 from gip.config import Settings
-from gip.domain.envelope import Cause
+from gip.domain.envelope import Cause, utcnow
 from gip.domain.qualify import Rules
 from gip.services.gatekeeper import Gatekeeper, PermissionCache, decide
 from handlers import gatekeeper
@@ -38,14 +39,17 @@ def t() -> FakeTime:
     return FakeTime()
 
 
-def make_gatekeeper(core, gh, t: FakeTime, *, token: str | None = "test-token", **settings) -> Gatekeeper:
+def make_gatekeeper(core, gh, t: FakeTime, *, token: str | None = "test-token", stale: bool = False,
+                    **settings) -> Gatekeeper:
+    """``stale``: the deliveries arrived more than PAYLOAD_FRESH_S ago, so the issue is re-read."""
     client = None
     if token:
         client = GitHubClient(base_url=gh.url, token=token, sleep=t.sleep, clock=t.clock,
                               rand=lambda: 1.0, write_interval_s=0, max_attempts=3)
     return Gatekeeper(issues=core.issues, github=client,
                       settings=Settings.for_prefix("test", **settings),
-                      permissions=PermissionCache(clock=t.clock))
+                      permissions=PermissionCache(clock=t.clock),
+                      now=(lambda: utcnow() + timedelta(seconds=61)) if stale else utcnow)
 
 
 def receive(core, *, sender="maintainer-mia", number=NUMBER, delivery="d-1", **extra: Any) -> dict:
@@ -113,7 +117,7 @@ def test_labels_compare_as_the_webhook_compares_them_casefolded():
 # ---------------------------------------------------------------- shell
 
 
-def test_trusted_sender_is_queued_with_eyes(core, github_server, t):
+def test_trusted_sender_is_queued_without_a_github_write(core, github_server, t):
     gh = github_server
     gh.add_issue(REPO, NUMBER, labels=["bug", LABEL])
     gh.set_permission(REPO, "maintainer-mia", "maintain")
@@ -126,7 +130,8 @@ def test_trusted_sender_is_queued_with_eyes(core, github_server, t):
                                  "checked_via": "collaborator_api"}
     assert events[1]["causation_id"] == event["event_id"]
     assert events[1]["correlation_id"] == "d-1"
-    assert gh.reactions(REPO, NUMBER) == ["eyes"]
+    assert gh.reactions(REPO, NUMBER) == []  # the 👀 is the notifier's first write
+    assert [r.method for r in gh.requests] == ["GET"]  # the permission; the payload is fresh
     assert core.issues.get(REPO, NUMBER).status == "QUEUED"
 
 
@@ -146,7 +151,7 @@ def test_a_redelivered_issue_received_appends_nothing(core, github_server, t):
     assert gk.handle(event) == "IssueQueued"
     assert gk.handle(event) == "already_decided"
     assert stream_types(core) == ["IssueReceived", "IssueQueued"]
-    assert gh.reactions(REPO, NUMBER) == ["eyes"]
+    assert gh.reactions(REPO, NUMBER) == []
 
 
 def test_an_untrusted_sender_is_skipped_without_eyes(core, github_server, t):
@@ -163,12 +168,35 @@ def test_an_untrusted_sender_is_skipped_without_eyes(core, github_server, t):
 @pytest.mark.parametrize(("state", "labels", "reason"), [
     ("closed", [LABEL], "closed"), ("open", ["bug"], "label_removed"),
 ])
-def test_github_says_closed_or_unlabelled_now(core, github_server, t, state, labels, reason):
+def test_a_stale_payload_is_re_read_github_says_closed_or_unlabelled_now(core, github_server, t, state, labels,
+                                                                         reason):
     gh = github_server
     gh.add_issue(REPO, NUMBER, state=state, labels=labels)
     gh.set_permission(REPO, "maintainer-mia", "admin")
-    make_gatekeeper(core, gh, t).handle(receive(core))
+    make_gatekeeper(core, gh, t, stale=True).handle(receive(core))
     assert core.store.read(f"issue-{REPO}#{NUMBER}")[-1]["data"]["reason"] == reason
+
+
+def test_a_fresh_payload_decides_by_its_own_labels_without_get_issue(core, github_server, t):
+    gh = github_server
+    gh.add_issue(REPO, NUMBER, labels=["bug"])  # GitHub would say unlabelled: not asked
+    gh.set_permission(REPO, "maintainer-mia", "admin")
+    assert make_gatekeeper(core, gh, t).handle(receive(core)) == "IssueQueued"
+    assert [r.path.split(REPO, 1)[-1] for r in gh.requests] == ["/collaborators/maintainer-mia/permission"]
+    unlabelled = receive(core, number=7, delivery="d-7", labels=["bug"])
+    assert make_gatekeeper(core, gh, t).handle(unlabelled) == "IssueSkipped"
+    assert core.store.read(f"issue-{REPO}#7")[-1]["data"]["reason"] == "label_removed"
+
+
+def test_a_label_removed_while_the_run_waits_is_honoured_by_the_issue_stream(core, github_server, t):
+    gh = github_server
+    gh.add_issue(REPO, NUMBER, labels=[LABEL])
+    gh.set_permission(REPO, "maintainer-mia", "admin")
+    event = receive(core)
+    cause = Cause(correlation_id="d-2", actor="webhook")
+    assert core.issues.cancel(REPO, NUMBER, reason="label_removed", cause=cause) is not None  # unlabeled
+    assert make_gatekeeper(core, gh, t).handle(event) == "already_decided"
+    assert stream_types(core) == ["IssueReceived", "IssueSkipped"]
 
 
 def test_a_500_storm_fails_the_record_and_appends_nothing_then_the_retry_queues(core, github_server, t):
@@ -193,20 +221,6 @@ def test_403_with_retry_after_then_success(core, github_server, t):
     assert t.sleeps == [4.0]
 
 
-def test_a_failed_reaction_is_redone_on_redelivery_without_a_second_append(core, github_server, t):
-    gh = github_server
-    gh.add_issue(REPO, NUMBER, labels=[LABEL])
-    gh.set_permission(REPO, "maintainer-mia", "write")
-    event = receive(core)
-    gk = make_gatekeeper(core, gh, t)
-    gh.fail_next(502, 3, method="POST")
-    assert gatekeeper_handle(gk, [event])["batchItemFailures"] == [{"itemIdentifier": "m0"}]
-    assert gh.reactions(REPO, NUMBER) == []
-    assert gatekeeper_handle(gk, [event])["batchItemFailures"] == []
-    assert gh.reactions(REPO, NUMBER) == ["eyes"]
-    assert stream_types(core) == ["IssueReceived", "IssueQueued"]
-
-
 def test_one_bad_record_fails_alone(core, github_server, t):
     gh = github_server
     for n in (1, 2):
@@ -214,7 +228,7 @@ def test_one_bad_record_fails_alone(core, github_server, t):
     gh.set_permission(REPO, "maintainer-mia", "write")
     first, second = receive(core, number=1, delivery="d-a"), receive(core, number=2, delivery="d-b")
     gh.fail_next(500, 5, path_contains="/issues/1")
-    result = gatekeeper_handle(make_gatekeeper(core, gh, t), [first, second])
+    result = gatekeeper_handle(make_gatekeeper(core, gh, t, stale=True), [first, second])
     assert result == {"batchItemFailures": [{"itemIdentifier": "m0"}]}
     assert stream_types(core, 1) == ["IssueReceived"]
     assert stream_types(core, 2) == ["IssueReceived", "IssueQueued"]
@@ -234,15 +248,16 @@ def test_permission_is_cached_per_container_with_a_ttl(core, github_server, t):
     assert len(asked) == 2
 
 
-def test_a_command_gets_eyes_on_the_comment(core, github_server, t):
+def test_a_command_re_reads_the_issue_and_writes_nothing(core, github_server, t):
     gh = github_server
-    gh.add_issue(REPO, NUMBER, labels=[LABEL])
+    gh.add_issue(REPO, NUMBER, labels=["bug"])  # the label went after the comment's payload
     comment = gh.add_comment(REPO, NUMBER, "/reproduce", login="maintainer-mia")
     gh.set_permission(REPO, "maintainer-mia", "write")
     event = receive(core, trigger="command", command="/reproduce", comment_id=comment["id"])
-    make_gatekeeper(core, gh, t).handle(event)
-    assert gh.comment_reactions(REPO, comment["id"]) == ["eyes"]
-    assert gh.reactions(REPO, NUMBER) == []
+    assert make_gatekeeper(core, gh, t).handle(event) == "IssueSkipped"
+    assert ("GET", f"/repos/{REPO}/issues/{NUMBER}") in [(r.method, r.path) for r in gh.requests]
+    assert {r.method for r in gh.requests} == {"GET"}
+    assert gh.comment_reactions(REPO, comment["id"]) == [] and gh.reactions(REPO, NUMBER) == []
 
 
 @pytest.mark.parametrize(("association", "expected"), [
@@ -275,26 +290,30 @@ def test_handler_builds_from_the_environment(core, github_server, monkeypatch):
     assert all(r.headers["authorization"] == "Bearer test-token" for r in gh.requests)
 
 
-def test_github_calls_per_run_one_get_issue_and_a_redelivery_costs_nothing(core, github_server, t):
+def test_github_calls_per_run_only_reads_that_decide_and_a_redelivery_costs_nothing(core, github_server, t):
     gh = github_server
-    for n in (1, 2):
+    for n in (1, 2, 3):
         gh.add_issue(REPO, n, labels=[LABEL])
     gh.set_permission(REPO, "maintainer-mia", "write")
     gk = make_gatekeeper(core, gh, t)
     first = receive(core, number=1, delivery="d-1")
     assert gk.handle(first) == "IssueQueued"
     assert [(r.method, r.path.split(REPO, 1)[-1]) for r in gh.requests] == [
-        ("GET", "/issues/1"), ("GET", "/collaborators/maintainer-mia/permission"),
-        ("GET", "/contents/.github/reproduce.yml"), ("POST", "/issues/1/reactions")]  # issue 17
+        ("GET", "/collaborators/maintainer-mia/permission"),
+        ("GET", "/contents/.github/reproduce.yml")]  # issue 17: the repository's matrix config
     gh.reset_requests()
     assert gk.handle(receive(core, number=2, delivery="d-2")) == "IssueQueued"  # permission cached
     assert [(r.method, r.path.split(REPO, 1)[-1]) for r in gh.requests] == [
-        ("GET", "/issues/2"), ("GET", "/contents/.github/reproduce.yml"), ("POST", "/issues/2/reactions")]
+        ("GET", "/contents/.github/reproduce.yml")]
     gh.reset_requests()
-    assert gatekeeper_handle(gk, [first]) == {"batchItemFailures": []}  # redelivered, warm
     assert gh.requests == []
-    assert make_gatekeeper(core, gh, t).handle(first) == "already_decided"  # cold: 👀 again, no-op
-    assert [r.method for r in gh.requests] == ["POST"] and gh.reactions(REPO, 1) == ["eyes"]
+    assert gatekeeper_handle(gk, [first]) == {"batchItemFailures": []}  # redelivered
+    assert make_gatekeeper(core, gh, t).handle(first) == "already_decided"  # cold container
+    assert gh.requests == []
+    assert make_gatekeeper(core, gh, t, stale=True).handle(receive(core, number=3, delivery="d-3")) == "IssueQueued"
+    assert [(r.method, r.path.split(REPO, 1)[-1]) for r in gh.requests] == [
+        ("GET", "/issues/3"), ("GET", "/collaborators/maintainer-mia/permission"),
+        ("GET", "/contents/.github/reproduce.yml")]
 
 
 # ---------------------------------------------------------------- issue 19: 401/403, no noise
@@ -356,17 +375,17 @@ def test_a_stranger_is_untrusted_and_a_rate_limit_is_not_a_skip(core, github_ser
     assert core.issues.get(REPO, 43).status == "RECEIVED"  # nothing appended: it comes back
 
 
-def test_an_untrusted_command_gets_a_confused_reaction_and_no_comment(core, github_server, t):
+def test_an_untrusted_command_is_skipped_and_the_gatekeeper_writes_nothing(core, github_server, t):
     gh = github_server
     gh.add_issue(REPO, NUMBER, labels=["bug", LABEL])
     comment = gh.add_comment(REPO, NUMBER, "/reproduce", login="eve")
     g = make_gatekeeper(core, gh, t)
     event = receive(core, sender="eve", trigger="command", comment_id=comment["id"])
     assert g.handle(event) == "IssueSkipped"
-    assert gh.comment_reactions(REPO, comment["id"]) == ["confused"]
+    assert gh.comment_reactions(REPO, comment["id"]) == []  # the notifier's 😕 (test_notifier)
     assert gh.reactions(REPO, NUMBER) == [] and len(gh.comments(REPO, NUMBER)) == 1
-    assert make_gatekeeper(core, gh, t).handle(event) == "already_decided"  # redelivery: 😕 again, once
-    assert gh.comment_reactions(REPO, comment["id"]) == ["confused"]
+    assert make_gatekeeper(core, gh, t).handle(event) == "already_decided"
+    assert {r.method for r in gh.requests} == {"GET"}
 
 
 def test_an_untrusted_label_sender_is_skipped_silently(core, github_server, t):

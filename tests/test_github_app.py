@@ -295,7 +295,8 @@ def test_the_gatekeeper_uses_the_events_installation_or_skips_app_not_installed(
     if installed:
         assert outcome == "IssueQueued" and gh.minted == [55]
         assert not any(p.endswith("/installation") for _, p, _ in gh.auth_log)  # from the event
-        assert set(gh.auth_kinds("GET")) == {"installation"} and gh.reactions(GK_REPO, NUMBER) == ["eyes"]
+        assert set(gh.auth_kinds("GET")) == {"installation"}
+        assert gh.reactions(GK_REPO, NUMBER) == []  # the 👀 is the notifier's (issue 18)
     else:
         assert outcome == "IssueSkipped" and last["data"]["reason"] == "app_not_installed"
         assert gh.minted == [] and gh.reactions(GK_REPO, NUMBER) == []
@@ -409,7 +410,11 @@ def test_the_notifier_stops_on_a_repository_without_the_app(shared_core, gh, t):
     n = make_notifier(core, gh, t)
     n.github = app_client(gh, t, c, "octo-org/hello-world")
     run = Run(core)
-    assert n.handle(run.record("IssueSkipped", reason="app_not_installed")) == "issue_gone"
+    # run 1 without a status record: there is no comment to find, so GitHub is not even asked
+    assert n.handle(run.record("IssueSkipped", reason="app_not_installed")) == "no_status_comment"
+    assert gh.minted == [] and gh.writes() == []
+    Run(core, delivery="d-2").record("IssueSkipped", reason="app_not_installed")  # run 2: a listing
+    assert n.handle(core.store.read(run.events[0]["stream"])[-1]) == "issue_gone"
     assert gh.minted == [] and gh.writes() == []
 
 

@@ -132,11 +132,11 @@ def test_plans_follow_the_state():
 
 def test_one_status_comment_is_edited_across_a_full_run(core, gh, t):
     n, run = make_notifier(core, gh, t), Run(core)
-    assert n.handle(run.queued()) == "created"
+    assert n.handle(run.queued()) == "no_status_comment"  # the 👀 says queued
+    assert gh.reactions(REPO, NUMBER) == ["eyes"] and status_comments(gh) == []
+    assert n.handle(run.started()) == "created"
     first = status_comments(gh)
-    assert len(first) == 1 and "Queued" in first[0]["body"] and "| Run | 1 |" in first[0]["body"]
-    assert n.handle(run.started()) == "edited"
-    assert "Running" in status_comments(gh)[0]["body"]
+    assert len(first) == 1 and "Running" in first[0]["body"] and "| Run | 1 |" in first[0]["body"]
     assert n.handle(run.processed()).startswith("edited,labels")
     [comment] = status_comments(gh)
     assert comment["id"] == first[0]["id"]
@@ -163,15 +163,16 @@ def test_redelivered_events_edit_never_add_and_an_older_event_does_not_go_back(c
 
 def test_a_comment_showing_a_newer_version_is_not_overwritten(core, gh, t):
     n, run = make_notifier(core, gh, t), Run(core)
-    queued = run.queued()
+    run.queued()
+    queued = run.started()
     n.handle(queued)
     [comment] = status_comments(gh)
-    newer = comment["body"].replace("version=2 run=1 -->", "version=9 run=1 -->")
+    newer = comment["body"].replace("version=3 run=1 -->", "version=9 run=1 -->")
     assert newer != comment["body"]
     n.github.edit_comment(REPO, comment["id"], newer)  # as if a newer notifier had written
-    run.started()
+    run.processed()
     cold = make_notifier(core, gh, t)  # another container: it lists and sees the newer one
-    assert cold.handle(queued) == "newer_shown"
+    assert cold.handle(queued).startswith("newer_shown")
     assert status_comments(gh)[0]["body"] == newer
 
 
@@ -193,22 +194,30 @@ def test_the_remembered_comment_obeys_the_same_version_check():
 def test_only_our_own_comment_with_the_marker_is_edited(core, gh, t):
     gh.add_comment(REPO, NUMBER, f"quoting the bot: {STATUS_MARKER} ha", login="mallory")
     n, run = make_notifier(core, gh, t), Run(core)
-    assert n.handle(run.queued()) == "created"
+    run.queued()
+    assert n.handle(run.started()) == "created"
     mallory = [c for c in gh.comments(REPO, NUMBER) if c["user"]["login"] == "mallory"]
     assert mallory[0]["body"] == f"quoting the bot: {STATUS_MARKER} ha"
     assert len([c for c in status_comments(gh) if c["user"]["login"] == "gip-bot"]) == 1
 
 
-def test_our_identity_comes_from_get_user_once_even_with_bot_login(core, gh, t):
-    n, run = make_notifier(core, gh, t), Run(core)
+def restored(core) -> Run:
+    """A second run with no status record (as after a restore): the notifier must list."""
+    Run(core).record("IssueSkipped", reason="closed")
+    return Run(core, delivery="d-2")
+
+
+def test_our_identity_comes_from_get_user_once_when_a_listing_needs_it(core, gh, t):
+    n, run = make_notifier(core, gh, t, bot_login="gip-bot"), restored(core)
     n.handle(run.queued())
     n.handle(run.started())
     assert len([r for r in gh.requests if r.path == "/user"]) == 1
+    assert calls(gh).count("GET /issues/{n}/comments") == 1  # no record: listed once
     gh.reset_requests()
-    other = make_notifier(core, gh, t, bot_login="gip-bot")  # the id is still asked for, once
-    other.handle(run.events[-1])
-    other.handle(run.events[-1])
-    assert len([r for r in gh.requests if r.path == "/user"]) == 1
+    other = make_notifier(core, gh, t, bot_login="gip-bot")  # a cold container: the record
+    assert other.handle(run.events[-1]) == "unchanged"
+    assert other.handle(run.events[-1]) == "unchanged"
+    assert calls(gh) == ["GET /issues/comments/{n}"]  # read by id once; no /user, no listing
 
 
 def test_untrusted_sender_is_told_politely_once(core, gh, t):
@@ -224,8 +233,13 @@ def test_untrusted_sender_is_told_politely_once(core, gh, t):
 
 def test_a_cancelled_run_edits_the_status_comment_to_skipped(core, gh, t):
     n, run = make_notifier(core, gh, t), Run(core)
-    n.handle(run.queued())
-    n.handle(run.record("IssueSkipped", reason="closed"))
+    run.queued()
+    n.handle(run.started())
+    n.handle(run.processed())
+    second = Run(core, delivery="d-2")
+    n.handle(second.queued())  # the earlier run's comment is brought up to date
+    assert "Queued" in status_comments(gh)[0]["body"] and gh.reactions(REPO, NUMBER) == ["eyes"]
+    n.handle(second.record("IssueSkipped", reason="closed"))
     [comment] = status_comments(gh)
     assert "Skipped" in comment["body"] and "the issue was closed" in comment["body"]
 
@@ -270,12 +284,12 @@ def test_a_final_infra_error_gets_its_label_but_a_retryable_one_does_not(core, g
 
 def test_a_github_outage_never_loses_the_verdict(core, gh, t):
     n, run = make_notifier(core, gh, t, attempts=2), Run(core)
-    n.handle(run.queued())
-    run.started()
+    run.queued()
+    n.handle(run.started())
     processed = run.processed()
     gh.fail_next(500, 2)  # both attempts of the first GitHub call
     assert handle(n, [processed]) == {"batchItemFailures": [{"itemIdentifier": "m0"}]}
-    assert "Queued" in status_comments(gh)[0]["body"]
+    assert "Running" in status_comments(gh)[0]["body"]
     assert core.issues.get(REPO, NUMBER).verdict == "reproduced"  # the log still has it
     assert handle(n, [processed]) == {"batchItemFailures": []}  # SQS brings it back
     [comment] = status_comments(gh)
@@ -285,14 +299,16 @@ def test_a_github_outage_never_loses_the_verdict(core, gh, t):
 def test_403_with_retry_after_then_success(core, gh, t):
     n, run = make_notifier(core, gh, t), Run(core)
     gh.fail_next(403, 1, {"Retry-After": "5"}, method="POST")
-    assert n.handle(run.queued()) == "created"
+    run.queued()
+    assert n.handle(run.started()) == "created"
     assert t.sleeps == [5.0] and len(status_comments(gh)) == 1
 
 
 def test_a_500_storm_then_success(core, gh, t):
     n, run = make_notifier(core, gh, t), Run(core)
     gh.fail_next(502, 4)
-    assert n.handle(run.queued()) == "created"
+    run.queued()
+    assert n.handle(run.started()) == "created"
     assert t.sleeps == [0.5, 1.0, 2.0, 4.0] and len(status_comments(gh)) == 1
 
 
@@ -333,7 +349,8 @@ def test_local_mode_without_token_prints_what_it_would_post(core, gh, t):
 
 def test_handler_builds_from_the_environment_and_never_logs_the_token(core, gh, monkeypatch, caplog):
     run = Run(core)
-    queued = run.queued()
+    run.queued()
+    queued = run.started()
     monkeypatch.setenv("GIP_PREFIX", "test")
     monkeypatch.setenv("GITHUB_API_URL", gh.url)
     monkeypatch.setenv("GITHUB_TOKEN", "test-token")
@@ -359,7 +376,8 @@ def test_a_new_run_skipped_before_it_was_queued_keeps_the_last_verdict(core, gh,
 
 def test_an_issue_gone_from_github_is_not_retried_forever(core, github_server, t):
     n, run = make_notifier(core, github_server, t), Run(core)  # the fake has no such issue
-    assert handle(n, [run.queued()]) == {"batchItemFailures": []}
+    run.queued()
+    assert handle(n, [run.started()]) == {"batchItemFailures": []}
     assert n.handle(run.events[-1]) == "issue_gone"
 
 
@@ -377,10 +395,10 @@ def test_gatekeeper_then_notifier_over_one_github(core, gh, t):
     n = Notifier(issues=core.issues, github=client, settings=settings)
     queued = core.store.read(f"issue-{REPO}#{NUMBER}")[-1]
     run.events.append(queued)
-    assert n.handle(queued) == "created"
+    assert n.handle(queued) == "no_status_comment"  # 👀 only
     run.started()
     done = run.processed(verdict="not_reproduced", exit_code=0)
-    assert n.handle(done) == "edited,labels+1-0"
+    assert n.handle(done) == "created,labels+1-0"
     assert gh.reactions(REPO, NUMBER) == ["eyes"]
     [comment] = status_comments(gh)
     assert "Not reproduced" in comment["body"]
@@ -388,7 +406,8 @@ def test_gatekeeper_then_notifier_over_one_github(core, gh, t):
 
 
 def test_a_token_that_cannot_read_get_user_asks_for_bot_login(core, gh, t):
-    n, run = make_notifier(core, gh, t), Run(core)
+    n = make_notifier(core, gh, t)
+    run = restored(core)  # no record: a listing, and our identity to read it
     gh.fail_next(403, 1, body={"message": "Resource not accessible by integration"}, path_contains="/user")
     with pytest.raises(ConfigError, match="BOT_LOGIN"):
         n.handle(run.queued())
@@ -397,11 +416,12 @@ def test_a_token_that_cannot_read_get_user_asks_for_bot_login(core, gh, t):
 def test_a_create_whose_answer_was_lost_leaves_one_comment_in_the_end(core, gh, t):
     n, run = make_notifier(core, gh, t), Run(core)
     gh.fail_next(502, 1, method="POST", path_contains="/comments", applied=True)
-    assert n.handle(run.queued()) == "created"  # the retry created a second one
+    run.queued()
+    assert n.handle(run.started()) == "created"  # the retry created a second one
     assert len(status_comments(gh)) == 2
-    assert n.handle(run.started()) == "edited"
+    assert n.handle(run.processed()).startswith("edited")
     [comment] = status_comments(gh)
-    assert "Running" in comment["body"]
+    assert "Reproduced" in comment["body"]
 
 
 def test_markers_only_count_at_the_start_of_our_comments(core, gh, t):
@@ -424,7 +444,8 @@ def test_lambda_mode_over_a_moto_server_reads_the_token_from_secrets_manager(mot
     boto3.client("secretsmanager").create_secret(Name="srv/github-token", SecretString="test-token")
     github_server.add_issue(REPO, NUMBER, labels=[LABEL])
     run = Run(remote)
-    queued = run.queued()
+    run.queued()
+    queued = run.started()
     for key, value in {"GIP_PREFIX": "srv", "GITHUB_API_URL": github_server.url,
                        "AWS_LAMBDA_FUNCTION_NAME": "srv-notifier", "GITHUB_TOKEN": "wrong",
                        "BOT_LOGIN": "gip-bot"}.items():
@@ -445,16 +466,17 @@ def calls(gh) -> list[str]:
             for r in gh.requests if REPO in r.path and r.path != f"/repos/{REPO}/labels"]
 
 
-def test_a_full_run_costs_one_list_one_create_the_edits_and_one_label(core, gh, t):
+def test_a_full_run_costs_the_eyes_one_create_the_edits_and_one_label_and_no_read(core, gh, t):
     n, run = make_notifier(core, gh, t, bot_login="gip-bot"), Run(core)
     for step in (run.queued, run.started, run.processed):
         assert handle(n, [step()]) == {"batchItemFailures": []}
-    assert sorted(calls(gh)) == sorted([
-        "GET /issues/{n}/comments", "POST /issues/{n}/comments",
-        "PATCH /issues/comments/{n}", "PATCH /issues/comments/{n}",  # running, then the verdict
-        "POST /issues/{n}/labels"])
-    # besides: GET /user once per container (our id), the repository's labels once
-    assert [r.path for r in gh.requests if REPO not in r.path] == ["/user"]
+    assert calls(gh) == [
+        "POST /issues/{n}/reactions",  # queued
+        "POST /issues/{n}/comments",  # running
+        "PATCH /issues/comments/{n}", "POST /issues/{n}/labels"]  # the verdict
+    assert gh.reactions(REPO, NUMBER) == ["eyes"]
+    # besides: the repository's labels once per container; no GET /user (no listing)
+    assert [r.path for r in gh.requests if REPO not in r.path] == []
     [comment] = status_comments(gh)
     assert "Reproduced" in comment["body"] and gh.labels(REPO, NUMBER)[-1] == "reproduced"
 
@@ -467,7 +489,7 @@ def test_a_batch_holding_the_whole_run_renders_it_once(core, gh, t):
     n.handle = lambda e: seen.append(n_handle(e)) or seen[-1]  # type: ignore[method-assign]
     assert handle(n, batch) == {"batchItemFailures": []}
     assert seen == ["created,labels+1-0", "rendered_in_batch", "rendered_in_batch"]
-    assert calls(gh) == ["GET /issues/{n}/comments", "POST /issues/{n}/comments", "POST /issues/{n}/labels"]
+    assert calls(gh) == ["POST /issues/{n}/reactions", "POST /issues/{n}/comments", "POST /issues/{n}/labels"]
     assert "Reproduced" in status_comments(gh)[0]["body"]
 
 
@@ -485,27 +507,29 @@ def test_redelivering_the_final_event_costs_nothing_on_a_warm_container(core, gh
     assert "Reproduced" in status_comments(gh)[0]["body"]
 
 
-def test_a_deleted_comment_falls_back_to_listing_and_is_recreated_once(core, gh, t):
+def test_a_deleted_comment_is_recreated_once_without_a_listing(core, gh, t):
     n, run = make_notifier(core, gh, t, bot_login="gip-bot"), Run(core)
-    n.handle(run.queued())
+    run.queued()
+    n.handle(run.started())
     [comment] = status_comments(gh)
     n.github.delete_comment(REPO, comment["id"])  # by hand
     gh.reset_requests()
-    assert n.handle(run.started()) == "created"
-    assert calls(gh) == ["PATCH /issues/comments/{n}", "GET /issues/{n}/comments",
-                         "POST /issues/{n}/comments"]
+    final = run.processed()
+    assert n.handle(final) == "created,labels+1-0"
+    assert calls(gh) == ["PATCH /issues/comments/{n}", "POST /issues/{n}/comments",  # edit, 404, create
+                         "POST /issues/{n}/labels"]
     [again] = status_comments(gh)
-    assert "Running" in again["body"] and again["id"] != comment["id"]
+    assert "Reproduced" in again["body"] and again["id"] != comment["id"]
     gh.reset_requests()
-    assert n.handle(run.processed()).startswith("edited")  # remembered again: no listing
-    assert calls(gh) == ["PATCH /issues/comments/{n}", "POST /issues/{n}/labels"]
+    assert n.handle(final) == "unchanged,labels+0-0"  # remembered again: no listing
+    assert calls(gh) == []
     assert len(status_comments(gh)) == 1
 
 
 def test_a_failed_record_in_a_batch_leaves_the_next_one_to_render(core, gh, t):
     n, run = make_notifier(core, gh, t, bot_login="gip-bot", attempts=1), Run(core)
     batch = [run.queued(), run.started(), run.processed()]
-    gh.fail_next(500, 1, method="GET", path_contains="/comments")
+    gh.fail_next(500, 1, method="POST", path_contains="/reactions")
     assert handle(n, batch) == {"batchItemFailures": [{"itemIdentifier": "m0"}]}
     [comment] = status_comments(gh)
     assert "Reproduced" in comment["body"] and "reproduced" in gh.labels(REPO, NUMBER)
@@ -530,10 +554,11 @@ def test_a_failed_label_is_not_remembered(core, gh, t):
 
 def test_a_wrong_bot_login_never_creates_a_second_status_comment(core, gh, t):
     run = Run(core)
-    make_notifier(core, gh, t, bot_login="gip-bot").handle(run.queued())
+    run.queued()
+    make_notifier(core, gh, t, bot_login="gip-bot").handle(run.started())
     wrong = make_notifier(core, gh, t, bot_login="someone-else")  # a new container, a typo
-    assert wrong.handle(run.started()) == "edited"  # found by our user id (GET /user)
-    assert len(status_comments(gh)) == 1 and "Running" in status_comments(gh)[0]["body"]
+    assert wrong.handle(run.processed()).startswith("edited")  # found by our record
+    assert len(status_comments(gh)) == 1 and "Reproduced" in status_comments(gh)[0]["body"]
 
 
 def test_an_app_finds_its_comments_by_app_id_when_get_user_is_refused(core, github_server, t):
@@ -542,22 +567,23 @@ def test_an_app_finds_its_comments_by_app_id_when_get_user_is_refused(core, gith
     with FakeGitHub(login="gip-app[bot]", app_id=4242).start() as app_gh:
         app_gh.add_issue(REPO, NUMBER, labels=["bug", LABEL])
         app_gh.installation_token = True
-        run = Run(core)
-        make_notifier(core, app_gh, t, github_app_id="4242").handle(run.queued())
+        old = app_gh.add_comment(REPO, NUMBER, f"{STATUS_MARKER}\nold verdict", login="gip-app[bot]")
+        run = restored(core)  # no record: the listing must know our comment by the app id
+        run.queued()
         n = make_notifier(core, app_gh, t, github_app_id="4242", bot_login="GIP-APP")
         assert n.handle(run.started()) == "edited"
-        assert len(status_comments(app_gh)) == 1
-        # no id, no app id, no BOT_LOGIN: refuse rather than risk a duplicate
+        assert [c["id"] for c in status_comments(app_gh)] == [old["id"]]
+        # no id, no app id, no BOT_LOGIN: our record still finds the comment by its id
         blind = make_notifier(core, app_gh, t)
-        with pytest.raises(ConfigError, match="BOT_LOGIN"):
-            blind.handle(run.events[-1])
+        assert blind.handle(run.events[-1]) == "unchanged"
 
 
 def test_a_comment_by_someone_else_is_never_edited_even_with_our_marker(core, gh, t):
     run = Run(core)
     gh.add_comment(REPO, NUMBER, f"{STATUS_MARKER}\nfake status", login="mallory")
     n = make_notifier(core, gh, t, bot_login="gip-bot")
-    assert n.handle(run.queued()) == "created"
+    run.queued()
+    assert n.handle(run.started()) == "created"
     assert [r for r in gh.requests if r.method == "PATCH"] == []
 
 
@@ -585,11 +611,12 @@ def test_verdict_labels_compare_without_case_and_are_created_up_front_once(core,
 def test_a_transferred_issue_is_gone_for_the_notifier(core, gh, t):
     run = Run(core)
     n = make_notifier(core, gh, t, bot_login="gip-bot")
-    n.handle(run.queued())
+    run.queued()
+    n.handle(run.started())
     gh.transfer_issue(REPO, NUMBER, "octo-org/elsewhere", 1)
-    assert n.handle(run.started()) == "issue_gone"  # the edit's 301 is not followed
+    assert n.handle(run.processed()) == "issue_gone"  # the edit's 301 is not followed
     [moved] = gh.comments("octo-org/elsewhere", 1)
-    assert "Running" not in moved["body"]
+    assert "Reproduced" not in moved["body"]
 
 
 def test_a_token_that_cannot_create_labels_still_sets_the_verdict_label(core, gh, t):

@@ -12,7 +12,7 @@ from gip.domain.envelope import Cause, new_event
 from gip.errors import InvalidEvent
 
 CATALOG = {
-    "WebhookRedeliveryRequested",
+    "WebhookRedeliveryRequested", "StatusCommentPosted",
     "IssueReceived", "IssueQueued", "IssueSkipped", "IssueProcessingStarted", "IssueProcessed",
     "IssueProcessingFailed", "AccountRegistered", "AccountReserved", "AccountLeaseRenewed",
     "AccountReleased", "AccountTimedOut", "AccountCleaned", "AccountCleanupFailed", "AccountQuarantined",

@@ -91,9 +91,14 @@ def delivery_stream(delivery_id: str) -> str:
     return f"delivery-{delivery_id}"
 
 
+def comment_stream(issue: str) -> str:
+    """The notifier's record of its status comment on the issue stream ``issue``."""
+    return "comment-" + issue.removeprefix("issue-")
+
+
 def normalize_stream(value: str) -> str:
     """Accept a full stream id, a bare 12-digit account id or ``owner/repo#N``."""
-    if value.startswith(("account-", "issue-", "delivery-")):
+    if value.startswith(("account-", "issue-", "delivery-", "comment-")):
         return value
     if ACCOUNT_RE.match(value):
         return account_stream(value)

@@ -1,25 +1,29 @@
 """Gatekeeper: may a received run be queued? (DESIGN.md, data flow step 3.)
 
 SQS batch in; each record body is an EventBridge event whose ``detail`` is an
-``IssueReceived`` envelope. For each, re-check with GitHub that the issue is still open and
-still carries a required label, and that the sender has a trusted collaborator permission
-(issue forms auto-apply labels for anyone, so a label alone proves nothing). Then append
-``IssueQueued`` (and add 👀) or ``IssueSkipped``.
+``IssueReceived`` envelope. For each, check that the issue is still open and still carries a
+required label, and that the sender has a trusted collaborator permission (issue forms
+auto-apply labels for anyone, so a label alone proves nothing). Then append ``IssueQueued``
+or ``IssueSkipped``, and nothing else: the gatekeeper makes no GitHub write, so the write
+spacing never sits between a trusted delivery and the issue queue. The 👀 (or 😕 for an
+untrusted command) is the notifier's first write for the run (docs/internals.md,
+"Queue first, then react").
 
-- Idempotent per event: a run that is no longer RECEIVED has been decided; nothing is appended
-  (a QUEUED run gets its 👀 again, which GitHub treats as a no-op, in case it was lost, unless
-  this container already added it).
-- GitHub reads per run: one ``GET issue`` (still open, still labelled: the design requires it
-  now, not from the payload); the permission is cached per (repo, sender) for
-  ``PERMISSION_TTL_S``.
+- Idempotent per event: a run that is no longer RECEIVED has been decided; nothing is appended.
+- GitHub reads per run, only those that decide something: the webhook payload carries the
+  issue's labels as of delivery (a closed issue never gets this far), so ``GET issue`` is
+  made only when the delivery arrived more than ``PAYLOAD_FRESH_S`` ago (a retried or
+  backlogged record) or the trigger is a command. The permission is cached per (repo, sender)
+  for ``PERMISSION_TTL_S`` per container. A label removed after the decision is honoured by
+  the worker's re-check of the issue stream (``Issues.cancel`` on ``unlabeled``).
 - GitHub 5xx/429 or an unreachable GitHub: the record fails and SQS retries it; nothing was
   appended, because GitHub is asked before anything is written. A rate limit stops the batch
   (:mod:`gip.adapters.github.consumer`).
 - A 401 after the client's one retry with a fresh token, or a 403 that is not a rate limit (a
   token that does not cover the repository): ``IssueSkipped`` ``github_unauthorized`` /
   ``github_forbidden``, so the run ends and the issue can be triggered again once fixed.
-- An untrusted sender: ``IssueSkipped`` only; a command also gets 😕 (``confused``) on its
-  comment, never a comment (the notifier's note is opt-in, EXPLAIN_UNTRUSTED).
+- An untrusted sender: ``IssueSkipped`` only (the notifier answers a command with 😕, never
+  a comment unless EXPLAIN_UNTRUSTED).
 - Local mode without a token: the payload's ``author_association`` (OWNER, MEMBER,
   COLLABORATOR) stands in for the permission API, and the payload's labels for GitHub's.
 """
@@ -30,14 +34,15 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from gip.adapters.github import errors as gh_errors
 from gip.adapters.github.app import AppNotInstalled, note_installation
 from gip.adapters.github.client import GitHubClient, Permission
 from gip.config import Settings
-from gip.domain.envelope import Cause, Envelope, split_issue_stream
-from gip.domain.issue import QUEUED, RECEIVED, SKIPPED
+from gip.domain.envelope import Cause, Envelope, parse_iso, split_issue_stream, utcnow
+from gip.domain.issue import RECEIVED
 from gip.domain.qualify import has_required_label
 from gip.errors import ConcurrencyConflict, GipError
 from gip.services import repo_config
@@ -45,8 +50,8 @@ from gip.services import repo_config
 log = logging.getLogger(__name__)
 
 TRUSTED_ASSOCIATIONS = frozenset({"OWNER", "MEMBER", "COLLABORATOR"})
-PERMISSION_TTL_S = 300.0
-REACTIONS_REMEMBERED = 4096
+PERMISSION_TTL_S = 300.0  # a revoked permission still queues for up to 5 minutes per container
+PAYLOAD_FRESH_S = 60.0  # a payload younger than this (by the delivery's arrival) is not re-read
 ACTOR = "gatekeeper"
 
 
@@ -90,6 +95,12 @@ def decide(
                                     "permission": permission.role_name, "checked_via": checked_via})
 
 
+def must_reread(*, trigger: str, age_s: float, fresh_s: float = PAYLOAD_FRESH_S) -> bool:
+    """Re-read the issue from GitHub? Only a stale payload or a command (whose payload is the
+    comment's, and says nothing of labels added or removed since) need it."""
+    return trigger == "command" or age_s > fresh_s
+
+
 def association_permission(association: str) -> Permission:
     """Local-mode stand-in: OWNER/MEMBER/COLLABORATOR count as ``write``."""
     perm = "write" if association.upper() in TRUSTED_ASSOCIATIONS else "read"
@@ -118,12 +129,13 @@ class PermissionCache:
 
 class Gatekeeper:
     def __init__(self, *, issues: Any, github: GitHubClient | None, settings: Settings,
-                 permissions: PermissionCache | None = None) -> None:
+                 permissions: PermissionCache | None = None,
+                 now: Callable[[], datetime] = utcnow) -> None:
         self.issues = issues
         self.github = github
         self.settings = settings
         self.permissions = permissions or PermissionCache()
-        self._reacted: dict[tuple[str, int], None] = {}  # (stream, run) whose 👀 is on GitHub
+        self.now = now
 
     @classmethod
     def from_env(cls) -> Gatekeeper:
@@ -146,14 +158,10 @@ class Gatekeeper:
             if issue is None:
                 raise GipError(f"no issue row for {envelope['stream']} yet")
             if issue.run != run or issue.status != RECEIVED:
-                if issue.run == run and (issue.stream, run) not in self._reacted:
-                    if issue.status == QUEUED:
-                        self._react(repo, number, data)
-                    elif issue.status == SKIPPED and issue.reason == "untrusted_sender":
-                        self._react(repo, number, data, "confused", comment_only=True)
-                    self._remember_reaction(issue.stream, run)
                 return "already_decided"
-            decision = self._check(repo, number, data)
+            age_s = (self.now() - parse_iso(envelope["occurred_at"])).total_seconds()
+            decision = self._check(repo, number, data, reread=must_reread(
+                trigger=str(data.get("trigger", "")), age_s=age_s))
             if decision.type == "IssueQueued" and self.github is not None:  # reproduce.yml (issue 17)
                 decision = Decision(*repo_config.decide(self.github, repo, decision.data))
             cause = Cause.from_event(envelope, actor=ACTOR)
@@ -164,16 +172,10 @@ class Gatekeeper:
                 continue
             log.info("%s#%s run %s: %s %s", repo, number, run, decision.type,
                      decision.data.get("reason", ""))
-            if decision.type == "IssueQueued":
-                self._react(repo, number, data)
-                self._remember_reaction(issue.stream, run)
-            elif decision.data.get("reason") == "untrusted_sender":  # no comment: 😕 on the command
-                self._react(repo, number, data, "confused", comment_only=True)
-                self._remember_reaction(issue.stream, run)
             return decision.type
         return "already_decided"
 
-    def _check(self, repo: str, number: int, data: Mapping[str, Any]) -> Decision:
+    def _check(self, repo: str, number: int, data: Mapping[str, Any], *, reread: bool = True) -> Decision:
         run, sender = int(data["run"]), str(data["sender"])
         if self.github is None:
             association = str(data.get("author_association") or "NONE")
@@ -185,7 +187,11 @@ class Gatekeeper:
             github = self.github
             note_installation(repo, data.get("installation_id"))
             try:
-                doc = github.get_issue(repo, number)
+                if reread:
+                    doc = github.get_issue(repo, number)
+                else:  # an App not installed here must say so (permission() reads a 404 as "none")
+                    github.credentials.token_for(repo)
+                    doc = {"labels": list(data.get("labels", []))}
                 permission = self.permissions.get(repo, sender, lambda: github.permission(repo, sender))
             except AppNotInstalled:
                 return Decision("IssueSkipped", {"reason": "app_not_installed", "run": run, "sender": sender})
@@ -201,29 +207,7 @@ class Gatekeeper:
                                                  "detail": str(exc)[:200]})
             state = str(doc.get("state", "open"))
             labels = [lb["name"] if isinstance(lb, dict) else str(lb) for lb in doc.get("labels", [])]
-            via = "collaborator_api"
+            via = "collaborator_api"  # labels: GitHub's now, or the fresh payload's
         return decide(run=run, sender=sender, state=state, labels=labels, permission=permission,
                       required=self.settings.required_labels,
                       trusted=self.settings.trusted_permissions, checked_via=via)
-
-    def _remember_reaction(self, stream: str, run: int) -> None:
-        self._reacted[(stream, run)] = None
-        while len(self._reacted) > REACTIONS_REMEMBERED:
-            del self._reacted[next(iter(self._reacted))]  # oldest first
-
-    def _react(self, repo: str, number: int, data: Mapping[str, Any], content: str = "eyes",
-               *, comment_only: bool = False) -> None:
-        """``content`` (👀) on the command comment if there is one, else on the issue
-        (unless ``comment_only``: 😕 answers a command, never a label)."""
-        if self.github is None:
-            return
-        comment_id = data.get("comment_id")
-        try:
-            if isinstance(comment_id, int):
-                self.github.add_comment_reaction(repo, comment_id, content)
-            elif not comment_only:
-                self.github.add_reaction(repo, number, content)
-        except gh_errors.NotFound:  # the comment was deleted: nothing to react to
-            log.info("%s#%s: nothing to react to", repo, number)
-        except (gh_errors.Forbidden, gh_errors.Unauthorized, gh_errors.Moved) as exc:
-            log.warning("%s#%s: reaction %s refused: %s", repo, number, content, exc)

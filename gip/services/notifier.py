@@ -18,14 +18,16 @@ version is left alone.
   itself is already in the event log and in S3.
 - Without a token (local mode) it prints what it would post.
 
-GitHub reads are kept down by what this container already knows (:class:`Memory`):
-- our status comment per issue (id, body, hence the version shown), filled when we find, create
-  or edit it. A hit skips ``list_comments``: an identical body sends nothing, another body is
-  one edit by id; a 404 (deleted by hand) drops the entry and falls back to listing. The first
-  event of an issue in a container still lists, which finds an existing comment and removes
-  the duplicate a lost create answer may have left (a retried create is not remembered). The
-  notifier runs one batch at a time (FIFO queue, one message group, docs/internals.md) and reads
-  the row consistently: the remembered body cannot roll a comment back.
+GitHub calls are kept down by our own records and what this container knows (:class:`Memory`):
+- the notifier's first write for a run is the 👀 (the gatekeeper makes none: docs/internals.md,
+  "Time to verdict"); 😕 answers an untrusted command. The 👀 is what shows a queued run: the
+  status comment is created once the run starts (or ends), and an earlier run's comment is
+  brought up to date when the new run is queued. So a run costs 👀, a create, a label (3 writes)
+  when the notifier sees its end in one go, plus one edit per state it sees apart.
+- our status comment's id comes from the record (:mod:`~gip.services.status_record`), its
+  body from memory or a read by id: an identical body sends nothing, another is one edit; a 404
+  (deleted by hand) creates it again. Comments are listed only as that module says. The
+  notifier runs one batch at a time (FIFO, one message group) and reads the row consistently.
 - the verdict label set during this run; the labels come from the issue's labels at trigger
   time (``Issue.labels``), not from ``GET issue`` (see ``verdict_labels.changes_since_trigger``).
 - in a batch, records of a stream whose version was already rendered in that batch are done.
@@ -35,28 +37,28 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field, replace
-from typing import Any, Generic, TypeVar
+from dataclasses import dataclass, replace
+from typing import Any
 
 from gip.adapters.github import errors as gh_errors
-from gip.adapters.github.client import GitHubClient
+from gip.adapters.github.client import GitHubClient, repo_path
 from gip.config import Settings
 from gip.domain import verdict_labels
 from gip.domain.comment import (
     STATUS_MARKER,
     UNTRUSTED_MARKER,
     StatusView,
-    is_ours,
     matrix_rows,
     render_status,
     render_untrusted,
-    rendered_version,
 )
-from gip.domain.envelope import Envelope, split_issue_stream
+from gip.domain.envelope import Cause, Envelope, split_issue_stream
 from gip.domain.issue import FAILED, PROCESSED, QUEUED, RUNNING, SKIPPED, Issue
 from gip.errors import ConfigError, GipError
+from gip.services.notifier_memory import Memory, Shown
+from gip.services.status_record import NONE, Record, StatusRecords, react, reaction
+from gip.services.status_step import find_mine, status_step
 
 log = logging.getLogger(__name__)
 
@@ -94,8 +96,8 @@ def plan_for(issue: Issue, last: Mapping[str, Any] | None, *, explain_untrusted:
     ``explain_untrusted`` (EXPLAIN_UNTRUSTED) opts in to the explanatory note."""
     last = last or {}
     base = StatusView(state="queued", run=issue.run, version=issue.version)
-    if issue.status == QUEUED:
-        return Plan(base, create=True)
+    if issue.status == QUEUED:  # the 👀 says queued; an earlier run's comment is brought up to date
+        return Plan(base, create=False)
     if issue.status == RUNNING:
         return Plan(replace(base, state="running", attempt=issue.attempt or None), create=True)
     if issue.status == PROCESSED:
@@ -125,77 +127,7 @@ def plan_for(issue: Issue, last: Mapping[str, Any] | None, *, explain_untrusted:
     return Plan()  # RECEIVED: the gatekeeper has not decided yet
 
 
-def status_step(shown_body: str | None, body: str, plan: Plan) -> str:
-    """What to do to our status comment now showing ``shown_body`` (None: there is none):
-    ``create``, ``edit``, or why nothing is sent."""
-    assert plan.status is not None
-    if shown_body is None:
-        return "create" if plan.create else "no_status_comment"
-    if shown_body == body:
-        return "unchanged"
-    shown = rendered_version(shown_body)
-    if shown is not None and plan.status.version is not None and shown[0] > plan.status.version:
-        return "newer_shown"
-    if not plan.create and (shown is None or shown[1] != plan.status.run):
-        return "other_run_shown"  # a run skipped before it was queued keeps the last verdict
-    return "edit"
-
-
-def find_mine(comments: list[dict[str, Any]], *, login: str, marker: str,
-              user_id: int | None = None, app_id: int | None = None) -> list[dict[str, Any]]:
-    """Our comments (:func:`gip.domain.comment.is_ours`) that start with ``marker``, oldest first."""
-    return [c for c in comments
-            if is_ours(c, login=login, user_id=user_id, app_id=app_id)
-            and (c.get("body") or "").startswith(marker)]
-
-
 # ---------------------------------------------------------------- shell
-
-K = TypeVar("K")
-V = TypeVar("V")
-MEMORY_SIZE = 4096  # issues remembered per container (least recently used go first)
-
-
-class Bounded(Generic[K, V]):
-    """A small LRU map."""
-
-    def __init__(self, size: int = MEMORY_SIZE) -> None:
-        self._size = size
-        self._items: OrderedDict[K, V] = OrderedDict()
-
-    def get(self, key: K) -> V | None:
-        value = self._items.get(key)
-        if value is not None:
-            self._items.move_to_end(key)
-        return value
-
-    def put(self, key: K, value: V) -> None:
-        self._items[key] = value
-        self._items.move_to_end(key)
-        while len(self._items) > self._size:
-            self._items.popitem(last=False)
-
-    def drop(self, key: K) -> None:
-        self._items.pop(key, None)
-
-
-@dataclass(frozen=True)
-class Shown:
-    """Our status comment on an issue, as we last saw or wrote it."""
-
-    comment_id: int
-    body: str
-
-
-@dataclass
-class Memory:
-    """What this container knows of GitHub, per issue stream."""
-
-    shown: Bounded[str, Shown] = field(default_factory=Bounded)
-    labelled: Bounded[str, tuple[int, str]] = field(default_factory=Bounded)  # (run, label)
-    told: Bounded[str, bool] = field(default_factory=Bounded)  # untrusted note seen or posted
-    repo_labels: Bounded[str, bool] = field(default_factory=Bounded)  # verdict labels created
-
 
 class Notifier:
     def __init__(self, *, issues: Any, github: GitHubClient | None, settings: Settings,
@@ -211,6 +143,7 @@ class Notifier:
         self._app_id: int | None = int(app) if app.isdigit() else None
         self._identity_asked = False
         self.memory = Memory()
+        self.records = StatusRecords(getattr(issues, "store", None))
         self._batch: dict[str, int] | None = None  # stream → version rendered in this batch
 
     @classmethod
@@ -311,9 +244,19 @@ class Notifier:
                 listed.append(github.list_comments(repo, number))
             return listed[0]
 
+        record = self.memory.records.get(issue.stream)
+        if record is None or record.comment_id is None:  # "no comment yet" is re-read: another
+            record = self.records.get(issue.stream) or NONE  # container may have created it
+        owed = reaction(issue, issue.status in (QUEUED, RUNNING, PROCESSED, FAILED), record.run,
+                         lambda: self.issues.store.read(issue.stream))
+        if owed is not None and (owed[0] == "eyes" or self.memory.confused.get(issue.stream) != issue.run):
+            react(self.github, issue, *owed)
+            self.memory.confused.put(issue.stream, issue.run)
         done = []
         if plan.status:
-            done.append(self._status(issue, plan, comments))
+            done.append(self._status(issue, plan, comments, record))
+        self._keep_record(issue, record, reacted=owed is not None and owed[0] == "eyes",
+                          created=bool(done) and done[0] == "created")
         if plan.untrusted:
             done.append(self._untrusted(issue, plan.untrusted, comments))
         if plan.label:
@@ -331,22 +274,32 @@ class Notifier:
         return events[-1]["data"] if events else {}
 
     def _status(self, issue: Issue, plan: Plan,
-                comments: Callable[[], list[dict[str, Any]]]) -> str:
+                comments: Callable[[], list[dict[str, Any]]], record: Record) -> str:
         assert self.github is not None and plan.status is not None
         repo, stream, shown = issue.repo, issue.stream, self.memory.shown
         body = render_status(plan.status)
         hit = shown.get(stream)
+        if hit is None and record.comment_id is not None:  # a cold container: read it by id
+            try:
+                doc = self.github.request("GET", f"{repo_path(repo)}/issues/comments/{record.comment_id}", repo=repo)
+            except gh_errors.NotFound:  # deleted by hand: create it again
+                return self._create(issue, body, plan)
+            hit = Shown(record.comment_id, str(doc.get("body") or ""))
+            shown.put(stream, hit)
         if hit is not None:
             step = status_step(hit.body, body, plan)
             if step != "edit":
                 return step
             try:
                 self.github.edit_comment(repo, hit.comment_id, body)
-            except gh_errors.NotFound:  # deleted by hand: find it again, or create it again
+            except gh_errors.NotFound:  # deleted by hand: create it again
                 shown.drop(stream)
-            else:
-                shown.put(stream, Shown(hit.comment_id, body))
-                return "edited"
+                return self._create(issue, body, plan)
+            shown.put(stream, Shown(hit.comment_id, body))
+            return "edited"
+        if (not record.exists and issue.run == 1) or (record.exists and not record.check):
+            # our record says there is no comment (every create is recorded): nothing to find
+            return self._create(issue, body, plan)
         mine = self._find_mine(comments(), STATUS_MARKER)
         # A create whose answer was lost (5xx, timeout) may have left a second one: keep the oldest.
         for extra in mine[1:]:
@@ -354,11 +307,7 @@ class Notifier:
         existing = mine[0] if mine else None
         step = status_step(existing.get("body") if existing else None, body, plan)
         if step == "create":
-            doc = self.github.create_comment(repo, issue.number, body)
-            self._learn_identity(doc)
-            if self.github.last_attempts == 1 and doc.get("id") is not None:
-                shown.put(stream, Shown(int(doc["id"]), body))  # else the next event lists
-            return "created"
+            return self._create(issue, body, plan)
         if existing is None:
             return step
         if step == "edit":
@@ -367,6 +316,29 @@ class Notifier:
             return "edited"
         shown.put(stream, Shown(int(existing["id"]), str(existing.get("body") or "")))
         return step
+
+    def _create(self, issue: Issue, body: str, plan: Plan) -> str:
+        assert self.github is not None
+        if not plan.create:
+            return "no_status_comment"
+        doc = self.github.create_comment(issue.repo, issue.number, body)
+        self._learn_identity(doc)
+        if self.github.last_attempts == 1 and doc.get("id") is not None:
+            self.memory.shown.put(issue.stream, Shown(int(doc["id"]), body))  # else list next time
+        return "created"
+
+    def _keep_record(self, issue: Issue, record: Record, *, reacted: bool, created: bool) -> None:
+        """Record the comment id (``check`` after a retried create) and the run reacted to."""
+        hit = self.memory.shown.get(issue.stream)
+        comment_id = hit.comment_id if hit else None if created else record.comment_id
+        run, check = issue.run if reacted else record.run, created and hit is None
+        if record.exists and (comment_id, run, check) == (record.comment_id, record.run, record.check):
+            return self.memory.records.put(issue.stream, record)
+        if not (record.exists or reacted or created):
+            return self.memory.records.put(issue.stream, record)
+        cause = Cause(correlation_id=issue.correlation_id, actor="notifier")
+        self.memory.records.put(issue.stream, self.records.put(
+            issue.stream, Record(comment_id, run, check=check), after=record, cause=cause))
 
     def _untrusted(self, issue: Issue, who: tuple[str, str],
                    comments: Callable[[], list[dict[str, Any]]]) -> str:
