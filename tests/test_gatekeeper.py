@@ -131,7 +131,10 @@ def test_trusted_sender_is_queued_without_a_github_write(core, github_server, t)
     assert events[1]["causation_id"] == event["event_id"]
     assert events[1]["correlation_id"] == "d-1"
     assert gh.reactions(REPO, NUMBER) == []  # the 👀 is the notifier's first write
-    assert [r.method for r in gh.requests] == ["GET"]  # the permission; the payload is fresh
+    # the permission and the matrix config (issue 17); the payload is fresh, so no GET issue
+    assert [r.path.split(REPO, 1)[-1] for r in gh.requests] == [
+        "/collaborators/maintainer-mia/permission", "/contents/.github/reproduce.yml"]
+    assert {r.method for r in gh.requests} == {"GET"}
     assert core.issues.get(REPO, NUMBER).status == "QUEUED"
 
 
@@ -182,7 +185,8 @@ def test_a_fresh_payload_decides_by_its_own_labels_without_get_issue(core, githu
     gh.add_issue(REPO, NUMBER, labels=["bug"])  # GitHub would say unlabelled: not asked
     gh.set_permission(REPO, "maintainer-mia", "admin")
     assert make_gatekeeper(core, gh, t).handle(receive(core)) == "IssueQueued"
-    assert [r.path.split(REPO, 1)[-1] for r in gh.requests] == ["/collaborators/maintainer-mia/permission"]
+    assert [r.path.split(REPO, 1)[-1] for r in gh.requests] == [
+        "/collaborators/maintainer-mia/permission", "/contents/.github/reproduce.yml"]
     unlabelled = receive(core, number=7, delivery="d-7", labels=["bug"])
     assert make_gatekeeper(core, gh, t).handle(unlabelled) == "IssueSkipped"
     assert core.store.read(f"issue-{REPO}#7")[-1]["data"]["reason"] == "label_removed"
