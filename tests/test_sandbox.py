@@ -303,7 +303,7 @@ def test_adopted_orphans_are_the_subtrees_of_new_children_only():
 
 
 def test_a_root_worker_whose_python_no_run_uid_can_execute_falls_back_with_a_note(monkeypatch):
-    from worker.sandbox import reachable_by_others
+    from gip.isolation import reachable_by_others
 
     base = Path(tempfile.mkdtemp(prefix="gip-reach-"))  # 0700, like /root
     try:

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 from gip.errors import GipError
-from worker.sandbox import MARKER
+from gip.isolation import MARKER
 
 NOT_A_SANDBOX = "local mode runs reproductions as you; it is not a sandbox"
 

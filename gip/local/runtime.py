@@ -35,6 +35,7 @@ from typing import Any, TextIO
 import boto3
 
 from gip.errors import GipError
+from gip.isolation import detect_mode
 from gip.local import aws_setup, samples
 from gip.local.apigw import Gateway
 from gip.local.console import (
@@ -52,7 +53,6 @@ from gip.local.schedules import Scheduler, build_jobs
 from gip.local.sqs_mappings import QueuePoller, queue_url
 from gip.local.streams import StreamPoller
 from gip.local.workers import Workers, parent_credentials, worker_environment
-from worker.sandbox import Isolation
 
 log = logging.getLogger("local")
 ROOT = Path(__file__).resolve().parents[2]
@@ -113,7 +113,7 @@ class Supervisor:
         self.gateway = Gateway(o.host, o.port, invoke=self._invoke_webhook, health=self.health,
                                stats=self._stats if o.count_calls else None, on_request=self.say)
         wrap = self._wrap if o.count_calls else None
-        notice = isolation_notice(Isolation.detect().mode)  # the workers decide the same way
+        notice = isolation_notice(detect_mode()[0])  # the workers decide the same way
         if notice:
             self.say(notice)
         ensure_free(o.host, o.aws_port, flag="--aws-port")
