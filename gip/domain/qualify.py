@@ -172,12 +172,12 @@ def _cancel(payload: Mapping[str, object], rules: Rules, action: str) -> Decisio
     if _is_own_app(_obj(payload, "sender"), rules):
         return Ignore("sender is our own app")
     issue = _obj(payload, "issue")
-    labels = _label_names(issue)
+    required_left = any(rules.is_required(name) for name in _label_names(issue))
     if action == "unlabeled":
         label = _required_label(payload, rules)
         if isinstance(label, Ignore):
             return label
-        if any(rules.is_required(name) for name in labels):
+        if required_left:
             return Ignore("issue still carries a required label")
     repo, number = _repo(payload), _number(issue)
     return Cancel(repo=repo, number=number, reason="closed" if action == "closed" else "label_removed")
