@@ -54,9 +54,13 @@ lint: venv checkov
 	# One run: strict for gip.domain and gip.store comes from setup.cfg's [mypy-...] section.
 	$(BIN)/mypy
 
+# On every core (pytest-xdist); a file's tests stay on one worker, so its module-scoped moto
+# server and tables are built once. PYTEST_ARGS come last: PYTEST_ARGS="-n 0" runs in one process.
+XDIST ?= -n auto --dist loadfile
+
 test: export GITHUB_OPENAPI := $(abspath $(OPENAPI_DIR)/api.github.com.json)
 test: venv lint openapi
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest $(XDIST) $(PYTEST_ARGS)
 
 local: venv
 	$(BIN)/python bootstrap.py --org o-example0000 --local $(LOCAL_ARGS)
@@ -64,8 +68,9 @@ local: venv
 demo: venv
 	$(BIN)/python -m gip.local.demo
 
+# bench/suite_time.py is left out: it builds two venvs and runs two whole suites (see README).
 bench: venv
-	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+	@for b in $(filter-out bench/suite_time.py,$(wildcard bench/*.py)); do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
 clean:
 	rm -rf $(VENV) $(CHECKOV_VENV) build *.egg-info

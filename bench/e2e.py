@@ -41,6 +41,7 @@ sys.path.insert(0, str(ROOT))
 
 from gip.local import samples  # noqa: E402
 from tests.fakes.github_server import FakeGitHub  # noqa: E402
+from tests.worker_env import wait_until  # noqa: E402
 
 SECRET = "bench-secret"
 TOKEN = "bench-token"
@@ -62,13 +63,7 @@ def env(**extra: str) -> dict[str, str]:
 
 
 def wait(predicate: Any, *, timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.5)
-    raise SystemExit(f"timed out after {timeout:.0f}s waiting for {what}")
+    return wait_until(predicate, timeout=timeout, what=what, every=0.5, error=SystemExit)
 
 
 def stats(base: str) -> tuple[Counter[str], Counter[str]]:

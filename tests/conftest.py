@@ -1,6 +1,7 @@
 """Shared fixtures: fake AWS credentials, moto in-process, moto server over HTTP, core tables.
 
-- ``aws_env``      fake credentials + region for every test (autouse); no real AWS is reachable.
+- ``aws_env``      fake credentials + region for every test (autouse); no real AWS is reachable;
+                   moto without its public AMIs (see ``amazon_amis``).
 - ``moto_server``  a ThreadedMotoServer on a free 127.0.0.1 port (module scope); yields its URL.
 - ``core``         moto in-process + the three tables: a namespace with settings, tables,
                    store, pool and issues (function scope).
@@ -48,6 +49,10 @@ def aws_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         monkeypatch.setenv(key, value)
     for key in ("AWS_PROFILE", "GITHUB_TOKEN"):
         monkeypatch.delenv(key, raising=False)
+    # moto's ~1,300 public AMIs and their snapshots make every DescribeSnapshots of the cleaner
+    # cost ~0.5 s; tests/test_cleaner.py turns them back on (it runs instances from them, and
+    # checks that the cleaner leaves snapshots it does not own alone).
+    monkeypatch.setenv("MOTO_EC2_LOAD_DEFAULT_AMIS", "false")
     if "AWS_ENDPOINT_URL" in os.environ and not os.environ.get("GIP_KEEP_ENDPOINT"):
         monkeypatch.delenv("AWS_ENDPOINT_URL")
     yield

@@ -34,6 +34,13 @@ REGIONS = ("us-east-1", "eu-west-1")
 PROTECT = Protection(prefix="cl", role_name=ROLE)
 
 
+@pytest.fixture(autouse=True)
+def amazon_amis(monkeypatch: pytest.MonkeyPatch) -> None:
+    """moto's public AMIs (conftest turns them off): the billable set runs an instance from one,
+    and the cleaner must leave their ~1,300 snapshots, which moto lists as ours, alone."""
+    monkeypatch.setenv("MOTO_EC2_LOAD_DEFAULT_AMIS", "true")
+
+
 def test_plan_stacks_never_touches_our_stackset_stacks_nor_nested_ones():
     summaries = [
         {"StackName": "StackSet-cl-member-abc", "StackStatus": "CREATE_COMPLETE"},  # ours

@@ -186,9 +186,9 @@ def test_label_changes_add_the_wanted_and_remove_only_present_others():
 def test_sanitising_a_megabyte_is_fast():
     import time
 
-    started = time.perf_counter()
+    started = time.thread_time()  # CPU time: a busy machine (other xdist workers) does not count
     sanitize("u" * 500_000 + "\n" + "token=" * 50_000 + "a://" * 50_000)
-    assert time.perf_counter() - started < 2.0
+    assert time.thread_time() - started < 2.0
 
 
 def test_the_shown_version_is_read_from_the_header_not_from_a_forged_log_line():

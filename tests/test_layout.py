@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import inspect
 import subprocess
 import sys
@@ -51,3 +52,43 @@ def test_no_module_outside_tests_is_over_400_lines() -> None:
 
 def test_the_old_top_level_packages_are_gone() -> None:
     assert not (ROOT / "ops").exists() and not (ROOT / "handlers" / "core").exists()
+
+
+ENTRY_POINT_TREES = ("worker", "handlers")
+
+
+def module_level_imports(source: str) -> list[str]:
+    """Pure: the modules a source imports when it is loaded (function bodies excluded; class
+    bodies, ``if`` and ``try`` blocks included: they run at import time)."""
+    found: list[str] = []
+
+    def visit(node: ast.AST) -> None:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda):
+                continue
+            if isinstance(child, ast.Import):
+                found.extend(alias.name for alias in child.names)
+            elif isinstance(child, ast.ImportFrom) and child.module and not child.level:
+                found.append(child.module)
+            visit(child)
+
+    visit(ast.parse(source))
+    return found
+
+
+def test_the_import_scan_sees_nested_module_level_imports_and_skips_function_bodies() -> None:
+    source = ("import worker.sandbox\nif True:\n    from handlers import webhook\n"
+              "try:\n    import json\nexcept ImportError:\n    pass\n"
+              "class C:\n    from worker import procs\n"
+              "def lazy():\n    from worker import loop\n")
+    assert module_level_imports(source) == ["worker.sandbox", "handlers", "json", "worker"]
+
+
+def test_the_library_imports_no_entry_point_tree_at_module_level() -> None:
+    """gip is installed alone (setup.cfg): a module-level import of worker/ or handlers/ would
+    fail in the wheel. Where local mode runs entry-point code it starts it as a process or
+    imports it by name when it runs (gip.local.lambdas, gip.local.workers)."""
+    leaks = {str(path.relative_to(ROOT)): name for path in ROOT.glob("gip/**/*.py")
+             for name in module_level_imports(path.read_text())
+             if name.split(".")[0] in ENTRY_POINT_TREES}
+    assert leaks == {}

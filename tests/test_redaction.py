@@ -112,9 +112,9 @@ def test_data_redacts_every_string_in_nested_json():
 def test_redacting_a_megabyte_is_fast():
     text = ("u" * 500_000 + "\n" + "token=" * 50_000 + "a://" * 50_000 + "…ghp_" * 10_000
             + "-----END RSA PRIVATE KEY-----\n" * 1_000)
-    started = time.perf_counter()
+    started = time.thread_time()  # CPU time: a busy machine (other xdist workers) does not count
     Redactor([HELD, SESSION])(text)
-    assert time.perf_counter() - started < 2.0
+    assert time.thread_time() - started < 2.0
 
 
 # ---------------------------------------------------------------- properties

@@ -27,6 +27,10 @@ from worker.sandbox import (
 
 ROOT_ONLY = pytest.mark.skipif(os.geteuid() != 0, reason="a per-run uid needs root")
 MODES = [pytest.param(UID, marks=ROOT_ONLY, id="uid"), pytest.param(MARKER, id="marker")]
+# This test process's own uids, outside RUN_UID_RANGE's default: other test processes (pytest-xdist
+# workers, the worker processes other tests start) clean the idle uids of the default range between
+# runs, and would kill the leftover a test keeps on purpose or take a uid a test then checks.
+PRIVATE_UIDS = range(300000 + os.getpid() % 10000 * 16, 300000 + os.getpid() % 10000 * 16 + 16)
 MEMBER = {"AWS_ACCESS_KEY_ID": "ASIAFIRST", "AWS_SECRET_ACCESS_KEY": "first-secret", "AWS_SESSION_TOKEN": "first-token"}
 
 # Four ways out of a process group, each ignoring SIGTERM/SIGHUP: a double fork into a new
@@ -57,7 +61,8 @@ def _line(output: str, key: str) -> list[str]:
 
 def _run(mode: str, code: str, *, cancel: threading.Event | None = None, timeout_s: float = 20,
          credentials: dict[str, str] = MEMBER, isolation: Isolation | None = None, **kw):
-    limits = Limits(timeout_s=timeout_s, kill_grace_s=0.2, isolation=isolation or Isolation(mode))
+    limits = Limits(timeout_s=timeout_s, kill_grace_s=0.2,
+                    isolation=isolation or Isolation(mode, uids=PRIVATE_UIDS))
     return run_snippet(SHELL, code, credentials=credentials, region="us-east-1", limits=limits,
                        cancel=cancel, **kw)
 
@@ -119,7 +124,7 @@ def test_a_snippet_that_double_forks_setsids_and_ignores_sigterm_leaves_nothing_
     assert len(pids) == 4, result.output
     assert not [pid for pid in pids if _alive(pid)]
     if mode == UID:
-        assert int(uid) in Isolation(UID).uids and procs.pids_of_uid(int(uid)) == []
+        assert int(uid) in PRIVATE_UIDS and procs.pids_of_uid(int(uid)) == []
     else:
         assert uid == str(os.geteuid()) and marker.startswith(f"{os.getpid()}.")
         assert procs.pids_with_marker(marker) == []
@@ -223,7 +228,7 @@ def test_the_credential_endpoint_serves_the_runs_uid_only_even_to_a_holder_of_th
 @pytest.mark.parametrize("mode", MODES)
 def test_a_survivor_is_a_leftover_error_and_is_found_and_killed_between_runs(mode, monkeypatch):
     # GIVEN a kill that does not work (stands in for a process the kernel will not let go)
-    isolation = Isolation(mode, verify_s=0.2)
+    isolation = Isolation(mode, uids=PRIVATE_UIDS, verify_s=0.2)
     monkeypatch.setattr(sandbox, "_kill_as", lambda uid, gid: None)
     monkeypatch.setattr(sandbox, "_signal_all", lambda pids, sig: None)
     # WHEN a run leaves a process behind
@@ -303,7 +308,7 @@ def test_adopted_orphans_are_the_subtrees_of_new_children_only():
 
 
 def test_a_root_worker_whose_python_no_run_uid_can_execute_falls_back_with_a_note(monkeypatch):
-    from worker.sandbox import reachable_by_others
+    from gip.isolation import reachable_by_others
 
     base = Path(tempfile.mkdtemp(prefix="gip-reach-"))  # 0700, like /root
     try:

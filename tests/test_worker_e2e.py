@@ -27,6 +27,7 @@ from tests.worker_env import (
     start_worker_process,
     types,
     visible,
+    wait_until,
 )
 
 pytestmark = pytest.mark.server
@@ -56,16 +57,6 @@ def _start_worker(stack, endpoint: str, name: str, **extra: str) -> subprocess.P
     return start_worker_process(stack, endpoint, name, GITHUB_TOKEN="ghp_never_in_the_child", **extra)
 
 
-def _wait_for(predicate, timeout: float = 60, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def _member_buckets(stack, member: str) -> set[str]:
     creds = stack.sts.assume_role(RoleArn=f"arn:aws:iam::{member}:role/{ROLE}", RoleSessionName="check")["Credentials"]
     s3 = boto3.client("s3", **stack.kw, aws_access_key_id=creds["AccessKeyId"],
@@ -89,7 +80,7 @@ def test_sigterm_mid_run_gives_everything_back_cleanly(moto_server, tmp_path):
     queue_issue(stack, _snippet(tmp_path), number=1)
     proc = _start_worker(stack, moto_server, "term-1")
     try:
-        child = int(_wait_for(lambda: (tmp_path / "child.pid").exists() and (tmp_path / "child.pid").read_text(),
+        child = int(wait_until(lambda: (tmp_path / "child.pid").exists() and (tmp_path / "child.pid").read_text(),
                               what="the snippet to start"))
         assert "made-by-the-run" in _member_buckets(stack, member)
         # WHEN ECS stops the task
@@ -123,7 +114,7 @@ def test_sigkill_mid_run_is_recovered_by_the_sweeper_and_the_run_is_retried(moto
     queue_issue(stack, _snippet(tmp_path), number=2)
     proc = _start_worker(stack, moto_server, "kill-1", VISIBILITY_SECONDS="3", HEARTBEAT_SECONDS="1")
     try:
-        child = int(_wait_for(lambda: (tmp_path / "child.pid").exists() and (tmp_path / "child.pid").read_text(),
+        child = int(wait_until(lambda: (tmp_path / "child.pid").exists() and (tmp_path / "child.pid").read_text(),
                               what="the snippet to start"))
         # WHEN the task dies hard (the container goes, with the snippet in it)
         proc.kill()
@@ -146,7 +137,7 @@ def test_sigkill_mid_run_is_recovered_by_the_sweeper_and_the_run_is_retried(moto
     assert worker.poll_once() == "cleanup_cleaned"
     assert "made-by-the-run" not in _member_buckets(stack, member)
     # ... then retries the run once the dead worker's message visibility has lapsed
-    outcome = _wait_for(lambda: (lambda got: got if got != "idle" else None)(worker.poll_once()),
+    outcome = wait_until(lambda: (lambda got: got if got != "idle" else None)(worker.poll_once()),
                         timeout=40, what="the message to return")
     assert outcome == "not_reproduced", types(stack, issue)
     processed = last(stack, issue, "IssueProcessed")["data"]

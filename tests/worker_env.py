@@ -7,7 +7,9 @@ import os
 import random
 import subprocess
 import sys
+import time
 import uuid
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
@@ -190,3 +192,15 @@ def start_worker_process(stack: SimpleNamespace, endpoint: str, name: str, **ext
     }
     return subprocess.Popen([sys.executable, "-m", "worker"], cwd=root, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+
+def wait_until(predicate: Callable[[], Any], *, timeout: float = 60, what: str = "condition",
+               every: float = 0.2, error: type[BaseException] = AssertionError) -> Any:
+    """``predicate()``'s first truthy value, asked every ``every`` s; ``error`` after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(every)
+    raise error(f"timed out after {timeout:.0f}s waiting for {what}")

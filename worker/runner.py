@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from gip.domain.repro import JAVASCRIPT, PYTHON, SHELL, TYPESCRIPT
+from gip.isolation import make_not_dumpable
 from worker.sandbox import MARKER_VAR, Box, Isolation
 
 if TYPE_CHECKING:
@@ -254,14 +255,7 @@ def protect_worker_process() -> None:
     (ECS/Fargate grant it to no one by default). Per-run uids (:mod:`worker.sandbox`) close it
     entirely. Linux only; a no-op elsewhere.
     """
-    if not sys.platform.startswith("linux"):
-        return
-    try:
-        import ctypes
-
-        ctypes.CDLL(None, use_errno=True).prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE = 4
-    except (OSError, AttributeError):
-        pass
+    make_not_dumpable()
 
 
 def kill_group(child: subprocess.Popen, *, grace_s: float) -> None:

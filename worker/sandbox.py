@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gip.errors import AwsError, ConfigError
+from gip.isolation import DEFAULT_UID_RANGE, MARKER, UID, detect_mode, parse_uid_range
 from worker.procs import (
     MARKER_VAR,
     Proc,
@@ -41,8 +42,6 @@ from worker.procs import (
     snapshot,
 )
 
-UID, MARKER = "uid", "marker"
-DEFAULT_UID_RANGE = "200000-200999"
 # World-writable places a run can leave files in outside its own directory.
 SHARED_TMP = ("/tmp", "/var/tmp", "/dev/shm")
 _PR_SET_NO_NEW_PRIVS = 38
@@ -58,34 +57,6 @@ class Leftover(AwsError):
 
 
 # --- pure ---------------------------------------------------------------------------------------
-def parse_uid_range(spec: str) -> range:
-    """``first-last`` (inclusive), both above the system's ids. Raises ValueError."""
-    first, sep, last = (spec or DEFAULT_UID_RANGE).partition("-")
-    if not sep or not first.strip().isdigit() or not last.strip().isdigit():
-        raise ValueError(f"RUN_UID_RANGE={spec!r} is not 'first-last', e.g. {DEFAULT_UID_RANGE}")
-    lo, hi = int(first), int(last)
-    if not 1000 <= lo <= hi < 2**31 - 1:
-        raise ValueError(f"RUN_UID_RANGE={spec!r} must be ascending, from 1000 up, below 2^31-1")
-    return range(lo, hi + 1)
-
-
-def reachable_by_others(path: str) -> bool:
-    """True when a uid with no groups can execute ``path`` (every parent o+x, the file o+rx)."""
-    real = os.path.realpath(path)
-    try:
-        if os.stat(real).st_mode & 0o005 != 0o005:
-            return False
-        parent = os.path.dirname(real)
-        while True:
-            if not os.stat(parent).st_mode & stat.S_IXOTH:
-                return False
-            if parent == os.path.dirname(parent):
-                return True
-            parent = os.path.dirname(parent)
-    except OSError:
-        return False
-
-
 def _signal_all(pids: list[int], sig: int) -> None:
     for pid in pids:
         with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -105,20 +76,17 @@ class Isolation:
 
     @classmethod
     def detect(cls, uid_range: str = "") -> Isolation:
-        """``uid`` when the worker is root, else ``marker``. Raises ConfigError on a bad range.
+        """``uid`` when the worker is root, else ``marker`` (:func:`gip.isolation.detect_mode`,
+        which local mode's start-up notice shares). Raises ConfigError on a bad range.
 
-        Root whose python another uid cannot execute (a pyenv under a 0700 ``/root``) cannot
-        run python snippets as a run uid: ``marker``, with a ``note`` saying why."""
-        if os.geteuid() != 0:
-            return cls(MARKER)
+        Root whose python another uid cannot execute: ``marker``, with a ``note`` saying why."""
         try:
-            uids = parse_uid_range(uid_range)
+            mode, note = detect_mode(uid_range)
         except ValueError as exc:
             raise ConfigError(str(exc)) from exc
-        if not reachable_by_others(sys.executable):
-            return cls(MARKER, note=f"{os.path.realpath(sys.executable)} cannot be executed by another uid "
-                                    "(a parent directory is not o+x): runs are NOT given their own uid")
-        isolation = cls(UID, uids=uids)
+        if mode == MARKER:
+            return cls(MARKER, note=note)
+        isolation = cls(UID, uids=parse_uid_range(uid_range))
         _lock_dir(isolation)  # a bad lock directory is a start-up error, not a failed run
         return isolation
 

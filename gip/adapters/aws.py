@@ -124,3 +124,16 @@ def check_credentials(args: Any, *, sess: boto3.Session | None = None) -> dict[s
     with aws_errors("sts:GetCallerIdentity"):
         ident = client(args, "sts", sess=sess).get_caller_identity()
     return {"Account": ident["Account"], "Arn": ident["Arn"]}
+
+
+def delete_bucket(s3: Any, bucket: str) -> None:
+    """Every object version and delete marker of ``bucket`` (1,000 a call), then the bucket.
+
+    The one way a versioned bucket is emptied: ``destroy`` (gip.cli.destroy) and the account
+    cleaner (worker.cleaning.stacks). Errors are boto3's, for the caller to wrap."""
+    for page in s3.get_paginator("list_object_versions").paginate(Bucket=bucket):
+        keys = [{"Key": v["Key"], "VersionId": v["VersionId"]}
+                for v in page.get("Versions", []) + page.get("DeleteMarkers", [])]
+        for start in range(0, len(keys), 1000):
+            s3.delete_objects(Bucket=bucket, Delete={"Objects": keys[start:start + 1000], "Quiet": True})
+    s3.delete_bucket(Bucket=bucket)

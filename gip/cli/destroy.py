@@ -170,12 +170,7 @@ def delete_bucket(s3: Any, bucket: str, reporter: stacks.Reporter) -> None:
         with aws_errors(f"s3:HeadBucket {bucket}"):
             raise
     with aws_errors(f"s3:DeleteBucket {bucket}"):
-        for page in s3.get_paginator("list_object_versions").paginate(Bucket=bucket):
-            doomed = [{"Key": v["Key"], "VersionId": v["VersionId"]}
-                      for v in page.get("Versions", []) + page.get("DeleteMarkers", [])]
-            for i in range(0, len(doomed), 1000):
-                s3.delete_objects(Bucket=bucket, Delete={"Objects": doomed[i:i + 1000], "Quiet": True})
-        s3.delete_bucket(Bucket=bucket)
+        aws.delete_bucket(s3, bucket)
     reporter.info(f"deleted bucket {bucket}")
 
 

@@ -127,11 +127,9 @@ def _trigger(payload: Mapping[str, object], rules: Rules, action: str) -> Decisi
     issue = _obj(payload, "issue")
     labels = _label_names(issue)
     if action == "labeled":
-        if payload.get("label") is None:
-            return Ignore("labeled without a label")
-        label = _str(_obj(payload, "label"), "name", "label.name")
-        if not rules.is_required(label):
-            return Ignore(f"label {label[:50]!r} is not a required label")
+        label = _required_label(payload, rules)
+        if isinstance(label, Ignore):
+            return label
     elif not any(rules.is_required(name) for name in labels):
         return Ignore("issue carries no required label")
     if issue.get("state") == "closed":
@@ -170,18 +168,25 @@ def _command(payload: Mapping[str, object], rules: Rules) -> Decision:
     return receive
 
 
+def _required_label(payload: Mapping[str, object], rules: Rules) -> str | Ignore:
+    """The label a ``labeled``/``unlabeled`` delivery names, or an Ignore when it names none
+    (``label`` is optional in GitHub's schema) or one that is not required."""
+    if payload.get("label") is None:
+        return Ignore(f"{payload.get('action')} without a label")
+    label = _str(_obj(payload, "label"), "name", "label.name")
+    return label if rules.is_required(label) else Ignore(f"label {label[:50]!r} is not a required label")
+
+
 def _cancel(payload: Mapping[str, object], rules: Rules, action: str) -> Decision:
     if _is_own_app(_obj(payload, "sender"), rules):
         return Ignore("sender is our own app")
     issue = _obj(payload, "issue")
-    labels = _label_names(issue)
+    required_left = any(rules.is_required(name) for name in _label_names(issue))
     if action == "unlabeled":
-        if payload.get("label") is None:
-            return Ignore("unlabeled without a label")
-        label = _str(_obj(payload, "label"), "name", "label.name")
-        if not rules.is_required(label):
-            return Ignore(f"label {label[:50]!r} is not a required label")
-        if any(rules.is_required(name) for name in labels):
+        label = _required_label(payload, rules)
+        if isinstance(label, Ignore):
+            return label
+        if required_left:
             return Ignore("issue still carries a required label")
     repo, number = _repo(payload), _number(issue)
     reason = "label_removed" if action == "unlabeled" else action

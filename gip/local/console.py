@@ -13,7 +13,7 @@ from typing import Any
 from gip import observability
 from gip.domain.envelope import iso
 from gip.errors import GipError
-from worker.sandbox import MARKER
+from gip.isolation import MARKER
 
 NOT_A_SANDBOX = "local mode runs reproductions as you; it is not a sandbox"
 

@@ -16,6 +16,7 @@ import sys
 from collections.abc import Mapping, MutableMapping, Sequence
 
 from gip.errors import ConfigError
+from gip.isolation import make_not_dumpable
 
 SECRET_VARS = ("GITHUB_WEBHOOK_SECRET", "GITHUB_TOKEN", "GITHUB_APP_PRIVATE_KEY")
 FD_VAR = "GIP_SECRETS_FD"
@@ -51,20 +52,9 @@ def hand_over(environ: Mapping[str, str] | None = None, argv: Sequence[str] | No
 def take_over(environ: MutableMapping[str, str] | None = None) -> None:
     """In the re-executed supervisor: read the secrets from the pipe into ``os.environ``."""
     target = os.environ if environ is None else environ
-    _not_dumpable()
+    make_not_dumpable()
     fd = target.pop(FD_VAR, None)
     if fd is None:
         return
     with os.fdopen(int(fd), "rb") as pipe:
         target.update(json.loads(pipe.read() or b"{}"))
-
-
-def _not_dumpable() -> None:
-    if not sys.platform.startswith("linux"):
-        return
-    try:
-        import ctypes
-
-        ctypes.CDLL(None, use_errno=True).prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE = 0
-    except (OSError, AttributeError):
-        pass

@@ -37,6 +37,7 @@ import boto3
 from gip.adapters.github.token import check_app
 from gip.config import Settings
 from gip.errors import GipError
+from gip.isolation import detect_mode
 from gip.local import aws_setup, health, samples, state
 from gip.local.apigw import Gateway
 from gip.local.console import (
@@ -54,7 +55,6 @@ from gip.local.schedules import Scheduler, build_jobs
 from gip.local.sqs_mappings import QueuePoller, compress_visibility, queue_url
 from gip.local.streams import StreamPoller, sqs_parker
 from gip.local.workers import Workers, parent_credentials, worker_environment
-from worker.sandbox import Isolation
 
 log = logging.getLogger("local")
 ROOT = Path(__file__).resolve().parents[2]
@@ -122,7 +122,7 @@ class Supervisor:
                                stats=self._stats if o.count_calls else None, on_request=self.say,
                                report=self._report)
         wrap = self._wrap if o.count_calls else None
-        notice = isolation_notice(Isolation.detect().mode)  # the workers decide the same way
+        notice = isolation_notice(detect_mode()[0])  # the workers decide the same way
         if notice:
             self.say(notice)
         app = check_app(Settings.from_env())  # a bad key or an unknown App id: one line, exit 1

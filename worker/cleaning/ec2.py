@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from worker.cleaning.job import CleanupJob
-from worker.cleaning.kinds import Kind, pages, wait
+from worker.cleaning.kinds import Kind, each, listed, pages, wait
 
 _LIVE_INSTANCE = ["pending", "running", "stopping", "stopped"]
 _LIVE_NAT = ["pending", "available", "failed"]
@@ -22,12 +22,6 @@ def _terminate(ec2: Any, ids: list[str], job: CleanupJob) -> None:
         ec2.modify_instance_attribute(InstanceId=instance, DisableApiTermination={"Value": False})
     ec2.terminate_instances(InstanceIds=ids)
     wait(ec2, "instance_terminated", job, InstanceIds=ids)  # their volumes and EIPs free up after
-
-
-def _nat_gateways(ec2: Any, _: CleanupJob) -> list[str]:
-    gateways = pages(ec2, "describe_nat_gateways", "NatGateways",
-                     Filters=[{"Name": "state", "Values": _LIVE_NAT}])
-    return [g["NatGatewayId"] for g in gateways]
 
 
 def _delete_nat(ec2: Any, ids: list[str], job: CleanupJob) -> None:
@@ -52,25 +46,10 @@ def _images(ec2: Any, _: CleanupJob) -> list[str]:
     return [i["ImageId"] for i in ec2.describe_images(Owners=["self"]).get("Images", [])]
 
 
-def _deregister(ec2: Any, ids: list[str], _: CleanupJob) -> None:
-    for image in ids:  # before snapshots: a registered image's snapshot cannot be deleted
-        ec2.deregister_image(ImageId=image)
-
-
 def _snapshots(ec2: Any, job: CleanupJob) -> list[str]:
     # OwnerId checked again: moto answers "self" with every snapshot it knows, AMIs' included
     snapshots = pages(ec2, "describe_snapshots", "Snapshots", OwnerIds=[job.account_id])
     return [s["SnapshotId"] for s in snapshots if s.get("OwnerId") == job.account_id]
-
-
-def _delete_snapshots(ec2: Any, ids: list[str], _: CleanupJob) -> None:
-    for snapshot in ids:
-        ec2.delete_snapshot(SnapshotId=snapshot)
-
-
-def _volumes(ec2: Any, _: CleanupJob) -> list[str]:
-    volumes = pages(ec2, "describe_volumes", "Volumes")
-    return [v["VolumeId"] for v in volumes if v.get("State") not in ("deleting", "deleted")]
 
 
 def _delete_volumes(ec2: Any, ids: list[str], job: CleanupJob) -> None:
@@ -85,9 +64,12 @@ def _delete_volumes(ec2: Any, ids: list[str], job: CleanupJob) -> None:
 
 KINDS = (
     Kind("ec2:instance", "ec2", _instances, _terminate),
-    Kind("ec2:nat-gateway", "ec2", _nat_gateways, _delete_nat),
+    Kind("ec2:nat-gateway", "ec2", listed("describe_nat_gateways", "NatGateways", "NatGatewayId",
+                                          Filters=[{"Name": "state", "Values": _LIVE_NAT}]), _delete_nat),
     Kind("ec2:elastic-ip", "ec2", _addresses, _release),
-    Kind("ec2:image", "ec2", _images, _deregister),
-    Kind("ec2:snapshot", "ec2", _snapshots, _delete_snapshots),
-    Kind("ec2:volume", "ec2", _volumes, _delete_volumes),
+    # images before snapshots: a registered image's snapshot cannot be deleted
+    Kind("ec2:image", "ec2", _images, each("deregister_image", "ImageId")),
+    Kind("ec2:snapshot", "ec2", _snapshots, each("delete_snapshot", "SnapshotId")),
+    Kind("ec2:volume", "ec2", listed("describe_volumes", "Volumes", "VolumeId",
+                                     keep=lambda v: v.get("State") not in ("deleting", "deleted")), _delete_volumes),
 )

@@ -1,15 +1,15 @@
-"""Regional service kinds: load balancers, ECS, Lambda, RDS, DynamoDB, CloudWatch Logs."""
+"""Regional service kinds: load balancers, ECS, Lambda, RDS, DynamoDB, CloudWatch Logs.
+
+A kind that is one list call and one delete call per id is a row of :data:`KINDS` built with
+:func:`~worker.cleaning.kinds.listed` and :func:`~worker.cleaning.kinds.each`; the functions
+here are the kinds that need more (waits, protection turned off, a describe per page)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from worker.cleaning.job import CleanupJob
-from worker.cleaning.kinds import Kind, pages, wait
-
-
-def _albs(elbv2: Any, _: CleanupJob) -> list[str]:
-    return [lb["LoadBalancerArn"] for lb in pages(elbv2, "describe_load_balancers", "LoadBalancers")]
+from worker.cleaning.kinds import Kind, each, listed, pages, wait
 
 
 def _delete_albs(elbv2: Any, arns: list[str], job: CleanupJob) -> None:
@@ -18,15 +18,6 @@ def _delete_albs(elbv2: Any, arns: list[str], job: CleanupJob) -> None:
             {"Key": "deletion_protection.enabled", "Value": "false"}])
         elbv2.delete_load_balancer(LoadBalancerArn=arn)
     wait(elbv2, "load_balancers_deleted", job, LoadBalancerArns=arns)
-
-
-def _classic_elbs(elb: Any, _: CleanupJob) -> list[str]:
-    return [lb["LoadBalancerName"] for lb in pages(elb, "describe_load_balancers", "LoadBalancerDescriptions")]
-
-
-def _delete_classic(elb: Any, names: list[str], _: CleanupJob) -> None:
-    for name in names:
-        elb.delete_load_balancer(LoadBalancerName=name)
 
 
 def _ecs_services(ecs: Any, job: CleanupJob) -> list[str]:
@@ -63,31 +54,12 @@ def _delete_ecs_clusters(ecs: Any, arns: list[str], _: CleanupJob) -> None:
         ecs.delete_cluster(cluster=cluster)
 
 
-def _functions(lam: Any, _: CleanupJob) -> list[str]:
-    return [f["FunctionName"] for f in pages(lam, "list_functions", "Functions")]
-
-
-def _delete_functions(lam: Any, names: list[str], _: CleanupJob) -> None:
-    for name in names:
-        lam.delete_function(FunctionName=name)
-
-
-def _db_instances(rds: Any, _: CleanupJob) -> list[str]:
-    return [d["DBInstanceIdentifier"] for d in pages(rds, "describe_db_instances", "DBInstances")
-            if d.get("DBInstanceStatus") != "deleting"]
-
-
 def _delete_db_instances(rds: Any, ids: list[str], job: CleanupJob) -> None:
     for ident in ids:
         rds.modify_db_instance(DBInstanceIdentifier=ident, DeletionProtection=False, ApplyImmediately=True)
         rds.delete_db_instance(DBInstanceIdentifier=ident, SkipFinalSnapshot=True, DeleteAutomatedBackups=True)
     for ident in ids:
         wait(rds, "db_instance_deleted", job, DBInstanceIdentifier=ident)
-
-
-def _db_clusters(rds: Any, _: CleanupJob) -> list[str]:
-    return [c["DBClusterIdentifier"] for c in pages(rds, "describe_db_clusters", "DBClusters")
-            if c.get("Status") != "deleting"]
 
 
 def _delete_db_clusters(rds: Any, ids: list[str], _: CleanupJob) -> None:
@@ -107,23 +79,21 @@ def _delete_tables(ddb: Any, names: list[str], _: CleanupJob) -> None:
         ddb.delete_table(TableName=name)
 
 
-def _log_groups(logs: Any, _: CleanupJob) -> list[str]:
-    return [g["logGroupName"] for g in pages(logs, "describe_log_groups", "logGroups")]
-
-
-def _delete_log_groups(logs: Any, names: list[str], _: CleanupJob) -> None:
-    for name in names:
-        logs.delete_log_group(logGroupName=name)
-
-
 KINDS = (
     Kind("ecs:service", "ecs", _ecs_services, _delete_ecs_services),
     Kind("ecs:cluster", "ecs", _ecs_clusters, _delete_ecs_clusters),
-    Kind("elbv2:load-balancer", "elbv2", _albs, _delete_albs),
-    Kind("elb:load-balancer", "elb", _classic_elbs, _delete_classic),
-    Kind("lambda:function", "lambda", _functions, _delete_functions),
-    Kind("rds:db", "rds", _db_instances, _delete_db_instances),
-    Kind("rds:cluster", "rds", _db_clusters, _delete_db_clusters),
+    Kind("elbv2:load-balancer", "elbv2",
+         listed("describe_load_balancers", "LoadBalancers", "LoadBalancerArn"), _delete_albs),
+    Kind("elb:load-balancer", "elb",
+         listed("describe_load_balancers", "LoadBalancerDescriptions", "LoadBalancerName"),
+         each("delete_load_balancer", "LoadBalancerName")),
+    Kind("lambda:function", "lambda",
+         listed("list_functions", "Functions", "FunctionName"), each("delete_function", "FunctionName")),
+    Kind("rds:db", "rds", listed("describe_db_instances", "DBInstances", "DBInstanceIdentifier",
+                                 keep=lambda d: d.get("DBInstanceStatus") != "deleting"), _delete_db_instances),
+    Kind("rds:cluster", "rds", listed("describe_db_clusters", "DBClusters", "DBClusterIdentifier",
+                                      keep=lambda c: c.get("Status") != "deleting"), _delete_db_clusters),
     Kind("dynamodb:table", "dynamodb", _tables, _delete_tables),
-    Kind("logs:log-group", "logs", _log_groups, _delete_log_groups),
+    Kind("logs:log-group", "logs",
+         listed("describe_log_groups", "logGroups", "logGroupName"), each("delete_log_group", "logGroupName")),
 )

@@ -7,6 +7,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from gip.adapters.aws import delete_bucket
 from gip.errors import AwsError
 from worker.cleaning.job import CleanupJob
 from worker.cleaning.kinds import Kind, pages
@@ -59,12 +60,7 @@ def _buckets(s3: Any, _: CleanupJob) -> list[str]:
 def _delete_buckets(s3: Any, names: list[str], _: CleanupJob) -> None:
     for name in names:
         try:
-            for page in s3.get_paginator("list_object_versions").paginate(Bucket=name):
-                keys = [{"Key": v["Key"], "VersionId": v["VersionId"]}
-                        for v in page.get("Versions", []) + page.get("DeleteMarkers", [])]
-                for start in range(0, len(keys), 1000):
-                    s3.delete_objects(Bucket=name, Delete={"Objects": keys[start:start + 1000], "Quiet": True})
-            s3.delete_bucket(Bucket=name)
+            delete_bucket(s3, name)
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") != "NoSuchBucket":
                 raise
