@@ -10,7 +10,7 @@ CHECKOV_VERSION := 3.3.30
 CHECKOV_VENV := .venv-checkov
 CHECKOV_STAMP := $(CHECKOV_VENV)/.installed-$(CHECKOV_VERSION)
 
-.PHONY: venv test lint checkov local demo bench clean openapi
+.PHONY: venv test lint checkov local demo bench clean browser openapi
 
 # GitHub's OpenAPI description (npm @octokit/openapi): the fake GitHub in tests checks every
 # request against it (tests/fakes/github_openapi.py). Fetched once into a git-ignored cache.
@@ -27,6 +27,13 @@ $(OPENAPI_STAMP):
 	@touch $@
 
 openapi: $(OPENAPI_STAMP)
+
+# The report's browser test (tests/test_report_browser.py) uses headless Chromium. On a Debian
+# machine where we are root it is installed once; elsewhere the test skips and says why.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 \
+	  && (apt-get install -y -qq chromium >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq chromium)) \
+	  || echo "notice: no chromium: the report's browser test will skip"; }
 
 $(STAMP): setup.cfg pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -59,7 +66,7 @@ lint: venv checkov
 XDIST ?= -n auto --dist loadfile
 
 test: export GITHUB_OPENAPI := $(abspath $(OPENAPI_DIR)/api.github.com.json)
-test: venv lint openapi
+test: venv lint openapi browser
 	$(BIN)/python -m pytest $(XDIST) $(PYTEST_ARGS)
 
 local: venv
