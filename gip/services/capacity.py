@@ -18,11 +18,14 @@ import logging
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gip.domain import metrics as metric
 from gip.domain.pool import AVAILABLE
 from gip.errors import AwsError, ConfigError
+
+if TYPE_CHECKING:  # the seam's types only; no import cycle at run time
+    from gip.services.pool import Pool
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +70,7 @@ def resource_id(cluster: str, service: str) -> str:
 class Capacity:
     """Reads the counts row, describes the target, writes only a needed change."""
 
-    def __init__(self, pool: Any, autoscaling: Any, *, cluster: str, service: str,
+    def __init__(self, pool: Pool, autoscaling: Any, *, cluster: str, service: str,
                  metrics: Callable[[list[metric.Point]], None] | None = None) -> None:
         if not cluster or not service:
             raise ConfigError("capacity needs CLUSTER_NAME and SERVICE_NAME")

@@ -35,7 +35,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gip.adapters.github import errors as gh_errors
 from gip.adapters.github.app import AppNotInstalled, note_installation
@@ -46,6 +46,9 @@ from gip.domain.issue import RECEIVED
 from gip.domain.qualify import has_required_label
 from gip.errors import ConcurrencyConflict, GipError
 from gip.services import repo_config
+
+if TYPE_CHECKING:  # the seam's types only; no import cycle at run time
+    from gip.services.issues import Issues
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +131,7 @@ class PermissionCache:
 
 
 class Gatekeeper:
-    def __init__(self, *, issues: Any, github: GitHubClient | None, settings: Settings,
+    def __init__(self, *, issues: Issues, github: GitHubClient | None, settings: Settings,
                  permissions: PermissionCache | None = None,
                  now: Callable[[], datetime] = utcnow) -> None:
         self.issues = issues

@@ -6,13 +6,18 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gip.adapters.organizations import Organization
 from gip.domain.envelope import Cause, split_issue_stream
 from gip.domain.issue import RUNNING
 from gip.domain.org_changes import OrgChange, leave_reason
 from gip.errors import ConcurrencyConflict
+
+if TYPE_CHECKING:  # the seam's types only; no import cycle at run time
+    from gip.config import Settings
+    from gip.services.issues import Issues
+    from gip.services.pool import Pool
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +31,7 @@ def target_ou_ids_from_env(env: Mapping[str, str] | None = None) -> tuple[str, .
 class Lifecycle:
     """Register / deregister through the core, failing a leased run when its account goes."""
 
-    def __init__(self, pool: Any, issues: Any, org: Organization | None, *,
+    def __init__(self, pool: Pool, issues: Issues, org: Organization | None, *,
                  target_ou_ids: tuple[str, ...] = ()) -> None:
         self.pool = pool
         self.issues = issues
@@ -34,7 +39,7 @@ class Lifecycle:
         self.target_ou_ids = target_ou_ids
 
     @classmethod
-    def from_settings(cls, settings: Any, *, session: Any = None) -> Lifecycle:
+    def from_settings(cls, settings: Settings, *, session: Any = None) -> Lifecycle:
         import boto3
 
         from gip.services.issues import Issues
@@ -112,7 +117,7 @@ class Lifecycle:
                 if attempt == 2:
                     raise
         data = event["data"] if event else {}
-        if data.get("issue") and data.get("lease_id"):
+        if event is not None and data.get("issue") and data.get("lease_id"):
             self._fail_run(data["issue"], account_id, data["lease_id"], reason,
                            Cause.from_event(event, actor=cause.actor))
         return event

@@ -39,7 +39,7 @@ import contextlib
 import logging
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gip.adapters.github import errors as gh_errors
 from gip.adapters.github.client import GitHubClient, repo_path
@@ -59,6 +59,9 @@ from gip.errors import ConfigError, GipError
 from gip.services.notifier_memory import Memory, Shown
 from gip.services.status_record import NONE, Record, StatusRecords, react, reaction
 from gip.services.status_step import find_mine, status_step
+
+if TYPE_CHECKING:  # the seam's types only; no import cycle at run time
+    from gip.services.issues import Issues
 
 log = logging.getLogger(__name__)
 
@@ -130,7 +133,7 @@ def plan_for(issue: Issue, last: Mapping[str, Any] | None, *, explain_untrusted:
 # ---------------------------------------------------------------- shell
 
 class Notifier:
-    def __init__(self, *, issues: Any, github: GitHubClient | None, settings: Settings,
+    def __init__(self, *, issues: Issues, github: GitHubClient | None, settings: Settings,
                  out: Callable[[str], None] = print) -> None:
         self.issues = issues
         self.github = github
@@ -143,7 +146,7 @@ class Notifier:
         self._app_id: int | None = int(app) if app.isdigit() else None
         self._identity_asked = False
         self.memory = Memory()
-        self.records = StatusRecords(getattr(issues, "store", None))
+        self.records = StatusRecords(issues.store)
         self._batch: dict[str, int] | None = None  # stream → version rendered in this batch
 
     @classmethod

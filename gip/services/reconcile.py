@@ -25,7 +25,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from gip.adapters.organizations import OrgAccount
 from gip.domain.envelope import Cause, iso, utcnow
@@ -33,6 +33,9 @@ from gip.domain.org_changes import LIVE_STATES, leave_reason
 from gip.errors import AwsError, ConcurrencyConflict
 from gip.services.lifecycle import Lifecycle
 from gip.store.protocols import ProjectionStore
+
+if TYPE_CHECKING:  # the seam's types only; no import cycle at run time
+    from gip.config import Settings
 
 STRIKES_PK = "reconcile#strikes"  # the item's key in the pool table (gip.store.dynamo_rows)
 DEFAULT_THRESHOLD = 2
@@ -155,7 +158,7 @@ class Reconciler:
         self.threshold = threshold
 
     @classmethod
-    def from_settings(cls, settings: Any, *, session: Any = None, threshold: int | None = None,
+    def from_settings(cls, settings: Settings, *, session: Any = None, threshold: int | None = None,
                       target_ou_ids: tuple[str, ...] | None = None) -> Reconciler:
         import boto3
 

@@ -26,13 +26,16 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gip.adapters.github.errors import GitHubError
 from gip.adapters.github.hooks import HookApi
 from gip.domain import redelivery as rules
 from gip.domain.envelope import Cause, delivery_stream, new_event, utcnow
 from gip.errors import ConcurrencyConflict, ConfigError
+
+if TYPE_CHECKING:  # the seam's types only; no import cycle at run time
+    from gip.store.protocols import EventStore
 
 log = logging.getLogger(__name__)
 ACTOR = "redelivery"
@@ -92,7 +95,7 @@ class Marks:
 
 
 class Redelivery:
-    def __init__(self, *, store: Any, marks: Marks, hooks: Sequence[HookApi],
+    def __init__(self, *, store: EventStore, marks: Marks, hooks: Sequence[HookApi],
                  clock: Callable[[], datetime] = utcnow, max_pages: int = MAX_PAGES) -> None:
         self.store, self.marks, self.hooks = store, marks, list(hooks)
         self.clock, self.max_pages = clock, max_pages

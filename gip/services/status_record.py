@@ -19,13 +19,16 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 from gip.adapters.github import errors as gh_errors
 from gip.adapters.github.client import GitHubClient
 from gip.domain.envelope import Cause, Envelope, comment_stream, new_event
 from gip.domain.issue import SKIPPED, Issue
 from gip.errors import ConcurrencyConflict
+
+if TYPE_CHECKING:  # the seam's types only; no import cycle at run time
+    from gip.store.protocols import EventStore
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +49,7 @@ class Record:
 class StatusRecords:
     """Read and append the records; build once per container."""
 
-    def __init__(self, store: Any) -> None:
+    def __init__(self, store: EventStore) -> None:
         self.store = store
 
     def get(self, issue_stream: str) -> Record | None:
