@@ -42,6 +42,13 @@ class Settings:
     external_id: str = ""
     lease_seconds: int = 900
     lease_hard_cap_seconds: int = 10_800
+    matrix_fixed_label: str = "fixed-in-latest"  # issue 17: matrix summary labels
+    matrix_still_label: str = "still-reproduces"
+
+    @property
+    def matrix_labels(self) -> dict[str, str]:
+        """Matrix summary -> label name (for ``verdict_labels.matrix_label_for`` and friends)."""
+        return {"fixed_in_latest": self.matrix_fixed_label, "still_reproduces": self.matrix_still_label}
 
     @classmethod
     def for_prefix(cls, prefix: str, **overrides: object) -> Settings:
@@ -96,4 +103,6 @@ class Settings:
             external_id=get("EXTERNAL_ID", ""),
             lease_seconds=int(get("LEASE_SECONDS", "900")),
             lease_hard_cap_seconds=int(get("LEASE_HARD_CAP_SECONDS", "10800")),
+            matrix_fixed_label=get("MATRIX_FIXED_LABEL", "fixed-in-latest").strip(),
+            matrix_still_label=get("MATRIX_STILL_LABEL", "still-reproduces").strip(),
         )

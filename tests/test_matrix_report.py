@@ -68,6 +68,24 @@ def test_the_notifier_shows_the_matrix_and_sets_the_summary_label(core, gh, t): 
     assert gh.repo_labels(REPO)["fixed-in-latest"]["color"] == "0e8a16"  # created up front, not grey
 
 
+def test_the_summary_label_names_are_configurable(core, gh, t):  # noqa: F811
+    from gip.config import Settings
+    env = Settings.from_env({"MATRIX_FIXED_LABEL": "fixed-upstream", "MATRIX_STILL_LABEL": " bug-current "})
+    assert env.matrix_labels == {"fixed_in_latest": "fixed-upstream", "still_reproduces": "bug-current"}
+    assert Settings.from_env({}).matrix_labels == verdict_labels.MATRIX_LABELS
+    earlier = [LABEL, "bug-current", "still-reproduces"]  # a default-named label is not ours now
+    gh.set_labels(REPO, NUMBER, earlier)
+    n = make_notifier(core, gh, t, matrix_fixed_label="fixed-upstream", matrix_still_label="bug-current")
+    run = Run(core, labels=earlier)
+    n.handle(run.queued()), n.handle(run.started())
+    n.handle(run.processed(matrix=MATRIX, summary="fixed_in_latest", fixed_in="1.4.0",
+                           reported_version="1.1.0", latest_version="1.6.0", message=SENTENCE))
+    assert gh.labels(REPO, NUMBER) == [LABEL, "still-reproduces", "reproduced", "fixed-upstream"]
+    created = gh.repo_labels(REPO)
+    assert created["fixed-upstream"]["color"] == "0e8a16" and "bug-current" in created
+    assert "fixed-in-latest" not in created and "still-reproduces" not in created
+
+
 def test_v1_events_upcast_to_v2_without_matrix_fields():
     from gip.domain.schemas import upcast, validate
 

@@ -46,11 +46,18 @@ def matrix_changes(wanted: str, current: Iterable[str], names: dict[str, str] | 
     return ([] if wanted.casefold() in folded else [wanted]), [x for x in have if x.casefold() in others]
 
 
-def missing(existing: Iterable[str]) -> list[str]:
-    """The verdict labels (and the matrix summary labels, issue 17) absent from a repository's
-    label names (compared without case)."""
+def specs(names: dict[str, str] | None = None) -> dict[str, tuple[str, str]]:
+    """:data:`SPECS` with the matrix summary labels under their configured ``names``
+    (MATRIX_FIXED_LABEL / MATRIX_STILL_LABEL; summary -> label name)."""
+    renamed = {MATRIX_LABELS[key]: name for key, name in (names or {}).items() if key in MATRIX_LABELS}
+    return {renamed.get(name, name): spec for name, spec in SPECS.items()}
+
+
+def missing(existing: Iterable[str], names: dict[str, str] | None = None) -> list[str]:
+    """The verdict labels (and the matrix summary labels, issue 17, under ``names``) absent
+    from a repository's label names (compared without case)."""
     have = {name.casefold() for name in existing}
-    return [name for name in SPECS if name.casefold() not in have]
+    return [name for name in specs(names) if name.casefold() not in have]
 
 _BY_VERDICT = {
     "reproduced": REPRODUCED,

@@ -92,7 +92,8 @@ def needs_last_event(issue: Issue) -> bool:
     return issue.status in (PROCESSED, SKIPPED)
 
 
-def plan_for(issue: Issue, last: Mapping[str, Any] | None, *, explain_untrusted: bool = False) -> Plan:
+def plan_for(issue: Issue, last: Mapping[str, Any] | None, *, explain_untrusted: bool = False,
+             matrix_names: dict[str, str] | None = None) -> Plan:
     """The plan for ``issue``; ``last`` is the data of its latest event (log tail, links).
 
     An untrusted sender gets no comment (the gatekeeper's 😕 answers a command) unless
@@ -112,7 +113,7 @@ def plan_for(issue: Issue, last: Mapping[str, Any] | None, *, explain_untrusted:
             message=last.get("message"), command=last.get("command"), matrix=matrix_rows(last),
         )
         return Plan(status, create=True, label=verdict_labels.label_for(verdict),
-                    matrix_label=verdict_labels.matrix_label_for(last.get("summary")))
+                    matrix_label=verdict_labels.matrix_label_for(last.get("summary"), matrix_names))
     if issue.status == FAILED:
         status = replace(base, state="retrying" if issue.retryable else "failed",
                          error=issue.error, attempt=issue.attempt)
@@ -186,8 +187,9 @@ class Notifier:
             return
         try:
             existing = [str(label.get("name", "")) for label in self.github.list_labels(repo)]
-            for name in verdict_labels.missing(existing):
-                color, description = verdict_labels.SPECS[name]
+            specs = verdict_labels.specs(self.settings.matrix_labels)
+            for name in verdict_labels.missing(existing, self.settings.matrix_labels):
+                color, description = specs[name]
                 self.github.create_label(repo, name, color=color, description=description)
         except (gh_errors.Forbidden, gh_errors.Invalid) as exc:  # then GitHub makes grey ones
             log.warning("%s: verdict labels not created up front: %s", repo, exc)
@@ -223,7 +225,8 @@ class Notifier:
         if needs_last_event(issue):
             last = (envelope["data"] if envelope["version"] == issue.version
                     else self._event_data(issue))
-        plan = plan_for(issue, last, explain_untrusted=self.settings.explain_untrusted)
+        plan = plan_for(issue, last, explain_untrusted=self.settings.explain_untrusted,
+                        matrix_names=self.settings.matrix_labels)
         if self.github is None:
             done = self._print(repo, number, plan)
         else:
@@ -265,7 +268,8 @@ class Notifier:
         if plan.label:
             done.append(self._labels(issue, plan.label))
         if plan.matrix_label:  # issue 17; the trigger-time labels stand in for GitHub's
-            add, remove = verdict_labels.matrix_changes(plan.matrix_label, issue.labels)
+            add, remove = verdict_labels.matrix_changes(plan.matrix_label, issue.labels,
+                                                       self.settings.matrix_labels)
             for label in add:
                 github.add_labels(repo, number, [label])
             for label in remove:
