@@ -45,7 +45,9 @@ class Log:
 
     def lease(self, account: str, stream: str, lease: str, *, reserved: float, released: float, cleaned: float,
               run: int = 1, verdict: str | None = "reproduced", timed_out: bool = False,
-              error: str = "boom", retryable: bool = False, result_uri: str = "https://example.com/r.json") -> None:
+              error: str = "boom", retryable: bool = False, result_uri: str = "https://example.com/r.json",
+              processed: dict[str, Any] | None = None) -> None:
+        """One lease; ``processed`` adds fields to ``IssueProcessed`` (a matrix run's, issue 17)."""
         acc = account_stream(account)
         self.add("AccountReserved", acc, reserved, {"lease_id": lease, "issue": stream, "worker": "w1",
                                                     "expires_at": iso(self.at(reserved + 30))})
@@ -53,7 +55,8 @@ class Log:
                  {"run": run, "account_id": account, "lease_id": lease, "worker": "w1", "attempt": 1})
         if verdict is not None:
             self.add("IssueProcessed", stream, released - 0.1, {
-                "run": run, "verdict": verdict, "exit_code": 1, "duration_s": 5.0, "result_uri": result_uri})
+                "run": run, "verdict": verdict, "exit_code": 1, "duration_s": 5.0, "result_uri": result_uri,
+                **(processed or {})})
         else:
             self.add("IssueProcessingFailed", stream, released - 0.1,
                      {"run": run, "error": error, "retryable": retryable, "attempt": 1})

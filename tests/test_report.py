@@ -215,6 +215,59 @@ def test_hostile_text_in_every_untrusted_field_is_escaped() -> None:
     assert list(page.rows) == sorted([A1, A2, HOSTILE])  # its row's label and attribute, escaped
 
 
+MATRIX = {"matrix": [{"version": "1.1.0", "verdict": "reproduced", "exit_code": 1, "duration_s": 1.25},
+                     {"version": "1.6.0", "verdict": "not_reproduced", "exit_code": 0, "duration_s": 0.5},
+                     {"version": "1.4.0", "verdict": "not_reproduced", "exit_code": 0, "duration_s": 75}],
+          "summary": "fixed_in_latest", "fixed_in": "1.4.0", "reported_version": "1.1.0", "latest_version": "1.6.0"}
+
+
+def matrix_cells(html: str) -> list[tuple[str, str, str]]:
+    """(version, verdict, time) of every row of every matrix table in ``html``, in order."""
+    return re.findall(r"<tr><td><code>([^<]*)</code></td><td[^>]*>([^<]*)</td><td>([^<]*)</td></tr>", html)
+
+
+def test_a_matrix_run_shows_its_table_and_sentence_in_the_history_and_its_issue() -> None:
+    from gip.domain.schemas import validate
+
+    log = small_log()
+    s4 = log.issue("octo/app", 4, 52)
+    log.lease(A3, s4, "lease-4", reserved=53, released=58, cleaned=59, processed=MATRIX)
+    processed = next(e for e in log.events if e["type"] == "IssueProcessed" and e["stream"] == s4)
+    validate(processed)  # the schema (v2) accepts what the page is drawn from
+    assert processed["schema_version"] == 2
+    text = render(log.events, end=END)
+    history = text.split('id="runs"')[1].split('id="health"')[0]
+    section = text.split('id="issues"')[1]
+    sentence = "Reproduces on 1.1.0 (reported); fixed in 1.4.0; latest 1.6.0 passes."
+    cells = [("1.1.0", "reproduced", "1.2s"), ("1.6.0", "not_reproduced", "0.5s"), ("1.4.0", "not_reproduced", "1m 15s")]
+    for part in (history, section):
+        assert matrix_cells(part) == cells
+        assert f"<code>fixed_in_latest</code>: {sentence}" in part
+    assert history.count("<th>version</th>") == 1  # only the matrix run has a table; the others none
+    assert '<td class="bad">reproduced</td><td>1.2s</td>' in history
+    model = build(log.events, start=None, end=END)
+    plain = [r for r in model.runs if r.stream != s4]
+    assert plain and all(r.matrix == () and r.summary is None and r.sentence == "" for r in plain)
+
+
+def test_hostile_matrix_versions_and_summary_are_escaped() -> None:
+    log = Log()
+    log.register(A1)
+    stream = log.issue("octo/app", 1, 1)
+    hostile = {"matrix": [{"version": HOSTILE, "verdict": HOSTILE, "exit_code": 1, "duration_s": 1},
+                          {"version": "1.6.0", "verdict": "not_reproduced", "exit_code": 0, "duration_s": 1}],
+               "summary": HOSTILE, "fixed_in": HOSTILE, "reported_version": HOSTILE, "latest_version": "1.6.0"}
+    log.lease(A1, stream, "l1", reserved=2, released=10, cleaned=11, processed=hostile)
+    text = render(log.events, end=END)
+    page = Page(text)
+    assert "<script" not in text.lower() and "<img" not in text.lower()
+    assert {tag for tag, _ in page.tags} <= ALLOWED_TAGS
+    assert not any(name.startswith("on") for _, attrs in page.tags for name in attrs)
+    escaped = "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;&#x27; onmouseover=&#x27;alert(1)&quot;"
+    assert text.count(escaped) >= 2 * 5  # version, verdict, summary, and twice in the sentence; in both places
+    assert "latest 1.6.0 passes." in text
+
+
 def test_ten_thousand_events_make_a_self_contained_page_under_two_megabytes() -> None:
     events = synthetic(10_000)
     end = max(e["occurred_at"] for e in events)

@@ -156,7 +156,7 @@ def from_event(data: Mapping[str, object]) -> MatrixResult | None:
     rows = data.get("matrix")
     if not isinstance(rows, list) or not rows:
         return None
-    cells = {str(r["version"]): str(r["verdict"]) for r in rows if isinstance(r, Mapping)}
+    cells = {str(r.get("version", "")): str(r.get("verdict", "")) for r in rows if isinstance(r, Mapping)}
     return MatrixResult(cells, str(data.get("summary") or INCONCLUSIVE), _opt(data.get("reported_version")),
                         _opt(data.get("latest_version")), _opt(data.get("fixed_in")),
                         _opt(data.get("introduced_in")), str(data.get("matrix_note") or ""))

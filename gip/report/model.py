@@ -9,14 +9,17 @@ opens or updates a run. Events the reducers refuse are counted as anomalies, nev
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TypeVar
 
 from gip.domain import issue as issue_mod
 from gip.domain import pool as pool_mod
+from gip.domain.comment import matrix_rows
 from gip.domain.envelope import Envelope, iso, parse_iso
+from gip.domain.matrix_run import from_event as matrix_result
+from gip.domain.matrix_run import sentence
 from gip.errors import IllegalTransition
 
 S = TypeVar("S")
@@ -63,6 +66,9 @@ class Run:
     retryable: bool | None = None
     attempt: int = 0
     reason: str | None = None
+    matrix: tuple[tuple[str, str, float | None], ...] = ()  # issue 17: (version, verdict, seconds)
+    summary: str | None = None  # a matrix run's summary (``fixed_in_latest`` …)
+    sentence: str = ""  # the status comment's sentence (gip.domain.matrix_run.sentence)
 
     @property
     def processing(self) -> float | None:
@@ -187,6 +193,15 @@ def _issue(model: Model, stream: str, evs: list[Envelope]) -> None:
             run.error, run.retryable, run.reason = after.error, after.retryable, after.reason
             run.attempt = after.attempt
             run.account_id = run.account_id or data.get("account_id")
+            _matrix(run, data if kind == "IssueProcessed" else {})
+
+
+def _matrix(run: Run, data: Mapping[str, object]) -> None:
+    """A matrix run's cells, summary and sentence (issue 17; ``IssueProcessed`` v2), or none."""
+    result = matrix_result(data)
+    run.matrix = matrix_rows(data) if result else ()
+    run.summary = result.summary if result else None
+    run.sentence = sentence(result) if result else ""
 
 
 def _steps(model: Model, evs: list[Envelope], evolve: Callable[[S | None, Envelope], S]

@@ -148,10 +148,21 @@ def _history(model: Model, ids: dict[str, str]) -> str:
             f"<td>{r.run}</td><td{_cls(outcome)}>{esc(outcome)}</td>"
             f"<td>{utc(r.received) if r.received else ''}</td><td>{duration(wait)}</td>"  # digits only
             f"<td>{duration(r.processing)}</td><td>{esc(r.account_id or '')}</td>"
-            f"<td>{_link(r.result_uri)}</td><td>{esc(failure)}</td></tr>")
+            f"<td>{_link(r.result_uri)}</td><td>{esc(failure)}</td><td>{_matrix(r)}</td></tr>")
     return ("<h2 id=\"runs\">Run history</h2><table><tr><th>issue</th><th>run</th><th>outcome</th><th>received</th>"
-            "<th>queued → started</th><th>processing</th><th>account</th><th>result</th><th>failure / skip</th></tr>"
+            "<th>queued → started</th><th>processing</th><th>account</th><th>result</th><th>failure / skip</th>"
+            "<th>version matrix</th></tr>"
             + "".join(rows) + "</table>")
+
+
+def _matrix(run: Run) -> str:
+    """A matrix run's cells as a small table (version, verdict, time) and the comment's sentence."""
+    if not run.matrix:
+        return ""
+    rows = "".join(f"<tr><td><code>{esc(version)}</code></td><td{_cls(verdict)}>{esc(verdict)}</td>"
+                   f"<td>{esc(duration(seconds))}</td></tr>" for version, verdict, seconds in run.matrix)
+    return (f'<p class="matrix"><code>{esc(run.summary or "")}</code>: {esc(run.sentence)}</p>'
+            f'<table class="matrix"><tr><th>version</th><th>verdict</th><th>time</th></tr>{rows}</table>')
 
 
 def _health(model: Model, scale: Scale, drift: Sequence[str] | None) -> str:
@@ -206,7 +217,8 @@ def _issues(model: Model, scale: Scale, ids: dict[str, str]) -> str:
         marks = "".join(f'<circle{dot(kind)[0]} cx="{6 + (at - first) * k:.0f}" cy="8" r="5">'
                         f"<title>+{duration(at - first)} {dot(kind)[1]}</title></circle>" for at, kind in points)
         outcomes = "; ".join(f"run {r.run}: {esc(r.verdict or r.status.lower())}" for r in reversed(runs[stream]))
+        matrix = "".join(f"<h3>Run {r.run}: version matrix</h3>{_matrix(r)}" for r in reversed(runs[stream]) if r.matrix)
         parts.append(f'<section class="issue" id="{ids[stream]}"><h3>{esc(stream.removeprefix("issue-"))}: '
                      f"{esc(runs[stream][0].title)}</h3><p>{span(first, last)}: {outcomes}</p>"
-                     f'<svg class="chart strip" viewBox="0 0 1200 16">{marks}</svg></section>')
+                     f'<svg class="chart strip" viewBox="0 0 1200 16">{marks}</svg>{matrix}</section>')
     return "".join(parts)
