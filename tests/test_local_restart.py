@@ -113,3 +113,50 @@ def test_the_event_log_survives_a_restart(tmp_path: Path, gh: FakeGitHub) -> Non
     assert line.startswith(f"error: cannot use the saved event log {saved}: ") and "--fresh" in line
     assert saved.read_bytes() == damaged
     assert os.path.getsize(saved) > 0
+
+
+SLOW = samples.FAILS.replace('printf', 'sleep 20\nprintf', 1)
+
+
+def stream_events(stack: SimpleNamespace, number: int) -> list[dict]:
+    done = _cli("replay", "--stream", f"{REPO}#{number}", "--format", "jsonl", endpoint=stack.endpoint)
+    assert done.returncode == 0, done.stderr
+    return [json.loads(line) for line in done.stdout.splitlines() if line.strip()]
+
+
+def test_unfinished_runs_come_back_to_the_queue_after_a_restart(tmp_path: Path, gh: FakeGitHub) -> None:
+    """Issue 14 §1: one account, one worker: issue 11 runs (slowly), issue 12 is queued behind it
+    (no account free). Stop: 12's message and 11's go with the old embedded AWS. Start again on the
+    same --state-dir: both are sent again, and both reach a verdict."""
+    state_dir, log = tmp_path / "state", tmp_path / "stack.log"
+    slow = samples.issue_payload(number=11, title="slow crash", body=SLOW)
+    queued = samples.issue_payload(number=12, title="crashes", body=samples.FAILS)
+    for payload in (slow, queued):
+        gh.add_issue_from_payload(payload)
+    first = start(state_dir, gh, log, "--accounts", "1")
+    try:
+        assert _send(first, slow, delivery="unfinished-11").json()["status"] == "accepted"
+        _wait(lambda: any(e["type"] == "IssueProcessingStarted" for e in stream_events(first, 11)),
+              timeout=RUN_TIMEOUT_S, what="issue 11 running", proc=first.proc, log=log)
+        assert _send(first, queued, delivery="unfinished-12").json()["status"] == "accepted"
+        _wait(lambda: any(e["type"] == "IssueQueued" for e in stream_events(first, 12)),
+              timeout=RUN_TIMEOUT_S, what="issue 12 queued", proc=first.proc, log=log)
+        first.proc.send_signal(signal.SIGTERM)
+        assert first.proc.wait(timeout=90) == 0
+    finally:
+        _stop(first.proc)
+    saved = [json.loads(line) for line in (state_dir / "events.jsonl").read_text().splitlines()[1:]]
+    verdicts = {e["event"]["stream"] for e in saved if e.get("event", {}).get("type") == "IssueProcessed"}
+    assert f"issue-{REPO}#12" not in verdicts  # it was still waiting at the stop
+
+    second = start(state_dir, gh, log, "--accounts", "1")
+    try:
+        assert "queue messages of unfinished work sent again: " in log.read_text()
+        assert "to github-issue-processor-issues" in log.read_text()
+        for number in (12, 11):
+            _wait(lambda n=number: any(e["type"] == "IssueProcessed" for e in stream_events(second, n)),  # type: ignore[misc]
+                  timeout=3 * RUN_TIMEOUT_S, what=f"issue {number}'s verdict", proc=second.proc, log=log)
+        verify = _cli("replay", "--verify", endpoint=second.endpoint)
+        assert verify.returncode == 0, verify.stdout + verify.stderr
+    finally:
+        _stop(second.proc)

@@ -6,14 +6,20 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import boto3
 import pytest
+from moto import mock_aws
 
+from gip.domain.envelope import Cause, envelope_from_sqs_body
 from gip.errors import GipError
-from gip.local import state
+from gip.local import requeue, state
+from gip.services.issues import Issues
+from gip.services.pool import Pool
 from gip.services.projection import Projections
 from gip.store.memory import InMemoryEventStore
 from gip.store.protocols import DeliveryMarker, DuplicateDelivery
 from tests.test_replay import leasing_history
+from worker.messages import PROCESS, WAIT, message_action
 
 
 def saved_history() -> state.Saved:
@@ -95,3 +101,71 @@ def test_items_of_the_events_table_become_events_and_markers_only() -> None:
              {"pk": {"S": "oversized-d2"}, "sk": {"N": "0"}, "kind": {"S": "oversized"}}]
     saved = state.from_items(items)
     assert saved.events == [event] and saved.markers == [{"delivery_id": "d1", "occurred_at": "t"}]
+
+
+def unfinished_history() -> tuple[InMemoryEventStore, Issues]:
+    """Issue runs in every state, and an account being cleaned, on the in-memory store."""
+    store = InMemoryEventStore()
+    pool, issues = Pool(store=store), Issues(store=store)
+    cause = Cause(correlation_id="d-0", actor="test")
+    for account_id in ("400000000001", "400000000002"):
+        pool.register(account_id, role_arn=f"arn:aws:iam::{account_id}:role/p", source="manual", cause=cause)
+    for number in range(1, 8):
+        issues.receive(delivery_id=f"d-{number}", repo="octo/demo", number=number, cause=cause, data={
+            "title": "t", "labels": ["needs-reproduction"], "trigger": "labeled", "sender": "m",
+            "html_url": f"https://github.com/octo/demo/issues/{number}", "repo": "octo/demo", "number": number})
+        if number == 2:
+            continue  # RECEIVED: the gatekeeper's message
+        if number == 6:
+            issues.record("octo/demo", 6, "IssueSkipped", {"run": 1, "reason": "not_allowed"}, cause=cause)
+            continue
+        issues.record("octo/demo", number, "IssueQueued", {"run": 1, "sender": "m", "permission": "write"}, cause=cause)
+    for number, retryable in ((3, True), (4, False)):
+        issues.record("octo/demo", number, "IssueProcessingFailed",
+                      {"run": 1, "error": "boom", "retryable": retryable, "attempt": 1}, cause=cause)
+    running = pool.reserve(issue="issue-octo/demo#5", worker="w", cause=cause)
+    assert running is not None
+    issues.record("octo/demo", 5, "IssueProcessingStarted", {"run": 1, "account_id": running.account_id,
+                  "lease_id": running.lease_id, "worker": "w", "attempt": 1}, cause=cause)
+    cleaning = pool.reserve(issue="issue-octo/demo#7", worker="w", cause=cause)
+    assert cleaning is not None
+    pool.release(cleaning.account_id, lease_id=cleaning.lease_id, cause=cause)  # CLEANING: the cleanup message
+    return store, issues
+
+
+def test_pending_names_each_message_the_live_path_would_still_hold() -> None:
+    """Issue 14 §1: queued (1, 7), retryable (3) and running (5) runs → the issue queue; a run still
+    RECEIVED (2) → the gatekeeper; the account being cleaned → the cleanup queue; a run failed for
+    good (4) or skipped (6) → nothing; nor anything the bus only replayed."""
+    store, _ = unfinished_history()
+    events = [e for stream in store.streams.values() for e in stream]
+    found = requeue.pending(events)
+    assert sorted(e["stream"] for e in found["issues"]) == [f"issue-octo/demo#{n}" for n in (1, 3, 5, 7)]
+    assert {e["type"] for e in found["issues"]} == {"IssueQueued"}
+    assert [(e["stream"], e["type"]) for e in found["gatekeeper"]] == [("issue-octo/demo#2", "IssueReceived")]
+    assert [e["type"] for e in found["cleanup"]] == ["AccountReleased"]
+    replayed = [{**e, "replay": True} for e in events]
+    assert requeue.pending(replayed) == {"gatekeeper": [], "issues": [], "cleanup": []}
+
+
+@mock_aws
+def test_send_makes_messages_the_worker_accepts() -> None:
+    """What is sent is what the bus rule delivers: the worker's re-check of the issue stream takes a
+    queued or retryable run (PROCESS) and holds a running one back for the sweeper (WAIT)."""
+    store, issues = unfinished_history()
+    events = [e for stream in store.streams.values() for e in stream]
+    sqs = boto3.client("sqs", region_name="us-east-1")
+    urls = {q: sqs.create_queue(QueueName=f"gip-{q}")["QueueUrl"] for q in ("gatekeeper", "issues", "cleanup")}
+    sent = requeue.send(sqs, events, prefix="gip", account="123456789012", region="us-east-1")
+    assert sent == {"gatekeeper": 1, "issues": 4, "cleanup": 1}
+    actions = {}
+    for _ in range(2):
+        for msg in sqs.receive_message(QueueUrl=urls["issues"], MaxNumberOfMessages=10).get("Messages", []):
+            body = json.loads(msg["Body"])
+            assert body["source"] == "gip" and body["detail-type"] == "IssueQueued"
+            event = envelope_from_sqs_body(msg["Body"])
+            number = int(event["stream"].rsplit("#", 1)[1])
+            actions[number] = message_action(issues.get("octo/demo", number), event["data"]["run"], max_attempts=3).kind
+    assert actions == {1: PROCESS, 3: PROCESS, 5: WAIT, 7: PROCESS}
+    (cleanup,) = sqs.receive_message(QueueUrl=urls["cleanup"])["Messages"]
+    assert envelope_from_sqs_body(cleanup["Body"])["type"] == "AccountReleased"

@@ -170,7 +170,8 @@ def test_status_says_degraded_with_the_reasons(pool: SimpleNamespace, moto_serve
     destination, the publisher DLQ), each make `status` say degraded and why."""
     code, out, _ = cli(moto_server, "status", "--format", "json")
     health = json.loads(out)["health"]
-    assert health == {"status": "degraded", "parked": 0,
+    assert health == {"status": "degraded", "parked": 0, "dlq": {f"{PREFIX}-issues-dlq": 2},
+                      "publisher_lag_s": None, "workers": {"live": None, "configured": None},
                       "reasons": [f"dead-letter queue {PREFIX}-issues-dlq holds 2 message(s)"]}
     sqs = boto3.client("sqs", endpoint_url=moto_server)
     parked = sqs.create_queue(QueueName=f"{PREFIX}-publisher-dlq")["QueueUrl"]
@@ -180,8 +181,33 @@ def test_status_says_degraded_with_the_reasons(pool: SimpleNamespace, moto_serve
         assert code == 0 and out.splitlines()[:3] == [
             "health: degraded", "  1 record(s) parked after failing (in the publisher DLQ)",
             f"  dead-letter queue {PREFIX}-issues-dlq holds 2 message(s)"]
+        assert out.splitlines()[3:7] == [
+            "  publisher lag: unknown (not measurable from the event table)", "  parked records: 1",
+            "  dead-letter messages: 2", "  live workers: unknown (no ECS service found)"]
         _, lines, _ = cli(moto_server, "status", "--format", "jsonl")
         first = json.loads(lines.splitlines()[0])
         assert first["kind"] == "health" and first["parked"] == 1
     finally:
         sqs.delete_queue(QueueUrl=parked)
+
+
+@pytest.mark.server
+def test_status_reports_the_ecs_services_live_workers(pool: SimpleNamespace, moto_server: str) -> None:
+    """Issue 14 §3: a deployed stack's live workers are its ECS service's runningCount; fewer
+    than desired is degraded, with the reason (moto's server reports 0 running)."""
+    ecs = boto3.client("ecs", endpoint_url=moto_server, region_name="us-east-1")
+    ecs.create_cluster(clusterName=f"{PREFIX}-cluster")
+    ecs.register_task_definition(family=f"{PREFIX}-worker", containerDefinitions=[
+        {"name": "worker", "image": "worker:latest", "memory": 512}])
+    ecs.create_service(cluster=f"{PREFIX}-cluster", serviceName=f"{PREFIX}-worker",
+                       taskDefinition=f"{PREFIX}-worker", desiredCount=2)
+    try:
+        code, out, _ = cli(moto_server, "status", "--format", "json")
+        health = json.loads(out)["health"]
+        assert code == 0 and health["workers"] == {"live": 0, "configured": 2}
+        assert "0 of 2 worker(s) alive" in health["reasons"] and health["status"] == "degraded"
+        code, out, _ = cli(moto_server, "status")
+        assert "  live workers: 0 of 2" in out.splitlines() and "  0 of 2 worker(s) alive" in out.splitlines()
+    finally:
+        ecs.delete_service(cluster=f"{PREFIX}-cluster", service=f"{PREFIX}-worker", force=True)
+        ecs.delete_cluster(cluster=f"{PREFIX}-cluster")

@@ -18,6 +18,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
+from botocore.exceptions import BotoCoreError, ClientError
+
 from gip.adapters import aws
 from gip.cli.render import add_format, key_values, structured, table
 from gip.cli.replay import ACCOUNT_COLUMNS, dynamo_errors, open_core
@@ -67,17 +69,36 @@ def queue_rows(queues: Mapping[str, Mapping[str, str]]) -> list[dict[str, Any]]:
     return rows
 
 
-def queue_health(queues: Sequence[Mapping[str, Any]], *, prefix: str) -> dict[str, Any]:
-    """Pure: ``ready`` or ``degraded`` with the reasons, from what the queues show: records the
-    stream mapping parked after failing (``<prefix>-publisher-dlq``) and every other DLQ's depth.
-    (The publisher's lag and the live workers are the running stack's: local ``/healthz``.)"""
+def queue_health(queues: Sequence[Mapping[str, Any]], *, prefix: str,
+                 workers: Mapping[str, int | None] | None = None, lag_s: float | None = None) -> dict[str, Any]:
+    """Pure: ``ready`` or ``degraded`` with the reasons (:func:`gip.local.health.assess`, as
+    ``/healthz``), from what the queues show: records the stream mapping parked after failing
+    (``<prefix>-publisher-dlq``) and every other DLQ's depth; and from the live workers (the ECS
+    service's ``runningCount`` of its ``desiredCount``) and the publisher's lag where known.
+    A figure that cannot be known is ``None`` (shown "unknown") and is no reason either way."""
     from gip.local.health import assess
 
+    workers = dict(workers or {"live": None, "configured": None})
     parked_queue = f"{prefix}-publisher-dlq"
     parked = sum(int(q["visible"]) for q in queues if q["queue"] == parked_queue)
     dlq = {str(q["queue"]): int(q["visible"]) for q in queues if q["dlq_for"] is not None and q["queue"] != parked_queue}
-    status, reasons = assess(lag_s=0.0, parked=parked, dlq=dlq, live_workers=0, configured_workers=0)
-    return {"status": status, "reasons": reasons, "parked": parked}
+    live, configured = workers.get("live"), workers.get("configured")
+    status, reasons = assess(lag_s=lag_s or 0.0, parked=parked, dlq=dlq, live_workers=live or 0,
+                             configured_workers=configured if live is not None and configured is not None else 0)
+    return {"status": status, "reasons": reasons, "parked": parked,
+            "dlq": dlq, "publisher_lag_s": lag_s, "workers": {"live": live, "configured": configured}}
+
+
+def health_lines(checked: Mapping[str, Any]) -> list[str]:
+    """Pure: the ``health:`` line, its reasons, then each figure (or "unknown")."""
+    lag, workers = checked["publisher_lag_s"], checked["workers"]
+    live = ("unknown (no ECS service found)" if workers["live"] is None
+            else f"{workers['live']} of {workers['configured']}")
+    return [f"health: {checked['status']}", *(f"  {r}" for r in checked["reasons"]),
+            "  publisher lag: " + ("unknown (not measurable from the event table)" if lag is None else f"{lag:.0f}s"),
+            f"  parked records: {checked['parked']}",
+            f"  dead-letter messages: {sum(checked['dlq'].values())}",
+            f"  live workers: {live}"]
 
 
 def failure_rows(events: Iterable[Envelope]) -> list[dict[str, Any]]:
@@ -131,16 +152,15 @@ def run_status(args: argparse.Namespace, *, now: datetime | None = None) -> int:
         recent = [e for e in core.store.read_window(now - RECENT, now) if e["type"] in FAILURE_TYPES]
     queues = queue_rows(_queues(args))
     failures = failure_rows(recent[-20:])
-    checked = queue_health(queues, prefix=args.prefix)
+    checked = queue_health(queues, prefix=args.prefix, workers=_workers(args))
     if args.format != "table":
         doc = {"pool": pool, "queues": queues, "recent_failures": failures, "health": checked}
         records = [{"kind": "health", **checked}, {"kind": "pool", **pool}, *({"kind": "queue", **q} for q in queues),
                    *({"kind": "failure", **f} for f in failures)]
         print("\n".join(structured(args.format, doc, records)))
         return 0
-    print(f"health: {checked['status']}")
-    for reason in checked["reasons"]:
-        print(f"  {reason}")
+    for line in health_lines(checked):
+        print(line)
     print("\npool")
     pairs: list[tuple[str, Any]] = [(f"  {s.lower()}", n) for s, n in pool["by_status"].items()]
     pairs.append(("  usable", f"{pool['usable']} (counts row: {pool['counts_row']['usable']})"))
@@ -213,3 +233,18 @@ def _queues(args: argparse.Namespace) -> dict[str, dict[str, str]]:
     if not out:
         print(f"notice: no queue named {args.prefix}-* in this region", file=sys.stderr)
     return out
+
+
+def _workers(args: argparse.Namespace) -> dict[str, int | None]:
+    """The worker ECS service's ``runningCount`` / ``desiredCount`` (templates/worker.yaml names
+    the cluster ``<prefix>-cluster`` and the service ``<prefix>-worker``); ``None`` each when the
+    service cannot be read (no such service, no permission, no ECS at this endpoint)."""
+    try:
+        found = aws.client(args, "ecs").describe_services(
+            cluster=f"{args.prefix}-cluster", services=[f"{args.prefix}-worker"]).get("services", [])
+    except (BotoCoreError, ClientError):  # no ECS here, no permission: the figure is unknown
+        found = []
+    active = [s for s in found if s.get("status") == "ACTIVE"]
+    if not active:
+        return {"live": None, "configured": None}
+    return {"live": int(active[0].get("runningCount", 0)), "configured": int(active[0].get("desiredCount", 0))}

@@ -11,7 +11,9 @@ order, each marker in the transaction of its delivery's first event), and every 
 is rebuilt by folding the log with the same reducers ``replay --verify --repair`` uses
 (:class:`gip.services.projection.Projections`). What was in flight comes back as the fold
 leaves it: a leased account keeps its lease, whose expiry has passed or soon will, and the
-sweeper times it out (run failed, retryable; account to cleanup), as it would in AWS.
+sweeper times it out (run failed, retryable; account to cleanup), as it would in AWS. The queue
+messages of unfinished work (queued or retryable runs, accounts being cleaned) went with the old
+embedded AWS: :mod:`gip.local.requeue` sends them again, as the bus rules first did.
 
 A file that cannot be read or parsed is never overwritten or ignored: :func:`load` raises one
 line naming the file, and the stack refuses to start unless ``--fresh`` (which moves the old
@@ -169,14 +171,23 @@ def summary(saved: Saved) -> str:
 def restore_stack(saved: Saved, *, pollers: Iterable[Any], path: Path) -> str:
     """Local mode's start: restore into the deployed tables, then move each stream poller past
     the restored records (they were on the bus before the stop: never published twice)."""
+    import boto3
+
     from gip.config import Settings
+    from gip.local import requeue
     from gip.store.dynamodb import DynamoEventStore
     from gip.store.models import Tables
 
-    appended, markers = restore(DynamoEventStore(Tables.from_settings(Settings.from_env())), saved)
+    settings = Settings.from_env()
+    appended, markers = restore(DynamoEventStore(Tables.from_settings(settings)), saved)
     skipped = sum(p.skip_to_end() for p in pollers)
+    account = boto3.client("sts", region_name=settings.region).get_caller_identity()["Account"]
+    sent = requeue.send(boto3.client("sqs", region_name=settings.region), saved.events, prefix=settings.prefix,
+                        account=account, region=settings.region)
+    again = ", ".join(f"{n} to {settings.prefix}-{queue}" for queue, n in sent.items()) or "none"
     return (f"restored {appended} event(s) and {markers} delivery marker(s) from {path}; projections "
-            f"rebuilt by folding them ({skipped} stream record(s) not published again)")
+            f"rebuilt by folding them ({skipped} stream record(s) not published again); "
+            f"queue messages of unfinished work sent again: {again}")
 
 
 def save_stack(ddb: Any, path: Path) -> str:
