@@ -36,6 +36,9 @@ TOKEN = "test-token"
 REPO = samples.REPO
 BOOT_TIMEOUT_S = 150  # deploy + two reconcile passes, on a loaded 2-core box
 RUN_TIMEOUT_S = 120
+STREAM_RETRIES = 3  # a failing stream record is parked after 1 + 3 attempts, not the template's 101
+# The local runtime's knobs (gip/local/knobs.py): shorter waits, the same behaviour.
+QUICK = {"GIP_LOCAL_STREAM_RETRIES": str(STREAM_RETRIES), "GIP_LOCAL_RECONCILE_S": "1"}
 ISSUES = {
     1: ("crashes on an empty config", samples.FAILS, "reproduced"),
     2: ("listing fails", samples.PASSES, "not_reproduced"),
@@ -100,7 +103,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimpleNamespace]
                 [sys.executable, "bootstrap.py", "--org", "o-example0000", "--local", "--port", str(port),
                  "--aws-port", str(aws_port), "--accounts", "3", "--state-dir", str(tmp / "state")],
                 cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-                env=_env(GITHUB_API_URL=gh.url, GITHUB_TOKEN=TOKEN, GITHUB_WEBHOOK_SECRET=SECRET),
+                env=_env(GITHUB_API_URL=gh.url, GITHUB_TOKEN=TOKEN, GITHUB_WEBHOOK_SECRET=SECRET, **QUICK),
             )
         base = f"http://127.0.0.1:{port}"
         _wait(lambda: _healthy(base), timeout=BOOT_TIMEOUT_S, what="/healthz 200", proc=proc, log=log)
@@ -118,8 +121,10 @@ def _send(stack: SimpleNamespace, payload: dict[str, Any], *, delivery: str, sec
                          headers=samples.headers(body, secret, delivery=delivery))
 
 
-def _events(stack: SimpleNamespace, number: int) -> list[dict[str, Any]]:
-    done = _cli("replay", "--stream", f"{REPO}#{number}", "--format", "jsonl", endpoint=stack.endpoint)
+def _events(stack: SimpleNamespace, number: int | None = None) -> list[dict[str, Any]]:
+    """``replay`` of issue ``number``'s stream, or of the whole log (one CLI run either way)."""
+    which = ("--stream", f"{REPO}#{number}") if number is not None else ()
+    done = _cli("replay", *which, "--format", "jsonl", endpoint=stack.endpoint)
     assert done.returncode == 0, done.stderr
     return [json.loads(line) for line in done.stdout.splitlines() if line.strip()]
 
@@ -151,9 +156,9 @@ def test_three_issues_reach_their_verdicts_with_one_comment_each(stack: SimpleNa
 
     # THEN each reaches its verdict (bounded) ...
     def verdicts() -> dict[int, str] | None:
-        found = {}
+        found, log = {}, _events(stack)  # one replay of the whole log per poll, not one per issue
         for n in ISSUES:
-            processed = [e for e in _events(stack, n) if e["type"] == "IssueProcessed"]
+            processed = [e for e in log if e["type"] == "IssueProcessed" and e["stream"] == f"issue-{REPO}#{n}"]
             if not processed:
                 return None
             found[n] = processed[-1]["data"]["verdict"]
@@ -228,8 +233,9 @@ def test_three_issues_reach_their_verdicts_with_one_comment_each(stack: SimpleNa
 
 def test_a_broken_subscription_parks_its_records_and_the_rest_flow(stack: SimpleNamespace) -> None:
     """Issue 14 §2/§3: a subscriber whose target is gone. moto delivers synchronously, so the
-    publish fails; the stream mapping retries it MaximumRetryAttempts times, then parks it in
-    the publisher DLQ (the template's on-failure destination) and the pipeline goes on."""
+    publish fails; the stream mapping retries it MaximumRetryAttempts times (here
+    GIP_LOCAL_STREAM_RETRIES), then parks it in the publisher DLQ (the template's on-failure
+    destination) and the pipeline goes on."""
     gh: FakeGitHub = stack.gh
     sqs = boto3.client("sqs", region_name="us-east-1", endpoint_url=stack.endpoint)
     doomed = sqs.create_queue(QueueName="e2e-doomed")["QueueUrl"]
@@ -253,7 +259,9 @@ def test_a_broken_subscription_parks_its_records_and_the_rest_flow(stack: Simple
     assert "dead-letter queue publisher holds 1 message(s)" in doc["reasons"]
     parked_url = sqs.get_queue_url(QueueName="github-issue-processor-publisher-dlq")["QueueUrl"]
     (message,) = sqs.receive_message(QueueUrl=parked_url, VisibilityTimeout=0)["Messages"]
-    assert json.loads(message["Body"])["requestContext"]["condition"] == "RetryAttemptsExhausted"
+    context = json.loads(message["Body"])["requestContext"]
+    assert context["condition"] == "RetryAttemptsExhausted"
+    assert context["approximateInvokeCount"] == 1 + STREAM_RETRIES  # the first attempt and every retry
     status = _cli("status", endpoint=stack.endpoint)
     assert status.stdout.splitlines()[:2] == ["health: degraded", "  1 record(s) parked after failing (in the publisher DLQ)"]
     # ... and the pipeline flows on for everyone else: issue 6 reaches its verdict

@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -20,6 +22,7 @@ from tests.conftest import free_port
 from tests.fakes.github_server import FakeGitHub
 from tests.test_local_e2e import (
     BOOT_TIMEOUT_S,
+    QUICK,
     REPO,
     ROOT,
     RUN_TIMEOUT_S,
@@ -43,7 +46,7 @@ def start(state_dir: Path, gh: FakeGitHub, log: Path, *extra: str) -> SimpleName
             [sys.executable, "bootstrap.py", "--org", "o-example0000", "--local", "--port", str(port),
              "--aws-port", str(aws_port), "--accounts", "2", "--workers", "1", "--state-dir", str(state_dir), *extra],
             cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-            env=_env(GITHUB_API_URL=gh.url, GITHUB_TOKEN=TOKEN, GITHUB_WEBHOOK_SECRET=SECRET))
+            env=_env(GITHUB_API_URL=gh.url, GITHUB_TOKEN=TOKEN, GITHUB_WEBHOOK_SECRET=SECRET, **QUICK))
     base = f"http://127.0.0.1:{port}"
     stack = SimpleNamespace(proc=proc, webhook=f"{base}/webhook", base=base, log=log,
                             endpoint=f"http://127.0.0.1:{aws_port}")
@@ -115,7 +118,20 @@ def test_the_event_log_survives_a_restart(tmp_path: Path, gh: FakeGitHub) -> Non
     assert os.path.getsize(saved) > 0
 
 
-SLOW = samples.FAILS.replace('printf', 'sleep 20\nprintf', 1)
+def slow_until(marker: Path) -> str:
+    """The failing sample, which sleeps 20 s first as long as ``marker`` does not exist."""
+    return samples.FAILS.replace('printf', f'test -e {marker} || sleep 20\nprintf', 1)
+
+
+@pytest.fixture
+def marker() -> Iterator[Path]:
+    """A path a run can look at whatever its uid (not under pytest's 0700 tmp_path)."""
+    folder = Path(tempfile.mkdtemp(prefix="gip-restart-"))
+    folder.chmod(0o755)
+    try:
+        yield folder / "fast"
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def stream_events(stack: SimpleNamespace, number: int) -> list[dict]:
@@ -124,12 +140,14 @@ def stream_events(stack: SimpleNamespace, number: int) -> list[dict]:
     return [json.loads(line) for line in done.stdout.splitlines() if line.strip()]
 
 
-def test_unfinished_runs_come_back_to_the_queue_after_a_restart(tmp_path: Path, gh: FakeGitHub) -> None:
+def test_unfinished_runs_come_back_to_the_queue_after_a_restart(tmp_path: Path, gh: FakeGitHub,
+                                                                marker: Path) -> None:
     """Issue 14 §1: one account, one worker: issue 11 runs (slowly), issue 12 is queued behind it
     (no account free). Stop: 12's message and 11's go with the old embedded AWS. Start again on the
-    same --state-dir: both are sent again, and both reach a verdict."""
+    same --state-dir: both are sent again, and both reach a verdict (11 no longer slow: the
+    marker exists by then, so the second stack need not sit out the 20 s)."""
     state_dir, log = tmp_path / "state", tmp_path / "stack.log"
-    slow = samples.issue_payload(number=11, title="slow crash", body=SLOW)
+    slow = samples.issue_payload(number=11, title="slow crash", body=slow_until(marker))
     queued = samples.issue_payload(number=12, title="crashes", body=samples.FAILS)
     for payload in (slow, queued):
         gh.add_issue_from_payload(payload)
@@ -148,6 +166,8 @@ def test_unfinished_runs_come_back_to_the_queue_after_a_restart(tmp_path: Path, 
     saved = [json.loads(line) for line in (state_dir / "events.jsonl").read_text().splitlines()[1:]]
     verdicts = {e["event"]["stream"] for e in saved if e.get("event", {}).get("type") == "IssueProcessed"}
     assert f"issue-{REPO}#12" not in verdicts  # it was still waiting at the stop
+    assert f"issue-{REPO}#11" not in verdicts  # it was still running at the stop
+    marker.touch()
 
     second = start(state_dir, gh, log, "--accounts", "1")
     try:

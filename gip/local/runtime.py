@@ -38,7 +38,7 @@ from gip.adapters.github.token import check_app
 from gip.config import Settings
 from gip.errors import GipError
 from gip.isolation import detect_mode
-from gip.local import aws_setup, health, samples, state
+from gip.local import aws_setup, health, knobs, samples, state
 from gip.local.apigw import Gateway
 from gip.local.console import (
     QuietReporter,
@@ -100,6 +100,7 @@ class Supervisor:
         self.state_file = opts.state_dir / "local-stack.json"
         self.saved: state.Saved | None = None
         self.may_save = False  # only once the saved log is restored (or there was none)
+        self.knobs = knobs.Knobs()
 
     # ------------------------------------------------------------------ lifecycle
     def say(self, text: str) -> None:
@@ -125,6 +126,7 @@ class Supervisor:
         notice = isolation_notice(detect_mode()[0])  # the workers decide the same way
         if notice:
             self.say(notice)
+        self.knobs = knobs.from_env(os.environ)  # a bad value: one line, exit 1
         app = check_app(Settings.from_env())  # a bad key or an unknown App id: one line, exit 1
         if app:
             self.say(app.line)
@@ -192,8 +194,9 @@ class Supervisor:
                 thread: threading.Thread = StreamPoller(
                     client=client("dynamodbstreams"), function=mapping.function, handler=handler,
                     stream_arn=mapping.source_arn, region=o.region, batch_size=mapping.batch_size,
-                    stop=self.halt, on_event=self.printer.event, retry_s=0.2,  # the compressed clock
-                    max_retries=mapping.max_retries, park=sqs_parker(sqs, mapping.on_failure_arn))
+                    stop=self.halt, on_event=self.printer.event, retry_s=self.knobs.stream_retry_s,
+                    max_retries=self.knobs.max_retries(mapping.max_retries),
+                    park=sqs_parker(sqs, mapping.on_failure_arn))
                 self.stream_pollers.append(thread)  # type: ignore[arg-type]
             else:
                 thread = QueuePoller(sqs=client("sqs"), function=mapping.function, handler=handler,
@@ -201,7 +204,8 @@ class Supervisor:
                                      batch_size=mapping.batch_size, stop=self.halt)
             self.threads.append(thread)
         jobs = build_jobs(wiring.schedules, functions=functions, load=Function.load, sqs=sqs,
-                          queue_url=lambda arn: queue_url(sqs, arn), account=account, region=o.region)
+                          queue_url=lambda arn: queue_url(sqs, arn), account=account, region=o.region,
+                          periods=self.knobs.periods())
         self.threads.append(Scheduler(jobs, stop=self.halt))
         self.webhook = next(f for f in functions.values() if f.name == f"{o.prefix}-webhook")
         self._webhook_handler = self.webhook.load()

@@ -55,8 +55,10 @@ class Job:
 
 def build_jobs(schedules: list[Schedule], *, functions: Mapping[str, Function],
                load: Callable[[Function], Callable[[Any, Any], Any]], sqs: Any,
-               queue_url: Callable[[str], str], account: str, region: str) -> list[Job]:
-    """One job per (rule, target): call the function's handler, or send to the queue."""
+               queue_url: Callable[[str], str], account: str, region: str,
+               periods: Mapping[str, float] | None = None) -> list[Job]:
+    """One job per (rule, target): call the function's handler, or send to the queue.
+    ``periods`` (rule name suffix -> seconds) replaces the compressed clock's period of a rule."""
     jobs = []
     for schedule in schedules:
         for arn in schedule.target_arns:
@@ -71,7 +73,9 @@ def build_jobs(schedules: list[Schedule], *, functions: Mapping[str, Function],
                 log.warning("schedule %s targets %s, which local mode does not play", schedule.rule_name, arn)
                 continue
             floor = max([FLOOR_S, *(f for sfx, f in RULE_FLOORS_S.items() if schedule.rule_name.endswith(sfx))])
-            jobs.append(Job(schedule.rule_name, local_period(schedule.rate_s, floor_s=floor), run))
+            period = next((p for sfx, p in (periods or {}).items() if schedule.rule_name.endswith(sfx)),
+                          local_period(schedule.rate_s, floor_s=floor))
+            jobs.append(Job(schedule.rule_name, period, run))
     return jobs
 
 
