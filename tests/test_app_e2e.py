@@ -28,7 +28,7 @@ from gip.adapters.github import client as client_mod
 from gip.local import samples
 from tests.conftest import free_port
 from tests.fakes.github_app import FakeGitHubApp
-from tests.test_local_e2e import BOOT_TIMEOUT_S, ROOT, _env, _stop, _wait
+from tests.test_local_e2e import BOOT_TIMEOUT_S, QUICK, ROOT, _env, _stop, _wait
 
 pytestmark = [pytest.mark.e2e, pytest.mark.server, pytest.mark.timeout(420)]
 SECRET = "app-e2e-webhook-secret"
@@ -48,7 +48,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimpleNamespace]
     gh.set_permission(REPO, "maintainer", "write")
     key.write_text(gh.private_key_pem)
     env = _env(GITHUB_API_URL=gh.url, GITHUB_APP_ID="4242", GITHUB_APP_PRIVATE_KEY_FILE=str(key),
-               GITHUB_WEBHOOK_SECRET=SECRET)
+               GITHUB_WEBHOOK_SECRET=SECRET, **QUICK)
     proc = None
     try:
         with open(log, "wb") as out:

@@ -1,6 +1,8 @@
-"""End to end (issue 14 §1): process an issue, stop the local stack, start it again on the same
---state-dir: the old events are there, --verify finds no drift, the pool is usable and a
-redelivery of the old delivery is still a duplicate. Then a corrupt log refuses to start."""
+"""End to end (issue 14 §1), one stop and one start on the same --state-dir for every check (a
+stack start is the expensive part): before the stop issue 1 reaches its verdict, issue 11 runs
+(slowly) and issue 12 waits behind it; after the start the old events are there, --verify finds
+no drift, the pool is usable, a redelivery of the old delivery is still a duplicate, and 11 and
+12 come back from the queue and reach their verdicts. Then a corrupt log refuses to start."""
 
 from __future__ import annotations
 
@@ -33,6 +35,8 @@ from tests.test_local_e2e import (
     _healthy,
     _send,
     _stop,
+    _table,
+    _types,
     _wait,
 )
 
@@ -54,59 +58,119 @@ def start(state_dir: Path, gh: FakeGitHub, log: Path, *extra: str) -> SimpleName
     return stack
 
 
-def events(stack: SimpleNamespace) -> list[dict]:
-    done = _cli("replay", "--stream", f"{REPO}#1", "--format", "jsonl", endpoint=stack.endpoint)
+def events(stack: SimpleNamespace, number: int = 1) -> list[dict]:
+    done = _cli("replay", "--stream", f"{REPO}#{number}", "--format", "jsonl", endpoint=stack.endpoint)
     assert done.returncode == 0, done.stderr
     return [json.loads(line) for line in done.stdout.splitlines() if line.strip()]
 
 
-@pytest.fixture
-def gh() -> Iterator[FakeGitHub]:
-    server = FakeGitHub(token=TOKEN, login="gip-bot").start()
-    server.set_permission(REPO, "maintainer", "write")
+def pool(stack: SimpleNamespace) -> list[str]:
+    """Every account's status, read from the pool table with boto3 (cheap enough to poll)."""
+    items = _table(stack, "pool").scan(ConsistentRead=True)["Items"]
+    return [str(item["status"]) for item in items if "status" in item]
+
+
+def slow_until(marker: Path) -> str:
+    """The failing sample, which sleeps 20 s first as long as ``marker`` does not exist."""
+    return samples.FAILS.replace('printf', f'test -e {marker} || sleep 20\nprintf', 1)
+
+
+@pytest.fixture(scope="module")
+def restarted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimpleNamespace]:
+    """Two accounts, one worker. Before the stop: issue 1 reaches its verdict; issue 11 runs
+    (slowly) and issue 12 is queued behind it (the one worker is busy). Stop (SIGTERM): 11's and
+    12's messages go with the old embedded AWS. Start again on the same --state-dir; by then the
+    marker exists, so 11 is no longer slow. Yields the second stack, running."""
+    tmp = tmp_path_factory.mktemp("restart")
+    state_dir, log = tmp / "state", tmp / "stack.log"
+    folder = Path(tempfile.mkdtemp(prefix="gip-restart-"))  # a run reads it whatever its uid
+    folder.chmod(0o755)
+    marker = folder / "fast"
+    gh = FakeGitHub(token=TOKEN, login="gip-bot").start()
+    gh.set_permission(REPO, "maintainer", "write")
+    payloads = {1: samples.issue_payload(number=1, title="crashes", body=samples.FAILS),
+                11: samples.issue_payload(number=11, title="slow crash", body=slow_until(marker)),
+                12: samples.issue_payload(number=12, title="crashes", body=samples.FAILS)}
+    for payload in payloads.values():
+        gh.add_issue_from_payload(payload)
+    second = None
     try:
-        yield server
+        first = start(state_dir, gh, log)
+        try:
+            assert _send(first, payloads[1], delivery="restart-1").json()["status"] == "accepted"
+            _wait(lambda: "IssueProcessed" in _types(first, 1), timeout=RUN_TIMEOUT_S,
+                  what="the verdict", proc=first.proc, log=log)
+            before = events(first)
+            assert _send(first, payloads[11], delivery="unfinished-11").json()["status"] == "accepted"
+            _wait(lambda: "IssueProcessingStarted" in _types(first, 11),
+                  timeout=RUN_TIMEOUT_S, what="issue 11 running", proc=first.proc, log=log)
+            assert _send(first, payloads[12], delivery="unfinished-12").json()["status"] == "accepted"
+            _wait(lambda: "IssueQueued" in _types(first, 12),
+                  timeout=RUN_TIMEOUT_S, what="issue 12 queued", proc=first.proc, log=log)
+            first.proc.send_signal(signal.SIGTERM)
+            assert first.proc.wait(timeout=90) == 0
+        finally:
+            _stop(first.proc)
+        saved_text = (state_dir / "events.jsonl").read_text()
+        first_log = log.read_text()
+        marker.touch()
+        second = start(state_dir, gh, log)
+        yield SimpleNamespace(stack=second, gh=gh, log=log, state_dir=state_dir, before=before,
+                              first_log=first_log, saved_text=saved_text, tmp=tmp)
     finally:
-        server.stop()
+        if second is not None:
+            _stop(second.proc)
+        gh.stop()
+        shutil.rmtree(folder, ignore_errors=True)
 
 
-def test_the_event_log_survives_a_restart(tmp_path: Path, gh: FakeGitHub) -> None:
-    state_dir, log = tmp_path / "state", tmp_path / "stack.log"
-    payload = samples.issue_payload(number=1, title="crashes", body=samples.FAILS)
-    gh.add_issue_from_payload(payload)
-    first = start(state_dir, gh, log)
-    try:
-        assert _send(first, payload, delivery="restart-1").json()["status"] == "accepted"
-        _wait(lambda: any(e["type"] == "IssueProcessed" for e in events(first)), timeout=RUN_TIMEOUT_S,
-              what="the verdict", proc=first.proc, log=log)
-        before = events(first)
-        first.proc.send_signal(signal.SIGTERM)
-        assert first.proc.wait(timeout=90) == 0
-    finally:
-        _stop(first.proc)
-    assert "event log saved: " in log.read_text() and (state_dir / "events.jsonl").exists()
+def test_the_event_log_survives_a_restart(restarted: SimpleNamespace) -> None:
+    second, gh, before = restarted.stack, restarted.gh, restarted.before
+    assert "event log saved: " in restarted.first_log and restarted.saved_text
+    assert "restored " in restarted.log.read_text()
+    after = events(second)
+    assert [e["event_id"] for e in after[:len(before)]] == [e["event_id"] for e in before]  # replay shows them
+    again = _send(second, samples.issue_payload(number=1, title="crashes", body=samples.FAILS), delivery="restart-1")
+    assert again.status_code == 202 and again.json()["status"] == "ignored", again.text
+    assert [e["type"] for e in events(second)].count("IssueReceived") == 1
+    # the restored events were not published again: GitHub saw one status comment only
+    assert len([r for r in gh.requests if r.method == "POST" and r.path.endswith("/issues/1/comments")]) == 1
+    # the pool is usable: once the runs that came back are done, every account is settled
+    _wait(lambda: sum(s == "AVAILABLE" for s in pool(second)) >= 2
+          and set(pool(second)) <= {"AVAILABLE", "DEREGISTERED"},
+          timeout=3 * RUN_TIMEOUT_S, what="the pool settled", proc=second.proc, log=restarted.log)
+    accounts = json.loads(_cli("accounts", "--format", "json", endpoint=second.endpoint).stdout)
+    assert accounts and all(a["status"] in ("AVAILABLE", "DEREGISTERED") for a in accounts), accounts
+    assert sum(a["status"] == "AVAILABLE" for a in accounts) >= 2
+    verify = _cli("replay", "--verify", endpoint=second.endpoint)
+    assert verify.returncode == 0, verify.stdout + verify.stderr
 
-    second = start(state_dir, gh, log)
-    try:
-        assert "restored " in log.read_text()
-        after = events(second)
-        assert [e["event_id"] for e in after[:len(before)]] == [e["event_id"] for e in before]  # replay shows them
-        verify = _cli("replay", "--verify", endpoint=second.endpoint)
-        assert verify.returncode == 0, verify.stdout + verify.stderr
-        accounts = json.loads(_cli("accounts", "--format", "json", endpoint=second.endpoint).stdout)
-        assert accounts and all(a["status"] in ("AVAILABLE", "DEREGISTERED") for a in accounts), accounts
-        assert sum(a["status"] == "AVAILABLE" for a in accounts) >= 2
-        again = _send(second, payload, delivery="restart-1")
-        assert again.status_code == 202 and again.json()["status"] == "ignored", again.text
-        assert [e["type"] for e in events(second)].count("IssueReceived") == 1
-        # the restored events were not published again: GitHub saw one status comment only
-        assert len([r for r in gh.requests if r.method == "POST" and r.path.endswith("/comments")]) == 1
-    finally:
-        _stop(second.proc)
 
-    # a damaged log: one line naming the file, exit 1, and the file left as it was
+def test_unfinished_runs_come_back_to_the_queue_after_a_restart(restarted: SimpleNamespace) -> None:
+    """Issue 14 §1: 11 (running at the stop) and 12 (queued at the stop) are sent again by the
+    restore, and both reach a verdict."""
+    second, log = restarted.stack, restarted.log
+    saved = [json.loads(line) for line in restarted.saved_text.splitlines()[1:]]
+    verdicts = {e["event"]["stream"] for e in saved if e.get("event", {}).get("type") == "IssueProcessed"}
+    assert f"issue-{REPO}#12" not in verdicts  # it was still waiting at the stop
+    assert f"issue-{REPO}#11" not in verdicts  # it was still running at the stop
+    assert f"issue-{REPO}#1" in verdicts  # (and the finished one is in the saved log)
+    assert "queue messages of unfinished work sent again: " in log.read_text()
+    assert "to github-issue-processor-issues" in log.read_text()
+    for number in (12, 11):
+        _wait(lambda n=number: "IssueProcessed" in _types(second, n),  # type: ignore[misc]
+              timeout=3 * RUN_TIMEOUT_S, what=f"issue {number}'s verdict", proc=second.proc, log=log)
+        assert "IssueProcessed" in [e["type"] for e in events(second, number)]  # replay shows it
+    verify = _cli("replay", "--verify", endpoint=second.endpoint)
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+
+
+def test_a_damaged_event_log_is_one_line_and_is_left_as_it_was(restarted: SimpleNamespace) -> None:
+    """A copy of the log saved at the stop, cut short: one line naming the file, exit 1."""
+    state_dir = restarted.tmp / "damaged"
+    state_dir.mkdir()
     saved = state_dir / "events.jsonl"
-    saved.write_text(saved.read_text()[:-40])
+    saved.write_text(restarted.saved_text[:-40])
     damaged = saved.read_bytes()
     done = subprocess.run([sys.executable, "bootstrap.py", "--org", "o-example0000", "--local", "--port",
                            str(free_port()), "--aws-port", str(free_port()), "--state-dir", str(state_dir)],
@@ -116,67 +180,3 @@ def test_the_event_log_survives_a_restart(tmp_path: Path, gh: FakeGitHub) -> Non
     assert line.startswith(f"error: cannot use the saved event log {saved}: ") and "--fresh" in line
     assert saved.read_bytes() == damaged
     assert os.path.getsize(saved) > 0
-
-
-def slow_until(marker: Path) -> str:
-    """The failing sample, which sleeps 20 s first as long as ``marker`` does not exist."""
-    return samples.FAILS.replace('printf', f'test -e {marker} || sleep 20\nprintf', 1)
-
-
-@pytest.fixture
-def marker() -> Iterator[Path]:
-    """A path a run can look at whatever its uid (not under pytest's 0700 tmp_path)."""
-    folder = Path(tempfile.mkdtemp(prefix="gip-restart-"))
-    folder.chmod(0o755)
-    try:
-        yield folder / "fast"
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
-
-
-def stream_events(stack: SimpleNamespace, number: int) -> list[dict]:
-    done = _cli("replay", "--stream", f"{REPO}#{number}", "--format", "jsonl", endpoint=stack.endpoint)
-    assert done.returncode == 0, done.stderr
-    return [json.loads(line) for line in done.stdout.splitlines() if line.strip()]
-
-
-def test_unfinished_runs_come_back_to_the_queue_after_a_restart(tmp_path: Path, gh: FakeGitHub,
-                                                                marker: Path) -> None:
-    """Issue 14 §1: one account, one worker: issue 11 runs (slowly), issue 12 is queued behind it
-    (no account free). Stop: 12's message and 11's go with the old embedded AWS. Start again on the
-    same --state-dir: both are sent again, and both reach a verdict (11 no longer slow: the
-    marker exists by then, so the second stack need not sit out the 20 s)."""
-    state_dir, log = tmp_path / "state", tmp_path / "stack.log"
-    slow = samples.issue_payload(number=11, title="slow crash", body=slow_until(marker))
-    queued = samples.issue_payload(number=12, title="crashes", body=samples.FAILS)
-    for payload in (slow, queued):
-        gh.add_issue_from_payload(payload)
-    first = start(state_dir, gh, log, "--accounts", "1")
-    try:
-        assert _send(first, slow, delivery="unfinished-11").json()["status"] == "accepted"
-        _wait(lambda: any(e["type"] == "IssueProcessingStarted" for e in stream_events(first, 11)),
-              timeout=RUN_TIMEOUT_S, what="issue 11 running", proc=first.proc, log=log)
-        assert _send(first, queued, delivery="unfinished-12").json()["status"] == "accepted"
-        _wait(lambda: any(e["type"] == "IssueQueued" for e in stream_events(first, 12)),
-              timeout=RUN_TIMEOUT_S, what="issue 12 queued", proc=first.proc, log=log)
-        first.proc.send_signal(signal.SIGTERM)
-        assert first.proc.wait(timeout=90) == 0
-    finally:
-        _stop(first.proc)
-    saved = [json.loads(line) for line in (state_dir / "events.jsonl").read_text().splitlines()[1:]]
-    verdicts = {e["event"]["stream"] for e in saved if e.get("event", {}).get("type") == "IssueProcessed"}
-    assert f"issue-{REPO}#12" not in verdicts  # it was still waiting at the stop
-    assert f"issue-{REPO}#11" not in verdicts  # it was still running at the stop
-    marker.touch()
-
-    second = start(state_dir, gh, log, "--accounts", "1")
-    try:
-        assert "queue messages of unfinished work sent again: " in log.read_text()
-        assert "to github-issue-processor-issues" in log.read_text()
-        for number in (12, 11):
-            _wait(lambda n=number: any(e["type"] == "IssueProcessed" for e in stream_events(second, n)),  # type: ignore[misc]
-                  timeout=3 * RUN_TIMEOUT_S, what=f"issue {number}'s verdict", proc=second.proc, log=log)
-        verify = _cli("replay", "--verify", endpoint=second.endpoint)
-        assert verify.returncode == 0, verify.stdout + verify.stderr
-    finally:
-        _stop(second.proc)
