@@ -10,27 +10,19 @@ import re
 import signal
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests import test_local_restart
 from tests.fakes.github_server import FakeGitHub
-from tests.test_local_e2e import REPO, TOKEN, _cli, _stop
+from tests.test_local_e2e import _cli, _stop
 from tests.test_local_restart import start
+
+gh = test_local_restart.gh  # the fake GitHub fixture, shared
 
 pytestmark = [pytest.mark.e2e, pytest.mark.server, pytest.mark.timeout(600)]
 RECONCILE_PASSES_S = 12  # reconcile runs every 4 s locally; a vanished account goes after two strikes
-
-
-@pytest.fixture
-def gh() -> Iterator[FakeGitHub]:
-    server = FakeGitHub(token=TOKEN, login="gip-bot").start()
-    server.set_permission(REPO, "maintainer", "write")
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def members(log: Path) -> list[list[str]]:
