@@ -11,7 +11,8 @@ import pytest
 from moto import mock_aws
 
 from gip.cli import guardrails
-from gip.local import aws_setup
+from gip.domain.envelope import ACCOUNT_RE
+from gip.local import account_ids, aws_setup
 
 
 @pytest.fixture
@@ -61,3 +62,32 @@ def test_members_join_a_pool_ou_guarded_by_the_scp(aws: None) -> None:
                                   role_name="gip-processing")
     assert len(orgs.list_organizational_units_for_parent(ParentId=root)["OrganizationalUnits"]) == 1
     assert [t["TargetId"] for t in orgs.list_targets_for_policy(PolicyId=policy["Id"])["Targets"]] == [pool["Id"]]
+
+
+def test_members_get_the_same_ids_on_every_start(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 14 gap: moto draws random account ids; member n of a prefix gets one id on each
+    start (a fresh moto each time), so a restored log's accounts are still the Organization's."""
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.setenv(name, "testing")
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    runs = []
+    for _ in range(2):
+        with mock_aws():
+            members = aws_setup.create_organization(
+                client, accounts=3, prefix="gip", member_client=member_client, role_name="gip-processing",
+                trust_policy=json.dumps({"Version": "2012-10-17", "Statement": []}))
+            listed = {a["Id"]: a["Name"] for a in client("organizations").list_accounts()["Accounts"]}
+        runs.append(members)
+        assert [listed[m] for m in members] == ["gip-sandbox-1", "gip-sandbox-2", "gip-sandbox-3"]
+    assert runs[0] == runs[1] == [account_ids.member_id("gip", n) for n in (1, 2, 3)]
+    assert len(set(runs[0])) == 3 and all(ACCOUNT_RE.match(m) for m in runs[0])
+    assert account_ids.member_id("other", 1) != runs[0][0]  # another prefix, other ids
+
+
+def test_outside_the_patch_moto_ids_are_random_again(aws: None) -> None:
+    orgs = client("organizations")
+    orgs.create_organization(FeatureSet="ALL")
+    with account_ids.fixed_account_id("912345678901"):
+        fixed = orgs.create_account(AccountName="a", Email="a@example.com")["CreateAccountStatus"]["AccountId"]
+    later = orgs.create_account(AccountName="b", Email="b@example.com")["CreateAccountStatus"]["AccountId"]
+    assert fixed == "912345678901" and later != fixed

@@ -169,3 +169,40 @@ def test_send_makes_messages_the_worker_accepts() -> None:
     assert actions == {1: PROCESS, 3: PROCESS, 5: WAIT, 7: PROCESS}
     (cleanup,) = sqs.receive_message(QueueUrl=urls["cleanup"])["Messages"]
     assert envelope_from_sqs_body(cleanup["Body"])["type"] == "AccountReleased"
+
+
+COMMAND = {"title": "t", "labels": ["needs-reproduction"], "trigger": "command", "sender": "m", "command": "reproduce",
+           "html_url": "https://github.com/octo/demo/issues/4", "repo": "octo/demo", "number": 4, "comment_id": 77}
+
+
+def test_a_command_delivery_before_a_stop_is_a_duplicate_after_the_restore() -> None:
+    """Issue 14 gap: a command's marker is keyed by its comment (``comment-77``), which no
+    event's correlation id names; it goes back with the IssueReceived carrying that comment id,
+    so the old ``/reproduce`` redelivered after a restart starts no new run."""
+    before = InMemoryEventStore()
+    issues = Issues(store=before)
+    cause = Cause(correlation_id="delivery-of-the-comment", actor="test")
+    assert issues.receive(delivery_id="comment-77", repo="octo/demo", number=4, data=COMMAND, cause=cause).appended
+    issues.record("octo/demo", 4, "IssueSkipped", {"run": 1, "reason": "not_allowed"}, cause=cause)  # no longer active
+    events = [e for stream in before.streams.values() for e in stream]
+    saved = state.Saved(events=events, markers=[{"delivery_id": d, "occurred_at": at} for d, at in before.markers.items()])
+    plan = [(events[0]["type"], rows) for _, _, events, rows in state.appends(saved) if rows]
+    assert plan == [("IssueReceived", [{"delivery_id": "comment-77", "occurred_at": before.markers["comment-77"]}])]
+    after = InMemoryEventStore()
+    assert state.restore(after, saved) == (2, 1)
+    again = Issues(store=after).receive(delivery_id="comment-77", repo="octo/demo", number=4, data=COMMAND, cause=cause)
+    assert not again.appended and again.reason == "duplicate_delivery"
+    fresh = Issues(store=InMemoryEventStore())  # without the marker the same comment would start a run
+    state.restore(fresh.store, state.Saved(events=saved.events, markers=[]))
+    assert fresh.receive(delivery_id="comment-77", repo="octo/demo", number=4, data=COMMAND, cause=cause).appended
+
+
+def test_a_marker_no_event_names_is_restored_too() -> None:
+    saved = saved_history()
+    orphans = [{"delivery_id": f"orphan-{n}", "occurred_at": "2026-01-01T00:00:00.000Z"} for n in range(150)]
+    saved.markers.extend(orphans)
+    plan = list(state.appends(saved))
+    assert all(len(events) + len(rows) <= state.MAX_ITEMS for _, _, events, rows in plan)
+    store = InMemoryEventStore()
+    assert state.restore(store, saved) == (len(saved.events), 151)
+    assert {m["delivery_id"] for m in orphans} <= set(store.markers)

@@ -2,7 +2,8 @@
 
 ``accounts`` lists the projection rows (:meth:`Pool.accounts`). ``status`` adds the counts
 row, the depth of every ``<prefix>-*`` queue and its DLQ, and the failures of the last 24 h
-read through the time index. ``reinstate`` is :meth:`Pool.reinstate` (QUARANTINED → CLEANING,
+read through the time index, after the health verdict and its figures (publisher lag and live
+workers: :mod:`gip.cli.status_figures`). ``reinstate`` is :meth:`Pool.reinstate` (QUARANTINED → CLEANING,
 event ``AccountReinstated``): the account is cleaned again before it is used.
 """
 
@@ -18,13 +19,13 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
-
 from gip.adapters import aws
+from gip.cli import status_figures
 from gip.cli.render import add_format, key_values, structured, table
 from gip.cli.replay import ACCOUNT_COLUMNS, dynamo_errors, open_core
 from gip.cli.replay_query import summary
-from gip.domain.envelope import ACCOUNT_RE, Cause, Envelope, utcnow
+from gip.cli.status_figures import Figures
+from gip.domain.envelope import ACCOUNT_RE, Cause, Envelope, iso, utcnow
 from gip.domain.pool import STATUSES, Account, Counts
 from gip.errors import GipError, NotFound, UsageError
 
@@ -69,33 +70,34 @@ def queue_rows(queues: Mapping[str, Mapping[str, str]]) -> list[dict[str, Any]]:
     return rows
 
 
-def queue_health(queues: Sequence[Mapping[str, Any]], *, prefix: str,
-                 workers: Mapping[str, int | None] | None = None, lag_s: float | None = None) -> dict[str, Any]:
+def queue_health(queues: Sequence[Mapping[str, Any]], *, prefix: str, figures: Figures | None = None) -> dict[str, Any]:
     """Pure: ``ready`` or ``degraded`` with the reasons (:func:`gip.local.health.assess`, as
     ``/healthz``), from what the queues show: records the stream mapping parked after failing
-    (``<prefix>-publisher-dlq``) and every other DLQ's depth; and from the live workers (the ECS
-    service's ``runningCount`` of its ``desiredCount``) and the publisher's lag where known.
-    A figure that cannot be known is ``None`` (shown "unknown") and is no reason either way."""
+    (``<prefix>-publisher-dlq``) and every other DLQ's depth; and from the live workers and the
+    publisher's lag (:mod:`gip.cli.status_figures`: the local ``/healthz``, or the ECS service and
+    the publisher's ``IteratorAge``). A figure that cannot be known is ``None`` (shown "unknown",
+    with why) and is no reason either way."""
     from gip.local.health import assess
 
-    workers = dict(workers or {"live": None, "configured": None})
+    figures = figures or Figures(lag_note="unknown", workers_note="unknown")
     parked_queue = f"{prefix}-publisher-dlq"
     parked = sum(int(q["visible"]) for q in queues if q["queue"] == parked_queue)
     dlq = {str(q["queue"]): int(q["visible"]) for q in queues if q["dlq_for"] is not None and q["queue"] != parked_queue}
-    live, configured = workers.get("live"), workers.get("configured")
-    status, reasons = assess(lag_s=lag_s or 0.0, parked=parked, dlq=dlq, live_workers=live or 0,
+    live, configured = figures.workers.get("live"), figures.workers.get("configured")
+    status, reasons = assess(lag_s=figures.lag_s or 0.0, parked=parked, dlq=dlq, live_workers=live or 0,
                              configured_workers=configured if live is not None and configured is not None else 0)
-    return {"status": status, "reasons": reasons, "parked": parked,
-            "dlq": dlq, "publisher_lag_s": lag_s, "workers": {"live": live, "configured": configured}}
+    return {"status": status, "reasons": reasons, "parked": parked, "dlq": dlq, "publisher_lag_s": figures.lag_s,
+            "workers": {"live": live, "configured": configured}, "source": figures.source,
+            "notes": {"publisher_lag": figures.lag_note, "workers": figures.workers_note}}
 
 
 def health_lines(checked: Mapping[str, Any]) -> list[str]:
-    """Pure: the ``health:`` line, its reasons, then each figure (or "unknown")."""
-    lag, workers = checked["publisher_lag_s"], checked["workers"]
-    live = ("unknown (no ECS service found)" if workers["live"] is None
-            else f"{workers['live']} of {workers['configured']}")
+    """Pure: the ``health:`` line, its reasons, then each figure (or "unknown", and why)."""
+    lag, workers, notes = checked["publisher_lag_s"], checked["workers"], checked["notes"]
+    live = (notes["workers"] or "unknown") if workers["live"] is None else f"{workers['live']} of {workers['configured']}"
+    shown_lag = (notes["publisher_lag"] or "unknown") if lag is None else f"{lag:.0f}s ({notes['publisher_lag']})"
     return [f"health: {checked['status']}", *(f"  {r}" for r in checked["reasons"]),
-            "  publisher lag: " + ("unknown (not measurable from the event table)" if lag is None else f"{lag:.0f}s"),
+            f"  publisher lag: {shown_lag}",
             f"  parked records: {checked['parked']}",
             f"  dead-letter messages: {sum(checked['dlq'].values())}",
             f"  live workers: {live}"]
@@ -122,6 +124,9 @@ def add_accounts_arguments(parser: argparse.ArgumentParser) -> None:
 
 def add_status_arguments(parser: argparse.ArgumentParser) -> None:
     add_format(parser)
+    parser.add_argument("--state-dir", metavar="DIR", default=None,
+                        help="local mode: the --state-dir the local stack runs with, where its "
+                             "local-stack.json is (default .local)")
 
 
 def add_reinstate_arguments(parser: argparse.ArgumentParser) -> None:
@@ -149,10 +154,15 @@ def run_status(args: argparse.Namespace, *, now: datetime | None = None) -> int:
     core = open_core(args)
     with dynamo_errors(core.settings):
         pool = pool_summary(core.pool.accounts(), core.pool.counts())
-        recent = [e for e in core.store.read_window(now - RECENT, now) if e["type"] in FAILURE_TYPES]
+        stored = list(core.store.read_window(now - RECENT, now))
+    recent = [e for e in stored if e["type"] in FAILURE_TYPES]
     queues = queue_rows(_queues(args))
     failures = failure_rows(recent[-20:])
-    checked = queue_health(queues, prefix=args.prefix, workers=_workers(args))
+    window = iso(now - status_figures.LAG_WINDOW)
+    figures = status_figures.read(args, recent_events=sum(e["occurred_at"] >= window for e in stored), now=now)
+    if figures.notice:
+        print(f"notice: {figures.notice}", file=sys.stderr)
+    checked = queue_health(queues, prefix=args.prefix, figures=figures)
     if args.format != "table":
         doc = {"pool": pool, "queues": queues, "recent_failures": failures, "health": checked}
         records = [{"kind": "health", **checked}, {"kind": "pool", **pool}, *({"kind": "queue", **q} for q in queues),
@@ -233,18 +243,3 @@ def _queues(args: argparse.Namespace) -> dict[str, dict[str, str]]:
     if not out:
         print(f"notice: no queue named {args.prefix}-* in this region", file=sys.stderr)
     return out
-
-
-def _workers(args: argparse.Namespace) -> dict[str, int | None]:
-    """The worker ECS service's ``runningCount`` / ``desiredCount`` (templates/worker.yaml names
-    the cluster ``<prefix>-cluster`` and the service ``<prefix>-worker``); ``None`` each when the
-    service cannot be read (no such service, no permission, no ECS at this endpoint)."""
-    try:
-        found = aws.client(args, "ecs").describe_services(
-            cluster=f"{args.prefix}-cluster", services=[f"{args.prefix}-worker"]).get("services", [])
-    except (BotoCoreError, ClientError):  # no ECS here, no permission: the figure is unknown
-        found = []
-    active = [s for s in found if s.get("status") == "ACTIVE"]
-    if not active:
-        return {"live": None, "configured": None}
-    return {"live": int(active[0].get("runningCount", 0)), "configured": int(active[0].get("desiredCount", 0))}

@@ -21,6 +21,8 @@ Order matters, and each step says why:
    ``--accounts`` member accounts in that OU, each with the processing role the member StackSet
    would create (moto cannot run the StackSet's SNS-backed registration). They are registered
    by the reconcile Lambda (``gip.services.reconcile``) on its schedule, the path a real account takes.
+   Member ``n`` has the same id on every start (``gip.local.account_ids``), so a restored log's
+   accounts are still the Organization's.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ import requests
 
 from gip.cli import guardrails
 from gip.errors import AwsError, GipError
+from gip.local import account_ids
 from gip.local.lambdas import Function, from_configuration
 
 log = logging.getLogger(__name__)
@@ -202,10 +205,16 @@ def create_organization(client: Callable[[str], Any], *, accounts: int, prefix: 
     guardrails.ensure(orgs, prefix=prefix, choice=guardrails.Choice("ours"), ou_ids=[pool_ou], regions=[region],
                       topic_arn=f"arn:aws:sns:{region}:{management}:{prefix}-registrar",
                       notice=log.warning, info=log.info)
+    existing = {a["Name"]: a["Id"] for page in orgs.get_paginator("list_accounts").paginate()
+                for a in page["Accounts"] if a.get("Status") == "ACTIVE"}
     members = []
     for n in range(1, accounts + 1):
-        status = orgs.create_account(AccountName=f"{prefix}-sandbox-{n}",
-                                     Email=f"sandbox-{n}@example.com")["CreateAccountStatus"]
+        name = account_ids.member_name(prefix, n)
+        if name in existing:  # a restart against the same endpoint: the member is there already
+            members.append(existing[name])
+            continue
+        with account_ids.fixed_account_id(account_ids.member_id(prefix, n)):  # the same id on every start
+            status = orgs.create_account(AccountName=name, Email=f"sandbox-{n}@example.com")["CreateAccountStatus"]
         if status.get("State") == "FAILED":
             raise GipError(f"creating member account {n} failed: {status.get('FailureReason')}")
         account_id = status["AccountId"]

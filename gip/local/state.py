@@ -7,7 +7,9 @@ still a duplicate. It is written to a temporary file and renamed, so a crash mid
 the previous file whole.
 
 On start the events are appended back **through the store** (stream by stream, in version
-order, each marker in the transaction of its delivery's first event), and every projection row
+order, each marker in the transaction of its delivery's first event: a command's marker, keyed
+``comment-<id>``, with the ``IssueReceived`` carrying that ``comment_id``; every saved marker
+goes back, so a redelivered old ``/reproduce`` is still a duplicate), and every projection row
 is rebuilt by folding the log with the same reducers ``replay --verify --repair`` uses
 (:class:`gip.services.projection.Projections`). What was in flight comes back as the fold
 leaves it: a leased account keeps its lease, whose expiry has passed or soon will, and the
@@ -36,6 +38,7 @@ from gip.errors import GipError
 FORMAT = "gip-local-event-log"
 VERSION = 1
 CHUNK = 25  # events per append: one TransactWriteItems holds at most 100 items
+MAX_ITEMS = 100  # events and markers in one append (one transaction)
 
 
 @dataclass
@@ -118,26 +121,45 @@ def set_aside(path: Path) -> Path | None:
     return aside
 
 
+def delivery_keys(event: Envelope) -> list[str]:
+    """Pure: the marker keys an event can be the first event of: its ``correlation_id`` (the
+    X-GitHub-Delivery), and for a command's ``IssueReceived`` also ``comment-<id>`` (a command is
+    de-duplicated on its comment, :attr:`gip.domain.qualify.Receive.dedupe_key`)."""
+    keys = [str(event.get("correlation_id"))]
+    comment = (event.get("data") or {}).get("comment_id")
+    if event["type"] == "IssueReceived" and comment is not None:
+        keys.insert(0, f"comment-{comment}")
+    return keys
+
+
 def appends(saved: Saved) -> Iterator[tuple[str, int, list[Envelope], list[dict[str, str]]]]:
     """Pure: ``(stream, expected_version, events, markers)`` per append, in version order and
     chunks of :data:`CHUNK`; each marker goes with the first event of its delivery (the webhook
-    writes it with the issue event whose ``correlation_id`` is the delivery id; an issue stream's
-    event is preferred). Markers no event names are left out."""
+    writes it with the issue event whose ``correlation_id`` is the delivery id, or, for a
+    command, whose ``comment_id`` the ``comment-<id>`` key names; an issue stream's event is
+    preferred). A marker no event names still goes back, with the first appends that have room
+    (:data:`MAX_ITEMS` per transaction): every saved marker is restored."""
     first_of: dict[str, tuple[str, int]] = {}
     for event in sorted(saved.events, key=lambda e: (not e["stream"].startswith("issue-"), e["occurred_at"])):
-        first_of.setdefault(str(event.get("correlation_id")), (event["stream"], event["version"]))
+        for key in delivery_keys(event):
+            first_of.setdefault(key, (event["stream"], event["version"]))
     by_stream: dict[str, list[Envelope]] = {}
     for event in sorted(saved.events, key=lambda e: (e["stream"], e["version"])):
         by_stream.setdefault(event["stream"], []).append(event)
     markers: dict[tuple[str, int], list[dict[str, str]]] = {}
+    unplaced = []
     for marker in saved.markers:
         where = first_of.get(marker["delivery_id"])
-        if where is not None:
+        if where is None:
+            unplaced.append(marker)
+        else:
             markers.setdefault(where, []).append(marker)
     for stream, events in by_stream.items():
         for start in range(0, len(events), CHUNK):
             chunk = events[start:start + CHUNK]
             rows = [m for e in chunk for m in markers.get((stream, e["version"]), [])]
+            room = max(0, MAX_ITEMS - len(chunk) - len(rows))
+            rows, unplaced = rows + unplaced[:room], unplaced[room:]
             yield stream, chunk[0]["version"] - 1, chunk, rows
 
 
