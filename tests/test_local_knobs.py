@@ -22,7 +22,7 @@ FUNCTIONS = {
     f"arn:aws:lambda:us-east-1:123456789012:function:p-{name}": Function(
         name=f"p-{name}", arn=f"arn:aws:lambda:us-east-1:123456789012:function:p-{name}",
         handler=f"handlers.{name}.handler")
-    for name in ("reconcile", "sweeper")
+    for name in ("reconcile", "sweeper", "redeliver")
 }
 
 
@@ -32,7 +32,8 @@ def _schedule(name: str, rate_s: int) -> Schedule:
 
 
 def _periods(periods: dict[str, float]) -> dict[str, float]:
-    jobs = build_jobs([_schedule("reconcile", 3600), _schedule("sweeper", 900)], functions=FUNCTIONS,
+    jobs = build_jobs([_schedule("reconcile", 3600), _schedule("sweeper", 900), _schedule("redeliver", 900)],
+                      functions=FUNCTIONS,
                       load=lambda f: (lambda event, context: None), sqs=None, queue_url=str,
                       account="123456789012", region="us-east-1", periods=periods)
     return {job.name: job.period_s for job in jobs}
@@ -42,16 +43,21 @@ def test_unset_knobs_keep_the_template_and_the_compressed_clock() -> None:
     got = knobs.from_env({"GIP_PREFIX": "p"})
     assert got == knobs.Knobs()
     assert got.max_retries(100) == 100 and got.stream_retry_s == 0.2
-    assert _periods(got.periods()) == {"p-reconcile-schedule": 4.0, "p-sweeper-schedule": 2.0}
+    assert _periods(got.periods()) == {"p-reconcile-schedule": 4.0, "p-sweeper-schedule": 2.0,
+                                       "p-redeliver-schedule": 30.0}
 
 
-def test_set_knobs_replace_the_retries_their_delay_and_the_reconcile_period_only() -> None:
+def test_set_knobs_replace_the_retries_their_delay_and_the_named_periods_only() -> None:
     got = knobs.from_env({"GIP_LOCAL_STREAM_RETRIES": "3", "GIP_LOCAL_STREAM_RETRY_S": "0.05",
-                          "GIP_LOCAL_RECONCILE_S": " 1 "})
+                          "GIP_LOCAL_RECONCILE_S": " 1 ", "GIP_LOCAL_REDELIVER_S": "5"})
     assert got.max_retries(100) == 3 and got.stream_retry_s == 0.05
     assert got.max_retries(-1) == 3  # also when the mapping retries until the record expires
     assert knobs.from_env({"GIP_LOCAL_STREAM_RETRIES": "0"}).max_retries(100) == 0  # park at once
-    assert _periods(got.periods()) == {"p-reconcile-schedule": 1.0, "p-sweeper-schedule": 2.0}
+    assert _periods(got.periods()) == {"p-reconcile-schedule": 1.0, "p-sweeper-schedule": 2.0,
+                                       "p-redeliver-schedule": 5.0}
+    only = knobs.from_env({"GIP_LOCAL_REDELIVER_S": "5"})
+    assert _periods(only.periods()) == {"p-reconcile-schedule": 4.0, "p-sweeper-schedule": 2.0,
+                                        "p-redeliver-schedule": 5.0}
 
 
 @pytest.mark.parametrize("name, value, message", [
@@ -59,6 +65,7 @@ def test_set_knobs_replace_the_retries_their_delay_and_the_reconcile_period_only
     ("GIP_LOCAL_STREAM_RETRIES", "-1", "GIP_LOCAL_STREAM_RETRIES must be a whole number from 0 to 10000, not '-1'"),
     ("GIP_LOCAL_STREAM_RETRIES", "2.5", "GIP_LOCAL_STREAM_RETRIES must be a whole number from 0 to 10000, not '2.5'"),
     ("GIP_LOCAL_STREAM_RETRY_S", "0", "GIP_LOCAL_STREAM_RETRY_S must be a number of seconds from 0.01 to 60, not '0'"),
+    ("GIP_LOCAL_REDELIVER_S", "0.1", "GIP_LOCAL_REDELIVER_S must be a number of seconds from 0.5 to 3600, not '0.1'"),
     ("GIP_LOCAL_RECONCILE_S", "nan", "GIP_LOCAL_RECONCILE_S must be a number of seconds from 0.5 to 3600, not 'nan'"),
 ])
 def test_a_bad_value_names_the_variable(name: str, value: str, message: str) -> None:

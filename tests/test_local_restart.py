@@ -2,17 +2,22 @@
 stack start is the expensive part): before the stop issue 1 reaches its verdict, issue 11 runs
 (slowly) and issue 12 waits behind it; after the start the old events are there, --verify finds
 no drift, the pool is usable, a redelivery of the old delivery is still a duplicate, and 11 and
-12 come back from the queue and reach their verdicts. Then a corrupt log refuses to start."""
+12 come back from the queue and reach their verdicts; the member accounts come back with the
+same ids, AVAILABLE, with no registration churn; and ``status`` read the first stack's own
+figures from its /healthz. Then a corrupt log refuses to start."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
+import time
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -41,6 +46,8 @@ from tests.test_local_e2e import (
 )
 
 pytestmark = [pytest.mark.e2e, pytest.mark.server, pytest.mark.timeout(600)]
+# reconcile runs every GIP_LOCAL_RECONCILE_S (1 s) here; a vanished account goes after two strikes
+RECONCILE_PASSES_S = 4 * float(QUICK["GIP_LOCAL_RECONCILE_S"])
 
 
 def start(state_dir: Path, gh: FakeGitHub, log: Path, *extra: str) -> SimpleNamespace:
@@ -70,6 +77,24 @@ def pool(stack: SimpleNamespace) -> list[str]:
     return [str(item["status"]) for item in items if "status" in item]
 
 
+def members(log: Path) -> list[list[str]]:
+    """The ids each start printed ("Organization with N member account(s): <ids> ...")."""
+    return [m.split() for m in re.findall(r"member account\(s\): ([\d ]+) \(reconcile", log.read_text())]
+
+
+def account_events(endpoint: str) -> list[dict]:
+    done = _cli("replay", "--type", "AccountRegistered", "--type", "AccountDeregistered", "--format", "jsonl",
+                endpoint=endpoint)
+    assert done.returncode == 0, done.stderr
+    return [json.loads(line) for line in done.stdout.splitlines() if line.strip()]
+
+
+def settled(stack: SimpleNamespace) -> bool:
+    """Every account AVAILABLE or DEREGISTERED, at least two AVAILABLE (the runs are done)."""
+    statuses = pool(stack)
+    return sum(s == "AVAILABLE" for s in statuses) >= 2 and set(statuses) <= {"AVAILABLE", "DEREGISTERED"}
+
+
 def slow_until(marker: Path) -> str:
     """The failing sample, which sleeps 20 s first as long as ``marker`` does not exist."""
     return samples.FAILS.replace('printf', f'test -e {marker} || sleep 20\nprintf', 1)
@@ -97,6 +122,7 @@ def restarted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimpleNamesp
     try:
         first = start(state_dir, gh, log)
         try:
+            status = _cli("status", "--format", "json", "--state-dir", str(state_dir), endpoint=first.endpoint)
             assert _send(first, payloads[1], delivery="restart-1").json()["status"] == "accepted"
             _wait(lambda: "IssueProcessed" in _types(first, 1), timeout=RUN_TIMEOUT_S,
                   what="the verdict", proc=first.proc, log=log)
@@ -115,8 +141,8 @@ def restarted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimpleNamesp
         first_log = log.read_text()
         marker.touch()
         second = start(state_dir, gh, log)
-        yield SimpleNamespace(stack=second, gh=gh, log=log, state_dir=state_dir, before=before,
-                              first_log=first_log, saved_text=saved_text, tmp=tmp)
+        yield SimpleNamespace(stack=second, gh=gh, log=log, state_dir=state_dir, before=before, status=status,
+                              first_log=first_log, saved_text=saved_text, tmp=tmp, started=time.monotonic())
     finally:
         if second is not None:
             _stop(second.proc)
@@ -136,9 +162,8 @@ def test_the_event_log_survives_a_restart(restarted: SimpleNamespace) -> None:
     # the restored events were not published again: GitHub saw one status comment only
     assert len([r for r in gh.requests if r.method == "POST" and r.path.endswith("/issues/1/comments")]) == 1
     # the pool is usable: once the runs that came back are done, every account is settled
-    _wait(lambda: sum(s == "AVAILABLE" for s in pool(second)) >= 2
-          and set(pool(second)) <= {"AVAILABLE", "DEREGISTERED"},
-          timeout=3 * RUN_TIMEOUT_S, what="the pool settled", proc=second.proc, log=restarted.log)
+    _wait(lambda: settled(second), timeout=3 * RUN_TIMEOUT_S, what="the pool settled", proc=second.proc,
+          log=restarted.log)
     accounts = json.loads(_cli("accounts", "--format", "json", endpoint=second.endpoint).stdout)
     assert accounts and all(a["status"] in ("AVAILABLE", "DEREGISTERED") for a in accounts), accounts
     assert sum(a["status"] == "AVAILABLE" for a in accounts) >= 2
@@ -180,3 +205,25 @@ def test_a_damaged_event_log_is_one_line_and_is_left_as_it_was(restarted: Simple
     assert line.startswith(f"error: cannot use the saved event log {saved}: ") and "--fresh" in line
     assert saved.read_bytes() == damaged
     assert os.path.getsize(saved) > 0
+
+
+def test_a_restored_stack_keeps_its_member_ids_and_status_reads_its_healthz(restarted: SimpleNamespace) -> None:
+    """Issue 14's last gaps: ``status`` on the first stack read its /healthz (live workers,
+    publisher lag); after the restart the member accounts are the same ids, AVAILABLE (once the
+    runs that came back are done), with no registration churn in the log."""
+    status, second = restarted.status, restarted.stack
+    assert status.returncode == 0 and "not reachable" not in status.stderr, status.stderr
+    health = json.loads(status.stdout)["health"]
+    assert health["source"] == "local" and health["workers"] == {"live": 1, "configured": 1}, health
+    assert isinstance(health["publisher_lag_s"], float)
+    assert "restored " in restarted.log.read_text()
+    time.sleep(max(0.0, restarted.started + RECONCILE_PASSES_S - time.monotonic()))  # time enough to churn
+    _wait(lambda: settled(second), timeout=3 * RUN_TIMEOUT_S, what="the pool settled", proc=second.proc,
+          log=restarted.log)
+    ids = members(restarted.log)
+    assert len(ids) == 2 and ids[0] == ids[1] and len(ids[0]) == 2, ids
+    accounts = json.loads(_cli("accounts", "--format", "json", endpoint=second.endpoint).stdout)
+    assert {a["account_id"]: a["status"] for a in accounts} == dict.fromkeys(ids[0], "AVAILABLE")
+    log_events = account_events(second.endpoint)
+    assert Counter((e["type"], e["stream"]) for e in log_events) == \
+        Counter(("AccountRegistered", f"account-{i}") for i in ids[0])  # once each, none deregistered
