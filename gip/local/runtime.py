@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import faulthandler
+import gc
 import json
 import logging
 import os
@@ -109,6 +110,7 @@ class Supervisor:
     def run(self) -> int:
         try:
             self._start()
+            gc.freeze()  # the deploy's many objects (moto's models) are kept: later collections skip them
             if not self.requested.is_set():
                 self._wait_ready()
             while not self.requested.wait(1.0):
@@ -340,15 +342,19 @@ class Supervisor:
             self.workers.stop()
             log.info("workers stopped in %.1fs", time.monotonic() - started)
         self.halt.set()
+        started = time.monotonic()
         for thread in self.threads:
             thread.join(timeout=5)
+        log.info("pollers and schedules stopped in %.1fs", time.monotonic() - started)
         try:
             if self.may_save and self.aws is not None:
                 self.say(state.save_stack(boto3.client("dynamodb", region_name=self.opts.region), self.opts.event_log))
         except Exception as exc:  # never lose the old file: dump() renames only a whole new one
             self.say(f"error: the event log could not be saved to {self.opts.event_log}: {type(exc).__name__}: {exc}")
         if self.aws is not None:
+            started = time.monotonic()
             self.aws.stop()
+            log.info("embedded AWS stopped in %.1fs", time.monotonic() - started)
         if self.ready:
             with contextlib.suppress(FileNotFoundError):
                 self.state_file.unlink()
@@ -383,3 +389,4 @@ def run_local(opts: LocalOptions) -> int:
         for s, handler in previous.items():
             signal.signal(s, handler)
         router.uninstall()
+        gc.freeze()  # the collection at interpreter exit would walk moto's objects for seconds
