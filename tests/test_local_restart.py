@@ -39,8 +39,8 @@ from tests.test_local_e2e import (
     _env,
     _healthy,
     _send,
+    _statuses,
     _stop,
-    _table,
     _types,
     _wait,
 )
@@ -71,12 +71,6 @@ def events(stack: SimpleNamespace, number: int = 1) -> list[dict]:
     return [json.loads(line) for line in done.stdout.splitlines() if line.strip()]
 
 
-def pool(stack: SimpleNamespace) -> list[str]:
-    """Every account's status, read from the pool table with boto3 (cheap enough to poll)."""
-    items = _table(stack, "pool").scan(ConsistentRead=True)["Items"]
-    return [str(item["status"]) for item in items if "status" in item]
-
-
 def members(log: Path) -> list[list[str]]:
     """The ids each start printed ("Organization with N member account(s): <ids> ...")."""
     return [m.split() for m in re.findall(r"member account\(s\): ([\d ]+) \(reconcile", log.read_text())]
@@ -90,8 +84,11 @@ def account_events(endpoint: str) -> list[dict]:
 
 
 def settled(stack: SimpleNamespace) -> bool:
-    """Every account AVAILABLE or DEREGISTERED, at least two AVAILABLE (the runs are done)."""
-    statuses = pool(stack)
+    """The runs that came back (11, 12) are done, and then every account is AVAILABLE or
+    DEREGISTERED, at least two AVAILABLE (cleaned after the last run)."""
+    if not all("IssueProcessed" in _types(stack, n) for n in (11, 12)):
+        return False
+    statuses = _statuses(stack)
     return sum(s == "AVAILABLE" for s in statuses) >= 2 and set(statuses) <= {"AVAILABLE", "DEREGISTERED"}
 
 
