@@ -8,7 +8,8 @@ Start-up, in order (each step prints one line):
    (``gip.local.aws_setup``);
 3. append the saved event log back (``state``), then play the runtime: the stream mapping
    (``streams``), the SQS mappings, the schedules on a compressed clock, ECS (``workers``),
-   API Gateway (``apigw``); the member accounts are registered by reconcile, as in AWS;
+   API Gateway (``apigw``); the member accounts are registered by reconcile, as in AWS
+   (``knobs``: GIP_LOCAL_* variables that shorten the stream retries and two schedules);
 4. once every account is AVAILABLE, ``/healthz`` answers 200 and the banner is printed.
 
 Shutdown (Ctrl-C / SIGTERM): stop taking webhooks, SIGTERM the workers (they give their work

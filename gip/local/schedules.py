@@ -13,6 +13,8 @@ and no schedule runs more often than every ``FLOOR_S`` (2 s), to keep a laptop q
 The redelivery sweep is the exception to the compression: it lists the hook's deliveries on
 GitHub (the real one, with a real App), so locally it runs at most every ``RULE_FLOORS_S``
 (30 s): two list requests a minute rather than thirty. ``bootstrap.py redeliver`` runs it now.
+``GIP_LOCAL_RECONCILE_S`` / ``GIP_LOCAL_REDELIVER_S`` replace those two periods
+(:mod:`gip.local.knobs`, ``build_jobs(periods=...)``).
 
 A rule that targets a Lambda function calls its handler with a "Scheduled Event"; one that
 targets an SQS queue sends that event to the queue, where the queue's mapping picks it up,
