@@ -1,8 +1,8 @@
-"""Notifier: pure plans, then one status comment per issue against moto + the fake GitHub."""
+"""Notifier: pure plans, then one status comment per issue on the in-memory store (moto where the
+handler builds its service from the environment) + the fake GitHub."""
 
 from __future__ import annotations
 
-from types import SimpleNamespace
 from typing import Any
 
 import boto3
@@ -17,25 +17,16 @@ from gip.errors import ConfigError
 from gip.services import notifier as notifier_service
 from gip.services.notifier import Notifier, Plan, plan_for
 from handlers import notifier
-from tests.conftest import empty_tables, new_container
+from tests import service_fixtures
+from tests.conftest import new_container
 from tests.fakes import fixtures
 from tests.fakes.bus import sqs_batch
-from tests.fakes.clock import FakeTime
 
 github_server = fixtures.github_server
+core, dynamo_core, t = service_fixtures.core, service_fixtures.dynamo_core, service_fixtures.t
 REPO, NUMBER = "octo-org/hello-world", 42
 LABEL = "needs-reproduction"
 ACCOUNT = "111122223333"
-
-
-@pytest.fixture
-def core(shared_core: SimpleNamespace) -> SimpleNamespace:
-    return empty_tables(shared_core)
-
-
-@pytest.fixture
-def t() -> FakeTime:
-    return FakeTime()
 
 
 @pytest.fixture
@@ -371,7 +362,8 @@ def test_print_mode_prints_each_new_state_of_a_run_as_it_comes(core, gh, t):
     assert gh.requests == []
 
 
-def test_handler_builds_from_the_environment_and_never_logs_the_token(core, gh, monkeypatch, caplog):
+def test_handler_builds_from_the_environment_and_never_logs_the_token(dynamo_core, gh, monkeypatch, caplog):
+    core = dynamo_core  # the handler builds its store from the environment: the tables
     run = Run(core)
     run.queued()
     queued = run.started()
