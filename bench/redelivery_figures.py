@@ -25,13 +25,13 @@ for key, value in {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench
                    "AWS_DEFAULT_REGION": "us-east-1"}.items():
     os.environ.setdefault(key, value)
 
-import boto3  # noqa: E402
 from moto import mock_aws  # noqa: E402
 
 from gip.adapters.github.app import AppConfig, AppCredentials  # noqa: E402
 from gip.adapters.github.client import RequestsTransport  # noqa: E402
 from gip.adapters.github.hooks import HookApi  # noqa: E402
-from gip.services.redelivery import HookReport, Marks, Redelivery  # noqa: E402
+from gip.services.redelivery import HookReport, Redelivery  # noqa: E402
+from gip.store.dynamo_ops import DynamoRedeliveryMarks  # noqa: E402
 from tests.conftest import make_core  # noqa: E402
 from tests.fakes.github_app import FakeGitHubApp  # noqa: E402
 
@@ -67,7 +67,7 @@ def main() -> None:
         core = make_core(prefix="bench")
         creds = AppCredentials(AppConfig(str(gh.app_id), gh.private_key_pem), base_url=gh.url)
         api = HookApi("app", gh.url, creds.jwt, RequestsTransport(), sleep=lambda s: None)
-        sweep = Redelivery(store=core.store, marks=Marks(boto3.client("dynamodb"), core.settings.pool_table),
+        sweep = Redelivery(store=core.store, marks=DynamoRedeliveryMarks(core.settings.pool_table),
                            hooks=[api])
         for _ in range(o.backlog):
             gh.record_delivery("issues", payload)

@@ -1,4 +1,5 @@
-"""Gatekeeper: pure decisions, then the shell with moto in-process and the fake GitHub."""
+"""Gatekeeper: pure decisions, then the shell on the in-memory store (moto in-process where the
+handler builds its service from the environment) and the fake GitHub."""
 
 from __future__ import annotations
 
@@ -6,7 +7,6 @@ import json
 import logging
 from datetime import timedelta
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -18,25 +18,17 @@ from gip.domain.envelope import Cause, utcnow
 from gip.domain.qualify import Rules
 from gip.services.gatekeeper import Gatekeeper, PermissionCache, decide
 from handlers import gatekeeper
-from tests.conftest import empty_tables, new_container
+from tests import service_fixtures
+from tests.conftest import new_container
 from tests.fakes import fixtures
 from tests.fakes.bus import sqs_batch
 from tests.fakes.clock import FakeTime
 
 github_server = fixtures.github_server
+core, dynamo_core, t = service_fixtures.core, service_fixtures.dynamo_core, service_fixtures.t
 EVENTS = Path(__file__).parent / "events"
 REPO, NUMBER = "octo-org/hello-world", 42
 LABEL = "needs-reproduction"
-
-
-@pytest.fixture
-def core(shared_core: SimpleNamespace) -> SimpleNamespace:
-    return empty_tables(shared_core)
-
-
-@pytest.fixture
-def t() -> FakeTime:
-    return FakeTime()
 
 
 def make_gatekeeper(core, gh, t: FakeTime, *, token: str | None = "test-token", stale: bool = False,
@@ -280,7 +272,8 @@ def test_local_mode_without_token_trusts_author_association_and_says_so(
         assert last["data"]["checked_via"] == "author_association"
 
 
-def test_handler_builds_from_the_environment(core, github_server, monkeypatch):
+def test_handler_builds_from_the_environment(dynamo_core, github_server, monkeypatch):
+    core = dynamo_core  # the handler builds its store from the environment: the tables
     gh = github_server
     gh.add_issue(REPO, NUMBER, labels=[LABEL])
     gh.set_permission(REPO, "maintainer-mia", "write")

@@ -319,7 +319,7 @@ def test_deploy_stores_the_app_secret_and_the_hooks_and_never_prints_the_key(gh,
     from gip.cli import github_app
     from gip.cli.deploy import DeployOptions
     from gip.cli.main import build_parser
-    from gip.services.redelivery import Marks
+    from gip.store.dynamo_ops import DynamoRedeliveryMarks
 
     key = tmp_path / "key.pem"
     key.write_text(gh.private_key_pem)
@@ -338,7 +338,7 @@ def test_deploy_stores_the_app_secret_and_the_hooks_and_never_prints_the_key(gh,
     assert [o.bot_login for o in deployed] == ["gip-app[bot]"] and out["WebhookUrl"] == "u"
     doc = json.loads(sm.get_secret_value(SecretId="t1/github-app")["SecretString"])
     assert doc == {"app_id": 4242, "private_key": gh.private_key_pem}
-    assert Marks(ddb, "t1-pool").hooks() == ["repos/o/r/hooks/9"]
+    assert DynamoRedeliveryMarks("t1-pool", region="us-east-1").hooks() == ["repos/o/r/hooks/9"]
     printed = "\n".join(reporter.lines) + capsys.readouterr().out
     assert "stored GitHub App 4242 in t1/github-app" in printed and "PRIVATE KEY" not in printed
     assert load_app_config(Settings.for_prefix("t1"), env={"AWS_LAMBDA_FUNCTION_NAME": "f"},

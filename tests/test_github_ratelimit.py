@@ -12,12 +12,9 @@ import pytest
 
 from gip.adapters.github import errors
 from gip.adapters.github.client import GitHubClient
-from gip.adapters.github.ratelimit import (
-    MAX_BACKOFF_S,
-    DynamoRateGate,
-    MemoryRateGate,
-    blocked_wait,
-)
+from gip.adapters.github.ratelimit import MAX_BACKOFF_S, blocked_wait
+from gip.store.dynamo_ops import DynamoRateGate
+from gip.store.memory_ops import MemoryRateGate
 from tests.fakes import fixtures
 from tests.fakes.clock import FakeTime
 from tests.fakes.github_server import FakeGitHub
@@ -213,27 +210,21 @@ def test_concurrent_claims_from_many_containers_get_distinct_slots(dynamo_gate):
 
     request_lock = threading.Lock()
 
-    class OneRequestAtATime:
+    def one_request_at_a_time(gate: DynamoRateGate) -> None:
         """DynamoDB applies each request atomically; moto in-process does not across threads.
         Each request is made atomic here, nothing more: threads still interleave between the
         read and the conditional write, which is the race claim_write must survive."""
+        connection = gate.model._get_connection().connection
+        call = connection.dispatch
 
-        def __init__(self, client: object) -> None:
-            self._client = client
-
-        def __getattr__(self, name: str) -> object:
-            call = getattr(self._client, name)
-            if name == "exceptions":
-                return call
-
-            def atomic(*args: object, **kwargs: object) -> object:
-                with request_lock:
-                    return call(*args, **kwargs)
-            return atomic
+        def atomic(operation: str, kwargs: dict) -> dict:
+            with request_lock:
+                return call(operation, kwargs)
+        connection.dispatch = atomic
 
     def claim() -> None:
         gate = dynamo_gate()
-        gate._client = OneRequestAtATime(gate.client)
+        one_request_at_a_time(gate)
         for _ in range(3):
             slot = gate.claim_write("token", now=NOW, interval=1.1)
             with lock:

@@ -4,6 +4,7 @@ reported version, the matrix plan, and bisect's three properties under hypothesi
 from __future__ import annotations
 
 import math
+import time
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -27,6 +28,7 @@ from gip.domain.matrix import (
     reported_version,
 )
 from gip.domain.matrix_run import from_event, plan, run_matrix, sentence
+from gip.domain.regex_guard import MAX_SCAN_CHARS, pattern_problem
 
 PROPS = settings(max_examples=60, derandomize=True, deadline=None,
                  suppress_health_check=[HealthCheck.too_slow])
@@ -277,3 +279,61 @@ def test_bisect_cap_reached_is_inconclusive_with_the_range():
     found = bisect(versions, 0, 99, lambda v: REPRODUCED if float(v) < 60 else NOT_REPRODUCED,
                    max_runs=2, observed={"0.0": REPRODUCED, "99.0": NOT_REPRODUCED})
     assert found.inconclusive and found.runs == 2 and "run cap reached between" in found.reason
+
+
+# ---------------------------------------------------------------- a repository's regex on a hostile body
+
+
+@pytest.mark.parametrize("pattern", [
+    r"mylib==(\S+)", r"[Vv]ersion:\s*v?(\d+(?:\.\d+)*)", r"(?im)^\s*version\s*[:=]\s*v?([0-9][0-9a-z.+-]*)\s*$",
+    r"version[:=]\s*([\w.]+)", r"Version: (.*)\s*$", r"(\d+)(?=\s)", r"(?:\.\d+)*(\d)",
+])
+def test_ordinary_version_patterns_are_accepted(pattern):
+    assert pattern_problem(pattern) is None
+
+
+@pytest.mark.parametrize(("pattern", "why"), [
+    (r"(a+)+$", "a repeat holds another repeat"),  # exponential: the classic
+    (r"(\w+\s?)+$", "a repeat holds another repeat"),
+    (r"(x)(?:a*)*", "a repeat holds another repeat"),
+    (r"(a|ab)*(c)", "a repeat holds an alternation"),
+    (r"(a)(?:\1)+", "a backreference"),
+    (r"\s*\s*\s*(x)", "three unbounded repeats"),  # cubic
+    (r"(.*)(.*)(.*)x", "three unbounded repeats"),
+    (r"(a)b|c*c*c*", "three unbounded repeats"),  # inside an alternation too
+    (r"mylib==\S+", "has no group"),
+    (r"(unclosed", "not a regular expression"),
+])
+def test_patterns_that_could_hang_on_a_hostile_body_are_refused_and_say_why(pattern, why):
+    assert why in (pattern_problem(pattern) or "")
+    assert reported_version("a" * 30 + "!", pattern) is None  # refused: never run
+
+
+def test_a_refused_pattern_returns_at_once_on_the_body_that_would_hang_it():
+    started = time.thread_time()
+    assert reported_version("a" * 5_000 + "!", r"(a+)+$") is None  # unguarded: longer than the universe
+    assert time.thread_time() - started < 0.5
+
+
+def test_an_accepted_pattern_sees_only_the_start_of_the_body_and_stays_quick():
+    assert reported_version("x" * (MAX_SCAN_CHARS - 20) + " mylib==1.2.3", r"mylib==(\S+)") == "1.2.3"
+    assert reported_version("x" * MAX_SCAN_CHARS + " mylib==1.2.3", r"mylib==(\S+)") is None
+    started = time.thread_time()  # quadratic at worst, on MAX_SCAN_CHARS characters at most
+    assert reported_version("a" * 65_536, r"(.*)x") is None
+    assert time.thread_time() - started < 5.0
+
+
+def test_a_heading_line_of_64k_hashes_does_not_backtrack():
+    started = time.thread_time()  # the old heading regex took 40 s on this line
+    assert reported_version("### " + "#" * 65_000 + "x\n\n1.0\n") is None
+    assert reported_version("  ## version  \t##  \n x 2.0") == "2.0"
+    assert time.thread_time() - started < 0.5
+
+
+def test_the_gatekeeper_refuses_such_a_pattern_as_bad_config_with_its_line():
+    from gip.services.repo_config import BadConfig, parse
+
+    with pytest.raises(BadConfig) as caught:
+        parse("versions:\n  source: list\n  list: [1.0]\nreported: '(a+)+$'\n")
+    assert caught.value.line == 4 and "a repeat holds another repeat" in caught.value.detail
+    assert parse("versions:\n  source: list\n  list: [1.0]\nreported: 'lib==(\\S+)'\n").reported == r"lib==(\S+)"

@@ -1,8 +1,8 @@
-"""Notifier: pure plans, then one status comment per issue against moto + the fake GitHub."""
+"""Notifier: pure plans, then one status comment per issue on the in-memory store (moto where the
+handler builds its service from the environment) + the fake GitHub."""
 
 from __future__ import annotations
 
-from types import SimpleNamespace
 from typing import Any
 
 import boto3
@@ -17,25 +17,16 @@ from gip.errors import ConfigError
 from gip.services import notifier as notifier_service
 from gip.services.notifier import Notifier, Plan, plan_for
 from handlers import notifier
-from tests.conftest import empty_tables, new_container
+from tests import service_fixtures
+from tests.conftest import new_container
 from tests.fakes import fixtures
 from tests.fakes.bus import sqs_batch
-from tests.fakes.clock import FakeTime
 
 github_server = fixtures.github_server
+core, dynamo_core, t = service_fixtures.core, service_fixtures.dynamo_core, service_fixtures.t
 REPO, NUMBER = "octo-org/hello-world", 42
 LABEL = "needs-reproduction"
 ACCOUNT = "111122223333"
-
-
-@pytest.fixture
-def core(shared_core: SimpleNamespace) -> SimpleNamespace:
-    return empty_tables(shared_core)
-
-
-@pytest.fixture
-def t() -> FakeTime:
-    return FakeTime()
 
 
 @pytest.fixture
@@ -347,7 +338,32 @@ def test_local_mode_without_token_prints_what_it_would_post(core, gh, t):
     assert gh.requests == []
 
 
-def test_handler_builds_from_the_environment_and_never_logs_the_token(core, gh, monkeypatch, caplog):
+def test_print_mode_prints_each_change_once_as_the_github_path_would_send_it(core, gh, t):
+    printed: list[str] = []
+    n, run = make_notifier(core, gh, t, token=None, out=printed.append), Run(core)
+    events = [run.queued(), run.started(), run.processed()]  # the run ended before the notifier ran
+    assert [n.handle(e) for e in events] == ["printed", "printed_already", "printed_already"]
+    assert sum("would set label 'reproduced'" in p for p in printed) == 1
+    assert sum("status comment would read" in p for p in printed) == 1 and "Reproduced" in printed[0]
+    assert n.handle(events[-1]) == "printed_already" and len(printed) == 2  # a redelivery
+
+
+def test_print_mode_prints_each_new_state_of_a_run_as_it_comes(core, gh, t):
+    printed: list[str] = []
+    n, run = make_notifier(core, gh, t, token=None, out=printed.append), Run(core)
+    assert n.handle(run.queued()) == "printed"
+    started = run.started()
+    assert n.handle(started) == "printed"
+    assert n.handle(started) == "printed_already"  # SQS delivered it twice
+    assert n.handle(run.processed()) == "printed"
+    states = [p for p in printed if "status comment would read" in p]
+    assert len(states) == 3 and len({*states}) == 3  # queued, running, processed: each once
+    assert sum("would set label" in p for p in printed) == 1
+    assert gh.requests == []
+
+
+def test_handler_builds_from_the_environment_and_never_logs_the_token(dynamo_core, gh, monkeypatch, caplog):
+    core = dynamo_core  # the handler builds its store from the environment: the tables
     run = Run(core)
     run.queued()
     queued = run.started()

@@ -147,3 +147,61 @@ def test_an_earlier_cut_through_a_value_leaves_no_recognisable_piece(value, befo
     TALLY["cases"] += 1
     # THEN nothing of FRAGMENT_CHARS or more is left of it at the cut
     assert leaks(out, value, around=before + after) == []
+
+
+# ---------------------------------------------------------------- a word after "token:" is not a secret
+
+
+@pytest.mark.parametrize("text", [
+    "token: expired", "Token: Expired.", "auth token: missing", '{"token": "invalid", "n": 1}',
+    "secret: NONE", "api_key: ****", "password: \"\"", "refresh token: re-issued",
+])
+def test_an_ordinary_word_after_a_colon_is_left_alone(text):
+    assert redact(text) == text
+
+
+@pytest.mark.parametrize(("text", "secret"), [
+    ("password: hunter2", "hunter2"),  # a digit: not a word
+    ("password: correcthorsebattery", "correcthorsebattery"),  # 16+ letters may be a password
+    ("token: aBcDeFgH", "aBcDeFgH"),  # mixed case inside: not a word
+    ("PASSWORD=hunter", "hunter"),  # after "=", an assignment proper: any value
+    ("secret: s3cr3t", "s3cr3t"),
+])
+def test_a_value_that_looks_like_a_secret_after_a_colon_is_still_redacted(text, secret):
+    assert secret not in redact(text)
+
+
+_LEAD = st.sampled_from(["token: ", "token:", "Token: ", "token=", "GITHUB_TOKEN=", '"token": "',
+                         "password: ", "auth: ", "", "use ", "x-access-token:"])
+_CLASSIC = st.tuples(st.sampled_from(["ghp_", "gho_", "ghu_", "ghs_", "ghr_"]),
+                     st.text(alphabet="ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789",
+                             min_size=36, max_size=36)).map("".join)
+_FINE_GRAINED = st.tuples(
+    st.text(alphabet="ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789", min_size=22, max_size=22),
+    st.text(alphabet="ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789", min_size=59,
+            max_size=59)).map(lambda p: f"github_pat_{p[0]}_{p[1]}")
+_AWS_KEY_ID = st.tuples(st.sampled_from(["AKIA", "ASIA"]),
+                        st.text(alphabet="ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", min_size=16, max_size=16)).map("".join)
+# a secret access key: 40 base64 characters; real ones mix cases and digits
+_AWS_SECRET_KEY = st.text(alphabet="ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/",
+                          min_size=37, max_size=37).map(lambda s: "aZ9" + s)
+_WORDS = st.from_regex(r"[A-Z]?[a-z]{1,10}(-[a-z]{1,4})?[.!?]?", fullmatch=True)
+
+
+@settings(max_examples=EXAMPLES, deadline=None)
+@given(lead=_LEAD, secret=st.one_of(_CLASSIC, _FINE_GRAINED, _AWS_KEY_ID, _AWS_SECRET_KEY),
+       before=fillers(80), after=st.sampled_from(["", "\n", " then", '"', ", next", ". ok"]))
+def test_real_github_tokens_and_aws_keys_are_hidden_whatever_precedes_them(lead, secret, before, after):
+    # GIVEN a real-format GitHub token (ghp_/ghs_/… classic, github_pat_ fine-grained) or AWS key
+    # after "token:" or any other lead-in, amid arbitrary output
+    text = f"{before}\n{lead}{secret}{after}"
+    # THEN no recognisable piece of it is left
+    assert leaks(redact(text), secret, around=before) == []
+
+
+@settings(max_examples=EXAMPLES, deadline=None)
+@given(key=st.sampled_from(["token", "Token", "auth token", "password", "api_key", "secret"]), word=_WORDS,
+       rest=st.sampled_from(["", " for this run", ", retrying", "\nnext line"]))
+def test_an_ordinary_word_after_a_secret_looking_key_and_colon_is_kept(key, word, rest):
+    text = f"{key}: {word}{rest}"
+    assert redact(text) == text

@@ -24,7 +24,8 @@ from gip.domain.qualify import Rules
 from gip.domain.redelivery import HookDelivery
 from gip.errors import UsageError
 from gip.services import webhook
-from gip.services.redelivery import Marks, Redelivery
+from gip.services.redelivery import Redelivery
+from gip.store.dynamo_ops import DynamoRedeliveryMarks
 from tests.conftest import empty_tables
 from tests.fakes.github_app import FakeGitHubApp
 
@@ -168,7 +169,7 @@ def sweeper(core: SimpleNamespace, gh: FakeGitHubApp, *hooks: str) -> Redelivery
     transport = RequestsTransport()
     apis = [HookApi("app", gh.url, creds.jwt, transport, sleep=lambda s: None)]
     apis += [HookApi(h, gh.url, lambda: PAT, transport, sleep=lambda s: None) for h in hooks]
-    return Redelivery(store=core.store, marks=Marks(boto3.client("dynamodb"), core.settings.pool_table), hooks=apis)
+    return Redelivery(store=core.store, marks=DynamoRedeliveryMarks(core.settings.pool_table), hooks=apis)
 
 
 def issue_events(core: SimpleNamespace, number: int = 42) -> list[str]:
@@ -238,7 +239,7 @@ def test_dry_run_changes_nothing(core, gh, endpoint):
     assert [r["guid"] for r in report.redelivered] == [failed["guid"]]
     assert not any(r.method == "POST" for r in gh.requests)
     assert core.store.read(f"delivery-{failed['guid']}") == [] and endpoint.answers == []
-    assert Marks(boto3.client("dynamodb"), core.settings.pool_table).get("app") is None
+    assert DynamoRedeliveryMarks(core.settings.pool_table).get("app") is None
     assert [r["guid"] for r in sweep.sweep()[0].redelivered] == [failed["guid"]]  # still there
 
 

@@ -1,14 +1,12 @@
 """Issue 18: GitHub writes off the critical path. The gatekeeper queues without writing, the
 notifier's first write for a run is the 👀, our status comment is found from our own record
-(StatusCommentPosted on the comment- stream), and it all stays correct: against moto in-process
-and the fake GitHub (OpenAPI-checked), nothing patched."""
+(StatusCommentPosted on the comment- stream), and it all stays correct: on the in-memory store
+(the services see only the store's protocols) and the fake GitHub (OpenAPI-checked), nothing
+patched."""
 
 from __future__ import annotations
 
-from types import SimpleNamespace
 from typing import Any
-
-import pytest
 
 from gip.adapters.github.client import GitHubClient
 from gip.config import Settings
@@ -19,24 +17,15 @@ from gip.services.gatekeeper import Gatekeeper, PermissionCache, must_reread
 from gip.services.notifier import Notifier
 from gip.services.projection import Projections
 from gip.services.status_record import NONE, StatusRecords, reaction
-from tests.conftest import empty_tables
+from tests import service_fixtures
 from tests.fakes import fixtures
 from tests.fakes.clock import FakeTime
 
 github_server = fixtures.github_server
+core, t = service_fixtures.core, service_fixtures.t
 REPO, NUMBER = "octo-org/hello-world", 42
 LABEL = "needs-reproduction"
 STREAM = f"issue-{REPO}#{NUMBER}"
-
-
-@pytest.fixture
-def core(shared_core: SimpleNamespace) -> SimpleNamespace:
-    return empty_tables(shared_core)
-
-
-@pytest.fixture
-def t() -> FakeTime:
-    return FakeTime()
 
 
 def client(gh, t: FakeTime) -> GitHubClient:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -87,10 +88,13 @@ def deploying(args: argparse.Namespace, options: Any, reporter: Any,
         store_secret(aws.client(options, "secretsmanager"), secret_id, value)
         reporter.info(f"stored GitHub App {int(args.github_app_id)} in {options.prefix}/github-app")
     if hooks is not None and out.get("PoolTable"):
-        from gip.services.redelivery import Marks
+        from gip.store.dynamo_ops import DynamoRedeliveryMarks
 
-        with aws_errors("dynamodb:PutItem redelivery-hooks"):
-            Marks(aws.client(options, "dynamodb"), out["PoolTable"]).set_hooks(hooks)
+        if getattr(options, "profile", None):
+            os.environ["AWS_PROFILE"] = options.profile  # pynamodb's botocore session reads it
+        marks = DynamoRedeliveryMarks(out["PoolTable"], region=aws.session(options).region_name,
+                                      endpoint_url=aws.endpoint_url(options))
+        marks.set_hooks(hooks)  # a failure: StoreUnavailable, one line
         reporter.info(f"redelivery sweep hooks: {', '.join(hooks) or 'none'}")
     return out
 

@@ -9,7 +9,8 @@ into ``IssueQueued``. The worker then calls :func:`run_matrix` with an oracle th
 - Versions are ordered with ``packaging.version``; yanked releases and prereleases are dropped
   unless configured (:func:`order_versions`).
 - The reported version comes from the issue body: the issue-form heading (``### Version``
-  by default) or a regex with one group (:func:`reported_version`).
+  by default) or a regex with one group (:func:`reported_version`), one that cannot backtrack
+  without end (:func:`reported_problem`; :mod:`gip.domain.regex_guard`).
 - :func:`bisect` is a binary search over an ordered list for the first version on the other side
   of a boundary. It never runs more than its cap, skips ``broken_repro`` cells (and says so), and
   answers ``inconclusive`` rather than name a boundary its own observations contradict.
@@ -21,6 +22,8 @@ import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+
+from gip.domain.regex_guard import bounded, pattern_problem
 
 if TYPE_CHECKING:  # imported where used: a handler without a reproduce.yml never loads packaging
     from packaging.version import Version
@@ -148,20 +151,30 @@ def find_version(versions: Sequence[str], wanted: str) -> int | None:
     return None
 
 
+_HEADING = re.compile(r" {0,3}#{1,6}[ \t]+")
 _VERSIONISH = re.compile(r"v?(\d+(?:\.\d+)*(?:[-.]?(?:a|b|rc|alpha|beta|dev|post)\.?\d*)?)", re.I)
+
+
+def reported_problem(pattern: str) -> str | None:
+    """Why a ``reported`` setting is refused (None: it is not): a heading never is; a regex is
+    when :func:`~gip.domain.regex_guard.pattern_problem` says so."""
+    return None if pattern.lstrip().startswith("#") else pattern_problem(pattern)
 
 
 def reported_version(body: str, pattern: str = DEFAULT_HEADING) -> str | None:
     """The version the author reports. ``pattern`` starting with ``#`` is an issue-form heading:
-    the first version-looking token of that section; otherwise a regex whose group 1 is it."""
+    the first version-looking token of that section; otherwise a regex whose group 1 is it,
+    refused if it could backtrack without end (:func:`gip.domain.regex_guard.pattern_problem`)
+    and run on the first :data:`~gip.domain.regex_guard.MAX_SCAN_CHARS` characters of the body
+    only (the heading is found line by line with our own linear patterns, in the whole body)."""
     text = (body or "").replace("\r\n", "\n")
     if pattern.lstrip().startswith("#"):
         heading = pattern.strip().lstrip("#").strip().lower()
         lines = text.split("\n")
         for i, line in enumerate(lines):
-            m = re.match(r"^ {0,3}#{1,6}[ \t]+(.*?)[ \t#]*$", line)
-            if not m or m.group(1).strip().lower() != heading:
-                continue
+            m = _HEADING.match(line)  # the title: the rest, closing #s cut without a regex (a
+            if not m or line[m.end():].rstrip(" \t#").strip().lower() != heading:  # lazy group
+                continue                                      # backtracked on a line of 64K "#")
             for following in lines[i + 1:]:
                 if re.match(r"^ {0,3}#{1,6}[ \t]", following):
                     break
@@ -170,11 +183,10 @@ def reported_version(body: str, pattern: str = DEFAULT_HEADING) -> str | None:
                     return found.group(1)
             return None
         return None
-    try:
-        m = re.search(pattern, text, re.M)
-    except re.error:
+    if pattern_problem(pattern) is not None:  # refused (the gatekeeper said so: bad_config)
         return None
-    if not m or m.re.groups < 1 or m.group(1) is None:
+    m = re.search(pattern, bounded(text), re.M)  # a hostile body: a bounded search
+    if not m or m.group(1) is None:
         return None
     return m.group(1).strip()
 

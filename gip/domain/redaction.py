@@ -41,7 +41,24 @@ _SECRET_WORD = (r"(?:secret|token|passw(?:or)?d|passwd|pwd|api[_-]?key|apikey|ac
 _PEM_END = re.compile(r"-----END " + _PEM_LABEL + "-----")
 _PEM_BODY_LINE = re.compile(r"[ \t]*(?:[A-Za-z0-9+/=]+|[A-Za-z-]+: [^\n]*)[ \t]*\r?")
 
-_RULES: tuple[tuple[re.Pattern[str], str], ...] = (
+# An ordinary word (lower case or Capitalised, maybe hyphenated; or all capitals; or a mask of
+# stars), shorter than a credential: what a log line says after "token:", not a secret.
+_WORD = re.compile(r"(?:[A-Z]?[a-z]+(?:-[a-z]+)*|[A-Z]+|\**)[.!?)]?")
+_WORD_MAX = 15  # 16 characters and more may be a password of letters: redacted whatever they are
+
+
+def _assigned(m: re.Match[str]) -> str:
+    """The secret-looking assignment's value redacted, unless it follows a colon and is an
+    ordinary word (:data:`_WORD`): ``token: expired`` stays, ``token: 9f2kQ…`` does not; after
+    ``=`` (an assignment proper, ``PASSWORD=hunter``) any value is redacted."""
+    key, value = m.group(1), m.group(2)
+    word = value.strip("\"'")
+    if key.rstrip().endswith(":") and len(word) <= _WORD_MAX and _WORD.fullmatch(word):
+        return m.group(0)
+    return key + REDACTED
+
+
+_RULES: tuple[tuple[re.Pattern[str], str | Callable[[re.Match[str]], str]], ...] = (
     # the partial line right after a cut that dropped the middle (``…[N bytes … dropped]…``,
     # the runner's output cap): it may be the end of a secret whose key the cut took away
     (re.compile(r"(…\[[^\]\n]{0,100}\]…\n?)[^\n]+"), r"\1" + REDACTED),
@@ -67,11 +84,12 @@ _RULES: tuple[tuple[re.Pattern[str], str], ...] = (
     # ... and one whose closing tag a cut took away: the value runs to a tag, quote or space
     (re.compile(r"(?i)(<[A-Za-z]*" + _SECRET_WORD + r"[A-Za-z]*>)(?!\[REDACTED)[^<\s\"']+"), r"\1" + REDACTED),
     # key = value, "key": "value", --key value where the key looks secret (a quoted value
-    # whose closing quote was cut away runs to the end of the line)
+    # whose closing quote was cut away runs to the end of the line); after a colon, an
+    # ordinary word is prose ("token: expired"), not a secret (:func:`_assigned`)
     # (the key is matched from its start: a regex free to start anywhere backtracks badly)
     (re.compile(r"(?i)(?<![A-Za-z0-9_.-])([\"']?[A-Za-z0-9_.-]*?" + _SECRET_WORD
                 + r"[A-Za-z0-9_.-]{0,40}[\"']?\s{0,5}[=:]\s{0,5})"
-                r"(?!\[REDACTED|[{\[])(\"[^\"\n]*\"?|'[^'\n]*'?|[^\s,;\"']+)"), r"\1" + REDACTED),
+                r"(?!\[REDACTED|[{\[])(\"[^\"\n]*\"?|'[^'\n]*'?|[^\s,;\"']+)"), _assigned),
     (re.compile(r"(?i)(--[a-z0-9-]*(?:secret|token|passw(?:or)?d)[a-z0-9-]*[ =])(?!\[REDACTED)(\S+)"),
      r"\1" + REDACTED),
     (re.compile(r"xox[abposr]-[A-Za-z0-9-]{10,}"), "[REDACTED SLACK TOKEN]"),

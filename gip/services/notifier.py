@@ -16,7 +16,7 @@ version is left alone.
   without case); the four are created up front in each repository, once per container.
 - A GitHub outage fails the record, SQS brings it back, and the comment catches up: the verdict
   itself is already in the event log and in S3.
-- Without a token (local mode) it prints what it would post.
+- Without a token (local mode) it prints what it would post, each change once.
 
 GitHub calls are kept down by our own records and what this container knows (:class:`Memory`):
 - the notifier's first write for a run is the 👀 (the gatekeeper makes none: docs/internals.md,
@@ -228,7 +228,7 @@ class Notifier:
         plan = plan_for(issue, last, explain_untrusted=self.settings.explain_untrusted,
                         matrix_names=self.settings.matrix_labels)
         if self.github is None:
-            done = self._print(repo, number, plan)
+            done = self._print(issue, plan)
         else:
             try:
                 done = self._apply(issue, plan)
@@ -377,15 +377,21 @@ class Notifier:
         self.memory.labelled.put(issue.stream, (issue.run, wanted))
         return f"labels+{len(add)}-{len(remove)}"
 
-    def _print(self, repo: str, number: int, plan: Plan) -> str:
-        """Local mode without a token: show what would be posted."""
+    def _print(self, issue: Issue, plan: Plan) -> str:
+        """Local mode without a token: what would be posted, each change once (the GitHub path's
+        per-container memory: a later event of a finished run prints nothing new)."""
+        memory, stream, said = self.memory, issue.stream, []
         if plan.status:
-            self.out(f"[notifier] {repo}#{number}: status comment would read:\n"
-                     f"{render_status(plan.status)}\n")
-        if plan.untrusted:
-            self.out(f"[notifier] {repo}#{number}: would tell the sender, once:\n"
-                     f"{self._untrusted_body(plan.untrusted)}\n")
-        if plan.label:
-            self.out(f"[notifier] {repo}#{number}: would set label {plan.label!r} "
-                     f"and remove the other verdict labels\n")
-        return "printed"
+            body, hit = render_status(plan.status), memory.shown.get(stream)
+            if hit is None or status_step(hit.body, body, plan) == "edit":
+                said.append(f"status comment would read:\n{body}\n")
+                memory.shown.put(stream, Shown(0, body))
+        if plan.untrusted and not memory.told.get(stream):
+            said.append(f"would tell the sender, once:\n{self._untrusted_body(plan.untrusted)}\n")
+            memory.told.put(stream, True)
+        if plan.label and memory.labelled.get(stream) != (issue.run, plan.label):
+            said.append(f"would set label {plan.label!r} and remove the other verdict labels\n")
+            memory.labelled.put(stream, (issue.run, plan.label))
+        for text in said:
+            self.out(f"[notifier] {issue.repo}#{issue.number}: {text}")
+        return "printed" if said else "printed_already"

@@ -13,15 +13,15 @@ organization hooks of ``REDELIVER_HOOKS`` / ``--redeliver-hooks``):
    ``POST …/deliveries/{id}/attempts``;
 4. move the mark up to the newest id listed (below a failure whose request could not be sent).
 
-A sweep that finds nothing appends nothing: the marks are rows of the pool table
-(``redelivery-mark#<hook>``, as reconcile keeps its strikes there), not events. With no
+A sweep that finds nothing appends nothing: the marks are not events but rows of the pool table
+(``redelivery-mark#<hook>``, as reconcile keeps its strikes there) behind the store's
+:class:`~gip.store.protocols.RedeliveryMarks` contract. With no
 failures and fewer than 100 deliveries since the last sweep, a sweep is one GitHub request.
 The webhook answers a redelivered GUID it had in fact stored as a duplicate, as it always has.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -35,12 +35,10 @@ from gip.domain.envelope import Cause, delivery_stream, new_event, utcnow
 from gip.errors import ConcurrencyConflict, ConfigError
 
 if TYPE_CHECKING:  # the seam's types only; no import cycle at run time
-    from gip.store.protocols import EventStore
+    from gip.store.protocols import EventStore, RedeliveryMarks
 
 log = logging.getLogger(__name__)
 ACTOR = "redelivery"
-MARK_PK = "redelivery-mark#"
-HOOKS_PK = "redelivery-hooks"
 MAX_PAGES = 30
 
 
@@ -63,39 +61,8 @@ class HookReport:
         return asdict(self)
 
 
-class Marks:
-    """The sweep's rows in the pool table: a high-water mark per hook, and the hook list."""
-
-    def __init__(self, dynamodb: Any, table: str) -> None:
-        self.dynamodb, self.table = dynamodb, table
-
-    def get(self, hook: str) -> int | None:
-        item = self.dynamodb.get_item(TableName=self.table, Key={"pk": {"S": MARK_PK + hook}},
-                                      ConsistentRead=True).get("Item")
-        return int(item["mark"]["N"]) if item and "mark" in item else None
-
-    def advance(self, hook: str, mark: int) -> None:
-        """Raise the mark to ``mark`` (a lower one, written by a slower sweep, is kept)."""
-        with contextlib.suppress(self.dynamodb.exceptions.ConditionalCheckFailedException):
-            self.dynamodb.update_item(  # (suppressed: another sweep went further)
-                TableName=self.table, Key={"pk": {"S": MARK_PK + hook}},
-                UpdateExpression="SET #m = :m, kind = :k",
-                ConditionExpression="attribute_not_exists(#m) OR #m < :m",
-                ExpressionAttributeNames={"#m": "mark"},
-                ExpressionAttributeValues={":m": {"N": str(mark)}, ":k": {"S": "redelivery-mark"}})
-
-    def hooks(self) -> list[str]:
-        item = self.dynamodb.get_item(TableName=self.table, Key={"pk": {"S": HOOKS_PK}}).get("Item")
-        return [v["S"] for v in item["hooks"]["L"]] if item and "hooks" in item else []
-
-    def set_hooks(self, hooks: Sequence[str]) -> None:
-        self.dynamodb.put_item(TableName=self.table, Item={
-            "pk": {"S": HOOKS_PK}, "kind": {"S": "redelivery-hooks"},
-            "hooks": {"L": [{"S": h} for h in hooks]}})
-
-
 class Redelivery:
-    def __init__(self, *, store: EventStore, marks: Marks, hooks: Sequence[HookApi],
+    def __init__(self, *, store: EventStore, marks: RedeliveryMarks, hooks: Sequence[HookApi],
                  clock: Callable[[], datetime] = utcnow, max_pages: int = MAX_PAGES) -> None:
         self.store, self.marks, self.hooks = store, marks, list(hooks)
         self.clock, self.max_pages = clock, max_pages
@@ -197,11 +164,12 @@ def from_settings(settings: Any, *, hooks: Sequence[str] | None = None, transpor
     from gip.adapters.github.client import RequestsTransport
     from gip.adapters.github.hooks import check_hook
     from gip.adapters.github.token import TokenSource, load_app_config
+    from gip.store.dynamo_ops import DynamoRedeliveryMarks
     from gip.store.dynamodb import DynamoEventStore
     from gip.store.models import Tables
 
     sess = session or boto3.Session(region_name=settings.region)
-    marks = Marks(sess.client("dynamodb", endpoint_url=settings.endpoint_url), settings.pool_table)
+    marks = DynamoRedeliveryMarks.from_settings(settings)
     transport = transport or RequestsTransport()
     apis: list[HookApi] = []
 

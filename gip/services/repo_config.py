@@ -21,7 +21,7 @@ from dataclasses import replace
 from typing import Any
 from urllib.parse import quote
 
-from gip.domain.matrix import CONFIG_SCHEMA, MatrixConfig, order_versions
+from gip.domain.matrix import CONFIG_SCHEMA, MatrixConfig, order_versions, reported_problem
 from gip.errors import GipError
 
 log = logging.getLogger(__name__)
@@ -84,6 +84,9 @@ def parse(text: str) -> MatrixConfig:
         err = errors[0]
         where = "/".join(str(p) for p in err.absolute_path)
         raise BadConfig(f"{where + ': ' if where else ''}{err.message}", line_of(node, list(err.absolute_path)))
+    problem = reported_problem(str(doc.get("reported", "#")))
+    if problem:  # a regex that could hang on a hostile issue body is refused here, with its line
+        raise BadConfig(f"reported: {problem}", line_of(node, ["reported"]))
     return MatrixConfig.from_mapping(doc)
 
 

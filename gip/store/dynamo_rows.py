@@ -286,7 +286,7 @@ def _conditional(write: Callable[[], object], action: str) -> bool:
     """True if the write went through, False if its condition failed; StoreUnavailable else."""
     try:
         write()
-    except (PutError, DeleteError) as exc:
+    except (PutError, DeleteError, UpdateError) as exc:
         if exc.cause_response_code == _CONDITION_FAILED:
             return False
         raise StoreUnavailable(action, code(exc), exc.cause_response_message or "") from exc

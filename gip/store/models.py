@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TypeVar
 
-from pynamodb.attributes import NumberAttribute, UnicodeAttribute
+from pynamodb.attributes import ListAttribute, NumberAttribute, UnicodeAttribute
 from pynamodb.connection import Connection
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
 from pynamodb.models import Model
@@ -139,19 +139,46 @@ class IssueRow(Model):
     state = UnicodeAttribute()
 
 
+class GateItem(Model):
+    """The GitHub rate gate of one rate key, a row of the pool table (``pk github-rate#<key>``;
+    :class:`~gip.store.dynamo_ops.DynamoRateGate`). Epoch seconds."""
+
+    pk = UnicodeAttribute(hash_key=True)
+    blocked_until = NumberAttribute(null=True)
+    strikes = NumberAttribute(null=True)
+    next_write = NumberAttribute(null=True)
+
+
+class MarkItem(Model):
+    """The redelivery sweep's rows of the pool table: a hook's high-water mark
+    (``pk redelivery-mark#<hook>``, ``mark``) or the stored hook list (``pk redelivery-hooks``,
+    ``hooks``); :class:`~gip.store.dynamo_ops.DynamoRedeliveryMarks`."""
+
+    pk = UnicodeAttribute(hash_key=True)
+    kind = UnicodeAttribute(null=True)
+    mark = NumberAttribute(null=True)
+    hooks = ListAttribute(of=UnicodeAttribute, null=True)  # type: ignore[var-annotated]
+
+
 _M = TypeVar("_M", bound=Model)
 
 
 def bind(base: type[_M], table_name: str, settings: Settings, **meta: str) -> type[_M]:
     """A concrete subclass of ``base`` bound to ``table_name`` on the configured endpoint."""
+    return bind_to(base, table_name, region=settings.region, host=settings.endpoint_url, **meta)
+
+
+def bind_to(base: type[_M], table_name: str, *, region: str | None, host: str | None,
+            **meta: str) -> type[_M]:
+    """:func:`bind` from the region and endpoint alone (a row kind used without the tables)."""
     attrs: dict[str, object] = {
         "table_name": table_name,
-        "region": settings.region,
+        "region": region,
         "billing_mode": "PAY_PER_REQUEST",
         **meta,
     }
-    if settings.endpoint_url:
-        attrs["host"] = settings.endpoint_url
+    if host:
+        attrs["host"] = host
     bound: type[_M] = type(base.__name__, (base,), {"Meta": type("Meta", (), attrs), "__module__": __name__})
     return bound
 

@@ -22,6 +22,12 @@ Which failure raises what, in every implementation:
 Two implementations pass one contract (tests/test_store.py):
 :class:`~gip.store.dynamodb.DynamoEventStore` (pynamodb) and
 :class:`~gip.store.memory.InMemoryEventStore`.
+
+Two small contracts of operational rows beside the pool's (no events: they change no state the
+log knows), each with a DynamoDB and an in-memory implementation under one contract
+(tests/test_store_ops.py): :class:`RateGate`, the GitHub rate-limit gate every container shares
+(:mod:`gip.store.dynamo_ops`, :mod:`gip.store.memory_ops`), and :class:`RedeliveryMarks`, the
+redelivery sweep's high-water marks and hook list.
 """
 
 from __future__ import annotations
@@ -189,6 +195,51 @@ class ProjectionStore(Protocol):
     def save_strikes(self, strikes: Mapping[str, int], *, expected_version: int, at: str) -> bool:
         """Store ``strikes`` at ``expected_version + 1`` if they are still at ``expected_version``."""
         ...
+
+
+@dataclass(frozen=True)
+class GateState:
+    """One rate key's gate: no request before ``blocked_until`` (epoch s); ``strikes``
+    consecutive limits; the deployment's next mutation not before ``next_write``."""
+
+    blocked_until: float = 0.0
+    strikes: int = 0
+    next_write: float = 0.0
+
+
+class RateGate(Protocol):
+    """The GitHub rate-limit state per rate key (:mod:`gip.adapters.github.ratelimit`). Reads
+    are consistent: a block written by one container stops the next request of every other."""
+
+    def state(self, key: str) -> GateState: ...
+
+    def block(self, key: str, until: float, strikes: int) -> None:
+        """Block ``key`` until ``until`` (never shortens a later block) and store ``strikes``."""
+        ...
+
+    def clear_strikes(self, key: str) -> None: ...
+
+    def claim_write(self, key: str, *, now: float, interval: float) -> float:
+        """Reserve the next write slot, ``interval`` after the last one claimed (by anyone) and
+        not before ``now``; returns its time (wait until then, then write)."""
+        ...
+
+
+class RedeliveryMarks(Protocol):
+    """The redelivery sweep's rows: a high-water mark (a delivery id) per hook, and the hook
+    list the deploy stores."""
+
+    def get(self, hook: str) -> int | None:
+        """The hook's mark (consistent read); None before the first sweep."""
+        ...
+
+    def advance(self, hook: str, mark: int) -> None:
+        """Raise the mark to ``mark``; a higher one already stored (a faster sweep) is kept."""
+        ...
+
+    def hooks(self) -> list[str]: ...
+
+    def set_hooks(self, hooks: Sequence[str]) -> None: ...
 
 
 class Store(EventStore, ProjectionStore, Protocol):

@@ -141,8 +141,8 @@ def _sqs_client() -> Any:
 def client_for(settings: Any) -> GitHubClient | None:
     """The consumers' GitHub client (None without a token: local print mode), with the
     deployment-wide rate gate in the pool table."""
-    from gip.adapters.github.ratelimit import DynamoRateGate
     from gip.adapters.github.token import client_from_settings
+    from gip.store.dynamo_ops import DynamoRateGate
 
     client: GitHubClient | None = client_from_settings(settings)
     if client is not None:
