@@ -643,3 +643,22 @@ def test_a_token_that_cannot_create_labels_still_sets_the_verdict_label(core, gh
     gh.fail_next(403, 1, body={"message": "Resource not accessible"}, path_contains="/labels", method="GET")
     assert n.handle(run.processed()).endswith("labels+1-0")
     assert gh.labels(REPO, NUMBER)[-1] == "reproduced"
+
+
+def test_a_bad_config_comment_is_recorded_so_a_cold_container_finds_it_without_a_listing(core, gh, t, caplog):
+    """A bad_config skip creates a comment with no 👀 before it: the record says run 0 (no
+    reaction made), which the schema accepts, so the comment id is kept (once the append was
+    refused and an ERROR logged)."""
+    n, run = make_notifier(core, gh, t, bot_login="gip-bot"), Run(core)
+    skipped = run.record("IssueSkipped", reason="bad_config", sender="mia",
+                         detail=".github/reproduce.yml line 3: max_runs: 0 is less than the minimum of 1")
+    assert n.handle(skipped) == "created"
+    [comment] = status_comments(gh)
+    assert "reproduce.yml line 3" in comment["body"] and gh.reactions(REPO, NUMBER) == []
+    [record] = core.store.read(f"comment-{REPO}#{NUMBER}")
+    assert record["data"] == {"comment_id": comment["id"], "run": 0}
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]
+    cold = make_notifier(core, gh, t, bot_login="gip-bot")
+    gh.reset_requests()
+    assert cold.handle(skipped) == "unchanged"
+    assert calls(gh) == ["GET /issues/comments/{n}"]  # found by the record: no listing
