@@ -144,7 +144,7 @@ def print_hops(path: Path, by_stream: dict[str, dict[str, str]]) -> None:
         queued = parse(times["IssueQueued"]).timestamp()
         hops["appended -> stream read by the poller"].append(published["read"] - received)
         hops["publisher invocation (batch of records)"].append(published["end"] - published["read"])
-        hops["published -> SQS sent (EventBridge rule)"].append(gate["sent"] - published["end"])
+        hops["published -> SQS sent (during the invocation)"].append(gate["sent"] - published["end"])
         hops["SQS sent -> gatekeeper invoked"].append(gate["received"] - gate["sent"])
         hops["gatekeeper invoked -> IssueQueued"].append(queued - gate["received"])
     if not hops:
@@ -288,12 +288,13 @@ def main() -> int:
           f"max {max(gates):.2f}s (goal p95 <= 1 s)")
     print(f"   received -> verdict (IssueProcessed) worst {max(totals_s):.1f}s = {max(totals_s) / max(runs):.1f}x "
           f"the worst processing time {max(runs):.2f}s (goal <= 3x); median {statistics.median(totals_s):.1f}s")
-    in_a_row = -(-n_issues // args.accounts)
+    lanes = min(args.accounts, args.workers)  # a run needs an account and a worker
+    in_a_row = -(-n_issues // lanes)
     cycles = account_cycles(events)
     cycle = statistics.median(cycles) if cycles else float("nan")
     bound = in_a_row * cycle
-    print(f"   the pool bounds it: {n_issues} issues on {args.accounts} accounts are {in_a_row} run(s) in a row on "
-          f"one account; a run plus its cleanup (AccountReserved -> AccountCleaned) takes {cycle:.1f}s "
+    print(f"   the pool bounds it: {n_issues} issues on {lanes} account(s) with a worker are {in_a_row} run(s) in a "
+          f"row on one account; a run plus its cleanup (AccountReserved -> AccountCleaned) takes {cycle:.1f}s "
           f"(median of {len(cycles)}), so the worst is at least {in_a_row} x {cycle:.1f}s = {bound:.1f}s; "
           f"received -> verdict worst is {max(totals_s) / bound:.2f}x that bound")
     print(f"   GitHub calls per issue: mean {statistics.mean(totals):.2f}, max {max(totals)}; writes mean "
