@@ -115,14 +115,23 @@ def test_a_message_received_again_while_another_invocation_holds_it_is_left_to_t
     assert poller.overlaps == 1 and poller.in_flight == {"a", "b", "c"}
 
 
-@pytest.mark.parametrize(("mapping", "arn", "expected"), [
-    ({"ScalingConfig": {"MaximumConcurrency": 2}}, "arn:aws:sqs:r:1:gatekeeper", 2),
-    ({}, "arn:aws:sqs:r:1:capacity", DEFAULT_CONCURRENCY),
-    ({"ScalingConfig": {"MaximumConcurrency": 4}}, "arn:aws:sqs:r:1:notifier.fifo", 1),
-    (None, "arn:aws:sqs:r:1:bare", 1),
+@pytest.mark.parametrize(("maximum", "arn", "expected"), [
+    (2, "arn:aws:sqs:r:1:gatekeeper", 2),
+    (None, "arn:aws:sqs:r:1:capacity", DEFAULT_CONCURRENCY),
+    (4, "arn:aws:sqs:r:1:notifier.fifo", 1),
 ])
-def test_concurrency_comes_from_the_mapping(mapping: dict[str, Any] | None, arn: str, expected: int) -> None:
-    assert concurrency_of(mapping, queue_arn=arn) == expected
+def test_concurrency_comes_from_the_mapping(maximum: int | None, arn: str, expected: int) -> None:
+    assert concurrency_of(maximum, queue_arn=arn) == expected
+
+
+def test_a_container_without_a_mapping_runs_one_batch_at_a_time(sqs: Any) -> None:
+    _, arn = queue(sqs, "bare", [])
+    stop = threading.Event()
+    stop.set()
+    poller = QueuePoller(sqs=sqs, function=FUNCTION, handler=lambda e, c: None, queue_arn=arn, region=REGION,
+                         batch_size=10, stop=stop)
+    poller.run()
+    assert poller.concurrency == 1
 
 
 def _zip() -> bytes:

@@ -82,14 +82,13 @@ def queue_url(sqs: Any, queue_arn: str) -> str:
     return str(sqs.get_queue_url(QueueName=name, QueueOwnerAWSAccountId=account)["QueueUrl"])
 
 
-def concurrency_of(mapping: Mapping[str, Any] | None, *, queue_arn: str) -> int:
-    """Pure: how many batches a mapping runs at once. ``ScalingConfig.MaximumConcurrency`` when
+def concurrency_of(maximum: int | None, *, queue_arn: str) -> int:
+    """Pure: how many batches a mapping runs at once: ``ScalingConfig.MaximumConcurrency`` when
     set, else Lambda's 5 initial concurrent batches; a FIFO queue with our one message group
-    runs one batch at a time (Lambda scales a FIFO mapping by message group); no mapping: 1."""
-    if mapping is None or queue_arn.endswith(".fifo"):
+    one batch at a time (Lambda scales a FIFO mapping by message group)."""
+    if queue_arn.endswith(".fifo"):
         return 1
-    limit = (mapping.get("ScalingConfig") or {}).get("MaximumConcurrency")
-    return max(1, int(limit)) if limit else DEFAULT_CONCURRENCY
+    return max(1, int(maximum)) if maximum else DEFAULT_CONCURRENCY
 
 
 def mapping_of(*, function_arn: str, queue_arn: str, region: str) -> Mapping[str, Any] | None:
@@ -109,8 +108,9 @@ def mapping_of(*, function_arn: str, queue_arn: str, region: str) -> Mapping[str
 
 
 class QueuePoller(threading.Thread):
-    """Plays one SQS event source mapping until ``stop`` is set: ``concurrency`` pollers
-    (None: read from the mapping, :func:`concurrency_of`), each one batch at a time."""
+    """Plays one SQS event source mapping until ``stop`` is set: ``concurrency`` pollers, each
+    one batch at a time (:func:`concurrency_of` the mapping; None: read the mapping from the
+    Lambda API, and run one at a time if there is none, as a bare test container does)."""
 
     def __init__(self, *, sqs: Any, function: Function, handler: Handler, queue_arn: str,
                  region: str, batch_size: int, stop: threading.Event, wait_s: int = 1,
@@ -127,10 +127,10 @@ class QueuePoller(threading.Thread):
         self.overlaps = 0  # messages received while another invocation still held them (dropped)
 
     def run(self) -> None:
-        if self.concurrency is None:
-            self.concurrency = concurrency_of(mapping_of(function_arn=self.function.arn,
-                                                         queue_arn=self.queue_arn, region=self.region),
-                                              queue_arn=self.queue_arn)
+        if self.concurrency is None:  # not given: ask the Lambda API; no mapping there, one at a time
+            mapping = mapping_of(function_arn=self.function.arn, queue_arn=self.queue_arn, region=self.region)
+            self.concurrency = 1 if mapping is None else concurrency_of(
+                (mapping.get("ScalingConfig") or {}).get("MaximumConcurrency"), queue_arn=self.queue_arn)
         extra = [threading.Thread(target=self._loop, name=f"{self.name}-{i}", daemon=True)
                  for i in range(1, self.concurrency)]
         for thread in extra:
