@@ -1,8 +1,10 @@
 """SQS queues → their mapped functions, the way Lambda's SQS event source mapping does it.
 
-One poller thread per mapping (so a function runs one batch at a time: the notifier's
-concurrency of 1 holds). ``ReceiveMessage`` (long poll, up to the mapping's batch size) →
-a real-shaped ``{"Records": [...]}`` event → the handler → ``DeleteMessageBatch`` for the
+Like Lambda, a mapping runs several batches at once: ``ScalingConfig.MaximumConcurrency``
+pollers when the mapping sets it (the gatekeeper's 2), else Lambda's initial 5; a FIFO queue
+(the notifier's, one message group) one batch at a time. The handlers are safe to run
+concurrently, as they must be in AWS. Each poller: ``ReceiveMessage`` (long poll, up to the
+mapping's batch size) → a real-shaped ``{"Records": [...]}`` event → the handler → ``DeleteMessageBatch`` for the
 records that succeeded only. Failed records (``batchItemFailures``, or every record when the
 handler raises) stay in the queue: SQS's redrive policy moves them to the DLQ after
 ``maxReceiveCount`` receives, as in AWS.
@@ -17,13 +19,17 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from gip.local import hops
 from gip.local.lambdas import Function, Handler
 from gip.local.workers import compressed
 
 log = logging.getLogger("local.sqs")
+
+DEFAULT_CONCURRENCY = 5  # Lambda's initial concurrent batches for an SQS mapping
 
 
 def compress_visibility(sqs: Any, urls: Sequence[str]) -> dict[str, int]:
@@ -76,20 +82,64 @@ def queue_url(sqs: Any, queue_arn: str) -> str:
     return str(sqs.get_queue_url(QueueName=name, QueueOwnerAWSAccountId=account)["QueueUrl"])
 
 
+def concurrency_of(maximum: int | None, *, queue_arn: str) -> int:
+    """Pure: how many batches a mapping runs at once: ``ScalingConfig.MaximumConcurrency`` when
+    set, else Lambda's 5 initial concurrent batches; a FIFO queue with our one message group
+    one batch at a time (Lambda scales a FIFO mapping by message group)."""
+    if queue_arn.endswith(".fifo"):
+        return 1
+    return max(1, int(maximum)) if maximum else DEFAULT_CONCURRENCY
+
+
+def mapping_of(*, function_arn: str, queue_arn: str, region: str) -> Mapping[str, Any] | None:
+    """The event source mapping from ``queue_arn`` to the function, read from the Lambda API
+    (None when there is none, as when a test plays a bare container)."""
+    import boto3
+
+    lam = boto3.client("lambda", region_name=region)  # AWS_ENDPOINT_URL in local mode, like every client
+    try:
+        for page in lam.get_paginator("list_event_source_mappings").paginate(FunctionName=function_arn):
+            for m in page["EventSourceMappings"]:
+                if m.get("EventSourceArn") == queue_arn:
+                    return dict(m)
+    except Exception as exc:  # no Lambda API here: one batch at a time, as before
+        log.info("no event source mapping readable for %s: %s", queue_arn, exc)
+    return None
+
+
 class QueuePoller(threading.Thread):
-    """Plays one SQS event source mapping until ``stop`` is set."""
+    """Plays one SQS event source mapping until ``stop`` is set: ``concurrency`` pollers, each
+    one batch at a time (:func:`concurrency_of` the mapping; None: read the mapping from the
+    Lambda API, and run one at a time if there is none, as a bare test container does)."""
 
     def __init__(self, *, sqs: Any, function: Function, handler: Handler, queue_arn: str,
                  region: str, batch_size: int, stop: threading.Event, wait_s: int = 1,
-                 retry_s: int = 2) -> None:
+                 retry_s: int = 2, concurrency: int | None = None) -> None:
         super().__init__(name=f"sqs-{function.name}", daemon=True)
         self.sqs, self.function, self.handler = sqs, function, handler
         self.queue_arn, self.region = queue_arn, region
         self.batch_size = max(1, min(int(batch_size), 10))
         self.stop, self.wait_s, self.retry_s = stop, wait_s, retry_s
+        self.concurrency = concurrency
         self.url = ""
+        self._lock = threading.Lock()
+        self.in_flight: set[str] = set()  # message ids some invocation of this mapping holds now
+        self.overlaps = 0  # messages received while another invocation still held them (dropped)
 
     def run(self) -> None:
+        if self.concurrency is None:  # not given: ask the Lambda API; no mapping there, one at a time
+            mapping = mapping_of(function_arn=self.function.arn, queue_arn=self.queue_arn, region=self.region)
+            self.concurrency = 1 if mapping is None else concurrency_of(
+                (mapping.get("ScalingConfig") or {}).get("MaximumConcurrency"), queue_arn=self.queue_arn)
+        extra = [threading.Thread(target=self._loop, name=f"{self.name}-{i}", daemon=True)
+                 for i in range(1, self.concurrency)]
+        for thread in extra:
+            thread.start()
+        self._loop()
+        for thread in extra:
+            thread.join(timeout=30)
+
+    def _loop(self) -> None:
         while not self.stop.is_set():
             try:
                 if not self.url:
@@ -101,14 +151,32 @@ class QueuePoller(threading.Thread):
                 log.warning("%s poller: %s: %s", self.function.name, type(exc).__name__, exc)
                 self.stop.wait(1.0)
 
+    def _claim(self, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Keep the messages no other invocation holds, and mark them held. A message can come
+        back while held only if its visibility ran out; the holder's answer decides it."""
+        with self._lock:
+            mine = [m for m in messages if m["MessageId"] not in self.in_flight]
+            self.overlaps += len(messages) - len(mine)
+            self.in_flight.update(m["MessageId"] for m in mine)
+        return mine
+
     def poll_once(self) -> int:
         """One receive → one invocation → deletes; returns how many records were handled."""
         messages = self.sqs.receive_message(
             QueueUrl=self.url, MaxNumberOfMessages=self.batch_size, WaitTimeSeconds=self.wait_s,
             AttributeNames=["All"], MessageAttributeNames=["All"],
         ).get("Messages", [])
+        messages = self._claim(messages)
         if not messages:
             return 0
+        try:
+            return self._invoke(messages)
+        finally:
+            with self._lock:
+                self.in_flight.difference_update(m["MessageId"] for m in messages)
+
+    def _invoke(self, messages: list[dict[str, Any]]) -> int:
+        received = time.time()
         records = lambda_records(messages, queue_arn=self.queue_arn, region=self.region)
         try:
             response = self.handler({"Records": records}, self.function.context())
@@ -117,6 +185,13 @@ class QueuePoller(threading.Thread):
                         len(records), type(exc).__name__, exc)
             response = {"batchItemFailures": [{"itemIdentifier": r["messageId"]} for r in records]}
         failed = failed_ids(records, response)
+        if hops.enabled():
+            end = time.time()
+            for r in records:
+                envelope = hops.envelope_of(r["body"])
+                hops.note("sqs", fn=self.function.name, stream=envelope.get("stream"), type=envelope.get("type"),
+                          sent=int(r["attributes"].get("SentTimestamp", 0)) / 1000, received=received,
+                          batch=len(records), end=end, failed=r["messageId"] in failed)
         done = [r for r in records if r["messageId"] not in failed]
         if done:
             self.sqs.delete_message_batch(QueueUrl=self.url, Entries=[

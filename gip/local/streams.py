@@ -37,6 +37,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from gip.local import hops
 from gip.local.lambdas import Function, Handler
 
 log = logging.getLogger("local.streams")
@@ -179,12 +180,15 @@ class StreamPoller(threading.Thread):
             busy = True
             created = records[0]["dynamodb"].get("ApproximateCreationDateTime")
             self.pending_since.setdefault(shard_id, float(created) if isinstance(created, int | float) else time.time())
+            read_at = time.time()
             retry_at = self._deliver(records)
             done = records if retry_at is None else records[:retry_at]
             for record in done:
                 event = stored_event(record)
                 if event is not None:
                     self.on_event(event)
+                    hops.note("stream", stream=event.get("stream"), type=event.get("type"),
+                              read=read_at, batch=len(records), end=time.time())
             if retry_at is None:
                 last = str(records[-1]["dynamodb"]["SequenceNumber"])
                 self.positions[shard_id] = ("AFTER_SEQUENCE_NUMBER", last)
