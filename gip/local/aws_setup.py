@@ -58,6 +58,7 @@ class SourceMapping:
     batch_size: int
     max_retries: int = -1  # MaximumRetryAttempts (-1: until the record expires, Lambda's default)
     on_failure_arn: str = ""  # DestinationConfig.OnFailure.Destination
+    max_concurrency: int | None = None  # ScalingConfig.MaximumConcurrency (SQS)
 
     @property
     def kind(self) -> str:
@@ -112,7 +113,8 @@ def read_wiring(client: Callable[[str], Any], *, outputs: dict[str, str], accoun
             destination = ((m.get("DestinationConfig") or {}).get("OnFailure") or {}).get("Destination", "")
             retries = m.get("MaximumRetryAttempts")
             wiring.mappings.append(SourceMapping(m["UUID"], target, m["EventSourceArn"], int(m.get("BatchSize") or 10),
-                                                 -1 if retries is None else int(retries), destination))
+                                                 -1 if retries is None else int(retries), destination,
+                                                 (m.get("ScalingConfig") or {}).get("MaximumConcurrency")))
     for rule in events.list_rules()["Rules"]:  # schedules live on the default bus
         rate = rate_seconds(rule.get("ScheduleExpression", ""))
         if rate is None:

@@ -54,7 +54,7 @@ from gip.local.embedded_aws import EmbeddedAws
 from gip.local.lambdas import Function, merged_environment
 from gip.local.printer import Printer, StdoutRouter
 from gip.local.schedules import Scheduler, build_jobs
-from gip.local.sqs_mappings import QueuePoller, compress_visibility, queue_url
+from gip.local.sqs_mappings import QueuePoller, compress_visibility, concurrency_of, queue_url
 from gip.local.streams import StreamPoller, sqs_parker
 from gip.local.workers import Workers, parent_credentials, worker_environment
 
@@ -204,7 +204,9 @@ class Supervisor:
             else:
                 thread = QueuePoller(sqs=client("sqs"), function=mapping.function, handler=handler,
                                      queue_arn=mapping.source_arn, region=o.region,
-                                     batch_size=mapping.batch_size, stop=self.halt)
+                                     batch_size=mapping.batch_size, stop=self.halt,
+                                     concurrency=concurrency_of(mapping.max_concurrency,
+                                                                queue_arn=mapping.source_arn))
             self.threads.append(thread)
         jobs = build_jobs(wiring.schedules, functions=functions, load=Function.load, sqs=sqs,
                           queue_url=lambda arn: queue_url(sqs, arn), account=account, region=o.region,
