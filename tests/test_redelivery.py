@@ -278,6 +278,8 @@ def test_a_github_error_leaves_the_mark_and_the_next_sweep_catches_up(core, gh, 
     assert report.redelivered == [] and report.mark_after == failed["id"] - 1
     gh.fail_next(401, path_contains="/hook/deliveries", method="GET")
     assert "401" in sweep.sweep()[0].error
+    assert sweep.sweep()[0].redelivered == []  # within the listing grace: maybe another sweep's, in flight
+    sweep.clock = lambda: datetime.now(UTC) + rules.LISTING_GRACE  # the next scheduled sweep
     [again] = sweep.sweep()
     assert [r["attempt"] for r in again.redelivered] == [2]  # the first request was recorded
     assert issue_events(core) == ["IssueReceived"]
@@ -390,3 +392,24 @@ def test_a_broken_app_secret_is_a_config_error_on_each_sweep_never_a_traceback(c
         assert report.hook == "app" and "not a PEM private key" in report.error and report.calls == 0
     finally:
         sm.delete_secret(SecretId="test/github-app", ForceDeleteWithoutRecovery=True)
+
+
+def test_a_request_another_sweep_made_is_not_made_again_while_github_has_not_listed_it(core, gh, endpoint):
+    """Two sweeps one after the other (the CLI and the schedule): the second reads the first's
+    WebhookRedeliveryRequested, while GitHub's listing still shows the failed attempt as the latest
+    (the redelivery not listed yet). Each failed attempt is redelivered once: no second POST."""
+    from gip.domain.envelope import Cause, new_event
+
+    failed = gh.record_delivery("issues", payload(), status_code=502)
+    stream = f"delivery-{failed['guid']}"
+    data = {"guid": failed["guid"], "delivery_id": failed["id"], "hook": "app", "attempt": 1, "status_code": 502}
+    core.store.append(stream, 0, [new_event(rules.REQUESTED, stream=stream, data=data,
+                                            cause=Cause(failed["guid"], "other-sweep"))])
+    [report] = sweeper(core, gh).sweep()
+    assert report.failed == 1 and report.redelivered == [] and report.at_cap == []
+    assert not any(r.method == "POST" for r in gh.requests) and len(gh.attempts(failed["guid"])) == 1
+    assert [e["actor"] for e in core.store.read(stream)] == ["other-sweep"]
+    # a later failed attempt of the same GUID is a new failure: it is redelivered (attempt 2)
+    again = gh.record_delivery("issues", payload(), status_code=504, guid=failed["guid"])
+    [report] = sweeper(core, gh).sweep(since=timedelta(hours=1))
+    assert [(r["delivery_id"], r["attempt"]) for r in report.redelivered] == [(again["id"], 2)]

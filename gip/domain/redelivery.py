@@ -21,12 +21,14 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from gip.domain.envelope import parse_iso
 
 CONSUMED_EVENTS = frozenset({"issues", "issue_comment"})
 WINDOW = timedelta(days=3)
 MAX_ATTEMPTS = 3
+LISTING_GRACE = timedelta(seconds=60)  # GitHub lists a requested redelivery well within this
 REFUSED_FOR_GOOD = frozenset({400, 413})
 REQUESTED = "WebhookRedeliveryRequested"
 GUID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")  # what a delivery-<guid> stream allows
@@ -97,6 +99,16 @@ def latest_failures(deliveries: Iterable[HookDelivery], *, now: datetime) -> lis
 def attempts_requested(stream_types: Iterable[str]) -> int:
     """How many redeliveries were requested for a GUID, from its stream's event types."""
     return sum(1 for t in stream_types if t == REQUESTED)
+
+
+def requested_for(history: Iterable[Mapping[str, Any]], delivery_id: int, *, now: datetime,
+                  grace: timedelta = LISTING_GRACE) -> bool:
+    """Whether a redelivery of this very failed attempt was requested within ``grace`` before
+    ``now`` (by another sweep, whose redelivery GitHub may not list yet): it is not asked again.
+    An older request for it, with the failure still the latest listed, did not take (its POST
+    failed): it is asked again."""
+    return any(e.get("type") == REQUESTED and (e.get("data") or {}).get("delivery_id") == delivery_id
+               and parse_iso(str(e.get("occurred_at"))) >= now - grace for e in history)
 
 
 def at_cap(previous_attempts: int, *, cap: int = MAX_ATTEMPTS) -> bool:

@@ -7,7 +7,10 @@ organization hooks of ``REDELIVER_HOOKS`` / ``--redeliver-hooks``):
 1. list the deliveries newest first, page by page (``cursor``), down to the high-water mark
    the previous sweep left (or ``--since``; never older than GitHub's 3-day window);
 2. pick the GUIDs whose latest attempt failed (:mod:`gip.domain.redelivery`), and read each
-   one's ``delivery-<guid>`` stream: one with 3 redeliveries requested is left alone (logged);
+   one's ``delivery-<guid>`` stream: one with 3 redeliveries requested is left alone (logged),
+   and a failed attempt whose redelivery was requested less than 60 s ago (``LISTING_GRACE``:
+   by a sweep running at the same time, the CLI's and the schedule's; GitHub has not listed the
+   new attempt yet) is not asked again, but kept below the mark for the next sweep;
 3. for each other one, append ``WebhookRedeliveryRequested`` to that stream (the append is
    conditional on the stream's version, so two sweeps never both send it), then
    ``POST …/deliveries/{id}/attempts``;
@@ -116,6 +119,10 @@ class Redelivery:
         for item in failures:
             stream = delivery_stream(item.guid)
             history = self.store.read(stream)
+            if rules.requested_for(history, item.id, now=now):  # another sweep asked; not listed yet
+                log.info("redelivery: delivery %s (attempt %s) was requested already", item.guid, item.id)
+                unsent.append(item)  # the mark stays below it: a later sweep sees whether it took
+                continue
             previous = rules.attempts_requested(e["type"] for e in history)
             if rules.at_cap(previous):
                 log.warning("redelivery: delivery %s (%s) left alone: %d redeliveries requested "
