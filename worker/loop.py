@@ -37,7 +37,7 @@ from gip.domain.metrics import Point, lease_seconds, queue_wait
 from gip.domain.redaction import Redactor, secrets_from_env
 from gip.errors import AwsError, ConcurrencyConflict, GipError, IllegalTransition
 from gip.services.issues import Issues
-from gip.services.pool import Lease, Pool
+from gip.services.pool import CONTENDED, Lease, Pool
 from worker import matrix_cells, results
 from worker.cleanup import Cleanup, CleanupBusy, CleanupFailed
 from worker.config import WorkerConfig
@@ -181,6 +181,9 @@ class Worker(QueueMessages):
             return "busy"
         assert issue is not None
         lease = self.pool.reserve(issue=event["stream"], worker=self.cfg.name, cause=cause)
+        if lease is None and self.pool.last_miss == CONTENDED:  # free accounts, races lost: soon again
+            self._requeue(msg, soon=True)
+            return "contended"
         if lease is None:
             return self._no_account(msg, event, issue, cause)
         observability.bind(account_id=lease.account_id, lease_id=lease.lease_id)

@@ -54,7 +54,7 @@ class QueueMessages:
         wait = backoff_seconds(receives, base=self.cfg.backoff_base_s, cap=self.cfg.backoff_cap_s, rng=self.rng)
         self._visibility(self.cfg.settings.issue_queue_url, msg, wait)
 
-    def _requeue(self, msg: dict[str, Any]) -> None:
+    def _requeue(self, msg: dict[str, Any], *, soon: bool = False) -> None:
         """Wait without spending a receive: send a delayed copy, then delete this one.
 
         Waiting for an account (or for the sweeper to settle a dead worker's run) is not a
@@ -62,10 +62,17 @@ class QueueMessages:
         The copy counts its waits in a message attribute, which drives the exponential backoff;
         the pool wait is measured from the envelope's time, which the copy keeps. A failed
         delete leaves a duplicate, which the issue's stream makes harmless (dropped or conflict).
+
+        ``soon``: accounts were free but other workers won the races for them; look again in
+        1-3 s (jitter spreads the contenders) and do not count it as a wait.
         """
         url = self.cfg.settings.issue_queue_url
-        waits = int(msg.get("MessageAttributes", {}).get(WAITS_ATTRIBUTE, {}).get("StringValue", "0")) + 1
-        delay = backoff_seconds(waits, base=self.cfg.backoff_base_s, cap=self.cfg.backoff_cap_s, rng=self.rng)
+        waits = int(msg.get("MessageAttributes", {}).get(WAITS_ATTRIBUTE, {}).get("StringValue", "0"))
+        if soon:
+            delay = int(1 + self.rng.uniform(0, 2))
+        else:
+            waits += 1
+            delay = backoff_seconds(waits, base=self.cfg.backoff_base_s, cap=self.cfg.backoff_cap_s, rng=self.rng)
         try:
             self.sqs.send_message(QueueUrl=url, MessageBody=msg["Body"], DelaySeconds=min(SQS_MAX_DELAY, delay),
                                   MessageAttributes={WAITS_ATTRIBUTE: {"DataType": "Number", "StringValue": str(waits)}})

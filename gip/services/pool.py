@@ -69,6 +69,9 @@ class PoolStats:
     contended: int = 0
 
 
+EMPTY, CONTENDED = "empty", "contended"  # Pool.last_miss
+
+
 @dataclass
 class Pool:
     """The account pool's command side. Build once per container."""
@@ -83,6 +86,9 @@ class Pool:
     # jitter: in an overloaded pool, spreading retries in time beats hammering the same rows.
     max_conflicts: int = 2
     stats: PoolStats = field(default_factory=PoolStats)
+    # Why the latest reserve() gave None: EMPTY (no AVAILABLE account read) or CONTENDED (lost
+    # races while some were free). The caller waits long for the one, briefly for the other.
+    last_miss: str = field(default="", compare=False)
 
     @classmethod
     def from_settings(cls, settings: Settings, tables: Tables | None = None) -> Pool:
@@ -158,11 +164,13 @@ class Pool:
                 lost += 1
                 if lost >= self.max_conflicts:
                     self.stats.contended += 1
+                    self.last_miss = CONTENDED
                     return None
                 continue
             return Lease(state.account_id, lease_id, state.role_arn, issue, worker,
                          event["occurred_at"], expires, event)
         self.stats.empty += 1
+        self.last_miss = EMPTY  # none AVAILABLE (any race lost before was for the last ones)
         return None
 
     def _candidates(self) -> list[Account]:
