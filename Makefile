@@ -62,12 +62,19 @@ lint: venv checkov
 	$(BIN)/mypy
 
 # On every core (pytest-xdist); a file's tests stay on one worker, so its module-scoped moto
-# server and tables are built once. PYTEST_ARGS come last: PYTEST_ARGS="-n 0" runs in one process.
+# server and tables are built once. Two workers per core measured no faster on 2 cores (the
+# moto-bound files compute more than they wait) and cost ~15% more CPU. PYTEST_ARGS come last:
+# PYTEST_ARGS="-n 0" runs in one process; XDIST="-n 4 --dist loadfile" changes the split.
 XDIST ?= -n auto --dist loadfile
 
+# lint (~20 s of CPU from a cold mypy cache) runs alongside pytest rather than before it; its
+# output follows pytest's, and either failing fails the target (pytest's exit code first).
 test: export GITHUB_OPENAPI := $(abspath $(OPENAPI_DIR)/api.github.com.json)
-test: venv lint openapi browser
-	$(BIN)/python -m pytest $(XDIST) $(PYTEST_ARGS)
+test: venv $(CHECKOV_STAMP) openapi browser
+	@log=$$(mktemp); $(MAKE) --no-print-directory lint >"$$log" 2>&1 & lint=$$!; \
+	$(BIN)/python -m pytest $(XDIST) $(PYTEST_ARGS); tests=$$?; \
+	wait $$lint; linted=$$?; echo "== make lint (ran alongside pytest): exit $$linted"; cat "$$log"; rm -f "$$log"; \
+	if [ $$tests -ne 0 ]; then exit $$tests; fi; exit $$linted
 
 local: venv
 	$(BIN)/python bootstrap.py --org o-example0000 --local $(LOCAL_ARGS)

@@ -29,6 +29,11 @@ freezegun.configure(extend_ignore_list=["aws_lambda_powertools"])
 
 pytest_plugins = ["tests.fakes.fixtures"]  # the fake GitHub server fixture, for every test
 
+# moto without its public AMIs outside the tests as well (``aws_env`` sets it per test): a
+# module-scoped mock_aws that ends after the last test's monkeypatch is undone resets every EC2
+# backend, and loading ~1,300 AMIs into each cost ~6 s per module.
+os.environ.setdefault("MOTO_EC2_LOAD_DEFAULT_AMIS", "false")
+
 FAKE_ENV = {
     "AWS_ACCESS_KEY_ID": "testing",
     "AWS_SECRET_ACCESS_KEY": "testing",

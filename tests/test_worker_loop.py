@@ -17,6 +17,7 @@ from moto import mock_aws
 from gip.domain.envelope import issue_stream
 from gip.domain.pool import AVAILABLE, CLEANING
 from gip.errors import AwsError
+from tests.conftest import empty_tables
 from tests.planted import DERANDOMIZE, EXAMPLES, TALLY, exact_values, families, fillers, leaks
 from tests.worker_env import last, make_stack, make_worker, member_ids, register, types, visible
 from tests.worker_env import queue_issue as _queue_issue
@@ -35,8 +36,10 @@ def shared():
 
 @pytest.fixture
 def stack(shared):
-    """One moto + tables per module (creating them dominates the time); per test a fresh issue
-    number and account, and everything deregistered/purged afterwards."""
+    """One moto + tables per module (creating them dominates the time); per test empty tables, a
+    fresh issue number and account. Emptied, not appended to: moto deep-copies a table for every
+    transaction that writes to it, so a module's worth of events made each transaction slower."""
+    empty_tables(shared, pool=True)
     n = next(_numbers)
     shared.number, shared.member = n, member_ids(1, start=n)[0]
     shared.issue = issue_stream("octo/demo", n)
@@ -46,9 +49,6 @@ def stack(shared):
         issue_queue_url=shared.sqs.create_queue(QueueName=f"wk-issues-{n}", Attributes=attrs)["QueueUrl"],
         cleanup_queue_url=shared.sqs.create_queue(QueueName=f"wk-cleanup-{n}", Attributes=attrs)["QueueUrl"])
     yield shared
-    from gip.domain.envelope import Cause
-    for account in shared.pool.accounts():
-        shared.pool.deregister(account.account_id, reason="manual", cause=Cause("teardown", "test"))
     shared.settings = replace(shared.settings, results_bucket="wk-results")
 
 
@@ -469,6 +469,7 @@ def _run_planted(shared, *, held: str, sets, log_of) -> dict[str, str]:
     from tests.worker_env import member_ids as ids
     from tests.worker_env import queue_issue as queue
 
+    empty_tables(shared, pool=True)  # each example on empty tables (see ``stack``)
     n = next(_numbers)
     attrs = {"VisibilityTimeout": "30"}
     shared.settings = replace(
