@@ -17,6 +17,8 @@ import socket
 from collections.abc import Iterator
 from types import ModuleType, SimpleNamespace
 
+import botocore.loaders
+import botocore.session
 import freezegun
 import pytest
 
@@ -33,6 +35,11 @@ pytest_plugins = ["tests.fakes.fixtures"]  # the fake GitHub server fixture, for
 # module-scoped mock_aws that ends after the last test's monkeypatch is undone resets every EC2
 # backend, and loading ~1,300 AMIs into each cost ~6 s per module.
 os.environ.setdefault("MOTO_EC2_LOAD_DEFAULT_AMIS", "false")
+
+# One botocore data loader for every session: pynamodb builds a botocore session per connection
+# and moto one per backend, and each new session's loader parsed the service models and
+# endpoints JSON again (~40% of a moto-backed test's set-up). The loader caches what it read.
+botocore.session.create_loader = functools.cache(botocore.loaders.create_loader)  # type: ignore[assignment]
 
 FAKE_ENV = {
     "AWS_ACCESS_KEY_ID": "testing",
