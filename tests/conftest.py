@@ -17,10 +17,13 @@ import socket
 from collections.abc import Iterator
 from types import ModuleType, SimpleNamespace
 
+import botocore.loaders
+import botocore.session
 import freezegun
 import pytest
 
 from gip import observability
+from gip.local import moto_transactions
 
 # freeze_time scans every loaded module's attributes; Powertools' parser package loads its
 # pydantic models lazily on attribute access, which under a frozen clock cannot build its
@@ -33,6 +36,17 @@ pytest_plugins = ["tests.fakes.fixtures"]  # the fake GitHub server fixture, for
 # module-scoped mock_aws that ends after the last test's monkeypatch is undone resets every EC2
 # backend, and loading ~1,300 AMIs into each cost ~6 s per module.
 os.environ.setdefault("MOTO_EC2_LOAD_DEFAULT_AMIS", "false")
+
+# One botocore data loader for every session: pynamodb builds a botocore session per connection
+# and moto one per backend, and each new session's loader parsed the service models and
+# endpoints JSON again (~40% of a moto-backed test's set-up). The loader caches what it read.
+botocore.session.create_loader = functools.cache(botocore.loaders.create_loader)  # type: ignore[assignment]
+
+# moto in-process as local mode runs it: a transaction backs up what it touches, not a deep copy
+# of every table it names (gip.local.moto_transactions, tested in tests/test_moto_transactions.py;
+# a cancelled transaction restores the same). The stream records outlive emptied tables, so the
+# deep copies grew over a module (~20% of tests/test_worker_loop.py's CPU).
+moto_transactions.install()
 
 FAKE_ENV = {
     "AWS_ACCESS_KEY_ID": "testing",

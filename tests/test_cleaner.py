@@ -34,10 +34,11 @@ REGIONS = ("us-east-1", "eu-west-1")
 PROTECT = Protection(prefix="cl", role_name=ROLE)
 
 
-@pytest.fixture(autouse=True)
+@pytest.fixture
 def amazon_amis(monkeypatch: pytest.MonkeyPatch) -> None:
     """moto's public AMIs (conftest turns them off): the billable set runs an instance from one,
-    and the cleaner must leave their ~1,300 snapshots, which moto lists as ours, alone."""
+    and the cleaner must leave their ~1,300 snapshots, which moto lists as ours, alone. Only the
+    test of the built-in cleaner's sweep takes them (loading them costs ~1 s per region)."""
     monkeypatch.setenv("MOTO_EC2_LOAD_DEFAULT_AMIS", "true")
 
 
@@ -80,7 +81,7 @@ def _job(stack, member: str, regions=REGIONS) -> CleanupJob:
                       sleep=lambda _: None, wait_s=30)
 
 
-def test_builtin_cleaner_leaves_nothing_billable_in_every_allowed_region(stack):
+def test_builtin_cleaner_leaves_nothing_billable_in_every_allowed_region(amazon_amis, stack):
     # GIVEN a member account with one of every costly kind in two regions, plus our own things
     member = member_ids(1)[0]
     job = _job(stack, member)

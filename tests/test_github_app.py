@@ -244,7 +244,8 @@ def test_deployed_the_app_comes_from_its_secret(gh, sm):
 def test_the_client_uses_installation_tokens_per_repository(gh, t):
     """Through GitHubClient once it takes a Credentials (issue 19): writes with the token."""
     c = creds(gh, t)
-    client = GitHubClient(base_url=gh.url, token=c, max_attempts=2)  # type: ignore[arg-type]
+    client = GitHubClient(base_url=gh.url, token=c, max_attempts=2,  # type: ignore[arg-type]
+                          sleep=t.sleep, clock=t.clock)  # the write spacing and the retry on the fake clock
     if "token_for" not in inspect.getsource(client_mod):
         pytest.skip("GitHubClient does not take a Credentials yet (issue 19 changes client.py)")
     client.create_comment(REPO, 7, "hello")

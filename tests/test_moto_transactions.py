@@ -16,6 +16,18 @@ from gip.local import moto_transactions
 TABLE = "t"
 
 
+@pytest.fixture(autouse=True)
+def pristine() -> Iterator[None]:
+    """moto unpatched at the start (tests/conftest.py installs the patch for the whole session),
+    and as the session had it after."""
+    was = bool(moto_transactions._installed)
+    moto_transactions.uninstall()
+    yield
+    moto_transactions.uninstall()
+    if was:
+        moto_transactions.install()
+
+
 @pytest.fixture
 def ddb() -> Iterator[Any]:
     with mock_aws():

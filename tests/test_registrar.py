@@ -1,7 +1,8 @@
 """The registrar answers CloudFormation on every path, against a local server playing S3.
 
 The server records each PUT to the "presigned response URL"; the tests assert the exact JSON
-CloudFormation would read. The pool is the real core on moto (in process).
+CloudFormation would read. The pool is the real core on the in-memory store; the Lambda entry
+runs on moto (in process).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from gip.services.lifecycle import Lifecycle
 from gip.services.pool import Pool
 from gip.store.models import Tables, create_tables
 from handlers import registrar as reg
-from tests.conftest import new_container
+from tests.conftest import make_memory_core, new_container
 from tests.fakes.cloudformation import FakeStackSets
 
 MEMBER = "222233334444"
@@ -57,7 +58,7 @@ class ResponseBucket:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.02,), daemon=True)
 
     @property
     def last(self) -> dict[str, Any]:
@@ -76,7 +77,15 @@ def bucket() -> Iterator[ResponseBucket]:
 
 
 @pytest.fixture
-def core(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Pool, Issues]]:
+def core() -> tuple[Pool, Issues]:
+    """The pool and issues on the in-memory store: the registrar sees only the store's protocols."""
+    memory = make_memory_core()
+    return memory.pool, memory.issues
+
+
+@pytest.fixture
+def dynamo_core(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Pool, Issues]]:
+    """The same on moto (the Lambda entry builds its service from the environment's tables)."""
     for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
                         "AWS_SESSION_TOKEN": "testing", "AWS_DEFAULT_REGION": "us-east-1",
                         "AWS_REGION": "us-east-1"}.items():
@@ -401,9 +410,9 @@ def moto_stackset_member(name: str) -> tuple[str, str]:
     return account, summary["StackId"]
 
 
-def test_lambda_entry_checks_the_stackset_on_moto(bucket: ResponseBucket, core: tuple[Pool, Issues],
+def test_lambda_entry_checks_the_stackset_on_moto(bucket: ResponseBucket, dynamo_core: tuple[Pool, Issues],
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    pool, _ = core
+    pool, _ = dynamo_core
     new_container(monkeypatch, reg)
     monkeypatch.setenv("GIP_PREFIX", "gip-test")
     monkeypatch.setenv("CFN_RESPONSE_EXTRA_HOSTS", "127.0.0.1")

@@ -118,7 +118,7 @@ class Healthz(BaseHTTPRequestHandler):
 @contextlib.contextmanager
 def local_gateway() -> Iterator[str]:
     server = ThreadingHTTPServer(("127.0.0.1", 0), Healthz)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True)
     thread.start()
     try:
         yield f"http://127.0.0.1:{server.server_address[1]}"
