@@ -103,6 +103,7 @@ class Gateway:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # else a response's body waits ~20 ms for the client's delayed ACK
 
             def do_POST(self) -> None:
                 gateway._post(self)
@@ -133,7 +134,7 @@ class Gateway:
         self.thread: threading.Thread | None = None
 
     def start(self) -> None:
-        self.thread = threading.Thread(target=self.server.serve_forever, name="api-gateway", daemon=True)
+        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), name="api-gateway", daemon=True)
         self.thread.start()
 
     def stop(self) -> None:

@@ -93,7 +93,7 @@ class EmbeddedAws:
             raise GipError(f"port {self.port} on {self.host} is already in use "
                            f"(choose another with --aws-port): {exc.strerror}") from exc
         self.port = int(self._server.server_address[1])
-        self._thread = threading.Thread(target=self._server.serve_forever, name="embedded-aws",
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), name="embedded-aws",
                                         daemon=True)
         self._thread.start()
         return self

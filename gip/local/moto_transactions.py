@@ -1,4 +1,4 @@
-"""Local mode only: make moto's ``TransactWriteItems`` cost what it touches, not the table.
+"""Local mode (and the test suite's in-process moto): make moto's ``TransactWriteItems`` cost what it touches, not the table.
 
 moto backs up every table a transaction names with ``copy.deepcopy`` before applying it, to
 restore it if the transaction is cancelled. The events table holds every event and its stream
