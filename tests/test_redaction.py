@@ -185,7 +185,7 @@ _AWS_KEY_ID = st.tuples(st.sampled_from(["AKIA", "ASIA"]),
 # a secret access key: 40 base64 characters; real ones mix cases and digits
 _AWS_SECRET_KEY = st.text(alphabet="ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/",
                           min_size=37, max_size=37).map(lambda s: "aZ9" + s)
-_WORDS = st.from_regex(r"[A-Z]?[a-z]{1,10}(-[a-z]{1,4})?[.!?]?", fullmatch=True)
+_WORDS = st.from_regex(r"[A-Z]?[a-z]{1,9}(-[a-z]{1,3})?[.!?]?", fullmatch=True)  # at most _WORD_MAX (15) characters
 
 
 @settings(max_examples=EXAMPLES, deadline=None)
