@@ -48,6 +48,31 @@ botocore.session.create_loader = functools.cache(botocore.loaders.create_loader)
 # deep copies grew over a module (~20% of tests/test_worker_loop.py's CPU).
 moto_transactions.install()
 
+# The files that take longest (wall seconds on 2 cores, measured 2026-11-30), longest first.
+# The Makefile runs xdist with ``--dist loadfile --no-loadscope-reorder``: files are handed out
+# in collection order, which this puts first. xdist's own reorder sends the files with the most
+# tests first, so these, which have few tests, started last and ran alone at the end (~75 s of
+# one idle core). tests/test_layout.py checks that each name is a test file.
+LONGEST_FIRST = (
+    "test_local_e2e.py",  # 54 s: a local stack and its workers
+    "test_github_burst.py",  # 50 s: mostly the real write spacing, asleep
+    "test_pool_race.py",  # 44 s: all CPU, in moto's server
+    "test_local_restart.py",  # 35 s: two local stack starts
+    "test_app_e2e.py",  # 28 s: a local stack
+    "test_worker_loop.py",  # 25 s
+    "test_sandbox.py",  # 25 s: snippets that sleep
+    "test_cleanup_e2e.py",  # 22 s: a claim's back-off
+    "test_cleaner.py",  # 15 s
+    "test_deploy.py",  # 14 s
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The files above first, longest first; every other file after, in its usual order."""
+    rank = {name: index for index, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: a file keeps its order
+
+
 FAKE_ENV = {
     "AWS_ACCESS_KEY_ID": "testing",
     "AWS_SECRET_ACCESS_KEY": "testing",

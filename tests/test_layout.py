@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.deploy_support import copy_source
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -92,3 +94,18 @@ def test_the_library_imports_no_entry_point_tree_at_module_level() -> None:
              for name in module_level_imports(path.read_text())
              if name.split(".")[0] in ENTRY_POINT_TREES}
     assert leaks == {}
+
+
+def test_the_files_scheduled_first_are_test_files_and_come_first_in_the_collection(
+        request: pytest.FixtureRequest) -> None:
+    from tests.conftest import LONGEST_FIRST
+
+    assert len(set(LONGEST_FIRST)) == len(LONGEST_FIRST)
+    assert [name for name in LONGEST_FIRST if not (ROOT / "tests" / name).is_file()] == []
+    # the collection this run uses (xdist workers each collect, the same way)
+    order = list(dict.fromkeys(item.path.name for item in request.session.items))
+    listed = [name for name in order if name in LONGEST_FIRST]
+    if len(listed) == len(LONGEST_FIRST):  # the whole suite was collected, not a selection
+        assert order[:len(LONGEST_FIRST)] == list(LONGEST_FIRST)
+    else:
+        assert listed == [name for name in LONGEST_FIRST if name in listed]
