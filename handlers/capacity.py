@@ -6,16 +6,16 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from functools import cache
 from typing import Any
 
 from gip import observability
+from gip.container import once
 from gip.services.capacity import Capacity
 
 log = logging.getLogger(__name__)
 
 
-@cache  # once per container
+@once  # once per container
 def _service() -> Capacity:
     return Capacity.from_env()
 

@@ -5,16 +5,16 @@ The gatekeeper is built once per container; each SQS record is one idempotent de
 
 from __future__ import annotations
 
-from functools import cache
 from typing import Any
 
 from gip import observability
 from gip.adapters.github.consumer import run_batch
 from gip.adapters.sqs_batch import BatchResponse
+from gip.container import once
 from gip.services.gatekeeper import Gatekeeper
 
 
-@cache  # once per container
+@once  # once per container
 def _service() -> Gatekeeper:
     return Gatekeeper.from_env()
 

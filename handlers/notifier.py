@@ -5,16 +5,16 @@ The notifier is built once per container; each SQS record is one idempotent upda
 
 from __future__ import annotations
 
-from functools import cache
 from typing import Any
 
 from gip import observability
 from gip.adapters.github.consumer import run_batch
 from gip.adapters.sqs_batch import BatchResponse
+from gip.container import once
 from gip.services.notifier import Notifier
 
 
-@cache  # once per container
+@once  # once per container
 def _service() -> Notifier:
     return Notifier.from_env()
 

@@ -28,11 +28,11 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Mapping
-from functools import cache
 from typing import TYPE_CHECKING, Any
 
 from gip import observability
 from gip.adapters.sqs_batch import BatchResponse, process_sqs_batch
+from gip.container import once
 from gip.domain.org_changes import classify
 from gip.services.lifecycle import Lifecycle
 
@@ -42,7 +42,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-@cache  # once per container
+@once  # once per container
 def _service() -> Lifecycle:
     from gip.config import Settings
 

@@ -6,17 +6,17 @@ Settings and client are built once per container.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from functools import cache
 from typing import TYPE_CHECKING, Any
 
 from gip import observability
+from gip.container import once
 from gip.services.publisher import publish_records
 
 if TYPE_CHECKING:
     from gip.config import Settings
 
 
-@cache  # once per container
+@once  # once per container
 def _service() -> tuple[Settings, Any]:
     """The settings and the EventBridge client."""
     import boto3

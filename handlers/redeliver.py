@@ -3,14 +3,14 @@ Its hooks, marks and store are built once per container."""
 
 from __future__ import annotations
 
-from functools import cache
 from typing import Any
 
 from gip import observability
+from gip.container import once
 from gip.services.redelivery import Redelivery
 
 
-@cache  # once per container
+@once  # once per container
 def _service() -> Redelivery:
     from gip.config import Settings
     from gip.services.redelivery import from_settings

@@ -6,15 +6,15 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from functools import cache
 from typing import Any
 
 from gip import observability
 from gip.adapters import custom_resource as cr
+from gip.container import once
 from gip.services.registrar import Registrar
 
 
-@cache  # once per container (whose function ARN never changes)
+@once  # once per container (whose function ARN never changes)
 def _service(function_arn: str) -> Registrar:
     import boto3
 

@@ -8,10 +8,10 @@ import logging
 import os
 from collections.abc import Callable
 from datetime import datetime
-from functools import cache
 from typing import Any
 
 from gip import observability
+from gip.container import once
 from gip.domain.envelope import utcnow
 from gip.services.issues import Issues
 from gip.services.pool import Pool
@@ -20,7 +20,7 @@ from gip.services.sweeper import sweep
 log = logging.getLogger(__name__)
 
 
-@cache  # once per container
+@once  # once per container
 def _service() -> tuple[Pool, Issues, int, int]:
     """The pool, the issues, the lease hard cap (s) and the attempts before giving up."""
     from gip.config import Settings

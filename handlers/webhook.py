@@ -10,10 +10,10 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Mapping
-from functools import cache
 from typing import TYPE_CHECKING, Any
 
 from gip import observability
+from gip.container import once
 from gip.domain.qualify import Rules
 from gip.errors import ConfigError
 from gip.services.webhook import Response, answer, handle, webhook_secrets
@@ -48,7 +48,7 @@ def _delivery_id(event: Mapping[str, Any]) -> str | None:
 
 
 # --- per-container state: settings, secret and the Issues service, each built once ---------
-# functools.cache keeps no failed call: a ConfigError is raised again until it is fixed.
+# `once` keeps no failed build: a ConfigError is raised again until it is fixed.
 
 
 def reset() -> None:
@@ -57,7 +57,7 @@ def reset() -> None:
         builder.cache_clear()
 
 
-@cache
+@once
 def _settings() -> Settings:
     from gip.config import Settings
 
@@ -67,7 +67,7 @@ def _settings() -> Settings:
         raise ConfigError(f"invalid setting: {exc}") from exc
 
 
-@cache
+@once
 def _secrets() -> tuple[str, ...]:
     """GITHUB_WEBHOOK_SECRET (+ GITHUB_WEBHOOK_SECRET_NEXT), else the Secrets Manager secret."""
     secrets = webhook_secrets(os.environ.get("GITHUB_WEBHOOK_SECRET"), os.environ.get("GITHUB_WEBHOOK_SECRET_NEXT"))
@@ -91,7 +91,7 @@ def _fetch_secret(secret_id: str) -> str:
     return str(value.get("SecretString") or "")
 
 
-@cache
+@once
 def _issues() -> Issues:
     from gip.services.issues import Issues
 

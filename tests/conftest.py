@@ -23,6 +23,7 @@ import freezegun
 import pytest
 
 from gip import observability
+from gip.container import once
 from gip.local import moto_transactions
 
 # freeze_time scans every loaded module's attributes; Powertools' parser package loads its
@@ -84,7 +85,7 @@ FAKE_ENV = {
 
 def new_container(monkeypatch: pytest.MonkeyPatch, handler_module: ModuleType) -> None:
     """A cold start for one test: the handler's ``_service`` builds afresh; the old one is back after."""
-    monkeypatch.setattr(handler_module, "_service", functools.cache(handler_module._service.__wrapped__))
+    monkeypatch.setattr(handler_module, "_service", once(handler_module._service.__wrapped__))
 
 
 @pytest.fixture(autouse=True)
