@@ -44,6 +44,7 @@ class Settings:
     lease_hard_cap_seconds: int = 10_800
     matrix_fixed_label: str = "fixed-in-latest"  # issue 17: matrix summary labels
     matrix_still_label: str = "still-reproduces"
+    repo_config_ttl_s: float = 60.0  # REPO_CONFIG_TTL_S: the gatekeeper keeps reproduce.yml this long
 
     @property
     def matrix_labels(self) -> dict[str, str]:
@@ -105,4 +106,5 @@ class Settings:
             lease_hard_cap_seconds=int(get("LEASE_HARD_CAP_SECONDS", "10800")),
             matrix_fixed_label=get("MATRIX_FIXED_LABEL", "fixed-in-latest").strip(),
             matrix_still_label=get("MATRIX_STILL_LABEL", "still-reproduces").strip(),
+            repo_config_ttl_s=float(get("REPO_CONFIG_TTL_S", "60")),
         )

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import threading
+import time
 from collections.abc import Callable, Hashable
 from typing import Generic, ParamSpec, TypeVar
 
@@ -49,3 +50,27 @@ class Once(Generic[P, T]):
 def once(build: Callable[P, T]) -> Once[P, T]:
     """Decorator: ``@once`` over a per-container builder (``_service()`` in each handler)."""
     return Once(build)
+
+
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+
+
+class TtlCache(Generic[K, V]):
+    """Values per key for ``ttl_s`` seconds, in one container (a failed fetch is not kept).
+
+    The gatekeeper's GitHub reads that do not change per issue: a sender's permission and the
+    repository's ``reproduce.yml`` (docs/internals.md, "Only the reads that decide")."""
+
+    def __init__(self, *, ttl_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.ttl_s, self._clock = ttl_s, clock
+        self._entries: dict[K, tuple[float, V]] = {}
+
+    def get(self, key: K, fetch: Callable[[], V]) -> V:
+        now = self._clock()
+        hit = self._entries.get(key)
+        if hit is not None and now - hit[0] < self.ttl_s:
+            return hit[1]
+        value = fetch()
+        self._entries[key] = (now, value)
+        return value

@@ -14,6 +14,7 @@ import pytest
 from gip.adapters.github.client import GitHubClient, Permission
 from gip.adapters.github.consumer import envelope_from_record
 from gip.config import Settings
+from gip.container import TtlCache
 from gip.domain.envelope import Cause, utcnow
 from gip.domain.qualify import Rules
 from gip.services.gatekeeper import Gatekeeper, PermissionCache, decide
@@ -41,14 +42,16 @@ def make_gatekeeper(core, gh, t: FakeTime, *, token: str | None = "test-token", 
     return Gatekeeper(issues=core.issues, github=client,
                       settings=Settings.for_prefix("test", **settings),
                       permissions=PermissionCache(clock=t.clock),
+                      config_files=TtlCache(ttl_s=Settings().repo_config_ttl_s, clock=t.clock),
                       now=(lambda: utcnow() + timedelta(seconds=61)) if stale else utcnow)
 
 
-def receive(core, *, sender="maintainer-mia", number=NUMBER, delivery="d-1", **extra: Any) -> dict:
-    data = {"repo": REPO, "number": number, "title": "A bug", "labels": ["bug", LABEL],
-            "trigger": "labeled", "sender": sender, "html_url": f"https://github.com/{REPO}/issues/{number}",
+def receive(core, *, sender="maintainer-mia", number=NUMBER, delivery="d-1", repo: str = REPO,
+            **extra: Any) -> dict:
+    data = {"repo": repo, "number": number, "title": "A bug", "labels": ["bug", LABEL],
+            "trigger": "labeled", "sender": sender, "html_url": f"https://github.com/{repo}/issues/{number}",
             "author_association": "NONE", **extra}
-    result = core.issues.receive(delivery_id=delivery, repo=REPO, number=number, data=data,
+    result = core.issues.receive(delivery_id=delivery, repo=repo, number=number, data=data,
                                  cause=Cause(correlation_id=delivery, actor="webhook"))
     assert result.appended
     return result.event
@@ -299,9 +302,8 @@ def test_github_calls_per_run_only_reads_that_decide_and_a_redelivery_costs_noth
         ("GET", "/collaborators/maintainer-mia/permission"),
         ("GET", "/contents/.github/reproduce.yml")]  # issue 17: the repository's matrix config
     gh.reset_requests()
-    assert gk.handle(receive(core, number=2, delivery="d-2")) == "IssueQueued"  # permission cached
-    assert [(r.method, r.path.split(REPO, 1)[-1]) for r in gh.requests] == [
-        ("GET", "/contents/.github/reproduce.yml")]
+    assert gk.handle(receive(core, number=2, delivery="d-2")) == "IssueQueued"  # both cached
+    assert gh.requests == []
     gh.reset_requests()
     assert gh.requests == []
     assert gatekeeper_handle(gk, [first]) == {"batchItemFailures": []}  # redelivered
@@ -311,6 +313,47 @@ def test_github_calls_per_run_only_reads_that_decide_and_a_redelivery_costs_noth
     assert [(r.method, r.path.split(REPO, 1)[-1]) for r in gh.requests] == [
         ("GET", "/issues/3"), ("GET", "/collaborators/maintainer-mia/permission"),
         ("GET", "/contents/.github/reproduce.yml")]
+
+
+def test_reproduce_yml_is_read_once_per_repository_per_ttl_and_an_edit_applies_after_it(core, github_server, t):
+    gh = github_server
+    for n in (1, 2, 3, 4):
+        gh.add_issue(REPO, n, labels=[LABEL])
+    gh.add_issue("octo-org/other", 1, labels=[LABEL])
+    gh.set_permission(REPO, "maintainer-mia", "write")
+    gh.set_permission("octo-org/other", "maintainer-mia", "write")
+    gk = make_gatekeeper(core, gh, t)
+
+    def contents() -> list[str]:
+        return [r.path.split("/repos/", 1)[-1] for r in gh.requests if "/contents/" in r.path]
+
+    assert gk.handle(receive(core, number=1, delivery="d-1")) == "IssueQueued"
+    assert gk.handle(receive(core, number=2, delivery="d-2")) == "IssueQueued"
+    assert gk.handle(receive(core, number=1, delivery="d-o", repo="octo-org/other")) == "IssueQueued"
+    assert contents() == [f"{REPO}/contents/.github/reproduce.yml",  # "no file" is kept too
+                          "octo-org/other/contents/.github/reproduce.yml"]  # per repository
+
+    # an edit within the TTL is not seen yet; after it, the next issue reads the file again
+    gh.set_file(REPO, ".github/reproduce.yml", "versions:\n  source: list\nmax_runs: 0\n")
+    t.now += 59
+    assert gk.handle(receive(core, number=3, delivery="d-3")) == "IssueQueued"
+    t.now += 2
+    assert gk.handle(receive(core, number=4, delivery="d-4")) == "IssueSkipped"  # bad_config, read afresh
+    assert core.store.read(f"issue-{REPO}#4")[-1]["data"]["reason"] == "bad_config"
+    assert len(contents()) == 3
+
+
+def test_a_failed_reproduce_yml_read_is_not_kept(core, github_server, t):
+    gh = github_server
+    for n in (1, 2):
+        gh.add_issue(REPO, n, labels=[LABEL])
+    gh.set_permission(REPO, "maintainer-mia", "write")
+    gk = make_gatekeeper(core, gh, t)
+    gh.fail_next(502, 3, path_contains="/contents/.github/reproduce.yml")  # the client's 3 attempts
+    event = receive(core, number=1, delivery="d-1")
+    assert gatekeeper_handle(gk, [event]) == {"batchItemFailures": [{"itemIdentifier": "m0"}]}
+    assert gk.handle(event) == "IssueQueued"  # SQS's retry reads the file again
+    assert len([r for r in gh.requests if "/contents/" in r.path]) == 4
 
 
 # ---------------------------------------------------------------- issue 19: 401/403, no noise

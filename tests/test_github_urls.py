@@ -77,7 +77,9 @@ def test_every_function_holding_the_token_gets_the_api_url_and_the_rate_gate() -
         assert _env(mgmt, name)["GITHUB_API_URL"] == {"Ref": "GitHubApiUrl"}
     assert mgmt["Parameters"]["GitHubApiUrl"]["Default"] == "https://api.github.com"
     mapping = mgmt["Resources"]["GatekeeperMapping"]["Properties"]
-    assert mapping["ScalingConfig"] == {"MaximumConcurrency": 2}
+    assert (mapping["BatchSize"], mapping["ScalingConfig"]) == (1, {"MaximumConcurrency": 5})  # issue 18
+    publisher = mgmt["Resources"]["PublisherMapping"]["Properties"]
+    assert publisher["MaximumBatchingWindowInSeconds"] == 0  # a stream record is published at once
     params = deploy._parameters(
         deploy.DeployOptions(org_id="o-abcdefghij", github_api_url="https://ghe.example.com/api/v3"),
         bucket="b", external_id="x",

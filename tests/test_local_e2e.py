@@ -53,7 +53,9 @@ RUN_TIMEOUT_S = 120
 STREAM_RETRIES = 3  # a failing stream record is parked after 1 + 3 attempts, not the template's 101
 # The local runtime's knobs (gip/local/knobs.py): shorter waits, the same behaviour.
 QUICK = {"GIP_LOCAL_STREAM_RETRIES": str(STREAM_RETRIES), "GIP_LOCAL_RECONCILE_S": "1",
-         "GIP_LOCAL_REDELIVER_S": "5"}
+         "GIP_LOCAL_REDELIVER_S": "5",
+         # the matrix test edits reproduce.yml between two issues: the gatekeeper keeps no copy
+         "REPO_CONFIG_TTL_S": "0"}
 ISSUES = {
     1: ("crashes on an empty config", samples.FAILS, "reproduced"),
     2: ("listing fails", samples.PASSES, "not_reproduced"),

@@ -14,7 +14,10 @@ untrusted command) is the notifier's first write for the run (docs/internals.md,
   issue's labels as of delivery (a closed issue never gets this far), so ``GET issue`` is
   made only when the delivery arrived more than ``PAYLOAD_FRESH_S`` ago (a retried or
   backlogged record) or the trigger is a command. The permission is cached per (repo, sender)
-  for ``PERMISSION_TTL_S`` per container. A label removed after the decision is honoured by
+  for ``PERMISSION_TTL_S`` per container, and the repository's ``reproduce.yml`` (or its absence)
+  per repo for ``Settings.repo_config_ttl_s`` (``REPO_CONFIG_TTL_S``, 60 s): a burst of issues in
+  one repository reads it once per container, and an edited file applies to the issues queued
+  up to a minute later. A label removed after the decision is honoured by
   the worker's re-check of the issue stream (``Issues.cancel`` on ``unlabeled``).
 - GitHub 5xx/429 or an unreachable GitHub: the record fails and SQS retries it; nothing was
   appended, because GitHub is asked before anything is written. A rate limit stops the batch
@@ -35,12 +38,14 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from gip.adapters.github import errors as gh_errors
 from gip.adapters.github.app import AppNotInstalled, note_installation
 from gip.adapters.github.client import GitHubClient, Permission
 from gip.config import Settings
+from gip.container import TtlCache
 from gip.domain.envelope import Cause, Envelope, parse_iso, split_issue_stream, utcnow
 from gip.domain.issue import RECEIVED
 from gip.domain.qualify import has_required_label
@@ -113,31 +118,23 @@ def association_permission(association: str) -> Permission:
 # ---------------------------------------------------------------- shell
 
 
-class PermissionCache:
+class PermissionCache(TtlCache[tuple[str, str], Permission]):
     """Collaborator permissions per (repo, user), for ``ttl_s`` seconds per container."""
 
     def __init__(self, *, ttl_s: float = PERMISSION_TTL_S, clock: Callable[[], float] = time.monotonic) -> None:
-        self._ttl, self._clock = ttl_s, clock
-        self._entries: dict[tuple[str, str], tuple[float, Permission]] = {}
-
-    def get(self, repo: str, user: str, fetch: Callable[[], Permission]) -> Permission:
-        now = self._clock()
-        hit = self._entries.get((repo, user))
-        if hit and now - hit[0] < self._ttl:
-            return hit[1]
-        value = fetch()
-        self._entries[(repo, user)] = (now, value)
-        return value
+        super().__init__(ttl_s=ttl_s, clock=clock)
 
 
 class Gatekeeper:
     def __init__(self, *, issues: Issues, github: GitHubClient | None, settings: Settings,
                  permissions: PermissionCache | None = None,
+                 config_files: TtlCache[str, str | None] | None = None,
                  now: Callable[[], datetime] = utcnow) -> None:
         self.issues = issues
         self.github = github
         self.settings = settings
         self.permissions = permissions or PermissionCache()
+        self.config_files = config_files or TtlCache(ttl_s=settings.repo_config_ttl_s)  # repo → reproduce.yml
         self.now = now
 
     @classmethod
@@ -166,7 +163,8 @@ class Gatekeeper:
             decision = self._check(repo, number, data, reread=must_reread(
                 trigger=str(data.get("trigger", "")), age_s=age_s))
             if decision.type == "IssueQueued" and self.github is not None:  # reproduce.yml (issue 17)
-                decision = Decision(*repo_config.decide(self.github, repo, decision.data))
+                decision = Decision(*repo_config.decide(self.github, repo, decision.data,
+                                                        read=partial(self._config_file, self.github, repo)))
             cause = Cause.from_event(envelope, actor=ACTOR)
             try:
                 self.issues.record(repo, number, decision.type, decision.data, cause=cause,
@@ -177,6 +175,10 @@ class Gatekeeper:
                      decision.data.get("reason", ""))
             return decision.type
         return "already_decided"
+
+    def _config_file(self, github: GitHubClient, repo: str) -> str | None:
+        """The repository's reproduce.yml text (None: no file), through the per-container cache."""
+        return self.config_files.get(repo, lambda: github.get_file(repo, repo_config.CONFIG_PATH))
 
     def _check(self, repo: str, number: int, data: Mapping[str, Any], *, reread: bool = True) -> Decision:
         run, sender = int(data["run"]), str(data["sender"])
@@ -195,7 +197,7 @@ class Gatekeeper:
                 else:  # an App not installed here must say so (permission() reads a 404 as "none")
                     github.credentials.token_for(repo)
                     doc = {"labels": list(data.get("labels", []))}
-                permission = self.permissions.get(repo, sender, lambda: github.permission(repo, sender))
+                permission = self.permissions.get((repo, sender), lambda: github.permission(repo, sender))
             except AppNotInstalled:
                 return Decision("IssueSkipped", {"reason": "app_not_installed", "run": run, "sender": sender})
             except gh_errors.NotFound:

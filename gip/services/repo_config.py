@@ -189,13 +189,15 @@ def _npm(registry: str, package: str, fetch: Fetch) -> list[tuple[str, bool]]:
 # ---------------------------------------------------------------- the gatekeeper's hook
 
 
-def attach(github: Any, repo: str, data: dict[str, Any], fetch: Fetch = http_get) -> dict[str, Any]:
-    """``IssueQueued`` data with ``matrix_config`` when the repository has a ``reproduce.yml``.
+def attach(github: Any, repo: str, data: dict[str, Any], fetch: Fetch = http_get, *,
+           read: Callable[[], str | None] | None = None) -> dict[str, Any]:
+    """``IssueQueued`` data with ``matrix_config`` when the repository has a ``reproduce.yml``
+    (``read``: the file's text, e.g. through the gatekeeper's cache; default: GitHub's now).
     Raises :class:`BadConfig` (skip ``bad_config``) or :class:`RegistryUnavailable` (retry)."""
     from gip.adapters.github import errors as gh_errors
 
     try:
-        text = github.get_file(repo, CONFIG_PATH)
+        text = read() if read is not None else github.get_file(repo, CONFIG_PATH)
     except gh_errors.Forbidden as exc:  # a token or App without contents:read: a single run
         log.warning("%s: cannot read %s (%s); running without a matrix", repo, CONFIG_PATH, exc)
         return data
@@ -206,11 +208,12 @@ def attach(github: Any, repo: str, data: dict[str, Any], fetch: Fetch = http_get
     return {**data, "matrix_config": config.to_event()}
 
 
-def decide(github: Any, repo: str, data: dict[str, Any], fetch: Fetch = http_get) -> tuple[str, dict[str, Any]]:
+def decide(github: Any, repo: str, data: dict[str, Any], fetch: Fetch = http_get, *,
+           read: Callable[[], str | None] | None = None) -> tuple[str, dict[str, Any]]:
     """The gatekeeper's hook for a run it would queue: ``("IssueQueued", data + matrix_config)``,
     or ``("IssueSkipped", bad_config)``. :class:`RegistryUnavailable` propagates (retry)."""
     try:
-        return "IssueQueued", attach(github, repo, data, fetch)
+        return "IssueQueued", attach(github, repo, data, fetch, read=read)
     except BadConfig as exc:
         log.warning("%s: %s", repo, exc.detail)
         return "IssueSkipped", {"reason": "bad_config", "run": data["run"], "sender": data["sender"],
