@@ -65,12 +65,21 @@ class TtlCache(Generic[K, V]):
     def __init__(self, *, ttl_s: float, clock: Callable[[], float] = time.monotonic) -> None:
         self.ttl_s, self._clock = ttl_s, clock
         self._entries: dict[K, tuple[float, V]] = {}
+        self._fetching: dict[K, threading.Lock] = {}  # one fetch per key at a time (local mode's threads)
 
     def get(self, key: K, fetch: Callable[[], V]) -> V:
-        now = self._clock()
-        hit = self._entries.get(key)
-        if hit is not None and now - hit[0] < self.ttl_s:
+        hit = self._fresh(key)
+        if hit is not None:
             return hit[1]
-        value = fetch()
-        self._entries[key] = (now, value)
-        return value
+        with self._fetching.setdefault(key, threading.Lock()):
+            hit = self._fresh(key)  # fetched by another thread meanwhile
+            if hit is not None:
+                return hit[1]
+            now = self._clock()
+            value = fetch()
+            self._entries[key] = (now, value)
+            return value
+
+    def _fresh(self, key: K) -> tuple[float, V] | None:
+        hit = self._entries.get(key)
+        return hit if hit is not None and self._clock() - hit[0] < self.ttl_s else None

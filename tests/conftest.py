@@ -11,20 +11,17 @@
 
 from __future__ import annotations
 
-import functools
 import os
 import socket
 from collections.abc import Iterator
 from types import ModuleType, SimpleNamespace
 
-import botocore.loaders
-import botocore.session
 import freezegun
 import pytest
 
 from gip import observability
 from gip.container import once
-from gip.local import moto_transactions
+from gip.local import moto_transactions, shared_loader
 
 # freeze_time scans every loaded module's attributes; Powertools' parser package loads its
 # pydantic models lazily on attribute access, which under a frozen clock cannot build its
@@ -41,7 +38,7 @@ os.environ.setdefault("MOTO_EC2_LOAD_DEFAULT_AMIS", "false")
 # One botocore data loader for every session: pynamodb builds a botocore session per connection
 # and moto one per backend, and each new session's loader parsed the service models and
 # endpoints JSON again (~40% of a moto-backed test's set-up). The loader caches what it read.
-botocore.session.create_loader = functools.cache(botocore.loaders.create_loader)  # type: ignore[assignment]
+shared_loader.install()
 
 # moto in-process as local mode runs it: a transaction backs up what it touches, not a deep copy
 # of every table it names (gip.local.moto_transactions, tested in tests/test_moto_transactions.py;

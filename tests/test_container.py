@@ -66,3 +66,41 @@ def test_a_builder_with_an_argument_builds_once_per_argument() -> None:
     arn = "arn:aws:lambda:us-east-1:123456789012:function:gip-registrar"
     assert registrar(arn) == registrar(arn) == "123456789012"
     assert built == [arn]
+
+
+def test_a_ttl_cache_fetches_once_per_key_while_fresh_even_when_threads_race() -> None:
+    from gip.container import TtlCache
+    from tests.fakes.clock import FakeTime
+
+    t = FakeTime()
+    cache: TtlCache[tuple[str, str], str] = TtlCache(ttl_s=300, clock=t.clock)
+    fetched: list[str] = []
+    started = threading.Barrier(6)
+
+    def fetch() -> str:
+        fetched.append("permission")
+        time.sleep(0.05)
+        return "write"
+
+    def call() -> None:
+        started.wait()
+        assert cache.get(("octo/repo", "mia"), fetch) == "write"
+
+    threads = [threading.Thread(target=call) for _ in range(6)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert fetched == ["permission"]
+    assert cache.get(("octo/repo", "bob"), lambda: "read") == "read"  # another key: its own fetch
+    t.now += 299
+    assert cache.get(("octo/repo", "mia"), lambda: "admin") == "write"
+    t.now += 1
+    assert cache.get(("octo/repo", "mia"), lambda: "admin") == "admin"  # expired: fetched again
+
+    def broken() -> str:
+        raise TimeoutError("GitHub did not answer")
+
+    with pytest.raises(TimeoutError):
+        cache.get(("octo/other", "mia"), broken)
+    assert cache.get(("octo/other", "mia"), lambda: "write") == "write"  # a failure is not kept

@@ -79,9 +79,10 @@ class EmbeddedAws:
         logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no line per request
         for key, value in (("AWS_ACCESS_KEY_ID", "local"), ("AWS_SECRET_ACCESS_KEY", "local")):
             os.environ.setdefault(key, value)
-        from gip.local import moto_transactions
+        from gip.local import moto_transactions, shared_loader
 
         moto_transactions.install()  # moto's transaction backup copies whole tables (docs/local.md)
+        shared_loader.install()  # the functions' threads share one botocore loader (cold bursts)
         app: Any = SerializedApp(DomainDispatcherApplication(create_backend_app))
         if self.wrap is not None:
             app = self.wrap(app)
