@@ -330,7 +330,26 @@ def main() -> int:
     print(f"   GitHub calls per issue: all {all_calls:.2f} (own: mean {statistics.mean(totals):.2f}, max "
           f"{max(totals)}); writes mean {statistics.mean(writes):.2f}, max {max(writes)}")
     print_hops(hops_file, by_stream)
+    print_slowest(events, by_stream, first_received)
     return 0
+
+
+def print_slowest(events: list[dict[str, Any]], by_stream: dict[str, dict[str, str]], first: str) -> None:
+    """The three slowest issues' own timelines (seconds after the burst's first IssueReceived),
+    with the account reservations made for them: where a slow verdict waited."""
+    start = parse(first)
+    reserved: dict[str, list[str]] = defaultdict(list)
+    for e in events:
+        if e["type"] == "AccountReserved":
+            reserved[str(e['data'].get('issue', ''))].append(e["occurred_at"])  # the issue's stream
+    slowest = sorted((s for s in by_stream if "IssueProcessed" in by_stream[s]),
+                     key=lambda s: parse(by_stream[s]["IssueProcessed"]) - parse(by_stream[s]["IssueReceived"]))[-3:]
+    print("   the slowest issues (s after the burst began):")
+    for stream in reversed(slowest):
+        steps = [f"{kind.removeprefix('Issue')} {(parse(at) - start).total_seconds():.1f}"
+                 for kind, at in sorted(by_stream[stream].items(), key=lambda kv: kv[1])]
+        leases = [f"{(parse(at) - start).total_seconds():.1f}" for at in reserved.get(stream, [])]
+        print(f"     {stream.rsplit('#', 1)[-1]:>4}: {', '.join(steps)}; account reserved at {', '.join(leases) or '-'}")
 
 
 if __name__ == "__main__":
