@@ -72,6 +72,8 @@ XDIST ?= -n $(shell echo $$(( $$(nproc) + 1 ))) --dist loadfile --no-loadscope-r
 
 # lint (~20 s of CPU from a cold mypy cache) runs alongside pytest rather than before it; its
 # output follows pytest's, and either failing fails the target (pytest's exit code first).
+# A collection in one process first (its output dropped: the real run reports any error) writes
+# the assertion-rewritten test modules once; each xdist worker then loads them (3 s, not 8 s).
 test: export GITHUB_OPENAPI := $(abspath $(OPENAPI_DIR)/api.github.com.json)
 # pytest caches its assertion-rewritten test modules as .pyc files, and Python its compiled
 # modules, unless PYTHONDONTWRITEBYTECODE is non-empty (some CI images set it): then each xdist worker
@@ -79,6 +81,7 @@ test: export GITHUB_OPENAPI := $(abspath $(OPENAPI_DIR)/api.github.com.json)
 test: export PYTHONDONTWRITEBYTECODE :=
 test: venv $(CHECKOV_STAMP) openapi browser
 	@log=$$(mktemp); $(MAKE) --no-print-directory lint >"$$log" 2>&1 & lint=$$!; \
+	$(BIN)/python -m pytest --collect-only -q -p no:xdist $(PYTEST_ARGS) >/dev/null 2>&1; \
 	$(BIN)/python -m pytest $(XDIST) $(PYTEST_ARGS); tests=$$?; \
 	wait $$lint; linted=$$?; echo "== make lint (ran alongside pytest): exit $$linted"; cat "$$log"; rm -f "$$log"; \
 	if [ $$tests -ne 0 ]; then exit $$tests; fi; exit $$linted
