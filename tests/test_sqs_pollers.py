@@ -158,3 +158,49 @@ def test_the_poller_reads_maximum_concurrency_from_its_mapping(sqs: Any) -> None
                          handler=lambda e, c: None, queue_arn=arn, region=REGION, batch_size=10, stop=stop)
     poller.run()
     assert poller.concurrency == 3
+
+
+def test_an_idle_mapping_keeps_one_poller_polling_and_wakes_the_others_for_work(sqs: Any) -> None:
+    url, arn = queue(sqs, "idle", [])
+    receives, lock = [0], threading.Lock()
+
+    class Counting:  # the SQS client, counting receives (the requests an idle stack makes)
+        def __getattr__(self, name: str) -> Any:
+            return getattr(sqs, name)
+
+        def receive_message(self, **kw: Any) -> Any:
+            with lock:
+                receives[0] += 1
+            return sqs.receive_message(**kw)
+
+    lock_seen, active, peak, handled = threading.Lock(), [0], [0], Counter()
+    stop, done = threading.Event(), threading.Event()
+
+    def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        with lock_seen:
+            active[0] += 1
+            peak[0] = max(peak[0], active[0])
+        time.sleep(0.1)
+        with lock_seen:
+            active[0] -= 1
+            handled.update(r["body"] for r in event["Records"])
+            if len(handled) == 12:
+                done.set()
+        return {"batchItemFailures": []}
+
+    poller = QueuePoller(sqs=Counting(), function=FUNCTION, handler=handler, queue_arn=arn, region=REGION,
+                         batch_size=1, stop=stop, concurrency=5, wait_s=1, idle_s=1.0)
+    poller.start()
+    try:
+        time.sleep(2.5)  # idle: one long poll a second, not five
+        with lock:
+            idle_receives = receives[0]
+        assert idle_receives <= 4
+        for i in range(12):
+            sqs.send_message(QueueUrl=url, MessageBody=f"m{i}")
+        assert done.wait(20)
+        assert peak[0] >= 3  # the sleeping pollers joined in
+        assert sorted(handled) == sorted(f"m{i}" for i in range(12)) and set(handled.values()) == {1}
+    finally:
+        stop.set()
+        poller.join(timeout=10)

@@ -114,7 +114,7 @@ class QueuePoller(threading.Thread):
 
     def __init__(self, *, sqs: Any, function: Function, handler: Handler, queue_arn: str,
                  region: str, batch_size: int, stop: threading.Event, wait_s: int = 1,
-                 retry_s: int = 2, concurrency: int | None = None) -> None:
+                 retry_s: int = 2, concurrency: int | None = None, idle_s: float = 5.0) -> None:
         super().__init__(name=f"sqs-{function.name}", daemon=True)
         self.sqs, self.function, self.handler = sqs, function, handler
         self.queue_arn, self.region = queue_arn, region
@@ -124,6 +124,9 @@ class QueuePoller(threading.Thread):
         self.url = ""
         self._lock = threading.Lock()
         self.in_flight: set[str] = set()  # message ids some invocation of this mapping holds now
+        self.idle_s = idle_s
+        self._busy_at = float("-inf")  # when a poll last handled records
+        self._demand = threading.Event()  # set while the mapping has work: every poller polls
         self.overlaps = 0  # messages received while another invocation still held them (dropped)
 
     def run(self) -> None:
@@ -131,7 +134,7 @@ class QueuePoller(threading.Thread):
             mapping = mapping_of(function_arn=self.function.arn, queue_arn=self.queue_arn, region=self.region)
             self.concurrency = 1 if mapping is None else concurrency_of(
                 (mapping.get("ScalingConfig") or {}).get("MaximumConcurrency"), queue_arn=self.queue_arn)
-        extra = [threading.Thread(target=self._loop, name=f"{self.name}-{i}", daemon=True)
+        extra = [threading.Thread(target=self._loop, args=(i,), name=f"{self.name}-{i}", daemon=True)
                  for i in range(1, self.concurrency)]
         for thread in extra:
             thread.start()
@@ -139,12 +142,25 @@ class QueuePoller(threading.Thread):
         for thread in extra:
             thread.join(timeout=30)
 
-    def _loop(self) -> None:
+    def _in_demand(self) -> bool:
+        return time.monotonic() - self._busy_at < self.idle_s
+
+    def _loop(self, index: int = 0) -> None:
+        """One poller. The first always long-polls; the others poll only while the mapping has
+        had work in the last ``idle_s`` (Lambda scales its pollers down the same way): an idle
+        stack made ~16 empty receives a second, each a request through the embedded endpoint."""
         while not self.stop.is_set():
+            if index and not self._in_demand():
+                self._demand.wait(timeout=1.0)  # woken at once when the first poller gets work
+                continue
             try:
                 if not self.url:
                     self.url = queue_url(self.sqs, self.queue_arn)
-                self.poll_once()
+                if self.poll_once():
+                    self._busy_at = time.monotonic()
+                    self._demand.set()
+                elif index == 0 and not self._in_demand():
+                    self._demand.clear()
             except Exception as exc:
                 if self.stop.is_set():
                     return
@@ -169,6 +185,8 @@ class QueuePoller(threading.Thread):
         messages = self._claim(messages)
         if not messages:
             return 0
+        self._busy_at = time.monotonic()  # the other pollers join in while this one works
+        self._demand.set()
         try:
             return self._invoke(messages)
         finally:
