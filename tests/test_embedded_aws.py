@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import http.client
+import logging
 import socket
+import time
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 
 import boto3
 import pytest
@@ -35,3 +40,30 @@ def test_serves_aws_apis_over_http_and_stops() -> None:
 def test_design_example_org_id_is_accepted_locally() -> None:
     assert local_org_id("o-example") == "o-example000"
     assert local_org_id("o-abcdefghij") == "o-abcdefghij"
+
+
+def _get(aws: EmbeddedAws) -> tuple[int, str]:
+    conn = http.client.HTTPConnection(aws.host, aws.port, timeout=10)
+    try:
+        conn.request("GET", "/moto-api/data.json")
+        response = conn.getresponse()
+        response.read()
+        return response.status, response.getheader("Date") or ""
+    finally:
+        conn.close()
+
+
+def test_each_response_has_a_current_date_and_the_access_log_prints_only_when_asked(
+        caplog: pytest.LogCaptureFixture) -> None:
+    with EmbeddedAws(port=0) as aws, caplog.at_level(logging.INFO, logger="werkzeug"):
+        logging.getLogger("werkzeug").setLevel(logging.INFO)  # what --verbose would ask for
+        status, date = _get(aws)
+        assert status == 200 and "GET /moto-api/data.json HTTP/1.1" in caplog.text
+        sent = parsedate_to_datetime(date)
+        assert abs((sent - datetime.now(UTC)).total_seconds()) <= 2
+        caplog.clear()
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)  # the default start sets
+        time.sleep(1.1)  # a new second: a new Date
+        status, later = _get(aws)
+        assert status == 200 and caplog.text == ""
+        assert parsedate_to_datetime(later) > sent

@@ -9,10 +9,12 @@ their whole wait.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -43,6 +45,36 @@ class SerializedApp:
             return list(self.app(environ, start_response))
 
 
+_WERKZEUG_LOG = logging.getLogger("werkzeug")
+_date: tuple[int, str] = (0, "")  # the Date header of the current second
+
+
+@functools.cache
+def request_handler() -> type[Any]:
+    """moto's request handler, without the per-request costs nobody sees: the access-log line is
+    formatted only when werkzeug's logger would print it (``start`` sets it to ERROR), and the
+    Date header is formatted once a second (it has one-second resolution)."""
+    from moto.moto_server.werkzeug_app import MotoRequestHandler
+
+    class Handler(MotoRequestHandler):
+        def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+            if _WERKZEUG_LOG.isEnabledFor(logging.INFO):
+                super().log_request(code, size)
+
+        def date_time_string(self, timestamp: float | None = None) -> str:
+            global _date
+            if timestamp is not None:
+                return str(super().date_time_string(timestamp))
+            now = int(time.time())
+            second, text = _date
+            if second != now:
+                text = str(super().date_time_string(now))
+                _date = (now, text)
+            return text
+
+    return Handler
+
+
 def _check_port_free(host: str, port: int) -> None:
     if port == 0:
         return
@@ -69,14 +101,10 @@ class EmbeddedAws:
         return f"http://{self.host}:{self.port}"
 
     def start(self) -> EmbeddedAws:
-        from moto.moto_server.werkzeug_app import (
-            DomainDispatcherApplication,
-            MotoRequestHandler,
-            create_backend_app,
-        )
+        from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
         from werkzeug.serving import make_server
 
-        logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no line per request
+        _WERKZEUG_LOG.setLevel(logging.ERROR)  # no line per request
         for key, value in (("AWS_ACCESS_KEY_ID", "local"), ("AWS_SECRET_ACCESS_KEY", "local")):
             os.environ.setdefault(key, value)
         from gip.local import moto_transactions
@@ -88,7 +116,7 @@ class EmbeddedAws:
         _check_port_free(self.host, self.port)  # werkzeug would print and sys.exit() instead
         try:
             self._server = make_server(self.host, self.port, app, threaded=True,
-                                       request_handler=MotoRequestHandler)
+                                       request_handler=request_handler())
         except OSError as exc:
             raise GipError(f"port {self.port} on {self.host} is already in use "
                            f"(choose another with --aws-port): {exc.strerror}") from exc
