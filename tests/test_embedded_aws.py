@@ -14,7 +14,7 @@ import pytest
 
 from gip.errors import GipError
 from gip.local import local_org_id
-from gip.local.embedded_aws import EmbeddedAws
+from gip.local.embedded_aws import EmbeddedAws, dispatcher
 
 
 def test_busy_port_is_one_clear_error() -> None:
@@ -67,3 +67,20 @@ def test_each_response_has_a_current_date_and_the_access_log_prints_only_when_as
         status, later = _get(aws)
         assert status == 200 and caplog.text == ""
         assert parsedate_to_datetime(later) > sent
+
+
+def test_the_dispatcher_finds_each_hosts_backend_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    from moto import backends
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+
+    listed: list[int] = []
+    real = backends.list_of_moto_modules
+    monkeypatch.setattr(backends, "list_of_moto_modules", lambda: (listed.append(1), real())[1])
+    plain, cached = DomainDispatcherApplication(create_backend_app), dispatcher()(create_backend_app)
+    for host in ("dynamodb", "sqs.us-east-1.amazonaws.com", "s3.us-east-1.amazonaws.com", "nowhere.example"):
+        expected = plain.get_backend_for_host(host)
+        listed.clear()
+        assert cached.get_backend_for_host(host) == expected
+        assert cached.get_backend_for_host(host) == expected and len(listed) == 1  # the second: remembered
+    assert cached.get_backend_for_host("sqs.us-east-1.amazonaws.com") == "sqs"
+

@@ -75,6 +75,28 @@ def request_handler() -> type[Any]:
     return Handler
 
 
+@functools.cache
+def dispatcher() -> type[Any]:
+    """moto's dispatcher, remembering which backend serves each host it has seen: moto lists its
+    package directory (a stat per service, ~250) and then tries every backend's URL patterns
+    on each request, to find the same answer every time."""
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication
+
+    class Dispatcher(DomainDispatcherApplication):
+        known: dict[str | None, Any]
+
+        def get_backend_for_host(self, host: str | None) -> Any:  # called under self.lock
+            known = self.__dict__.setdefault("known", {})
+            if host not in known:
+                backend = super().get_backend_for_host(host)
+                if len(known) >= 512:  # hosts come from request headers: keep the memory bounded
+                    return backend
+                known[host] = backend
+            return known[host]
+
+    return Dispatcher
+
+
 def _check_port_free(host: str, port: int) -> None:
     if port == 0:
         return
@@ -101,7 +123,7 @@ class EmbeddedAws:
         return f"http://{self.host}:{self.port}"
 
     def start(self) -> EmbeddedAws:
-        from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+        from moto.moto_server.werkzeug_app import create_backend_app
         from werkzeug.serving import make_server
 
         _WERKZEUG_LOG.setLevel(logging.ERROR)  # no line per request
@@ -110,7 +132,7 @@ class EmbeddedAws:
         from gip.local import moto_transactions
 
         moto_transactions.install()  # moto's transaction backup copies whole tables (docs/local.md)
-        app: Any = SerializedApp(DomainDispatcherApplication(create_backend_app))
+        app: Any = SerializedApp(dispatcher()(create_backend_app))
         if self.wrap is not None:
             app = self.wrap(app)
         _check_port_free(self.host, self.port)  # werkzeug would print and sys.exit() instead
