@@ -129,9 +129,10 @@ class EmbeddedAws:
         _WERKZEUG_LOG.setLevel(logging.ERROR)  # no line per request
         for key, value in (("AWS_ACCESS_KEY_ID", "local"), ("AWS_SECRET_ACCESS_KEY", "local")):
             os.environ.setdefault(key, value)
-        from gip.local import moto_transactions
+        from gip.local import moto_transactions, moto_yaml
 
         moto_transactions.install()  # moto's transaction backup copies whole tables (docs/local.md)
+        moto_yaml.install()  # moto's CloudFormation parses templates with libyaml
         app: Any = SerializedApp(dispatcher()(create_backend_app))
         if self.wrap is not None:
             app = self.wrap(app)
