@@ -5,9 +5,11 @@ from __future__ import annotations
 import http.client
 import logging
 import socket
+import threading
 import time
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
+from typing import Any
 
 import boto3
 import pytest
@@ -84,3 +86,42 @@ def test_the_dispatcher_finds_each_hosts_backend_once(monkeypatch: pytest.Monkey
         assert cached.get_backend_for_host(host) == expected and len(listed) == 1  # the second: remembered
     assert cached.get_backend_for_host("sqs.us-east-1.amazonaws.com") == "sqs"
 
+
+
+def _handlers() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "embedded-aws-handler"]
+
+
+def test_handler_threads_serve_the_next_connections_and_a_long_poll_holds_only_its_own() -> None:
+    before = len(_handlers())
+    serving: list[str] = []
+
+    def record(app: Any) -> Any:
+        def wrapped(environ: dict[str, Any], start_response: Any) -> Any:
+            serving.append(f"{threading.current_thread().name}#{id(threading.current_thread())}")
+            return app(environ, start_response)
+        return wrapped
+
+    with EmbeddedAws(port=0, wrap=record) as aws:
+        sqs = boto3.client("sqs", endpoint_url=aws.url, region_name="us-east-1")
+        url = sqs.create_queue(QueueName="gip-embedded-threads")["QueueUrl"]
+        serving.clear()
+        for n in range(30):  # one connection each (werkzeug closes every one)
+            sqs.send_message(QueueUrl=url, MessageBody=f"m{n}")
+        assert len(serving) == 30 and len(set(serving)) <= 3  # reused, not a thread per call
+        polled: list[int] = []
+        empty = sqs.create_queue(QueueName="gip-embedded-empty")["QueueUrl"]
+        poller = threading.Thread(target=lambda: polled.append(len(boto3.client(
+            "sqs", endpoint_url=aws.url, region_name="us-east-1").receive_message(
+            QueueUrl=empty, WaitTimeSeconds=2).get("Messages", []))))
+        poller.start()
+        time.sleep(0.3)  # the long poll holds a handler thread; the others still answer at once
+        started = time.monotonic()
+        got = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10)["Messages"]
+        assert got and time.monotonic() - started < 1.5 and poller.is_alive()
+        poller.join(timeout=10)
+        assert polled == [0]
+    deadline = time.monotonic() + 5
+    while len(_handlers()) > before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(_handlers()) <= before  # stopped: its idle handler threads ended

@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import queue
 import socket
 import threading
 import time
@@ -97,6 +98,62 @@ def dispatcher() -> type[Any]:
     return Dispatcher
 
 
+Job = tuple[Any, Any]  # (request socket, client address)
+
+
+@functools.cache
+def server_class() -> type[Any]:
+    """werkzeug's threaded server, with its handler threads kept for the next connection.
+
+    Every AWS call is a connection of its own (werkzeug closes each), and socketserver starts a
+    thread per connection: ~15% of a busy endpoint's CPU (tests/test_pool_race.py under py-spy).
+    Here a connection goes to an idle handler thread, or to a new one when none is idle, as
+    before (long polls hold theirs, as before); a thread idle for ``idle_s`` ends."""
+    from werkzeug.serving import ThreadedWSGIServer
+
+    class Server(ThreadedWSGIServer):
+        idle_s = 5.0
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self._jobs: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
+            self._idle = 0  # handler threads committed to take the next job
+            self._idle_lock = threading.Lock()
+
+        def process_request(self, request: Any, client_address: Any) -> None:
+            with self._idle_lock:
+                if self._idle:
+                    self._idle -= 1
+                    self._jobs.put((request, client_address))
+                    return
+            threading.Thread(target=self._handle, args=((request, client_address),), daemon=True,
+                             name="embedded-aws-handler").start()
+
+        def _handle(self, job: Job | None) -> None:
+            while job is not None:
+                self.process_request_thread(*job)
+                with self._idle_lock:
+                    self._idle += 1
+                try:
+                    job = self._jobs.get(timeout=self.idle_s)
+                except queue.Empty:
+                    with self._idle_lock:  # a job put meanwhile was meant for a committed thread
+                        try:
+                            job = self._jobs.get_nowait()
+                        except queue.Empty:
+                            self._idle -= 1
+                            job = None
+
+        def server_close(self) -> None:
+            with self._idle_lock:
+                for _ in range(self._idle):
+                    self._jobs.put(None)  # the idle threads end now
+                self._idle = 0
+            super().server_close()
+
+    return Server
+
+
 def _check_port_free(host: str, port: int) -> None:
     if port == 0:
         return
@@ -124,8 +181,6 @@ class EmbeddedAws:
 
     def start(self) -> EmbeddedAws:
         from moto.moto_server.werkzeug_app import create_backend_app
-        from werkzeug.serving import make_server
-
         _WERKZEUG_LOG.setLevel(logging.ERROR)  # no line per request
         for key, value in (("AWS_ACCESS_KEY_ID", "local"), ("AWS_SECRET_ACCESS_KEY", "local")):
             os.environ.setdefault(key, value)
@@ -138,8 +193,7 @@ class EmbeddedAws:
             app = self.wrap(app)
         _check_port_free(self.host, self.port)  # werkzeug would print and sys.exit() instead
         try:
-            self._server = make_server(self.host, self.port, app, threaded=True,
-                                       request_handler=request_handler())
+            self._server = server_class()(self.host, self.port, app, request_handler())
         except OSError as exc:
             raise GipError(f"port {self.port} on {self.host} is already in use "
                            f"(choose another with --aws-port): {exc.strerror}") from exc
