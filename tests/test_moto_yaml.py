@@ -59,3 +59,17 @@ def test_uninstall_gives_moto_its_yaml_back() -> None:
         assert models.yaml is yaml and responses.yaml is yaml
     finally:
         moto_yaml.install()
+
+
+def test_the_endpoint_patches_cloudformation_when_its_first_request_comes() -> None:
+    import boto3
+
+    from gip.local.embedded_aws import EmbeddedAws
+
+    moto_yaml.uninstall()
+    with EmbeddedAws(port=0) as aws:
+        boto3.client("sqs", endpoint_url=aws.url, region_name="us-east-1").list_queues()
+        assert models.yaml is yaml  # no CloudFormation call yet: nothing imported for it
+        cfn = boto3.client("cloudformation", endpoint_url=aws.url, region_name="us-east-1")
+        cfn.validate_template(TemplateBody=TEMPLATES[0].read_text())
+        assert models.yaml.Loader is moto_yaml._CLoader

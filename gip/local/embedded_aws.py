@@ -154,6 +154,16 @@ def server_class() -> type[Any]:
     return Server
 
 
+def _backend_app(create: Callable[[Any], Any], service: Any) -> Any:
+    """moto's app for ``service``; CloudFormation's parses templates with libyaml
+    (:mod:`gip.local.moto_yaml`), patched when its first request imports it."""
+    if service == "cloudformation":
+        from gip.local import moto_yaml
+
+        moto_yaml.install()
+    return create(service)
+
+
 def _check_port_free(host: str, port: int) -> None:
     if port == 0:
         return
@@ -184,11 +194,10 @@ class EmbeddedAws:
         _WERKZEUG_LOG.setLevel(logging.ERROR)  # no line per request
         for key, value in (("AWS_ACCESS_KEY_ID", "local"), ("AWS_SECRET_ACCESS_KEY", "local")):
             os.environ.setdefault(key, value)
-        from gip.local import moto_transactions, moto_yaml
+        from gip.local import moto_transactions
 
         moto_transactions.install()  # moto's transaction backup copies whole tables (docs/local.md)
-        moto_yaml.install()  # moto's CloudFormation parses templates with libyaml
-        app: Any = SerializedApp(dispatcher()(create_backend_app))
+        app: Any = SerializedApp(dispatcher()(functools.partial(_backend_app, create_backend_app)))
         if self.wrap is not None:
             app = self.wrap(app)
         _check_port_free(self.host, self.port)  # werkzeug would print and sys.exit() instead
