@@ -47,6 +47,16 @@ def received(number: int = 1) -> dict:
                            "sender": "s", "html_url": "https://github.com/o/r/issues/1", "run": 1})
 
 
+def dynamo_calls(store: Store) -> list[str]:
+    """The DynamoDB operations ``store`` sends from now on, in order."""
+    assert isinstance(store, DynamoEventStore)
+    calls: list[str] = []
+    conn = store.tables.connection
+    original = conn.dispatch
+    conn.dispatch = lambda op, kw: (calls.append(op), original(op, kw))[1]  # type: ignore[method-assign]
+    return calls
+
+
 class StoreContract:
     store: Store
 
@@ -313,10 +323,7 @@ class TestDynamoStore(StoreContract):
         mine = [cleaned(2), cleaned(3)]
         first = self.store.append(STREAM, 1, mine, rows=[AccountPut(account(3), 0.5, 1),
                                                          CountsAdd(Counts(usable=1), "2026-03-01")])
-        calls: list[str] = []
-        conn = self.store.tables.connection
-        original = conn.dispatch
-        conn.dispatch = lambda op, kw: (calls.append(op), original(op, kw))[1]  # type: ignore[method-assign]
+        calls = dynamo_calls(self.store)
         with pytest.raises(ConcurrencyConflict, match=r"expected version 1 \(stream is at version 3\)"):
             self.store.append(STREAM, 1, [cleaned(9)], rows=[AccountPut(account(2, "RESERVED"), 0.1, 1)])
         assert calls == ["TransactWriteItems"]
@@ -334,10 +341,7 @@ class TestDynamoStore(StoreContract):
         # the row's condition held (no old row returned): the stream's version needs a read
         assert isinstance(self.store, DynamoEventStore)
         self.store.append(STREAM, 0, [cleaned(1), cleaned(2)], rows=[AccountPut(account(2), 0.5, None)])
-        calls: list[str] = []
-        conn = self.store.tables.connection
-        original = conn.dispatch
-        conn.dispatch = lambda op, kw: (calls.append(op), original(op, kw))[1]  # type: ignore[method-assign]
+        calls = dynamo_calls(self.store)
         with pytest.raises(ConcurrencyConflict, match=r"stream is at version 2\)"):
             self.store.append(STREAM, 0, [cleaned(9)], rows=[AccountPut(account(1, "RESERVED"), 0.1, 2)])
         assert calls == ["TransactWriteItems", "Query"]
