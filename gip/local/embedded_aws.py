@@ -84,16 +84,17 @@ def dispatcher() -> type[Any]:
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication
 
     class Dispatcher(DomainDispatcherApplication):
-        known: dict[str | None, Any]
+        def __init__(self, create_app: Callable[[Any], Any]) -> None:
+            super().__init__(create_app)
+            self.known: dict[str | None, Any] = {}
 
         def get_backend_for_host(self, host: str | None) -> Any:  # called under self.lock
-            known = self.__dict__.setdefault("known", {})
-            if host not in known:
+            if host not in self.known:
                 backend = super().get_backend_for_host(host)
-                if len(known) >= 512:  # hosts come from request headers: keep the memory bounded
+                if len(self.known) >= 512:  # hosts come from request headers: keep the memory bounded
                     return backend
-                known[host] = backend
-            return known[host]
+                self.known[host] = backend
+            return self.known[host]
 
     return Dispatcher
 
@@ -191,6 +192,7 @@ class EmbeddedAws:
 
     def start(self) -> EmbeddedAws:
         from moto.moto_server.werkzeug_app import create_backend_app
+
         _WERKZEUG_LOG.setLevel(logging.ERROR)  # no line per request
         for key, value in (("AWS_ACCESS_KEY_ID", "local"), ("AWS_SECRET_ACCESS_KEY", "local")):
             os.environ.setdefault(key, value)
