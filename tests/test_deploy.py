@@ -188,6 +188,17 @@ def test_lambda_bundle_holds_handlers_schemas_and_vendored_deps_without_boto3(de
 
 # ------------------------------------------------------------------ re-run, dry run, destroy
 
+def test_a_deploy_builds_one_client_per_service(deployed: SimpleNamespace, monkeypatch: pytest.MonkeyPatch) -> None:
+    # local mode's gaps ask for a client per resource attribute: built once, reused
+    from gip.adapters import aws
+
+    built: list[str] = []
+    original = aws.client
+    monkeypatch.setattr(aws, "client", lambda args, name, **kw: (built.append(name), original(args, name, **kw))[1])
+    assert deploy(options(deployed.url, source_root=deployed.src), RecordingReporter()) == deployed.out
+    assert len(built) == len(set(built)) and {"cloudformation", "s3", "secretsmanager"} <= set(built)
+
+
 def test_rerun_changes_nothing_and_uploads_nothing(deployed: SimpleNamespace, monkeypatch: pytest.MonkeyPatch) -> None:
     s3 = client(deployed.url, "s3")
     bucket = packaging.artifacts_bucket_name(PREFIX, ACCOUNT, "us-east-1")

@@ -47,6 +47,16 @@ def received(number: int = 1) -> dict:
                            "sender": "s", "html_url": "https://github.com/o/r/issues/1", "run": 1})
 
 
+def dynamo_calls(store: Store) -> list[str]:
+    """The DynamoDB operations ``store`` sends from now on, in order."""
+    assert isinstance(store, DynamoEventStore)
+    calls: list[str] = []
+    conn = store.tables.connection
+    original = conn.dispatch
+    conn.dispatch = lambda op, kw: (calls.append(op), original(op, kw))[1]  # type: ignore[method-assign]
+    return calls
+
+
 class StoreContract:
     store: Store
 
@@ -304,6 +314,37 @@ class TestDynamoStore(StoreContract):
         calls.clear()
         self.store.append(STREAM, 2, [cleaned(3)])
         assert calls == ["PutItem"]
+
+    def test_a_lost_race_or_a_retry_is_told_by_the_cancellation_without_a_read(self) -> None:
+        # Each event put returns the item it found (ALL_OLD), and the stream's own row its
+        # version: a lost race (the pool's every conflict) and a retried append cost no Query.
+        assert isinstance(self.store, DynamoEventStore)
+        self.store.append(STREAM, 0, [cleaned(1)], rows=[AccountPut(account(), 0.5, None)])
+        mine = [cleaned(2), cleaned(3)]
+        first = self.store.append(STREAM, 1, mine, rows=[AccountPut(account(3), 0.5, 1),
+                                                         CountsAdd(Counts(usable=1), "2026-03-01")])
+        calls = dynamo_calls(self.store)
+        with pytest.raises(ConcurrencyConflict, match=r"expected version 1 \(stream is at version 3\)"):
+            self.store.append(STREAM, 1, [cleaned(9)], rows=[AccountPut(account(2, "RESERVED"), 0.1, 1)])
+        assert calls == ["TransactWriteItems"]
+        calls.clear()
+        assert self.store.append(STREAM, 1, mine, rows=[AccountPut(account(3), 0.5, 1)]) == first
+        assert calls == ["TransactWriteItems"]
+        calls.clear()  # an issue stream: its row is the issue row
+        self.store.append("issue-o/r#1", 0, [received()], rows=[IssuePut(issue(), None)])
+        with pytest.raises(ConcurrencyConflict, match=r"stream is at version 1\)"):
+            self.store.append("issue-o/r#1", 0, [received()], rows=[IssuePut(issue(), None)])
+        assert [c for c in calls if c != "PutItem"] == ["TransactWriteItems"] * 2  # PutItem: a new day
+        assert self.store.read(STREAM)[1:] == first and self.store.account("111122223333") == account(3)
+
+    def test_a_conflict_the_cancellation_cannot_place_reads_the_stream(self) -> None:
+        # the row's condition held (no old row returned): the stream's version needs a read
+        assert isinstance(self.store, DynamoEventStore)
+        self.store.append(STREAM, 0, [cleaned(1), cleaned(2)], rows=[AccountPut(account(2), 0.5, None)])
+        calls = dynamo_calls(self.store)
+        with pytest.raises(ConcurrencyConflict, match=r"stream is at version 2\)"):
+            self.store.append(STREAM, 0, [cleaned(9)], rows=[AccountPut(account(1, "RESERVED"), 0.1, 2)])
+        assert calls == ["TransactWriteItems", "Query"]
 
     def test_a_window_queries_only_the_days_that_hold_events(self) -> None:
         assert isinstance(self.store, DynamoEventStore)

@@ -94,14 +94,14 @@ def member_credentials(stack: SimpleNamespace):
 
 
 def make_worker(stack: SimpleNamespace, *, processor=reproduce, cleaner=clean, clock=None,
-                environ: dict[str, str] | None = None, **cfg: Any) -> Worker:
+                environ: dict[str, str] | None = None, residue=None, **cfg: Any) -> Worker:
     defaults: dict[str, Any] = {"name": "w1", "poll_wait_s": 0, "heartbeat_s": 30, "visibility_s": 60,
                                 "limits": Limits(timeout_s=20, output_cap=100_000)}
     config = WorkerConfig(settings=stack.settings, **{**defaults, **cfg})
     cleanup = Cleanup(pool=stack.pool, cleaner=cleaner, member_credentials=member_credentials(stack),
                       regions=(REGION,), protection=Protection(prefix=stack.settings.prefix, role_name=ROLE),
                       max_attempts=config.max_attempts, endpoint_url=stack.kw["endpoint_url"],
-                      management_account="123456789012")
+                      management_account="123456789012", **({"residue": residue} if residue else {}))
     kw: dict[str, Any] = {"clock": clock} if clock else {}
     kw["environ"] = environ or {}  # the worker's secrets: none unless a test plants some
     return Worker(config, sqs=stack.sqs, s3=stack.s3, sts=stack.sts, pool=stack.pool,

@@ -26,6 +26,7 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -128,8 +129,7 @@ def deploy(options: DeployOptions, reporter: stacks.Reporter | None = None) -> d
             and region not in sess.get_available_regions("cloudformation"):
         raise ConfigError(f"unknown AWS region {region!r}")
 
-    def client(name: str) -> Any:
-        return aws.client(options, name, sess=sess)
+    client: Callable[[str], Any] = cache(lambda name: aws.client(options, name, sess=sess))  # one per service
 
     account = aws.check_credentials(options, sess=sess)["Account"]
     scope = pool_scope.resolve(ou_ids=options.ou_ids, regions=options.regions, guardrails=options.guardrails,

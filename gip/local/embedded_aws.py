@@ -9,10 +9,13 @@ their whole wait.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
+import queue
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -43,6 +46,125 @@ class SerializedApp:
             return list(self.app(environ, start_response))
 
 
+_WERKZEUG_LOG = logging.getLogger("werkzeug")
+_date: tuple[int, str] = (0, "")  # the Date header of the current second
+
+
+@functools.cache
+def request_handler() -> type[Any]:
+    """moto's request handler, without the per-request costs nobody sees: the access-log line is
+    formatted only when werkzeug's logger would print it (``start`` sets it to ERROR), and the
+    Date header is formatted once a second (it has one-second resolution)."""
+    from moto.moto_server.werkzeug_app import MotoRequestHandler
+
+    class Handler(MotoRequestHandler):
+        def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+            if _WERKZEUG_LOG.isEnabledFor(logging.INFO):
+                super().log_request(code, size)
+
+        def date_time_string(self, timestamp: float | None = None) -> str:
+            global _date
+            if timestamp is not None:
+                return str(super().date_time_string(timestamp))
+            now = int(time.time())
+            second, text = _date
+            if second != now:
+                text = str(super().date_time_string(now))
+                _date = (now, text)
+            return text
+
+    return Handler
+
+
+@functools.cache
+def dispatcher() -> type[Any]:
+    """moto's dispatcher, remembering which backend serves each host it has seen: moto lists its
+    package directory (a stat per service, ~250) and then tries every backend's URL patterns
+    on each request, to find the same answer every time."""
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication
+
+    class Dispatcher(DomainDispatcherApplication):
+        def __init__(self, create_app: Callable[[Any], Any]) -> None:
+            super().__init__(create_app)
+            self.known: dict[str | None, Any] = {}
+
+        def get_backend_for_host(self, host: str | None) -> Any:  # called under self.lock
+            if host not in self.known:
+                backend = super().get_backend_for_host(host)
+                if len(self.known) >= 512:  # hosts come from request headers: keep the memory bounded
+                    return backend
+                self.known[host] = backend
+            return self.known[host]
+
+    return Dispatcher
+
+
+Job = tuple[Any, Any]  # (request socket, client address)
+
+
+@functools.cache
+def server_class() -> type[Any]:
+    """werkzeug's threaded server, with its handler threads kept for the next connection.
+
+    Every AWS call is a connection of its own (werkzeug closes each), and socketserver starts a
+    thread per connection: ~15% of a busy endpoint's CPU (tests/test_pool_race.py under py-spy).
+    Here a connection goes to an idle handler thread, or to a new one when none is idle, as
+    before (long polls hold theirs, as before); a thread idle for ``idle_s`` ends."""
+    from werkzeug.serving import ThreadedWSGIServer
+
+    class Server(ThreadedWSGIServer):
+        idle_s = 5.0
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self._jobs: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
+            self._idle = 0  # handler threads committed to take the next job
+            self._idle_lock = threading.Lock()
+
+        def process_request(self, request: Any, client_address: Any) -> None:
+            with self._idle_lock:
+                if self._idle:
+                    self._idle -= 1
+                    self._jobs.put((request, client_address))
+                    return
+            threading.Thread(target=self._handle, args=((request, client_address),), daemon=True,
+                             name="embedded-aws-handler").start()
+
+        def _handle(self, job: Job | None) -> None:
+            while job is not None:
+                self.process_request_thread(*job)
+                with self._idle_lock:
+                    self._idle += 1
+                try:
+                    job = self._jobs.get(timeout=self.idle_s)
+                except queue.Empty:
+                    with self._idle_lock:  # a job put meanwhile was meant for a committed thread
+                        try:
+                            job = self._jobs.get_nowait()
+                        except queue.Empty:
+                            self._idle -= 1
+                            job = None
+
+        def server_close(self) -> None:
+            with self._idle_lock:
+                for _ in range(self._idle):
+                    self._jobs.put(None)  # the idle threads end now
+                self._idle = 0
+            super().server_close()
+
+    return Server
+
+
+def _backend_app(create: Callable[[Any], Any], service: Any) -> Any:
+    """moto's app for ``service``; CloudFormation's parses templates with libyaml
+    (:mod:`gip.local.moto_yaml`), patched when its first request imports it."""
+    if service == "cloudformation":
+        from gip.local import moto_yaml
+
+        moto_yaml.install()
+    return create(service)
+
+
 def _check_port_free(host: str, port: int) -> None:
     if port == 0:
         return
@@ -69,27 +191,21 @@ class EmbeddedAws:
         return f"http://{self.host}:{self.port}"
 
     def start(self) -> EmbeddedAws:
-        from moto.moto_server.werkzeug_app import (
-            DomainDispatcherApplication,
-            MotoRequestHandler,
-            create_backend_app,
-        )
-        from werkzeug.serving import make_server
+        from moto.moto_server.werkzeug_app import create_backend_app
 
-        logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no line per request
+        _WERKZEUG_LOG.setLevel(logging.ERROR)  # no line per request
         for key, value in (("AWS_ACCESS_KEY_ID", "local"), ("AWS_SECRET_ACCESS_KEY", "local")):
             os.environ.setdefault(key, value)
         from gip.local import moto_transactions, shared_loader
 
         moto_transactions.install()  # moto's transaction backup copies whole tables (docs/local.md)
         shared_loader.install()  # the functions' threads share one botocore loader (cold bursts)
-        app: Any = SerializedApp(DomainDispatcherApplication(create_backend_app))
+        app: Any = SerializedApp(dispatcher()(functools.partial(_backend_app, create_backend_app)))
         if self.wrap is not None:
             app = self.wrap(app)
         _check_port_free(self.host, self.port)  # werkzeug would print and sys.exit() instead
         try:
-            self._server = make_server(self.host, self.port, app, threaded=True,
-                                       request_handler=MotoRequestHandler)
+            self._server = server_class()(self.host, self.port, app, request_handler())
         except OSError as exc:
             raise GipError(f"port {self.port} on {self.host} is already in use "
                            f"(choose another with --aws-port): {exc.strerror}") from exc

@@ -97,10 +97,14 @@ class DynamoEventStore(DynamoProjections):
             if tag == "delivery" and row is not None:
                 raise DuplicateDelivery(row.delivery_id) from exc
         if any(tag == "event" for tag, _ in failed):
-            stored = self.read(stream, after=expected_version, raw=True)
+            stored, at = self._taken(exc, stream, prepared, ordered)
+            if stored is None:  # the cancellation did not tell: read what holds those versions
+                stored = self.read(stream, after=expected_version, raw=True)
+                at = expected_version + len(stored)
             if [e["event_id"] for e in stored[: len(prepared)]] == [e["event_id"] for e in prepared]:
                 return stored[: len(prepared)]  # the same events are already there: a no-op
-            at = expected_version + len(stored)
+            if at is None:  # other events, and no row of the stream told its version
+                at = expected_version + len(self.read(stream, after=expected_version, raw=True))
             raise ConcurrencyConflict(stream, expected_version, f"stream is at version {at}") from exc
         unconditioned = sorted({tag for tag, row in failed if row is None or row.condition is None})
         if unconditioned or not failed:  # a failure we cannot attribute is not a conflict
@@ -110,16 +114,38 @@ class DynamoEventStore(DynamoProjections):
         detail = "projection row changed" if tag == "row" else f"{tag} condition failed"
         raise ConcurrencyConflict(stream, expected_version, detail) from exc
 
+    def _taken(
+        self, exc: PutError | TransactWriteError, stream: str, prepared: list[Envelope],
+        ordered: list[tuple[str, TransactItem | None]],
+    ) -> tuple[list[Envelope] | None, int | None]:
+        """What a cancelled transaction says is stored, without a read: the events at the
+        versions asked for (each event put returns the item it found, ``ALL_OLD``), or None if
+        any is missing; and the stream's version, from its own projection row's old item (every
+        command writes the row with its events, so its version is the stream's), or None."""
+        if not isinstance(exc, TransactWriteError) or len(exc.cancellation_reasons) != len(ordered):
+            return None, None  # a single put (no old item), or reasons that were refused above
+        old = [r.raw_item if r is not None else None for r in exc.cancellation_reasons]
+        model = self.tables.events
+        bodies = [model.from_raw_data(raw).body if raw else None for raw in old[: len(prepared)]]
+        stored = [finish(loads(b), True) for b in bodies if b]
+        at = None
+        for (tag, _), raw in zip(ordered, old, strict=True):
+            if tag == "row" and raw and raw.get("pk", {}).get("S") == stream and "N" in raw.get("version", {}):
+                at = int(raw["version"]["N"])  # an account's or an issue's row: pk = its stream
+        return (stored if len(stored) == len(prepared) else None), at
+
     def _transact(self, items: list[EventItem], rows: Sequence[TransactItem]) -> None:
         from pynamodb.transactions import TransactWrite
 
         not_exists = self.tables.events.pk.does_not_exist()
         with TransactWrite(connection=self.tables.connection) as tx:
+            # ALL_OLD: a failed condition returns the item it found (``_taken``), which tells a
+            # retried append from a lost race without reading the stream again.
             for item in items:
-                tx.save(item, condition=not_exists)
+                tx.save(item, condition=not_exists, return_values="ALL_OLD")
             for row in rows:
                 if row.kind == "put":
-                    tx.save(row.item, condition=row.condition)
+                    tx.save(row.item, condition=row.condition, return_values="ALL_OLD")
             for row in rows:
                 if row.kind == "update":
                     tx.update(row.item, row.actions, condition=row.condition)
