@@ -46,7 +46,7 @@ def load_template(text: str) -> dict[str, Any]:
     """Parse a CloudFormation YAML template, short-form tags included (needs PyYAML)."""
     import yaml  # local mode brings moto[server], which brings PyYAML
 
-    class Loader(yaml.SafeLoader):
+    class Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]  # libyaml's parser when built
         pass
 
     def construct(loader: Any, tag_suffix: str, node: Any) -> dict[str, Any]:
