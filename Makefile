@@ -64,16 +64,15 @@ lint: venv checkov
 # pytest-xdist, a file's tests on one worker (its module-scoped moto server, tables or local
 # stack are built once). Files are handed out longest first (tests/conftest.py LONGEST_FIRST;
 # --no-loadscope-reorder keeps that order: xdist's own puts the files with most tests first, and
-# the long files, which have few, ran alone at the end). One worker more than cores: the long
-# files wait on sleeps and subprocesses, and a third worker computes meanwhile (2 cores, one
-# run each: 249 s as before, 213 s longest first, 174 s longest first on 3 workers).
+# the long files, which have few, ran alone at the end). Two workers more than cores: the long
+# files wait on sleeps and subprocesses, and the others compute meanwhile (2 cores, one run
+# each: 249 s as before, 213 s longest first, 174 s longest first on 3 workers; later, from a
+# fresh clone, 168 s on 3 workers and 151 s on 4).
 # PYTEST_ARGS come last: PYTEST_ARGS="-n 0" runs in one process; XDIST="..." changes the split.
-XDIST ?= -n $(shell echo $$(( $$(nproc) + 1 ))) --dist loadfile --no-loadscope-reorder
+XDIST ?= -n $(shell echo $$(( $$(nproc) + 2 ))) --dist loadfile --no-loadscope-reorder
 
 # lint (~20 s of CPU from a cold mypy cache) runs alongside pytest rather than before it; its
 # output follows pytest's, and either failing fails the target (pytest's exit code first).
-# A collection in one process first (its output dropped: the real run reports any error) writes
-# the assertion-rewritten test modules once; each xdist worker then loads them (3 s, not 8 s).
 test: export GITHUB_OPENAPI := $(abspath $(OPENAPI_DIR)/api.github.com.json)
 # pytest caches its assertion-rewritten test modules as .pyc files, and Python its compiled
 # modules, unless PYTHONDONTWRITEBYTECODE is non-empty (some CI images set it): then each xdist worker
@@ -81,7 +80,6 @@ test: export GITHUB_OPENAPI := $(abspath $(OPENAPI_DIR)/api.github.com.json)
 test: export PYTHONDONTWRITEBYTECODE :=
 test: venv $(CHECKOV_STAMP) openapi browser
 	@log=$$(mktemp); $(MAKE) --no-print-directory lint >"$$log" 2>&1 & lint=$$!; \
-	$(BIN)/python -m pytest --collect-only -q -p no:xdist $(PYTEST_ARGS) >/dev/null 2>&1; \
 	$(BIN)/python -m pytest $(XDIST) $(PYTEST_ARGS); tests=$$?; \
 	wait $$lint; linted=$$?; echo "== make lint (ran alongside pytest): exit $$linted"; cat "$$log"; rm -f "$$log"; \
 	if [ $$tests -ne 0 ]; then exit $$tests; fi; exit $$linted

@@ -38,8 +38,10 @@ def test_sixteen_threads_never_double_lease(moto_server: str, round_: int) -> No
 
     remaining = iter(range(cycles))
     lock = threading.Lock()
+    freed = threading.Condition()  # an account went back to the pool: the waiting threads rush it
     errors: list[BaseException] = []
     leases_by_thread: dict[int, int] = defaultdict(int)
+    lost_races: list[int] = []
 
     def work(n: int) -> None:
         pool = Pool(store=core.store, rng=random.Random(n))
@@ -51,12 +53,21 @@ def test_sixteen_threads_never_double_lease(moto_server: str, round_: int) -> No
                 if cycle is None:
                     return
                 while (lease := pool.reserve(issue=f"issue-o/r#{cycle + 1}", worker=f"w{n}", cause=cause)) is None:
-                    time.sleep(0.02 + 0.03 * random.random())  # back off, as the worker does
+                    # No free account: wait until one is freed, then race every other waiting
+                    # thread for it at once (polling an empty pool was most of this test's CPU
+                    # and raced less: the pollers woke at random times). The timeout covers a
+                    # wake-up that came between the failed reserve and this wait.
+                    with freed:
+                        freed.wait(timeout=0.05 + 0.05 * random.random())
                 pool.release(lease.account_id, lease_id=lease.lease_id, cause=cause)
                 pool.mark_cleaned(lease.account_id, lease_id=lease.lease_id, removed=[], cause=cause)
+                with freed:
+                    freed.notify_all()
                 leases_by_thread[n] += 1
         except BaseException as exc:  # surfaced below
             errors.append(exc)
+        finally:
+            lost_races.append(pool.stats.conflicts)
 
     threads = [threading.Thread(target=work, args=(n,)) for n in range(THREADS)]
     for t in threads:
@@ -65,6 +76,7 @@ def test_sixteen_threads_never_double_lease(moto_server: str, round_: int) -> No
         t.join(timeout=240)
     assert not errors, errors[:3]
     assert sum(leases_by_thread.values()) == cycles
+    assert sum(lost_races) >= cycles // 2  # the threads did race: conditional writes were refused
 
     # THEN the log, replayed, has no two leases overlapping on any account
     projections = Projections(core.store)
