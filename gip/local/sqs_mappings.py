@@ -1,8 +1,9 @@
 """SQS queues → their mapped functions, the way Lambda's SQS event source mapping does it.
 
 Like Lambda, a mapping runs several batches at once: ``ScalingConfig.MaximumConcurrency``
-pollers when the mapping sets it (the gatekeeper's 2), else Lambda's initial 5; a FIFO queue
-(the notifier's, one message group) one batch at a time. The handlers are safe to run
+pollers when the mapping sets it (the gatekeeper's 5), else Lambda's initial 5; a FIFO queue
+(the notifier's, one message group) one batch at a time. A mapping without work for ``idle_s``
+polls with its first poller only; the others join in when it gets a batch. The handlers are safe to run
 concurrently, as they must be in AWS. Each poller: ``ReceiveMessage`` (long poll, up to the
 mapping's batch size) → a real-shaped ``{"Records": [...]}`` event → the handler → ``DeleteMessageBatch`` for the
 records that succeeded only. Failed records (``batchItemFailures``, or every record when the
@@ -142,6 +143,10 @@ class QueuePoller(threading.Thread):
         for thread in extra:
             thread.join(timeout=30)
 
+    def _mark_busy(self) -> None:
+        self._busy_at = time.monotonic()
+        self._demand.set()
+
     def _in_demand(self) -> bool:
         return time.monotonic() - self._busy_at < self.idle_s
 
@@ -157,8 +162,7 @@ class QueuePoller(threading.Thread):
                 if not self.url:
                     self.url = queue_url(self.sqs, self.queue_arn)
                 if self.poll_once():
-                    self._busy_at = time.monotonic()
-                    self._demand.set()
+                    self._mark_busy()  # again at the end: a long invocation keeps the others awake
                 elif index == 0 and not self._in_demand():
                     self._demand.clear()
             except Exception as exc:
@@ -185,8 +189,7 @@ class QueuePoller(threading.Thread):
         messages = self._claim(messages)
         if not messages:
             return 0
-        self._busy_at = time.monotonic()  # the other pollers join in while this one works
-        self._demand.set()
+        self._mark_busy()  # the other pollers join in while this one works
         try:
             return self._invoke(messages)
         finally:
