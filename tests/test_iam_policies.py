@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from parliament import analyze_policy_string
 
 from gip.local.gaps import load_template
 from tests.cfn_placeholders import ACCOUNT, resolver
@@ -90,6 +89,8 @@ SUPPRESSED = {
 
 def lint(doc: dict[str, Any], rtype: str = "AWS::IAM::Role") -> list[Any]:
     """parliament's findings on ``doc`` (a policy of a ``rtype`` resource) that no SUPPRESSED rule explains."""
+    from parliament import analyze_policy_string  # here: each xdist worker collects every file
+
     policy = analyze_policy_string(json.dumps(doc))
     return [f for f in policy.findings if not any(rule(f, doc, rtype) for rule in SUPPRESSED.values())]
 

@@ -5,19 +5,28 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
-from moto.cloudformation import models, responses
-from moto.cloudformation.utils import yaml_tag_constructor
 
 from gip.local import moto_yaml
 
 TEMPLATES = sorted((Path(__file__).resolve().parent.parent / "templates").glob("*.yaml"))
 
 
+def cfn_modules() -> tuple[Any, Any]:
+    """moto's CloudFormation modules, imported when a test here runs (~0.5 s; each xdist worker
+    collects every test file)."""
+    from moto.cloudformation import models, responses
+
+    return models, responses
+
+
 def pure(text: str) -> object:
     """What moto parsed before: PyYAML's pure-Python Loader with moto's tag constructor."""
+    from moto.cloudformation.utils import yaml_tag_constructor
+
     yaml.add_multi_constructor("", yaml_tag_constructor)
     return yaml.load(text, Loader=yaml.Loader)
 
@@ -29,6 +38,7 @@ def installed() -> None:
 
 
 def test_the_templates_parse_the_same_through_libyaml() -> None:
+    models, responses = cfn_modules()
     assert TEMPLATES and models.yaml.Loader is responses.yaml.Loader is moto_yaml._CLoader
     assert issubclass(moto_yaml._CLoader, yaml.CLoader)
     for path in TEMPLATES:
@@ -39,6 +49,7 @@ def test_the_templates_parse_the_same_through_libyaml() -> None:
 
 
 def test_broken_yaml_fails_the_same_way() -> None:
+    models, _ = cfn_modules()
     for text in ("Resources: [", "a: b: c", "{\"Resources\": {\"A\": \"B\"}}"):
         try:
             want: object = pure(text)
@@ -54,6 +65,7 @@ def test_broken_yaml_fails_the_same_way() -> None:
 
 
 def test_uninstall_gives_moto_its_yaml_back() -> None:
+    models, responses = cfn_modules()
     moto_yaml.uninstall()
     try:
         assert models.yaml is yaml and responses.yaml is yaml
@@ -62,6 +74,7 @@ def test_uninstall_gives_moto_its_yaml_back() -> None:
 
 
 def test_the_endpoint_patches_cloudformation_when_its_first_request_comes() -> None:
+    models, _ = cfn_modules()
     import boto3
 
     from gip.local.embedded_aws import EmbeddedAws
