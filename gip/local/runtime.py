@@ -267,11 +267,14 @@ class Supervisor:
     def health(self) -> tuple[bool, dict[str, Any]]:
         if not self.ready:
             return False, {"status": self.phase}
-        queues, dlq = health.queue_depths(boto3.client("sqs", region_name=self.opts.region), self.outputs, QUEUES)
         pollers = self.stream_pollers
+        # parked is read before the dead-letter queues: a poller parks a record (sends it) before
+        # it counts it, so a count seen here is always in the depths read next
+        parked = sum(p.parked for p in pollers)
+        queues, dlq = health.queue_depths(boto3.client("sqs", region_name=self.opts.region), self.outputs, QUEUES)
         return True, health.document(
             accounts=self._pool_counts(), queues=queues, dlq=dlq,
-            lag_s=max((p.lag_s for p in pollers), default=0.0), parked=sum(p.parked for p in pollers),
+            lag_s=max((p.lag_s for p in pollers), default=0.0), parked=parked,
             last_error="; ".join(p.last_error for p in pollers if p.last_error),
             live_workers=self.workers.alive() if self.workers else 0, configured_workers=self.opts.workers)
 
