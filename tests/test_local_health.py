@@ -123,3 +123,44 @@ def test_without_a_retry_limit_the_poller_keeps_the_record_and_reports_lag(moto_
         poller.poll_once()
     assert poller.parked == 0 and poller.lag_s > 0.0
     assert poller.last_error == "RuntimeError: the bus is down"
+
+
+@pytest.mark.server
+def test_an_idle_poll_is_one_read_and_a_later_record_still_comes(moto_server: str) -> None:
+    """An empty read hands back an iterator at the same position; the next poll reads with it
+    (one GetRecords, no GetShardIterator), and it sees what is appended later. A kept iterator
+    that fails is dropped for a new one at the same position, so nothing is skipped."""
+    def client(name: str) -> Any:
+        return boto3.client(name, endpoint_url=moto_server, region_name="us-east-1")
+
+    ddb, streams = client("dynamodb"), client("dynamodbstreams")
+    table = ddb.create_table(
+        TableName="health-idle", KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}], BillingMode="PAY_PER_REQUEST",
+        StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_IMAGE"})["TableDescription"]
+    asked: list[str] = []
+    streams.meta.events.register("before-call.dynamodbstreams.*",
+                                 lambda model, **_: asked.append(model.name))
+    delivered: list[str] = []
+
+    def handler(event: dict[str, Any], _context: Any) -> dict[str, Any]:
+        delivered.extend(r["dynamodb"]["NewImage"]["pk"]["S"] for r in event["Records"])
+        return {"batchItemFailures": []}
+
+    poller = StreamPoller(
+        client=streams, function=Function("pub", "arn:f", "x.y"), handler=handler,
+        stream_arn=table["LatestStreamArn"], region="us-east-1", batch_size=10, stop=threading.Event(),
+        on_event=lambda _e: None, retry_s=0.0)
+    ddb.put_item(TableName="health-idle", Item={"pk": {"S": "first"}})
+    assert poller.poll_once() and delivered == ["first"]
+    asked.clear()
+    for _ in range(5):
+        assert not poller.poll_once()
+    assert asked == ["GetShardIterator", "GetRecords"] + ["GetRecords"] * 4
+    ddb.put_item(TableName="health-idle", Item={"pk": {"S": "later"}})
+    assert poller.poll_once() and delivered == ["first", "later"]
+    # a kept iterator the service refuses: a new one at the same position, nothing skipped
+    assert not poller.poll_once()
+    poller.idle_iterators = dict.fromkeys(poller.idle_iterators, "not-an-iterator")
+    ddb.put_item(TableName="health-idle", Item={"pk": {"S": "after-a-refusal"}})
+    assert poller.poll_once() and delivered == ["first", "later", "after-a-refusal"]
