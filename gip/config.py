@@ -5,12 +5,36 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TypeVar
+
+from gip.errors import ConfigError
 
 DEFAULT_PREFIX = "github-issue-processor"
 
 
+N = TypeVar("N", int, float)
+
+
 def _csv(value: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in value.split(",") if part.strip())
+
+
+def env_number(env: Mapping[str, str], name: str, default: N, *, minimum: float = 0) -> N:
+    """``env[name]`` as a number of ``default``'s type (``default`` when unset or empty). A value
+    that is not one, or below ``minimum``, is a :class:`ConfigError` naming the variable, not a
+    ``ValueError`` traceback from the first function that reads it."""
+    text = (env.get(name) or "").strip()
+    if not text:
+        return default
+    kind = type(default)
+    try:
+        value = kind(text)
+    except ValueError:
+        what = "a whole number" if kind is int else "a number"
+        raise ConfigError(f"{name} must be {what}, not {text[:40]!r}") from None
+    if not value >= minimum:  # also refuses nan
+        raise ConfigError(f"{name} must be at least {minimum:g}, not {text[:40]!r}")
+    return value
 
 
 @dataclass(frozen=True)
@@ -98,13 +122,13 @@ class Settings:
             trusted_permissions=_csv(get("TRUSTED_PERMISSIONS", "admin,maintain,write")),
             bot_login=get("BOT_LOGIN", ""),
             github_app_id=get("GITHUB_APP_ID", "").strip(),
-            max_body_bytes=int(get("MAX_BODY_BYTES", "6000000")),
+            max_body_bytes=env_number(e, "MAX_BODY_BYTES", 6_000_000, minimum=1),
             explain_untrusted=get("EXPLAIN_UNTRUSTED", "false").strip().lower() in ("1", "true", "yes"),
             processing_role_name=get("PROCESSING_ROLE_NAME", d.processing_role_name),
             external_id=get("EXTERNAL_ID", ""),
-            lease_seconds=int(get("LEASE_SECONDS", "900")),
-            lease_hard_cap_seconds=int(get("LEASE_HARD_CAP_SECONDS", "10800")),
+            lease_seconds=env_number(e, "LEASE_SECONDS", 900, minimum=1),
+            lease_hard_cap_seconds=env_number(e, "LEASE_HARD_CAP_SECONDS", 10_800, minimum=1),
             matrix_fixed_label=get("MATRIX_FIXED_LABEL", "fixed-in-latest").strip(),
             matrix_still_label=get("MATRIX_STILL_LABEL", "still-reproduces").strip(),
-            repo_config_ttl_s=float(get("REPO_CONFIG_TTL_S", "60")),
+            repo_config_ttl_s=env_number(e, "REPO_CONFIG_TTL_S", 60.0),
         )

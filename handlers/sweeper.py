@@ -23,13 +23,13 @@ log = logging.getLogger(__name__)
 @once  # once per container
 def _service() -> tuple[Pool, Issues, int, int]:
     """The pool, the issues, the lease hard cap (s) and the attempts before giving up."""
-    from gip.config import Settings
+    from gip.config import Settings, env_number
     from gip.store.models import Tables
 
     settings = Settings.from_env()
     tables = Tables.from_settings(settings)
     return (Pool.from_settings(settings, tables), Issues.from_settings(settings, tables),
-            settings.lease_hard_cap_seconds, int(os.environ.get("MAX_ATTEMPTS") or 3))
+            settings.lease_hard_cap_seconds, env_number(os.environ, "MAX_ATTEMPTS", 3, minimum=1))
 
 
 @observability.entry("sweeper")

@@ -356,18 +356,22 @@ def test_member_credentials_use_external_id_lease_session_name_and_refresh_befor
     assert session_seconds(3 * 3600) == 3600 and session_seconds(60) == 900
 
 
-def test_python_m_worker_without_a_queue_exits_1_with_one_line():
+@pytest.mark.parametrize(("extra", "line"), [
+    ({}, "error: ISSUE_QUEUE_URL is not set: the worker has no queue to read"),
+    ({"ISSUE_QUEUE_URL": "http://q", "LEASE_SECONDS": "15m"}, "error: LEASE_SECONDS must be a whole number, not '15m'"),
+])
+def test_python_m_worker_misconfigured_exits_1_with_one_line(extra, line):
     import subprocess
     import sys
     from pathlib import Path
 
     root = Path(__file__).resolve().parent.parent
     env = {"PATH": "/usr/bin:/bin", "HOME": "/tmp", "AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "y",
-           "AWS_DEFAULT_REGION": "us-east-1", "PYTHONPATH": str(root)}
+           "AWS_DEFAULT_REGION": "us-east-1", "PYTHONPATH": str(root), **extra}
     done = subprocess.run([sys.executable, "-m", "worker"], cwd="/tmp", env=env, capture_output=True,
                           text=True, timeout=60, check=False)
     assert done.returncode == 1
-    assert done.stderr.strip() == "error: ISSUE_QUEUE_URL is not set: the worker has no queue to read"
+    assert done.stderr.strip() == line
 
 
 def test_a_retryable_failure_is_retried_until_max_attempts_then_recorded_as_final(stack):

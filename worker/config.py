@@ -28,7 +28,7 @@ import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from gip.config import Settings
+from gip.config import Settings, env_number
 from gip.errors import ConfigError
 from worker.runner import Limits
 from worker.sandbox import Isolation
@@ -68,25 +68,25 @@ class WorkerConfig:
     def from_env(cls, env: Mapping[str, str] | None = None, settings: Settings | None = None) -> WorkerConfig:
         e = os.environ if env is None else env
         settings = settings or Settings.from_env(e)
-        visibility = int(e.get("VISIBILITY_SECONDS") or 300)
+        visibility = env_number(e, "VISIBILITY_SECONDS", 300, minimum=1)
         default_heartbeat = min(settings.lease_seconds / 3, visibility / 3)
         return cls(
             settings=settings,
             name=e.get("WORKER_NAME") or f"{socket.gethostname()}-{os.getpid()}",
-            limits=Limits(timeout_s=float(e.get("RUN_TIMEOUT_SECONDS") or 900),
-                          output_cap=int(e.get("OUTPUT_CAP_BYTES") or 1_000_000),
+            limits=Limits(timeout_s=env_number(e, "RUN_TIMEOUT_SECONDS", 900.0, minimum=1),
+                          output_cap=env_number(e, "OUTPUT_CAP_BYTES", 1_000_000, minimum=1),
                           isolation=Isolation.detect(e.get("RUN_UID_RANGE", ""))),
-            pool_wait_s=float(e.get("POOL_WAIT_SECONDS") or 3600),
-            poll_wait_s=int(e.get("WORKER_POLL_SECONDS") or 10),
+            pool_wait_s=env_number(e, "POOL_WAIT_SECONDS", 3600.0),
+            poll_wait_s=env_number(e, "WORKER_POLL_SECONDS", 10),
             visibility_s=visibility,
-            heartbeat_s=float(e.get("HEARTBEAT_SECONDS") or default_heartbeat),
-            backoff_base_s=float(e.get("BACKOFF_BASE_SECONDS") or 15),
-            backoff_cap_s=float(e.get("BACKOFF_CAP_SECONDS") or 900),
-            max_attempts=int(e.get("MAX_ATTEMPTS") or 3),
-            stop_budget_s=float(e.get("STOP_BUDGET_SECONDS") or 25),
+            heartbeat_s=env_number(e, "HEARTBEAT_SECONDS", float(default_heartbeat), minimum=1),
+            backoff_base_s=env_number(e, "BACKOFF_BASE_SECONDS", 15.0),
+            backoff_cap_s=env_number(e, "BACKOFF_CAP_SECONDS", 900.0),
+            max_attempts=env_number(e, "MAX_ATTEMPTS", 3, minimum=1),
+            stop_budget_s=env_number(e, "STOP_BUDGET_SECONDS", 25.0),
             processor=e.get("PROCESSOR", ""),
             cleaner=e.get("CLEANER", ""),
             allowed_regions=_regions(e.get("ALLOWED_REGIONS", ""), settings.region),
             nuke=e.get("NUKE", ""),
-            cleanup_claim_s=int(e.get("CLEANUP_CLAIM_SECONDS") or 300),
+            cleanup_claim_s=env_number(e, "CLEANUP_CLAIM_SECONDS", 300, minimum=1),
         )
