@@ -49,9 +49,6 @@ def local_org_id(org: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from gip.cli.deploy import DeployOptions, validate
-    from gip.local.runtime import LocalOptions, run_local
-
     if not 1 <= args.accounts <= MAX_ACCOUNTS:
         raise UsageError(f"--accounts must be between 1 and {MAX_ACCOUNTS}")
     for name in ("port", "aws_port"):
@@ -62,6 +59,10 @@ def run(args: argparse.Namespace) -> int:
     labels = tuple(label.strip() for label in args.labels.split(",") if label.strip())
     handoff.hand_over()  # re-executes without the GitHub secrets in the environment block
     handoff.take_over()
+    # imported after the hand-off: the process that re-executes itself need not load them
+    from gip.cli.deploy import DeployOptions, validate
+    from gip.local.runtime import LocalOptions, run_local
+
     args.org = local_org_id(args.org)
     validate(DeployOptions(org_id=args.org, prefix=args.prefix, labels=list(labels)))
     workers = args.workers if args.workers is not None else min(args.accounts, 3)
