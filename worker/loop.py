@@ -13,7 +13,6 @@ the message is made visible again at once.
 
 from __future__ import annotations
 
-import contextvars
 import logging
 import os
 import random
@@ -42,36 +41,14 @@ from worker import matrix_cells, results
 from worker.cleanup import Cleanup, CleanupBusy, CleanupFailed
 from worker.config import WorkerConfig
 from worker.credentials import MemberCredentials, session_seconds
+from worker.decisions import decided, message_facts
+from worker.heartbeat import Heartbeat
 from worker.messages import DROP, WAIT, backoff_seconds, message_action
 from worker.processor import Job, Outcome, Processor
 from worker.queue_io import QueueMessages
 
 log = logging.getLogger(__name__)
 HANDED_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
-
-
-class Heartbeat(threading.Thread):
-    """Extends the message's visibility and renews the lease every ``every`` seconds."""
-
-    def __init__(self, *, every: float, beat: Callable[[], bool]) -> None:
-        super().__init__(daemon=True, name="heartbeat")
-        self.every, self._beat = every, beat
-        self._context = contextvars.copy_context()  # the run's log keys on the beat's lines too
-        self._done = threading.Event()
-        self.lost = threading.Event()
-
-    def run(self) -> None:
-        self._context.run(self._run)
-
-    def _run(self) -> None:
-        while not self._done.wait(self.every):
-            if not self._beat():
-                self.lost.set()
-                return
-
-    def stop(self) -> None:
-        self._done.set()
-        self.join(timeout=10)
 
 
 class Worker(QueueMessages):
@@ -169,23 +146,21 @@ class Worker(QueueMessages):
             log.error("dropping malformed issue message: %s", exc)
             self._delete(url, msg)
             return "malformed"
-        cause = Cause.from_event(event, actor=self.actor)
+        cause, facts = Cause.from_event(event, actor=self.actor), message_facts(msg, self.clock())
         issue = self.issues.get(repo, number)
         action = message_action(issue, run, max_attempts=self.cfg.max_attempts)
         if action.kind == DROP:
-            log.info("%s run %d: %s", event["stream"], run, action.reason)
             self._delete(url, msg)
-            return "dropped"
+            return decided("dropped", f"run {run}: {action.reason}", facts)
         if action.kind == WAIT:
-            self._requeue(msg)
-            return "busy"
+            return decided("busy", action.reason, facts, requeue_s=self._requeue(msg))
         assert issue is not None
         lease = self.pool.reserve(issue=event["stream"], worker=self.cfg.name, cause=cause)
         if lease is None and self.pool.last_miss == CONTENDED:  # free accounts, races lost: soon again
-            self._requeue(msg, soon=True)
-            return "contended"
+            return decided("contended", self.pool.last_trace.describe(), facts, requeue_s=self._requeue(msg, soon=True))
         if lease is None:
-            return self._no_account(msg, event, issue, cause)
+            return self._no_account(msg, event, issue, cause, facts)
+        decided("reserved", f"account {lease.account_id}: {self.pool.last_trace.describe()}", facts)
         observability.bind(account_id=lease.account_id, lease_id=lease.lease_id)
         self._visibility(url, msg, self.cfg.visibility_s)
         attempt = issue.attempt + 1
@@ -200,18 +175,19 @@ class Worker(QueueMessages):
         self.metrics(queue_wait(waiting_since=issue.updated_at, started_at=started["occurred_at"]))
         return self._process(msg, lease, repo, number, run, attempt, Cause.from_event(started, actor=self.actor))
 
-    def _no_account(self, msg: dict[str, Any], event: Envelope, issue: Issue, cause: Cause) -> str:
+    def _no_account(self, msg: dict[str, Any], event: Envelope, issue: Issue, cause: Cause,
+                    facts: dict[str, Any]) -> str:
         waiting_since = parse_iso(issue.updated_at if issue.status == FAILED and issue.updated_at else event["occurred_at"])
         waited = (self.clock() - waiting_since).total_seconds()
         if waited < self.cfg.pool_wait_s:
-            self._requeue(msg)
-            return "backoff"
+            why = f"{self.pool.last_trace.describe()}; waiting {int(waited)} s of {int(self.cfg.pool_wait_s)} s"
+            return decided("empty", why, facts, requeue_s=self._requeue(msg), returns="backoff")
         repo, number = split_issue_stream(event["stream"])
         error = f"no_account_available: the account pool stayed empty for {int(waited)}s"
         self._record(repo, number, "IssueProcessingFailed", {"run": issue.run, "error": error,
                      "retryable": True, "attempt": max(1, issue.attempt)}, cause)
         self._delete(self.cfg.settings.issue_queue_url, msg)
-        return "pool_timeout"
+        return decided("pool_timeout", error, facts)
 
     def _process(self, msg: dict[str, Any], lease: Lease, repo: str, number: int, run: int,
                  attempt: int, cause: Cause) -> str:
@@ -353,7 +329,7 @@ class Worker(QueueMessages):
         return results.store(self.s3, self.cfg.settings.results_bucket, repo=repo, number=number, run=run,
                              result=result, log=outcome.log, cell_logs=outcome.cell_logs)
 
-    def _give_back(self, lease: Lease, cause: Cause, settle: Callable[[], None]) -> None:
+    def _give_back(self, lease: Lease, cause: Cause, settle: Callable[[], object]) -> None:
         """Release (conditioned on the lease id), ``settle`` the message, then clean directly
         through the one cleanup path (the message is settled first so that a long cleanup never
         lets it come back to another worker).
