@@ -9,27 +9,19 @@ import pytest
 from moto import mock_aws
 
 from gip.domain.envelope import Cause
-from gip.errors import ConcurrencyConflict
 from gip.services.pool import CONTENDED, EMPTY, Pool
 from tests.conftest import make_memory_core
-from tests.worker_env import make_stack, make_worker, member_ids, queue_issue, register, types
+from tests.worker_env import (
+    LosesEveryRace,
+    make_stack,
+    make_worker,
+    member_ids,
+    queue_issue,
+    register,
+    types,
+)
 
 CAUSE = Cause(correlation_id="t", actor="test")
-
-
-class LosesEveryRace:
-    """A store whose account appends always find the row moved (another worker won)."""
-
-    def __init__(self, store) -> None:
-        self.store = store
-
-    def __getattr__(self, name):
-        return getattr(self.store, name)
-
-    def append(self, stream, expected_version, events, **kw):
-        if stream.startswith("account-") and events[0]["type"] == "AccountReserved":
-            raise ConcurrencyConflict(stream, expected_version)
-        return self.store.append(stream, expected_version, events, **kw)
 
 
 def test_reserve_says_why_it_gave_none():
