@@ -1,4 +1,5 @@
-"""The worker's message loop: one message at a time, cleanup messages first.
+"""The worker's message loop: one message at a time, cleanup messages first (one that frees
+nothing, e.g. an account another cleaner holds, is followed by an issue message in the same turn).
 
 For an issue message: re-check the issue's stream → reserve an account (none free: back off
 with jitter, never fail the issue until the pool wait is over) → ``IssueProcessingStarted``
