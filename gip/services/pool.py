@@ -167,9 +167,14 @@ class Pool:
         sampled: list[int] = []
         lost: list[tuple[str, str]] = []
         for _ in range(self.max_rounds):
-            candidates = self._candidates()
-            sampled.append(len(candidates))
+            read = self._candidates()
+            sampled.append(len(read))
             self.last_trace = ReserveTrace(tuple(sampled), tuple(lost))
+            # The status index is a GSI, eventually consistent: an account this call just lost
+            # may still read AVAILABLE there for a moment. Never race for it twice.
+            candidates = [c for c in read if c.account_id not in {account for account, _ in lost}]
+            if read and not candidates:  # only accounts just lost: stale, or a race still going on
+                return self._missed(CONTENDED)
             if not candidates:
                 break
             # One random candidate per round: after a lost race the other candidates of that
@@ -185,14 +190,19 @@ class Pool:
                 lost.append((state.account_id, _why(exc)))
                 self.last_trace = ReserveTrace(tuple(sampled), tuple(lost))
                 if len(lost) >= self.max_conflicts:
-                    self.stats.contended += 1
-                    self.last_miss = CONTENDED
-                    return None
+                    return self._missed(CONTENDED)
                 continue
             return Lease(state.account_id, lease_id, state.role_arn, issue, worker,
                          event["occurred_at"], expires, event)
-        self.stats.empty += 1
-        self.last_miss = EMPTY  # none AVAILABLE (any race lost before was for the last ones)
+        return self._missed(EMPTY)  # none AVAILABLE (any race lost before was for the last ones)
+
+    def _missed(self, why: str) -> Lease | None:
+        """No lease, and why (``last_miss``, counted in ``stats``)."""
+        if why == CONTENDED:
+            self.stats.contended += 1
+        else:
+            self.stats.empty += 1
+        self.last_miss = why
         return None
 
     def _candidates(self) -> list[Account]:
