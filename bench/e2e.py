@@ -20,7 +20,8 @@ GitHub and every account is AVAILABLE again, then prints:
 3. Queue wait (IssueQueued -> IssueProcessingStarted) against processing time
    (IssueProcessingStarted -> IssueProcessed), worst and median, from the event log; where the
    time before the queue goes, hop by hop (the local pollers write one line per record they
-   hand to a function when ``GIP_LOCAL_HOPS`` names a file: ``gip.local.hops``); and
+   hand to a function when ``GIP_LOCAL_HOPS`` names a file: ``gip.local.hops``), and after the
+   queue from the workers' decision lines (``worker/decisions.py``); and
    received -> verdict against the issue's own processing time and against the lower bound
    the account pool imposes (N issues on A accounts: ceil(N/A) runs in a row on one account,
    each a run and its cleanup).
@@ -330,8 +331,46 @@ def main() -> int:
     print(f"   GitHub calls per issue: all {all_calls:.2f} (own: mean {statistics.mean(totals):.2f}, max "
           f"{max(totals)}); writes mean {statistics.mean(writes):.2f}, max {max(writes)}")
     print_hops(hops_file, by_stream)
+    print_queue_hops(state / "logs", by_stream, first_received)
     print_slowest(events, by_stream, first_received)
     return 0
+
+
+def print_queue_hops(logs: Path, by_stream: dict[str, dict[str, str]], first: str) -> None:
+    """Where the queue wait goes, from the workers' decision lines (``worker/decisions.py``):
+    IssueQueued -> on the issue queue -> received by a worker -> decided (the first time), and
+    what the workers decided. The log files grow across runs: lines before the burst are left out."""
+    start = parse(first).timestamp()
+    seen: dict[str, tuple[float, float, float]] = {}
+    kinds: Counter[str] = Counter()
+    bounces = 0
+    for path in sorted(logs.glob("local-worker-*.jsonl")):
+        for line in path.read_text().splitlines():
+            doc = json.loads(line)
+            at = parse(doc["timestamp"]).timestamp()
+            if at < start:
+                continue
+            bounces += "is being cleaned by" in doc.get("message", "")
+            if "decision" not in doc or doc.get("stream") not in by_stream:
+                continue
+            kinds[doc["decision"]] += 1
+            got = at - float(doc.get("decide_s", 0))
+            sent = got - float(doc.get("message_age_s", 0))
+            if doc["stream"] not in seen or at < seen[doc["stream"]][2]:
+                seen[doc["stream"]] = (sent, got, at)
+    hops: dict[str, list[float]] = defaultdict(list)
+    for stream, (sent, got, at) in seen.items():
+        if "IssueQueued" in by_stream[stream]:
+            hops["IssueQueued -> on the issue queue"].append(sent - parse(by_stream[stream]["IssueQueued"]).timestamp())
+        hops["on the issue queue -> received by a worker"].append(got - sent)
+        hops["received -> decided (stream check, reserve)"].append(at - got)
+    if not seen:
+        print(f"   (no worker decision lines in {logs})")
+        return
+    print(f"   queued -> a worker's first decision, over {len(seen)} issues (p50 / p95 / max, s); decisions: "
+          f"{dict(kinds.most_common())}; busy cleanup messages put back: {bounces}")
+    for name, values in hops.items():
+        print(f"     {name:<44} {pct(values, 50):6.2f} {pct(values, 95):6.2f} {max(values):6.2f}")
 
 
 def print_slowest(events: list[dict[str, Any]], by_stream: dict[str, dict[str, str]], first: str) -> None:

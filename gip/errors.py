@@ -31,6 +31,7 @@ class ConcurrencyConflict(GipError):
     def __init__(self, stream: str, expected_version: int, detail: str = "") -> None:
         self.stream = stream
         self.expected_version = expected_version
+        self.detail = detail
         extra = f" ({detail})" if detail else ""
         super().__init__(
             f"concurrency conflict on stream {stream}: expected version {expected_version}{extra}"

@@ -9,27 +9,19 @@ import pytest
 from moto import mock_aws
 
 from gip.domain.envelope import Cause
-from gip.errors import ConcurrencyConflict
 from gip.services.pool import CONTENDED, EMPTY, Pool
 from tests.conftest import make_memory_core
-from tests.worker_env import make_stack, make_worker, member_ids, queue_issue, register, types
+from tests.worker_env import (
+    LosesEveryRace,
+    make_stack,
+    make_worker,
+    member_ids,
+    queue_issue,
+    register,
+    types,
+)
 
 CAUSE = Cause(correlation_id="t", actor="test")
-
-
-class LosesEveryRace:
-    """A store whose account appends always find the row moved (another worker won)."""
-
-    def __init__(self, store) -> None:
-        self.store = store
-
-    def __getattr__(self, name):
-        return getattr(self.store, name)
-
-    def append(self, stream, expected_version, events, **kw):
-        if stream.startswith("account-") and events[0]["type"] == "AccountReserved":
-            raise ConcurrencyConflict(stream, expected_version)
-        return self.store.append(stream, expected_version, events, **kw)
 
 
 def test_reserve_says_why_it_gave_none():
@@ -72,3 +64,35 @@ def test_lost_races_look_again_within_seconds_without_counting_a_wait(stack):
     worker.pool.store = worker.pool.store.store
     assert worker.poll_once() not in ("contended", "backoff")
     assert "IssueProcessingStarted" in types(stack, "issue-octo/demo#7")
+
+
+class StaleIndex:
+    """A store whose status index still shows ``stale`` (an account already reserved) as
+    AVAILABLE, first, as a GSI may for a moment after the write."""
+
+    def __init__(self, store, stale) -> None:
+        self.store, self.stale = store, stale
+
+    def __getattr__(self, name):
+        return getattr(self.store, name)
+
+    def sample_accounts(self, status, *, pivot, limit):
+        return [self.stale, *self.store.sample_accounts(status, pivot=pivot, limit=limit)][:limit]
+
+
+class FirstChoice(random.Random):
+    def choice(self, seq):
+        return seq[0]
+
+
+def test_reserve_never_races_twice_for_an_account_it_lost_that_the_index_still_shows():
+    core = make_memory_core()
+    taken, free = member_ids(2)
+    core.pool.register(taken, role_arn=f"arn:aws:iam::{taken}:role/r", source="manual", cause=CAUSE)
+    stale = core.pool.get(taken)
+    assert core.pool.reserve(issue="issue-o/r#1", worker="other", cause=CAUSE).account_id == taken
+    core.pool.register(free, role_arn=f"arn:aws:iam::{free}:role/r", source="manual", cause=CAUSE)
+    pool = Pool(store=StaleIndex(core.store, stale), rng=FirstChoice(1))
+    lease = pool.reserve(issue="issue-o/r#2", worker="w", cause=CAUSE)
+    assert lease is not None and lease.account_id == free
+    assert [account for account, _ in pool.last_trace.lost] == [taken] and pool.last_trace.sampled == (2, 2)

@@ -18,6 +18,7 @@ from typing import Any
 import boto3
 
 from gip.domain.envelope import Cause, Envelope, issue_stream
+from gip.errors import ConcurrencyConflict
 from tests.conftest import make_core
 from worker.cleaner import Protection, clean
 from worker.cleanup import Cleanup
@@ -176,6 +177,21 @@ def bulk_reserve(stack: SimpleNamespace, ids: list[str], *, at: Any, lease_secon
             rows.save(account_item(stack.tables, evolve(state, event), rand=random.random()))
             leases.append(lease_id)
     return leases
+
+
+class LosesEveryRace:
+    """A store whose account reserves always find the row moved (another worker won)."""
+
+    def __init__(self, store: Any) -> None:
+        self.store = store
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.store, name)
+
+    def append(self, stream: str, expected_version: int, events: Any, **kw: Any) -> Any:
+        if stream.startswith("account-") and events[0]["type"] == "AccountReserved":
+            raise ConcurrencyConflict(stream, expected_version, "stream is at version 99")
+        return self.store.append(stream, expected_version, events, **kw)
 
 
 def start_worker_process(stack: SimpleNamespace, endpoint: str, name: str, **extra: str) -> subprocess.Popen:

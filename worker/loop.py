@@ -1,4 +1,5 @@
-"""The worker's message loop: one message at a time, cleanup messages first.
+"""The worker's message loop: one message at a time, cleanup messages first (one that frees
+nothing, e.g. an account another cleaner holds, is followed by an issue message in the same turn).
 
 For an issue message: re-check the issue's stream → reserve an account (none free: back off
 with jitter, never fail the issue until the pool wait is over) → ``IssueProcessingStarted``
@@ -13,7 +14,6 @@ the message is made visible again at once.
 
 from __future__ import annotations
 
-import contextvars
 import logging
 import os
 import random
@@ -42,36 +42,15 @@ from worker import matrix_cells, results
 from worker.cleanup import Cleanup, CleanupBusy, CleanupFailed
 from worker.config import WorkerConfig
 from worker.credentials import MemberCredentials, session_seconds
+from worker.decisions import Decisions
+from worker.heartbeat import Heartbeat
 from worker.messages import DROP, WAIT, backoff_seconds, message_action
 from worker.processor import Job, Outcome, Processor
 from worker.queue_io import QueueMessages
 
 log = logging.getLogger(__name__)
 HANDED_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
-
-
-class Heartbeat(threading.Thread):
-    """Extends the message's visibility and renews the lease every ``every`` seconds."""
-
-    def __init__(self, *, every: float, beat: Callable[[], bool]) -> None:
-        super().__init__(daemon=True, name="heartbeat")
-        self.every, self._beat = every, beat
-        self._context = contextvars.copy_context()  # the run's log keys on the beat's lines too
-        self._done = threading.Event()
-        self.lost = threading.Event()
-
-    def run(self) -> None:
-        self._context.run(self._run)
-
-    def _run(self) -> None:
-        while not self._done.wait(self.every):
-            if not self._beat():
-                self.lost.set()
-                return
-
-    def stop(self) -> None:
-        self._done.set()
-        self.join(timeout=10)
+NOTHING_DONE = ("cleanup_busy", "cleanup_not_needed", "cleanup_malformed")  # a cleanup message that freed nothing
 
 
 class Worker(QueueMessages):
@@ -117,20 +96,26 @@ class Worker(QueueMessages):
             return self._poll()
 
     def _poll(self) -> str:
-        s = self.cfg.settings
+        s, cleanup = self.cfg.settings, ""
         if s.cleanup_queue_url:
             msgs = self._receive(s.cleanup_queue_url, wait=0)
             if msgs:
-                return self.handle_cleanup(msgs[0])
+                with observability.log_keys():  # its keys end with it: an issue may follow
+                    cleanup = self.handle_cleanup(msgs[0])
+                if cleanup not in NOTHING_DONE:
+                    return cleanup
+                # Nothing to do (another cleaner holds the account, or it is clean): that must
+                # not cost an issue its turn, or a burst of releases keeps idle workers from
+                # waiting issues (issue 18). Look at the issue queue now, without a long poll.
         isolation = self.cfg.limits.isolation
         if isolation is not None and not isolation.clean():
             # A run's leftover is still alive: no new run on this worker until it is gone.
             log.error("processes of an ended run survive on this worker; taking no issue until they are gone")
             self.stop.wait(self.cfg.poll_wait_s or 1)
             return "unclean"
-        msgs = self._receive(s.issue_queue_url, wait=self.cfg.poll_wait_s)
+        msgs = self._receive(s.issue_queue_url, wait=0 if cleanup else self.cfg.poll_wait_s)
         if not msgs:
-            return "idle"
+            return cleanup or "idle"
         if self.stop.is_set():
             self._visibility(s.issue_queue_url, msgs[0], 0)
             return "returned"
@@ -169,23 +154,21 @@ class Worker(QueueMessages):
             log.error("dropping malformed issue message: %s", exc)
             self._delete(url, msg)
             return "malformed"
-        cause = Cause.from_event(event, actor=self.actor)
+        cause, said = Cause.from_event(event, actor=self.actor), Decisions(msg, self.clock())
         issue = self.issues.get(repo, number)
         action = message_action(issue, run, max_attempts=self.cfg.max_attempts)
         if action.kind == DROP:
-            log.info("%s run %d: %s", event["stream"], run, action.reason)
             self._delete(url, msg)
-            return "dropped"
+            return said.decided("dropped", f"run {run}: {action.reason}")
         if action.kind == WAIT:
-            self._requeue(msg)
-            return "busy"
+            return said.decided("busy", action.reason, requeue_s=self._requeue(msg))
         assert issue is not None
         lease = self.pool.reserve(issue=event["stream"], worker=self.cfg.name, cause=cause)
         if lease is None and self.pool.last_miss == CONTENDED:  # free accounts, races lost: soon again
-            self._requeue(msg, soon=True)
-            return "contended"
+            return said.decided("contended", self.pool.last_trace.describe(), requeue_s=self._requeue(msg, soon=True))
         if lease is None:
-            return self._no_account(msg, event, issue, cause)
+            return self._no_account(msg, event, issue, cause, said)
+        said.decided("reserved", f"account {lease.account_id}: {self.pool.last_trace.describe()}")
         observability.bind(account_id=lease.account_id, lease_id=lease.lease_id)
         self._visibility(url, msg, self.cfg.visibility_s)
         attempt = issue.attempt + 1
@@ -200,18 +183,19 @@ class Worker(QueueMessages):
         self.metrics(queue_wait(waiting_since=issue.updated_at, started_at=started["occurred_at"]))
         return self._process(msg, lease, repo, number, run, attempt, Cause.from_event(started, actor=self.actor))
 
-    def _no_account(self, msg: dict[str, Any], event: Envelope, issue: Issue, cause: Cause) -> str:
+    def _no_account(self, msg: dict[str, Any], event: Envelope, issue: Issue, cause: Cause,
+                    said: Decisions) -> str:
         waiting_since = parse_iso(issue.updated_at if issue.status == FAILED and issue.updated_at else event["occurred_at"])
         waited = (self.clock() - waiting_since).total_seconds()
         if waited < self.cfg.pool_wait_s:
-            self._requeue(msg)
-            return "backoff"
+            why = f"{self.pool.last_trace.describe()}; waiting {int(waited)} s of {int(self.cfg.pool_wait_s)} s"
+            return said.decided("empty", why, requeue_s=self._requeue(msg), returns="backoff")
         repo, number = split_issue_stream(event["stream"])
         error = f"no_account_available: the account pool stayed empty for {int(waited)}s"
         self._record(repo, number, "IssueProcessingFailed", {"run": issue.run, "error": error,
                      "retryable": True, "attempt": max(1, issue.attempt)}, cause)
         self._delete(self.cfg.settings.issue_queue_url, msg)
-        return "pool_timeout"
+        return said.decided("pool_timeout", error)
 
     def _process(self, msg: dict[str, Any], lease: Lease, repo: str, number: int, run: int,
                  attempt: int, cause: Cause) -> str:
@@ -353,7 +337,7 @@ class Worker(QueueMessages):
         return results.store(self.s3, self.cfg.settings.results_bucket, repo=repo, number=number, run=run,
                              result=result, log=outcome.log, cell_logs=outcome.cell_logs)
 
-    def _give_back(self, lease: Lease, cause: Cause, settle: Callable[[], None]) -> None:
+    def _give_back(self, lease: Lease, cause: Cause, settle: Callable[[], object]) -> None:
         """Release (conditioned on the lease id), ``settle`` the message, then clean directly
         through the one cleanup path (the message is settled first so that a long cleanup never
         lets it come back to another worker).

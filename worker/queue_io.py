@@ -50,11 +50,12 @@ class QueueMessages:
             return
         self._delete(url, msg)
 
-    def _backoff(self, msg: dict[str, Any], receives: int) -> None:
+    def _backoff(self, msg: dict[str, Any], receives: int) -> int:
         wait = backoff_seconds(receives, base=self.cfg.backoff_base_s, cap=self.cfg.backoff_cap_s, rng=self.rng)
         self._visibility(self.cfg.settings.issue_queue_url, msg, wait)
+        return wait
 
-    def _requeue(self, msg: dict[str, Any], *, soon: bool = False) -> None:
+    def _requeue(self, msg: dict[str, Any], *, soon: bool = False) -> int:
         """Wait without spending a receive: send a delayed copy, then delete this one.
 
         Waiting for an account (or for the sweeper to settle a dead worker's run) is not a
@@ -65,6 +66,7 @@ class QueueMessages:
 
         ``soon``: accounts were free but other workers won the races for them; look again in
         1-3 s (jitter spreads the contenders) and do not count it as a wait.
+        Returns the seconds until the message is seen again.
         """
         url = self.cfg.settings.issue_queue_url
         waits = int(msg.get("MessageAttributes", {}).get(WAITS_ATTRIBUTE, {}).get("StringValue", "0"))
@@ -78,9 +80,9 @@ class QueueMessages:
                                   MessageAttributes={WAITS_ATTRIBUTE: {"DataType": "Number", "StringValue": str(waits)}})
         except (ClientError, BotoCoreError) as exc:
             log.warning("requeue failed, backing off in place: %s", exc)
-            self._backoff(msg, waits)
-            return
+            return self._backoff(msg, waits)
         self._delete(url, msg)
+        return min(SQS_MAX_DELAY, delay)
 
     def _visibility(self, url: str, msg: dict[str, Any], seconds: int, *, quiet: bool = False) -> None:
         try:

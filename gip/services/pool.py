@@ -72,6 +72,23 @@ class PoolStats:
 EMPTY, CONTENDED = "empty", "contended"  # Pool.last_miss
 
 
+@dataclass(frozen=True)
+class ReserveTrace:
+    """What the latest ``reserve()`` saw, for its caller's one log line (nothing is read for
+    it): how many AVAILABLE rows each round's sample of the status index held, and the races
+    lost (account, the conflict's detail)."""
+
+    sampled: tuple[int, ...] = ()
+    lost: tuple[tuple[str, str], ...] = ()
+
+    def describe(self) -> str:
+        rounds = ", ".join(str(n) for n in self.sampled) or "none"
+        text = f"{len(self.sampled)} sample(s) of the status index saw {rounds} AVAILABLE"
+        if self.lost:
+            text += "; lost the race for " + ", ".join(f"{account} ({why})" for account, why in self.lost)
+        return text
+
+
 @dataclass
 class Pool:
     """The account pool's command side. Build once per container."""
@@ -89,6 +106,7 @@ class Pool:
     # Why the latest reserve() gave None: EMPTY (no AVAILABLE account read) or CONTENDED (lost
     # races while some were free). The caller waits long for the one, briefly for the other.
     last_miss: str = field(default="", compare=False)
+    last_trace: ReserveTrace = field(default_factory=ReserveTrace, compare=False)
 
     @classmethod
     def from_settings(cls, settings: Settings, tables: Tables | None = None) -> Pool:
@@ -146,9 +164,17 @@ class Pool:
         pool size; on a lost race it reads again and tries another, up to ``max_conflicts`` races.
         """
         self.stats.reserves += 1
-        lost = 0
+        sampled: list[int] = []
+        lost: list[tuple[str, str]] = []
         for _ in range(self.max_rounds):
-            candidates = self._candidates()
+            read = self._candidates()
+            sampled.append(len(read))
+            self.last_trace = ReserveTrace(tuple(sampled), tuple(lost))
+            # The status index is a GSI, eventually consistent: an account this call just lost
+            # may still read AVAILABLE there for a moment. Never race for it twice.
+            candidates = [c for c in read if c.account_id not in {account for account, _ in lost}]
+            if read and not candidates:  # only accounts just lost: stale, or a race still going on
+                return self._missed(CONTENDED)
             if not candidates:
                 break
             # One random candidate per round: after a lost race the other candidates of that
@@ -159,18 +185,24 @@ class Pool:
             data = {"lease_id": lease_id, "issue": issue, "worker": worker, "expires_at": expires}
             try:
                 event = self._apply(state.account_id, "AccountReserved", data, cause, expected=state)
-            except (ConcurrencyConflict, IllegalTransition):
+            except (ConcurrencyConflict, IllegalTransition) as exc:
                 self.stats.conflicts += 1
-                lost += 1
-                if lost >= self.max_conflicts:
-                    self.stats.contended += 1
-                    self.last_miss = CONTENDED
-                    return None
+                lost.append((state.account_id, _why(exc)))
+                self.last_trace = ReserveTrace(tuple(sampled), tuple(lost))
+                if len(lost) >= self.max_conflicts:
+                    return self._missed(CONTENDED)
                 continue
             return Lease(state.account_id, lease_id, state.role_arn, issue, worker,
                          event["occurred_at"], expires, event)
-        self.stats.empty += 1
-        self.last_miss = EMPTY  # none AVAILABLE (any race lost before was for the last ones)
+        return self._missed(EMPTY)  # none AVAILABLE (any race lost before was for the last ones)
+
+    def _missed(self, why: str) -> Lease | None:
+        """No lease, and why (``last_miss``, counted in ``stats``)."""
+        if why == CONTENDED:
+            self.stats.contended += 1
+        else:
+            self.stats.empty += 1
+        self.last_miss = why
         return None
 
     def _candidates(self) -> list[Account]:
@@ -290,3 +322,11 @@ class Pool:
         if any(delta.as_dict().values()):
             rows.append(CountsAdd(delta, events[0]["occurred_at"][:10]))
         return self.store.append(stream, version, events, rows=rows)
+
+
+def _why(exc: ConcurrencyConflict | IllegalTransition) -> str:
+    """A lost race in a few words: the conflict's detail (e.g. "stream is at version 4"), or
+    the state the account turned out to be in."""
+    if isinstance(exc, IllegalTransition):
+        return f"it is {exc.state}"
+    return exc.detail or "conflict"
