@@ -117,6 +117,7 @@ def test_message_facts_and_text_come_from_the_message_alone():
 def test_an_empty_pool_is_logged_with_the_sample_and_the_backoff(stack, caplog):
     queue_issue(stack, NO_SNIPPET, number=stack.number)
     caplog.set_level(logging.INFO)
+    caplog.clear()  # only what follows: an earlier test may have left INFO on for the logger
     assert make_worker(stack).poll_once() == "backoff"
     record = only_decision(caplog)
     assert record.decision == "empty" and 7 <= record.requeue_s <= 15 and record.waits == 0
@@ -130,6 +131,7 @@ def test_lost_races_are_logged_as_contended_with_the_accounts_and_a_short_requeu
     worker = make_worker(stack)
     worker.pool = replace(stack.pool, store=LosesEveryRace(stack.pool.store))  # the stack's pool stays as it is
     caplog.set_level(logging.INFO)
+    caplog.clear()  # only what follows: an earlier test may have left INFO on for the logger
     assert worker.poll_once() == "contended"
     record = only_decision(caplog)
     assert record.decision == "contended" and 1 <= record.requeue_s <= 3
@@ -141,6 +143,7 @@ def test_a_reserve_is_logged_with_its_account_and_the_json_line_carries_the_keys
     register(stack, [account])
     queue_issue(stack, NO_SNIPPET, number=stack.number)
     caplog.set_level(logging.INFO)
+    caplog.clear()  # only what follows: an earlier test may have left INFO on for the logger
     assert make_worker(stack).poll_once() == "no_repro_found"
     record = only_decision(caplog)
     assert record.decision == "reserved" and not hasattr(record, "requeue_s")
@@ -163,6 +166,7 @@ def test_a_stale_message_is_logged_as_dropped_and_a_running_issue_as_busy(stack,
     # the processed issue's message again (a redelivery), then the running one's
     send_event(stack, stack.settings.issue_queue_url, stack.store.read(stack.issue)[1])
     caplog.set_level(logging.INFO)
+    caplog.clear()  # only what follows: an earlier test may have left INFO on for the logger
     assert worker.poll_once() == "dropped"
     record = only_decision(caplog)
     assert record.decision == "dropped" and "redelivery: run already processed" in record.getMessage()
@@ -186,6 +190,7 @@ def test_a_cleanup_message_that_frees_nothing_does_not_cost_a_waiting_issue_its_
     register(stack, [free])
     queue_issue(stack, NO_SNIPPET, number=stack.number)
     caplog.set_level(logging.INFO)
+    caplog.clear()  # only what follows: an earlier test may have left INFO on for the logger
     # WHEN an idle worker polls once
     assert make_worker(stack).poll_once() == "no_repro_found"
     # THEN it put the cleanup message back for later AND took the issue in the same turn
