@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import socket
 from collections.abc import Iterator
@@ -34,6 +35,14 @@ pytest_plugins = ["tests.fakes.fixtures"]  # the fake GitHub server fixture, for
 # module-scoped mock_aws that ends after the last test's monkeypatch is undone resets every EC2
 # backend, and loading ~1,300 AMIs into each cost ~6 s per module.
 os.environ.setdefault("MOTO_EC2_LOAD_DEFAULT_AMIS", "false")
+
+# The cyclic garbage collector less often (Python's default: a young collection every 700
+# allocations more than frees, a full one every 100 young ones or so). A worker's heap holds
+# moto's backends, the collected tests and GitHub's OpenAPI description (~500,000 objects), and
+# every full collection walks all of it: ~15% of a worker's CPU. At 50,000 a young collection,
+# a full one is rare (tests/test_notifier.py ... test_replay.py in one process: 27.9 CPU-s to
+# 22.5). Memory is not the limit here; a cycle lives a little longer.
+gc.set_threshold(50_000, 20, 20)
 
 # One botocore data loader for every session: pynamodb builds a botocore session per connection
 # and moto one per backend, and each new session's loader parsed the service models and
