@@ -18,6 +18,7 @@ The first test counts every comment GitHub got, so it runs first."""
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import math
 import os
@@ -83,9 +84,32 @@ def _env(**extra: str) -> dict[str, str]:
     return {**env, **FAKE_ENV, "PYTHONPATH": str(ROOT), **extra}
 
 
-def _cli(*args: str, endpoint: str) -> subprocess.CompletedProcess[str]:
+def _cli_process(*args: str, endpoint: str) -> subprocess.CompletedProcess[str]:
+    """``python bootstrap.py <args> --endpoint-url <endpoint>`` as a process of its own."""
     return subprocess.run([sys.executable, "bootstrap.py", *args, "--endpoint-url", endpoint],
                           cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=60)
+
+
+def _cli(*args: str, endpoint: str) -> subprocess.CompletedProcess[str]:
+    """The same command run in this process (``gip.cli.main.main``, what bootstrap.py calls),
+    with the environment ``_env`` gives a process: the code, stdout and stderr as a process
+    would give them. A process each was ~0.5 CPU-s of start-up and imports, about 25 calls in
+    this module and test_local_restart; each module still runs one as a process
+    (``_cli_process``), and tests/test_cli.py checks bootstrap.py's exits."""
+    from gip.cli.main import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with pytest.MonkeyPatch.context() as env:
+        for name in [k for k in os.environ if k.startswith(("AWS_", "GITHUB_", "GIP_"))]:
+            env.delenv(name)
+        for name, value in FAKE_ENV.items():
+            env.setenv(name, value)
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                code = main([*args, "--endpoint-url", endpoint])
+            except SystemExit as exc:  # argparse's usage errors
+                code = exc.code if isinstance(exc.code, int) else 1
+    return subprocess.CompletedProcess(["bootstrap.py", *args], code, out.getvalue(), err.getvalue())
 
 
 def _healthy(base: str) -> bool:
@@ -244,7 +268,7 @@ def test_three_issues_reach_their_verdicts_with_one_comment_each(stack: SimpleNa
     assert "e2e-forged" not in _cli("replay", "--format", "jsonl", endpoint=stack.endpoint).stdout
 
     # ... the projections match the log
-    verify = _cli("replay", "--verify", endpoint=stack.endpoint)
+    verify = _cli_process("replay", "--verify", endpoint=stack.endpoint)
     assert verify.returncode == 0, verify.stdout + verify.stderr
 
     # ... and every account is back to AVAILABLE (released and cleaned)

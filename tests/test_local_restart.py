@@ -36,6 +36,7 @@ from tests.test_local_e2e import (
     SECRET,
     TOKEN,
     _cli,
+    _cli_process,
     _env,
     _healthy,
     _send,
@@ -183,7 +184,7 @@ def test_unfinished_runs_come_back_to_the_queue_after_a_restart(restarted: Simpl
         _wait(lambda n=number: "IssueProcessed" in _types(second, n),  # type: ignore[misc]
               timeout=3 * RUN_TIMEOUT_S, what=f"issue {number}'s verdict", proc=second.proc, log=log)
         assert "IssueProcessed" in [e["type"] for e in events(second, number)]  # replay shows it
-    verify = _cli("replay", "--verify", endpoint=second.endpoint)
+    verify = _cli_process("replay", "--verify", endpoint=second.endpoint)  # as a process
     assert verify.returncode == 0, verify.stdout + verify.stderr
 
 
