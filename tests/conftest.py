@@ -55,22 +55,28 @@ shared_loader.install()
 # deep copies grew over a module (~20% of tests/test_worker_loop.py's CPU).
 moto_transactions.install()
 
-# The files that take longest (wall seconds on 2 cores, measured 2026-11-30), longest first.
+# The files that take longest (wall seconds on 2 cores, measured 2026-11-30, session 6), longest first.
 # The Makefile runs xdist with ``--dist loadfile --no-loadscope-reorder``: files are handed out
 # in collection order, which this puts first. xdist's own reorder sends the files with the most
 # tests first, so these, which have few tests, started last and ran alone at the end (~75 s of
 # one idle core). tests/test_layout.py checks that each name is a test file.
 LONGEST_FIRST = (
-    "test_local_e2e.py",  # 54 s: a local stack and its workers
-    "test_github_burst.py",  # 50 s: mostly the real write spacing, asleep
-    "test_pool_race.py",  # 44 s: all CPU, in moto's server
+    "test_local_e2e.py",  # 55 s: a local stack and its workers
+    "test_github_burst.py",  # 55 s: mostly the real write spacing, asleep
+    "test_pool_race.py",  # 43 s: all CPU, in moto's server
     "test_local_restart.py",  # 35 s: two local stack starts
-    "test_app_e2e.py",  # 28 s: a local stack
-    "test_worker_loop.py",  # 25 s
-    "test_sandbox.py",  # 25 s: snippets that sleep
-    "test_cleanup_e2e.py",  # 22 s: a claim's back-off
-    "test_cleaner.py",  # 15 s
-    "test_deploy.py",  # 14 s
+    "test_sandbox.py",  # 26 s: snippets that sleep
+    "test_app_e2e.py",  # 26 s: a local stack
+    "test_cleanup_e2e.py",  # 23 s: a claim's back-off
+    "test_worker_loop.py",  # 19 s
+    "test_deploy.py",  # 11 s
+    "test_replay.py",  # 11 s
+    "test_cleaner.py",  # 8 s
+    "test_worker_e2e.py",  # 7 s: worker processes (it ran alone at the end: 7 s of one core idle)
+    "test_redelivery.py",  # 7 s
+    "test_sqs_pollers.py",  # 7 s
+    "test_webhook_hostile.py",  # 7 s
+    "test_notifier.py",  # 6.5 s
 )
 
 
