@@ -120,9 +120,6 @@ class StreamPoller(threading.Thread):
         self.stop, self.on_event, self.idle_s, self.retry_s = stop, on_event, idle_s, retry_s
         self.max_retries, self.park = max_retries, park
         self.positions: dict[str, tuple[str, str | None]] = {}  # shard → (iterator type, sequence)
-        # shard → the NextShardIterator of an empty read, at the same position: an idle poll is one
-        # GetRecords, not a GetShardIterator too (Lambda keeps reading with the next iterator)
-        self.idle_iterators: dict[str, str] = {}
         self.attempts: dict[str, tuple[str, int]] = {}  # shard → (failing sequence, failures so far)
         self.limits: dict[str, int] = {}  # shard → a bisected batch size while a record fails
         self.pending_since: dict[str, float] = {}  # shard → creation time of its oldest undelivered record
@@ -145,7 +142,6 @@ class StreamPoller(threading.Thread):
                 log.warning("stream poller: %s: %s", type(exc).__name__, exc)
                 busy = False
                 self.positions.clear()
-                self.idle_iterators.clear()
             if not busy:
                 self.stop.wait(self.idle_s)
 
@@ -175,12 +171,11 @@ class StreamPoller(threading.Thread):
                 self.positions[shard["ShardId"]] = ("TRIM_HORIZON", None)
         busy = False
         for shard_id, (kind, sequence) in list(self.positions.items()):
-            page = self._read(shard_id, kind, sequence)
+            iterator = self._iterator(shard_id, kind, sequence)
+            page = self.client.get_records(ShardIterator=iterator, Limit=self.limits.get(shard_id, self.batch_size))
             records = [lambda_record(r, source_arn=self.stream_arn, region=self.region)
                        for r in page.get("Records", [])]
             if not records:
-                if page.get("NextShardIterator"):
-                    self.idle_iterators[shard_id] = str(page["NextShardIterator"])
                 continue
             busy = True
             created = records[0]["dynamodb"].get("ApproximateCreationDateTime")
@@ -240,18 +235,6 @@ class StreamPoller(threading.Thread):
         if at is not None:
             self.last_error = f"{self.function.name} reported record {records[at]['dynamodb'].get('SequenceNumber')} failed"
         return at
-
-    def _read(self, shard_id: str, kind: str, sequence: str | None) -> dict[str, Any]:
-        """One GetRecords at the shard's position: with the iterator an empty read handed back, or
-        a new one (also when that one has expired or was refused)."""
-        limit = self.limits.get(shard_id, self.batch_size)
-        kept = self.idle_iterators.pop(shard_id, None)
-        if kept is not None:
-            try:
-                return dict(self.client.get_records(ShardIterator=kept, Limit=limit))
-            except Exception as exc:  # ExpiredIteratorException after 15 minutes in AWS
-                log.debug("stream poller: a kept iterator failed (%s); asking for a new one", exc)
-        return dict(self.client.get_records(ShardIterator=self._iterator(shard_id, kind, sequence), Limit=limit))
 
     def _iterator(self, shard_id: str, kind: str, sequence: str | None = None) -> str:
         kwargs: dict[str, Any] = {"StreamArn": self.stream_arn, "ShardId": shard_id,
