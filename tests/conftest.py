@@ -40,8 +40,9 @@ os.environ.setdefault("MOTO_EC2_LOAD_DEFAULT_AMIS", "false")
 # allocations more than frees, a full one every 100 young ones or so). A worker's heap holds
 # moto's backends, the collected tests and GitHub's OpenAPI description (~500,000 objects), and
 # every full collection walks all of it: ~15% of a worker's CPU. At 50,000 a young collection,
-# a full one is rare (tests/test_notifier.py ... test_replay.py in one process: 27.9 CPU-s to
-# 22.5). Memory is not the limit here; a cycle lives a little longer.
+# a full one is rare (tests/test_notifier.py ... test_replay.py in one process: 27.2-27.5 CPU-s,
+# 4.0 of them collecting, to 24.2-26.1, 1.5 collecting). Memory is not the limit here; a cycle
+# lives a little longer.
 gc.set_threshold(50_000, 20, 20)
 
 # One botocore data loader for every session: pynamodb builds a botocore session per connection
