@@ -204,3 +204,34 @@ def test_an_idle_mapping_keeps_one_poller_polling_and_wakes_the_others_for_work(
     finally:
         stop.set()
         poller.join(timeout=10)
+
+
+def test_the_sleeping_pollers_do_not_spin_once_the_work_is_over(sqs: Any) -> None:
+    """After the last batch, once ``idle_s`` has passed, the other pollers wait for work; they
+    do not loop while the first poller is still in its long poll (each loop checks demand)."""
+    url, arn = queue(sqs, "spin", [])
+    checks, lock = [0], threading.Lock()
+
+    class Counting(QueuePoller):
+        def _in_demand(self) -> bool:
+            with lock:
+                checks[0] += 1
+            return super()._in_demand()
+
+    stop, handled = threading.Event(), threading.Event()
+    poller = Counting(sqs=sqs, function=FUNCTION, handler=lambda e, c: handled.set() or {"batchItemFailures": []},
+                      queue_arn=arn, region=REGION, batch_size=1, stop=stop, concurrency=5, wait_s=1, idle_s=0.2)
+    poller.start()
+    try:
+        sqs.send_message(QueueUrl=url, MessageBody="m")
+        assert handled.wait(10)
+        time.sleep(0.5)  # past idle_s: the first poller is in an empty long poll
+        with lock:
+            before = checks[0]
+        time.sleep(1.0)
+        with lock:
+            during = checks[0] - before
+        assert during <= 20, during  # four sleeping pollers, about one check a second each
+    finally:
+        stop.set()
+        poller.join(timeout=10)

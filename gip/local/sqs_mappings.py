@@ -156,15 +156,18 @@ class QueuePoller(threading.Thread):
         stack made ~16 empty receives a second, each a request through the embedded endpoint."""
         while not self.stop.is_set():
             if index and not self._in_demand():
-                self._demand.wait(timeout=1.0)  # woken at once when the first poller gets work
+                # Asleep until the first poller gets work. The event is cleared here, by a poller
+                # that finds no demand (left set, the wait returned at once: a busy loop), and
+                # demand is checked again after the clear, so a wake-up between the two is kept.
+                self._demand.clear()
+                if not self._in_demand():
+                    self._demand.wait(timeout=1.0)
                 continue
             try:
                 if not self.url:
                     self.url = queue_url(self.sqs, self.queue_arn)
                 if self.poll_once():
                     self._mark_busy()  # again at the end: a long invocation keeps the others awake
-                elif index == 0 and not self._in_demand():
-                    self._demand.clear()
             except Exception as exc:
                 if self.stop.is_set():
                     return
