@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from worker.queue_io import WAITS_ATTRIBUTE
+from worker.queue_io import message_waits
 
 log = logging.getLogger(__name__)
 
@@ -25,8 +25,7 @@ def message_facts(msg: Mapping[str, Any], now: datetime) -> dict[str, Any]:
     """Pure: how long ago this copy of the message was sent (s) and how many pool waits it
     has counted, from the attributes the worker receives anyway."""
     sent = msg.get("Attributes", {}).get("SentTimestamp")
-    waits = msg.get("MessageAttributes", {}).get(WAITS_ATTRIBUTE, {}).get("StringValue", "0")
-    facts: dict[str, Any] = {"waits": int(waits)}
+    facts: dict[str, Any] = {"waits": message_waits(msg)}
     if sent:
         facts["message_age_s"] = round(max(0.0, now.timestamp() - int(sent) / 1000), 2)
     return facts

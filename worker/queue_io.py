@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import random
+from collections.abc import Mapping
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -19,6 +20,11 @@ from worker.messages import backoff_seconds
 log = logging.getLogger(__name__)
 WAITS_ATTRIBUTE = "gip-waits"
 SQS_MAX_DELAY = 900
+
+
+def message_waits(msg: Mapping[str, Any]) -> int:
+    """Pure: how many pool waits this message has counted (its ``gip-waits`` attribute)."""
+    return int(msg.get("MessageAttributes", {}).get(WAITS_ATTRIBUTE, {}).get("StringValue", "0"))
 
 
 class QueueMessages:
@@ -69,7 +75,7 @@ class QueueMessages:
         Returns the seconds until the message is seen again.
         """
         url = self.cfg.settings.issue_queue_url
-        waits = int(msg.get("MessageAttributes", {}).get(WAITS_ATTRIBUTE, {}).get("StringValue", "0"))
+        waits = message_waits(msg)
         if soon:
             delay = int(1 + self.rng.uniform(0, 2))
         else:

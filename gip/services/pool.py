@@ -172,7 +172,8 @@ class Pool:
             self.last_trace = ReserveTrace(tuple(sampled), tuple(lost))
             # The status index is a GSI, eventually consistent: an account this call just lost
             # may still read AVAILABLE there for a moment. Never race for it twice.
-            candidates = [c for c in read if c.account_id not in {account for account, _ in lost}]
+            taken = {account for account, _ in lost}
+            candidates = [c for c in read if c.account_id not in taken]
             if read and not candidates:  # only accounts just lost: stale, or a race still going on
                 return self._missed(CONTENDED)
             if not candidates:
