@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import boto3
@@ -13,6 +14,18 @@ import pytest
 from gip.local import health
 from gip.local.lambdas import Function
 from gip.local.streams import StreamPoller, failure_record
+
+
+def clients(endpoint: str) -> Callable[[str], Any]:
+    return lambda name: boto3.client(name, endpoint_url=endpoint, region_name="us-east-1")
+
+
+def streamed_table(ddb: Any, name: str) -> dict[str, Any]:
+    """A table keyed by ``pk`` whose stream carries new images; its description."""
+    return dict(ddb.create_table(
+        TableName=name, KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}], BillingMode="PAY_PER_REQUEST",
+        StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_IMAGE"})["TableDescription"])
 
 
 def test_ready_when_everything_is_in_bounds() -> None:
@@ -52,15 +65,10 @@ def test_the_failure_record_has_lambdas_on_failure_shape() -> None:
 def test_a_record_that_keeps_failing_is_parked_and_the_rest_flow(moto_server: str, whole_batch: bool) -> None:
     """``whole_batch``: the function fails the whole batch whenever the bad record is in it (as
     the publisher does when moto's PutEvents fails): bisecting isolates it, nothing innocent is parked."""
-    def client(name: str) -> Any:
-        return boto3.client(name, endpoint_url=moto_server, region_name="us-east-1")
-
+    client = clients(moto_server)
     ddb, sqs = client("dynamodb"), client("sqs")
     name = f"health-events-{whole_batch}".lower()
-    table = ddb.create_table(
-        TableName=name, KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}], BillingMode="PAY_PER_REQUEST",
-        StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_IMAGE"})["TableDescription"]
+    table = streamed_table(ddb, name)
     dlq_url = sqs.create_queue(QueueName=f"{name}-dlq")["QueueUrl"]
     delivered: list[str] = []
     calls = {"n": 0}
@@ -102,14 +110,9 @@ def test_a_record_that_keeps_failing_is_parked_and_the_rest_flow(moto_server: st
 
 @pytest.mark.server
 def test_without_a_retry_limit_the_poller_keeps_the_record_and_reports_lag(moto_server: str) -> None:
-    def client(name: str) -> Any:
-        return boto3.client(name, endpoint_url=moto_server, region_name="us-east-1")
-
+    client = clients(moto_server)
     ddb = client("dynamodb")
-    table = ddb.create_table(
-        TableName="health-stuck", KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}], BillingMode="PAY_PER_REQUEST",
-        StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_IMAGE"})["TableDescription"]
+    table = streamed_table(ddb, "health-stuck")
     ddb.put_item(TableName="health-stuck", Item={"pk": {"S": "x"}})
 
     def broken(_event: dict[str, Any], _context: Any) -> dict[str, Any]:
@@ -132,14 +135,9 @@ def test_a_record_after_a_cancelled_transaction_is_still_read(moto_server: str) 
     the discarded one for ever. The poller asks for a fresh iterator on every poll
     (docs/local.md); reusing an empty read's iterator to save that request lost every later
     record (tried in session 6)."""
-    def client(name: str) -> Any:
-        return boto3.client(name, endpoint_url=moto_server, region_name="us-east-1")
-
+    client = clients(moto_server)
     ddb = client("dynamodb")
-    table = ddb.create_table(
-        TableName="health-cancel", KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}], BillingMode="PAY_PER_REQUEST",
-        StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_IMAGE"})["TableDescription"]
+    table = streamed_table(ddb, "health-cancel")
     delivered: list[str] = []
 
     def handler(event: dict[str, Any], _context: Any) -> dict[str, Any]:
