@@ -99,10 +99,11 @@ def _cli(*args: str, endpoint: str) -> subprocess.CompletedProcess[str]:
     from gip.cli.main import main
 
     out, err = io.StringIO(), io.StringIO()
+    process_env = _env()
     with pytest.MonkeyPatch.context() as env:
-        for name in [k for k in os.environ if k.startswith(("AWS_", "GITHUB_", "GIP_"))]:
+        for name in [k for k in os.environ if k not in process_env]:
             env.delenv(name)
-        for name, value in FAKE_ENV.items():
+        for name, value in process_env.items():
             env.setenv(name, value)
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             try:
